@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Maps of the XDP program. Sizes are defaults: the loader resizes rings,
+ * backends, flows and affinity before load (ring size and VIP count are
+ * settable per deployment). Keys and values are defined in stickylb/abi.h.
+ */
+#ifndef STICKYLB_BPF_MAPS_H
+#define STICKYLB_BPF_MAPS_H
+
+#include "compat.h"
+#include "stickylb/abi.h"
+#include "stickylb/stats.h"
+
+/* Set by the loader; rodata is frozen, so the verifier sees constants. */
+const volatile __u32 ring_size = STICKYLB_DEFAULT_RING_SIZE;
+const volatile __u32 max_vips = STICKYLB_DEFAULT_MAX_VIPS;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __type(key, struct stickylb_vip_key);
+    __type(value, struct stickylb_vip_meta);
+    __uint(max_entries, STICKYLB_MAX_VIP_ENTRIES);
+} vips SEC(".maps");
+
+/*
+ * Ring of VIP v at [v * ring_size, (v + 1) * ring_size): backend index per slot.
+ * Memory-mapped by userspace, which diffs and rewrites slots in place instead
+ * of one syscall per slot.
+ */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __type(key, __u32);
+    __type(value, __u32);
+    __uint(max_entries, STICKYLB_DEFAULT_MAX_VIPS * STICKYLB_DEFAULT_RING_SIZE);
+} rings SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, struct stickylb_backend);
+    __uint(max_entries, STICKYLB_DEFAULT_MAX_BACKENDS);
+} backends SEC(".maps");
+
+/* Per-CPU LRU lists: an insert never takes a lock shared with the other CPU. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(map_flags, BPF_F_NO_COMMON_LRU);
+    __type(key, struct stickylb_flow_key);
+    __type(value, struct stickylb_flow);
+    __uint(max_entries, STICKYLB_DEFAULT_FLOW_ENTRIES);
+} flows SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __type(key, struct stickylb_affinity_key);
+    __type(value, struct stickylb_affinity);
+    __uint(max_entries, STICKYLB_DEFAULT_AFFINITY_ENTRIES);
+} affinity SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, struct stickylb_config);
+    __uint(max_entries, 1);
+} runtime_config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __type(key, __u32);
+    __type(value, struct stickylb_global_stats);
+    __uint(max_entries, 1);
+} global_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __type(key, __u32);
+    __type(value, struct stickylb_vip_stats);
+    __uint(max_entries, STICKYLB_DEFAULT_MAX_VIPS);
+} vip_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __type(key, __u32);
+    __type(value, struct stickylb_backend_stats);
+    __uint(max_entries, STICKYLB_DEFAULT_MAX_BACKENDS);
+} backend_stats SEC(".maps");
+
+#endif /* STICKYLB_BPF_MAPS_H */

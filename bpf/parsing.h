@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Packet parsing: Ethernet (one 802.1Q tag), IPv4 (with options), IPv6 (with a
+ * bounded walk over hop-by-hop, routing, destination-options and fragment
+ * headers), TCP, UDP, and the quoted header of ICMP "fragmentation needed" /
+ * ICMPv6 "packet too big". Every read is bounds-checked against data_end and
+ * against the lengths the headers claim, so a lying header is "malformed".
+ */
+#ifndef STICKYLB_BPF_PARSING_H
+#define STICKYLB_BPF_PARSING_H
+
+#include "compat.h"
+#include "stickylb/abi.h"
+
+/* Deeper headers than this are not parsed: real traffic never needs more. */
+#define MAX_L4_OFFSET 256
+#define MAX_IPV6_EXT_HEADERS 4
+
+enum parse_result {
+    PARSE_FLOW,          /* TCP/UDP with full 5-tuple */
+    PARSE_FRAGMENT,      /* addresses and protocol known, ports not */
+    PARSE_ICMP_TOO_BIG,  /* flow = the quoted flow, turned around to client -> VIP */
+    PARSE_NOT_IP,
+    PARSE_OTHER,         /* IP, but nothing a VIP could match */
+    PARSE_MALFORMED,     /* addresses and protocol known, rest inconsistent */
+    PARSE_TRUNCATED_IP,  /* not even the IP addresses are there */
+};
+
+struct packet {
+    struct stickylb_flow_key flow;
+    __u32 l3_offset;        /* Ethernet + VLAN header length */
+    __u32 ip_length;        /* what the IP header says: excludes Ethernet padding */
+    __u16 vlan_tci;         /* network order, valid if has_vlan */
+    __u8 has_vlan;
+    __u8 tcp_flags;         /* byte 13 of the TCP header */
+    __u8 ip_tos;            /* v4 TOS / v6 traffic class, copied to an outer header */
+};
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+static __always_inline void copy_v6_addr(union stickylb_addr *dst, const struct in6_addr *src)
+{
+    __builtin_memcpy(dst->bytes, src->s6_addr, 16);
+}
+
+/* Ports of a TCP/UDP header at l4 (validated by the caller to have 4 bytes). */
+static __always_inline int parse_ports(void *l4, void *data_end, __be16 *sport, __be16 *dport)
+{
+    __be16 *ports = l4;
+    if ((void *)(ports + 2) > data_end)
+        return -1;
+    *sport = ports[0];
+    *dport = ports[1];
+    return 0;
+}
+
+/* Full TCP/UDP validation against the bytes the IP header claims for L4. */
+static __always_inline enum parse_result parse_l4(struct packet *pkt, void *data, void *data_end,
+                                                 __u32 l4_offset, __u32 l4_length)
+{
+    if (l4_offset > MAX_L4_OFFSET)
+        return PARSE_MALFORMED;
+    void *l4 = data + l4_offset;
+    if (pkt->flow.proto == IPPROTO_TCP) {
+        struct tcphdr *tcp = l4;
+        if ((void *)(tcp + 1) > data_end || l4_length < sizeof(*tcp))
+            return PARSE_MALFORMED;
+        __u32 header_length = tcp->doff * 4;
+        if (header_length < sizeof(*tcp) || header_length > l4_length)
+            return PARSE_MALFORMED;
+        pkt->flow.sport = tcp->source;
+        pkt->flow.dport = tcp->dest;
+        pkt->tcp_flags = ((__u8 *)tcp)[13];
+        return PARSE_FLOW;
+    }
+    if (pkt->flow.proto == IPPROTO_UDP) {
+        struct udphdr *udp = l4;
+        if ((void *)(udp + 1) > data_end)
+            return PARSE_MALFORMED;
+        __u32 udp_length = bpf_ntohs(udp->len);
+        if (udp_length < sizeof(*udp) || udp_length > l4_length)
+            return PARSE_MALFORMED;
+        pkt->flow.sport = udp->source;
+        pkt->flow.dport = udp->dest;
+        return PARSE_FLOW;
+    }
+    return PARSE_OTHER;
+}
+
+/*
+ * The quoted header inside an ICMP error is the packet the VIP (via a backend,
+ * DSR) sent to the client: VIP -> client. The flow it belongs to is the
+ * reverse, client -> VIP, and the quote must come from the ICMP's destination.
+ */
+static __always_inline enum parse_result parse_quoted_ipv4(struct packet *pkt, void *data, void *data_end,
+                                                          __u32 offset)
+{
+    if (offset > MAX_L4_OFFSET)
+        return PARSE_MALFORMED;
+    struct iphdr *inner = data + offset;
+    if ((void *)(inner + 1) > data_end)
+        return PARSE_MALFORMED;
+    if (inner->version != 4 || inner->ihl < 5)
+        return PARSE_MALFORMED;
+    if (inner->saddr != pkt->flow.dst.v4)
+        return PARSE_OTHER; /* quotes somebody else's packet */
+    if (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP)
+        return PARSE_OTHER;
+    __u32 quoted_l4 = offset + inner->ihl * 4;
+    if (quoted_l4 > MAX_L4_OFFSET + 60)
+        return PARSE_MALFORMED;
+    __be16 sport, dport;
+    if (parse_ports(data + quoted_l4, data_end, &sport, &dport))
+        return PARSE_MALFORMED;
+    pkt->flow.src.v4 = inner->daddr;
+    pkt->flow.proto = inner->protocol;
+    pkt->flow.sport = dport;
+    pkt->flow.dport = sport;
+    return PARSE_ICMP_TOO_BIG;
+}
+
+static __always_inline enum parse_result parse_quoted_ipv6(struct packet *pkt, void *data, void *data_end,
+                                                          __u32 offset)
+{
+    if (offset > MAX_L4_OFFSET)
+        return PARSE_MALFORMED;
+    struct ipv6hdr *inner = data + offset;
+    if ((void *)(inner + 1) > data_end)
+        return PARSE_MALFORMED;
+    if (inner->version != 6)
+        return PARSE_MALFORMED;
+    union stickylb_addr quoted_source;
+    copy_v6_addr(&quoted_source, &inner->saddr);
+    if ((quoted_source.v6[0] ^ pkt->flow.dst.v6[0]) | (quoted_source.v6[1] ^ pkt->flow.dst.v6[1]) |
+        (quoted_source.v6[2] ^ pkt->flow.dst.v6[2]) | (quoted_source.v6[3] ^ pkt->flow.dst.v6[3]))
+        return PARSE_OTHER;
+    if (inner->nexthdr != IPPROTO_TCP && inner->nexthdr != IPPROTO_UDP)
+        return PARSE_OTHER;
+    __be16 sport, dport;
+    if (parse_ports(inner + 1, data_end, &sport, &dport))
+        return PARSE_MALFORMED;
+    copy_v6_addr(&pkt->flow.src, &inner->daddr);
+    pkt->flow.proto = inner->nexthdr;
+    pkt->flow.sport = dport;
+    pkt->flow.dport = sport;
+    return PARSE_ICMP_TOO_BIG;
+}
+
+static __always_inline enum parse_result parse_ipv4(struct packet *pkt, void *data, void *data_end)
+{
+    struct iphdr *ip = data + pkt->l3_offset;
+    if ((void *)(ip + 1) > data_end)
+        return PARSE_TRUNCATED_IP;
+    pkt->flow.family = STICKYLB_FAMILY_IPV4;
+    pkt->flow.src.v4 = ip->saddr;
+    pkt->flow.dst.v4 = ip->daddr;
+    pkt->flow.proto = ip->protocol;
+    pkt->ip_tos = ip->tos;
+    if (ip->version != 4)
+        return PARSE_MALFORMED;
+    __u32 header_length = ip->ihl * 4;
+    __u32 total_length = bpf_ntohs(ip->tot_len);
+    if (header_length < sizeof(*ip) || total_length < header_length ||
+        pkt->l3_offset + total_length > (__u32)(data_end - data))
+        return PARSE_MALFORMED;
+    pkt->ip_length = total_length;
+    if (ip->frag_off & bpf_htons(IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK))
+        return PARSE_FRAGMENT;
+    __u32 l4_offset = pkt->l3_offset + header_length;
+    __u32 l4_length = total_length - header_length;
+    if (ip->protocol == IPPROTO_ICMP) {
+        struct icmphdr *icmp = data + l4_offset;
+        if (l4_offset > MAX_L4_OFFSET || (void *)(icmp + 1) > data_end)
+            return PARSE_OTHER;
+        if (icmp->type != ICMP_DEST_UNREACH || icmp->code != ICMP_FRAG_NEEDED)
+            return PARSE_OTHER;
+        return parse_quoted_ipv4(pkt, data, data_end, l4_offset + sizeof(*icmp));
+    }
+    return parse_l4(pkt, data, data_end, l4_offset, l4_length);
+}
+
+static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *data, void *data_end)
+{
+    struct ipv6hdr *ip = data + pkt->l3_offset;
+    if ((void *)(ip + 1) > data_end)
+        return PARSE_TRUNCATED_IP;
+    pkt->flow.family = STICKYLB_FAMILY_IPV6;
+    copy_v6_addr(&pkt->flow.src, &ip->saddr);
+    copy_v6_addr(&pkt->flow.dst, &ip->daddr);
+    pkt->ip_tos = (ip->priority << 4) | (ip->flow_lbl[0] >> 4);
+    __u8 next_header = ip->nexthdr;
+    pkt->flow.proto = next_header;
+    __u32 payload_length = bpf_ntohs(ip->payload_len);
+    /* payload_len 0 is a jumbogram (hop-by-hop option): not for a web VIP */
+    if (ip->version != 6 || payload_length == 0 ||
+        pkt->l3_offset + sizeof(*ip) + payload_length > (__u32)(data_end - data))
+        return PARSE_MALFORMED;
+    pkt->ip_length = sizeof(*ip) + payload_length;
+    __u32 offset = pkt->l3_offset + sizeof(*ip);
+    __u32 ip_end = offset + payload_length;
+
+#pragma unroll
+    for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+        if (next_header != NEXTHDR_HOP && next_header != NEXTHDR_ROUTING &&
+            next_header != NEXTHDR_DEST && next_header != NEXTHDR_FRAGMENT)
+            break;
+        if (offset > MAX_L4_OFFSET)
+            return PARSE_MALFORMED;
+        __u8 *ext = data + offset;
+        if ((void *)(ext + 8) > data_end || offset + 8 > ip_end)
+            return PARSE_MALFORMED;
+        if (next_header == NEXTHDR_FRAGMENT) {
+            __be16 offset_and_flags = *(__be16 *)(ext + 2);
+            next_header = ext[0];
+            pkt->flow.proto = next_header;
+            offset += 8;
+            /* offset 0 without "more fragments" is an atomic fragment: a whole packet */
+            if (offset_and_flags & bpf_htons(0xfff9))
+                return PARSE_FRAGMENT;
+            continue;
+        }
+        next_header = ext[0];
+        pkt->flow.proto = next_header;
+        offset += (ext[1] + 1) * 8;
+    }
+    if (offset > ip_end)
+        return PARSE_MALFORMED;
+    if (next_header == NEXTHDR_HOP || next_header == NEXTHDR_ROUTING ||
+        next_header == NEXTHDR_DEST || next_header == NEXTHDR_FRAGMENT)
+        return PARSE_MALFORMED; /* chain longer than we walk */
+    if (next_header == IPPROTO_ICMPV6) {
+        struct icmp6hdr *icmp = data + offset;
+        if (offset > MAX_L4_OFFSET || (void *)(icmp + 1) > data_end)
+            return PARSE_OTHER;
+        if (icmp->icmp6_type != ICMPV6_PKT_TOOBIG)
+            return PARSE_OTHER;
+        return parse_quoted_ipv6(pkt, data, data_end, offset + sizeof(*icmp));
+    }
+    return parse_l4(pkt, data, data_end, offset, ip_end - offset);
+}
+
+static __always_inline enum parse_result parse_packet(struct xdp_md *ctx, struct packet *pkt)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > data_end)
+        return PARSE_NOT_IP;
+    __be16 ether_type = eth->h_proto;
+    pkt->l3_offset = sizeof(*eth);
+    if (ether_type == bpf_htons(ETH_P_8021Q)) {
+        __be16 *vlan = (void *)(eth + 1);
+        if ((void *)(vlan + 2) > data_end)
+            return PARSE_NOT_IP;
+        pkt->has_vlan = 1;
+        pkt->vlan_tci = vlan[0];
+        ether_type = vlan[1];
+        pkt->l3_offset += 4;
+    }
+    if (ether_type == bpf_htons(ETH_P_IP))
+        return parse_ipv4(pkt, data, data_end);
+    if (ether_type == bpf_htons(ETH_P_IPV6))
+        return parse_ipv6(pkt, data, data_end);
+    return PARSE_NOT_IP; /* includes QinQ: a second tag is not ours to parse */
+}
+
+#endif /* STICKYLB_BPF_PARSING_H */

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * The one definition of everything that crosses the user/kernel boundary:
+ * map keys and values, flags, states, limits and the slow-path metadata.
+ * Included by the BPF programs (C) and by userspace (C++), so every field has
+ * a fixed width, explicit padding, and the C++ side checks sizes and offsets.
+ */
+#ifndef STICKYLB_ABI_H
+#define STICKYLB_ABI_H
+
+#include <linux/types.h>
+
+/* Defaults; the loader may override the sizes before the maps are created. */
+#define STICKYLB_DEFAULT_RING_SIZE 65537u       /* prime, > 100 x backends for <1% imbalance */
+#define STICKYLB_DEFAULT_MAX_VIPS 64u
+#define STICKYLB_DEFAULT_MAX_BACKENDS 4096u
+#define STICKYLB_DEFAULT_FLOW_ENTRIES 1048576u
+#define STICKYLB_DEFAULT_AFFINITY_ENTRIES 1048576u
+#define STICKYLB_MAX_VIP_ENTRIES 1024u          /* vips hash map: VIPs plus their address entries */
+
+/* Ring slot / backend index 0 is never a backend: it means "nobody to pick". */
+#define STICKYLB_NO_BACKEND 0u
+
+/* An affinity hit refreshes last_seen at most this often: a write per packet would
+ * bounce the entry's cache line between CPUs for no gain in precision. */
+#define STICKYLB_AFFINITY_REFRESH_NS 1000000000ull
+
+enum stickylb_family {
+    STICKYLB_FAMILY_NONE = 0,
+    STICKYLB_FAMILY_IPV4 = 4,
+    STICKYLB_FAMILY_IPV6 = 6,
+};
+
+enum stickylb_backend_state {
+    STICKYLB_BACKEND_UP = 0,        /* in the ring */
+    STICKYLB_BACKEND_DRAINING = 1,  /* out of the ring; existing flows and affinities honoured */
+    STICKYLB_BACKEND_DOWN = 2,      /* never receives a packet; its flows and affinities are re-picked */
+};
+
+enum stickylb_forwarding_mode {
+    STICKYLB_FWD_L2_DSR = 0,        /* rewrite MACs only; backend shares the L2 segment */
+    STICKYLB_FWD_IPIP = 1,          /* IPIP / IP6IP6 / 4in6 / 6in4 by backend family */
+};
+
+/* vip_meta.flags */
+#define STICKYLB_VIP_F_PERSISTENT (1u << 0)    /* affinity table with a timeout */
+#define STICKYLB_VIP_F_HASH_SOURCE (1u << 1)   /* ring picks by masked source, not 5-tuple */
+/* Port-0 entry that marks a VIP address (per protocol). Never matches a normal packet:
+ * it tells fragments and malformed packets that the address belongs to us, and for
+ * fragments it carries the VIP whose flows they follow. */
+#define STICKYLB_VIP_F_ADDRESS_ENTRY (1u << 2)
+
+/* backend.flags */
+#define STICKYLB_BACKEND_F_NEXTHOP_KNOWN (1u << 0) /* nexthop_mac/egress_mac valid: fast path */
+
+union stickylb_addr {
+    __be32 v4;            /* IPv4 in the first word, the rest zero */
+    __be32 v6[4];
+    __u8 bytes[16];
+};
+
+struct stickylb_vip_key {
+    union stickylb_addr addr;
+    __be16 port;          /* 0 only for address entries */
+    __u8 proto;           /* IPPROTO_TCP / IPPROTO_UDP */
+    __u8 family;          /* enum stickylb_family */
+};
+
+struct stickylb_vip_meta {
+    __u32 vip_index;              /* ring number and stats slot, < max_vips */
+    __u32 flags;                  /* STICKYLB_VIP_F_* */
+    __u32 affinity_timeout_s;     /* persistent VIPs: entry older than this is ignored */
+    __u8 client_prefix_v4;        /* IPVS -M: clients in one prefix share affinity/hash */
+    __u8 client_prefix_v6;
+    __u8 forwarding_mode;         /* enum stickylb_forwarding_mode */
+    __u8 pad0;
+};
+
+struct stickylb_backend {
+    union stickylb_addr addr;
+    __u8 nexthop_mac[6];          /* backend (L2 DSR) or router (IPIP) MAC */
+    __u8 egress_mac[6];           /* MAC of the interface the packet leaves by */
+    __u32 index;                  /* its own index: catches a stale or misplaced entry */
+    __u32 egress_ifindex;         /* 0 or the ingress interface: XDP_TX; else redirect */
+    __u8 family;
+    __u8 state;                   /* enum stickylb_backend_state */
+    __u8 flags;                   /* STICKYLB_BACKEND_F_* */
+    __u8 pad0;
+};
+
+struct stickylb_flow_key {
+    union stickylb_addr src;
+    union stickylb_addr dst;
+    __be16 sport;
+    __be16 dport;
+    __u8 proto;
+    __u8 family;
+    __u8 pad0[2];
+};
+
+struct stickylb_flow {
+    __u32 backend_index;
+    __u32 pad0;
+    __u64 refreshed_ns;           /* persistent VIPs: last time this flow refreshed its affinity */
+};
+
+struct stickylb_affinity_key {
+    __u32 vip_index;
+    __u8 family;
+    __u8 pad0[3];
+    union stickylb_addr client;   /* source masked to the VIP's client prefix */
+};
+
+struct stickylb_affinity {
+    __u32 backend_index;
+    __u32 pad0;
+    __u64 last_seen_ns;           /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
+};
+
+/* Settings the daemon may change at run time without reloading the program. */
+struct stickylb_config {
+    __u32 hash_seed;              /* same on every LB host: same flow -> same slot */
+    __u32 pad0;
+    union stickylb_addr tunnel_source_v4;   /* outer source base; low 16 bits get the flow hash */
+    union stickylb_addr tunnel_source_v6;   /* outer source base; low 32 bits get the flow hash */
+};
+
+/*
+ * Next hop of the chosen backend not yet resolved: XDP finishes the rewrite,
+ * prepends this metadata and passes the packet to the stack, where the tc
+ * program on the same interface (neigh.bpf.c) calls bpf_redirect_neigh() for
+ * it. The metadata carries all it needs, so the tc program shares no map.
+ * XDP metadata is at most 32 bytes and a multiple of 4.
+ */
+#define STICKYLB_SLOW_PATH_MAGIC 0x534c4231u   /* "SLB1" */
+struct stickylb_slow_path_meta {
+    __u32 magic;
+    __u32 egress_ifindex;         /* 0: the interface it arrived on */
+    __u8 family;                  /* of nexthop; STICKYLB_FAMILY_NONE: route by the packet's destination */
+    __u8 pad0[3];
+    union stickylb_addr nexthop;
+};
+
+#ifdef __cplusplus
+#include <cstddef>
+static_assert(sizeof(union stickylb_addr) == 16);
+static_assert(sizeof(struct stickylb_vip_key) == 20);
+static_assert(offsetof(struct stickylb_vip_key, port) == 16);
+static_assert(sizeof(struct stickylb_vip_meta) == 16);
+static_assert(offsetof(struct stickylb_vip_meta, client_prefix_v4) == 12);
+static_assert(sizeof(struct stickylb_backend) == 40);
+static_assert(offsetof(struct stickylb_backend, index) == 28);
+static_assert(offsetof(struct stickylb_backend, family) == 36);
+static_assert(sizeof(struct stickylb_flow_key) == 40);
+static_assert(offsetof(struct stickylb_flow_key, sport) == 32);
+static_assert(sizeof(struct stickylb_flow) == 16);
+static_assert(sizeof(struct stickylb_affinity_key) == 24);
+static_assert(offsetof(struct stickylb_affinity_key, client) == 8);
+static_assert(sizeof(struct stickylb_affinity) == 16);
+static_assert(sizeof(struct stickylb_config) == 40);
+static_assert(sizeof(struct stickylb_slow_path_meta) == 28);
+#endif
+
+#endif /* STICKYLB_ABI_H */
