@@ -58,24 +58,37 @@ static __always_inline void build_outer_ipv6(struct ipv6hdr *outer, const struct
     outer->nexthdr = pkt->flow.family == STICKYLB_FAMILY_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
     outer->hop_limit = OUTER_TTL;
     __builtin_memcpy(outer->saddr.s6_addr, config->tunnel_source_v6.bytes, 12);
-    __builtin_memcpy(outer->saddr.s6_addr + 12, &flow_hash, 4);
+    outer->saddr.s6_addr32[3] = bpf_htonl(flow_hash);
     __builtin_memcpy(outer->daddr.s6_addr, backend->addr.bytes, 16);
 }
 
-/* Grows the packet at the front and writes Ethernet (+ the VLAN tag it had) and the outer header. */
+/*
+ * Grows the packet at the front and writes Ethernet (+ the VLAN tag it had)
+ * and the outer header. The MAC addresses stay as they came: the fast path
+ * rewrites them next, and on the slow path the stack must still see a frame
+ * addressed to this host.
+ */
 static __always_inline int encapsulate(struct xdp_md *ctx, const struct packet *pkt,
                                        const struct stickylb_backend *backend,
                                        const struct stickylb_config *config, __u32 flow_hash)
 {
     const int outer_v4 = backend->family == STICKYLB_FAMILY_IPV4;
     const int outer_length = outer_v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-    if (bpf_xdp_adjust_head(ctx, -outer_length))
-        return -1;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
+    struct ethhdr original;
+    if (data + sizeof(original) > data_end)
+        return -1;
+    __builtin_memcpy(&original, data, sizeof(original));
+    if (bpf_xdp_adjust_head(ctx, -outer_length))
+        return -1;
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > data_end)
         return -1;
+    __builtin_memcpy(eth->h_dest, original.h_dest, ETH_ALEN);
+    __builtin_memcpy(eth->h_source, original.h_source, ETH_ALEN);
     const __be16 outer_type = bpf_htons(outer_v4 ? ETH_P_IP : ETH_P_IPV6);
     void *outer = eth + 1;
     if (pkt->has_vlan) {

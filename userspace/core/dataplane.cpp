@@ -111,13 +111,14 @@ std::string VipKey::to_string() const {
 }
 
 DataPlane::DataPlane(const LoadOptions& options)
-    : options_(options), skeleton_(nullptr, destroy_skeleton), neigh_skeleton_(nullptr, destroy_neigh) {}
+    : options_(options), skeleton_(nullptr, destroy_skeleton), neigh_skeleton_(nullptr, destroy_neigh),
+      ring_memory_(nullptr, Unmap{0}) {}
 DataPlane::DataPlane(DataPlane&&) noexcept = default;
 DataPlane& DataPlane::operator=(DataPlane&&) noexcept = default;
 
+void DataPlane::Unmap::operator()(RingSlot* memory) const { munmap(memory, bytes); }
+
 DataPlane::~DataPlane() {
-    if (ring_memory_ != nullptr)
-        munmap(ring_memory_, ring_memory_bytes_);
     for (auto& [interface, fd] : unpinned_links_)
         close(fd);  // detaches: without a pin_dir the attachment lives as long as the handle
 }
@@ -169,14 +170,14 @@ DataPlane DataPlane::load(const LoadOptions& options) {
                      " must match the sizes asked for)");
 
     plane.possible_cpus_ = check_libbpf(libbpf_num_possible_cpus(), "count possible CPUs");
-    const std::size_t ring_bytes = std::size_t{options.max_vips} * options.ring_size * sizeof(std::uint32_t);
+    const std::size_t ring_bytes = std::size_t{options.max_vips} * options.ring_size * sizeof(RingSlot);
     const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-    plane.ring_memory_bytes_ = (ring_bytes + page - 1) / page * page;
-    void* memory = mmap(nullptr, plane.ring_memory_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED,
-                        bpf_map__fd(skeleton->maps.rings), 0);
+    const std::size_t mapped_bytes = (ring_bytes + page - 1) / page * page;
+    void* memory =
+        mmap(nullptr, mapped_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skeleton->maps.rings), 0);
     if (memory == MAP_FAILED)
         throw SystemError("mmap the rings map", errno);
-    plane.ring_memory_ = static_cast<std::uint32_t*>(memory);
+    plane.ring_memory_ = std::unique_ptr<RingSlot, Unmap>(static_cast<RingSlot*>(memory), Unmap{mapped_bytes});
     plane.adopt_vips();
     return plane;
 }
@@ -390,10 +391,10 @@ void DataPlane::clear_backend(std::uint32_t index) {
                  "clear backend " + std::to_string(index));
 }
 
-std::uint32_t* DataPlane::ring_of(std::uint32_t vip_index) const {
+DataPlane::RingSlot* DataPlane::ring_of(std::uint32_t vip_index) const {
     if (vip_index >= options_.max_vips)
         throw std::invalid_argument("VIP index " + std::to_string(vip_index) + " >= max_vips");
-    return ring_memory_ + std::size_t{vip_index} * options_.ring_size;
+    return ring_memory_.get() + std::size_t{vip_index} * options_.ring_size;
 }
 
 std::size_t DataPlane::write_ring(std::uint32_t vip_index, std::span<const std::uint32_t> ring) {
@@ -401,12 +402,12 @@ std::size_t DataPlane::write_ring(std::uint32_t vip_index, std::span<const std::
         throw std::invalid_argument("ring for VIP index " + std::to_string(vip_index) + " has " +
                                     std::to_string(ring.size()) + " slots, the data plane " +
                                     std::to_string(options_.ring_size));
-    std::uint32_t* slots = ring_of(vip_index);
+    RingSlot* slots = ring_of(vip_index);
     std::size_t written = 0;
     for (std::size_t slot = 0; slot < ring.size(); ++slot) {
         if (slots[slot] != ring[slot]) {
-            // One aligned 32-bit store: the XDP program sees the old or the new backend.
-            __atomic_store_n(&slots[slot], ring[slot], __ATOMIC_RELAXED);
+            // One aligned store: the XDP program sees the old or the new backend.
+            __atomic_store_n(&slots[slot], RingSlot{ring[slot]}, __ATOMIC_RELAXED);
             ++written;
         }
     }
@@ -414,7 +415,7 @@ std::size_t DataPlane::write_ring(std::uint32_t vip_index, std::span<const std::
 }
 
 std::vector<std::uint32_t> DataPlane::read_ring(std::uint32_t vip_index) const {
-    const std::uint32_t* slots = ring_of(vip_index);
+    const RingSlot* slots = ring_of(vip_index);
     return std::vector<std::uint32_t>(slots, slots + options_.ring_size);
 }
 

@@ -132,15 +132,20 @@ private:
     void attach_slow_path(const std::string& interface, std::uint32_t ifindex);
     void write_address_entry(const IpAddress& address, std::uint8_t protocol);
     std::string pin_path(const std::string& name) const;
-    std::uint32_t* ring_of(std::uint32_t vip_index) const;
+    // Array map elements are 8-byte aligned in the kernel: a u32 slot every 8 bytes.
+    using RingSlot = std::uint64_t;
+    RingSlot* ring_of(std::uint32_t vip_index) const;
 
     LoadOptions options_;
     std::unique_ptr<stickylb_bpf, void (*)(stickylb_bpf*)> skeleton_;
     std::unique_ptr<neigh_bpf, void (*)(neigh_bpf*)> neigh_skeleton_;
     std::map<VipKey, VipSettings> vips_;
     std::map<std::string, int> unpinned_links_;  // interface -> XDP link fd
-    std::uint32_t* ring_memory_ = nullptr;       // the rings map, memory-mapped
-    std::size_t ring_memory_bytes_ = 0;
+    struct Unmap {
+        std::size_t bytes;
+        void operator()(RingSlot* memory) const;
+    };
+    std::unique_ptr<RingSlot, Unmap> ring_memory_;  // the rings map, memory-mapped
     int possible_cpus_ = 0;
 };
 
