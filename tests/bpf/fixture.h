@@ -3,6 +3,7 @@
 // A loaded (not attached) data plane with a VIP set-up helper, for packet
 // fixtures through BPF_PROG_TEST_RUN.
 #include <gtest/gtest.h>
+#include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "core/dataplane.h"
+#include "core/errors.h"
 #include "core/maglev.h"
 #include "stickylb/flow_hash.h"
 #include "support/packets.h"

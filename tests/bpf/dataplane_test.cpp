@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+// The data-plane handle: minimal ring diffs, pinned maps re-opened by a second
+// process, input validation, and a real XDP attach (native on veth) that a
+// second handle replaces in place.
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "bpf/fixture.h"
+
+namespace stickylb::testing {
+namespace {
+
+LoadOptions small_options(const std::string& pin_dir = "") {
+    LoadOptions options;
+    options.ring_size = kTestRingSize;
+    options.max_vips = 4;
+    options.max_backends = 16;
+    options.flow_entries = 1024;
+    options.affinity_entries = 1024;
+    options.pin_dir = pin_dir;
+    return options;
+}
+
+std::vector<std::uint32_t> ring_for(std::initializer_list<std::pair<std::uint32_t, bool>> members) {
+    std::vector<MaglevBackend> backends;
+    for (const auto& [index, up] : members)
+        backends.push_back({"be" + std::to_string(index), index, 1, up});
+    return build_maglev_ring(backends, kTestRingSize, kTestSeed);
+}
+
+// A bpffs of the test's own (ip netns exec remounts /sys, so /sys/fs/bpf is not ours to use).
+class PrivateBpffs {
+public:
+    PrivateBpffs() {
+        char pattern[] = "/tmp/stickylb-bpffs-XXXXXX";
+        path_ = mkdtemp(pattern);
+        if (mount("bpf", path_.c_str(), "bpf", 0, nullptr) != 0)
+            throw SystemError("mount bpffs at " + path_, errno);
+    }
+    ~PrivateBpffs() {
+        umount2(path_.c_str(), MNT_DETACH);
+        std::filesystem::remove_all(path_);
+    }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+class DataPlaneHandle : public ::testing::Test {
+protected:
+    void SetUp() override { STICKYLB_REQUIRE_ROOT(); }
+};
+
+TEST_F(DataPlaneHandle, RingWritesOnlyTheSlotsThatChanged) {
+    auto plane = DataPlane::load(small_options());
+    const auto all_up = ring_for({{1, true}, {2, true}, {3, true}, {4, true}});
+    EXPECT_EQ(plane.write_ring(1, all_up), kTestRingSize) << "every slot was empty";
+    EXPECT_EQ(plane.write_ring(1, all_up), 0u) << "nothing changed";
+    const auto one_down = ring_for({{1, true}, {2, false}, {3, true}, {4, true}});
+    const auto owned_by_2 = static_cast<std::size_t>(std::count(all_up.begin(), all_up.end(), 2u));
+    EXPECT_EQ(plane.write_ring(1, one_down), owned_by_2) << "only backend 2's slots";
+    EXPECT_EQ(plane.read_ring(1), one_down);
+    EXPECT_EQ(plane.read_ring(0), std::vector<std::uint32_t>(kTestRingSize, 0)) << "other VIPs untouched";
+}
+
+TEST_F(DataPlaneHandle, PinnedMapsAreAdoptedByTheNextHandle) {
+    PrivateBpffs bpffs;
+    const std::string pins = bpffs.path() + "/stickylb";
+    const auto ring = ring_for({{1, true}, {2, true}});
+    VipSettings settings;
+    settings.index = 2;
+    settings.persistent = true;
+    settings.affinity_timeout_s = 77;
+    {
+        auto first = DataPlane::load(small_options(pins));
+        first.upsert_vip(tcp_vip("192.0.2.10"), settings);
+        first.write_ring(2, ring);
+    }
+    auto second = DataPlane::load(small_options(pins));
+    ASSERT_EQ(second.vips().size(), 1u) << "the port-0 address entry is not a VIP";
+    EXPECT_EQ(second.vips().begin()->first, tcp_vip("192.0.2.10"));
+    EXPECT_EQ(second.vips().begin()->second, settings);
+    EXPECT_EQ(second.read_ring(2), ring);
+    EXPECT_EQ(second.write_ring(2, ring), 0u) << "a restarted writer rewrites nothing";
+
+    auto mismatched = small_options(pins);
+    mismatched.max_backends = 32;
+    EXPECT_THROW(DataPlane::load(mismatched), SystemError) << "pinned maps of another size are refused";
+    second.unpin_maps();
+    EXPECT_TRUE(std::filesystem::is_empty(pins));
+}
+
+TEST_F(DataPlaneHandle, BadInputIsRefusedWithTheReason) {
+    auto options = small_options();
+    options.ring_size = 1024;
+    EXPECT_THROW(DataPlane::load(options), std::invalid_argument);
+
+    auto plane = DataPlane::load(small_options());
+    VipSettings settings;
+    EXPECT_THROW(plane.upsert_vip(tcp_vip("192.0.2.10", 0), settings), std::invalid_argument);
+    EXPECT_THROW(plane.upsert_vip(VipKey{IpAddress::parse("192.0.2.10"), 80, 1}, settings), std::invalid_argument);
+    settings.index = 4;
+    EXPECT_THROW(plane.upsert_vip(tcp_vip("192.0.2.10"), settings), std::invalid_argument);
+    settings.index = 1;
+    plane.upsert_vip(tcp_vip("192.0.2.10"), settings);
+    try {
+        plane.upsert_vip(tcp_vip("192.0.2.11"), settings);
+        FAIL() << "a second VIP with the same index was accepted";
+    } catch (const std::invalid_argument& error) {
+        EXPECT_NE(std::string(error.what()).find("already used by VIP tcp 192.0.2.10:80"), std::string::npos)
+            << error.what();
+    }
+    EXPECT_THROW(plane.write_ring(1, std::vector<std::uint32_t>(7, 1)), std::invalid_argument);
+    BackendEntry backend;
+    backend.address = IpAddress::parse("10.0.0.1");
+    backend.index = 0;
+    EXPECT_THROW(plane.set_backend(backend), std::invalid_argument) << "index 0 is reserved";
+    backend.index = 16;
+    EXPECT_THROW(plane.set_backend(backend), std::invalid_argument) << "beyond max_backends";
+}
+
+// Runs the body inside a fresh network namespace holding a veth pair, then
+// returns to the original namespace and deletes it.
+class AttachInNamespace : public DataPlaneHandle {
+protected:
+    void SetUp() override {
+        DataPlaneHandle::SetUp();
+        if (IsSkipped())
+            return;
+        namespace_ = "slb-test-attach-" + std::to_string(getpid());
+        ASSERT_EQ(run("ip netns add " + namespace_), 0);
+        ASSERT_EQ(run("ip -n " + namespace_ + " link add veth0 type veth peer name veth1"), 0);
+        ASSERT_EQ(run("ip -n " + namespace_ + " link set veth0 up && ip -n " + namespace_ + " link set veth1 up"), 0);
+        original_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        const int target = open(("/var/run/netns/" + namespace_).c_str(), O_RDONLY | O_CLOEXEC);
+        ASSERT_GE(target, 0);
+        ASSERT_EQ(setns(target, CLONE_NEWNET), 0);
+        close(target);
+    }
+    void TearDown() override {
+        if (original_ >= 0) {
+            setns(original_, CLONE_NEWNET);
+            close(original_);
+        }
+        if (!namespace_.empty())
+            run("ip netns del " + namespace_);
+    }
+    static int run(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()); }
+
+    std::string namespace_;
+    int original_ = -1;
+};
+
+TEST_F(AttachInNamespace, AttachesNativeOnVethAndASecondHandleReplacesItInPlace) {
+    PrivateBpffs bpffs;
+    const std::string pins = bpffs.path() + "/stickylb";
+    auto first = DataPlane::load(small_options(pins));
+    const AttachResult attached = first.attach("veth0");
+    EXPECT_EQ(attached.mode, AttachMode::native);
+    EXPECT_FALSE(attached.replaced);
+    EXPECT_EQ(run("ip link show veth0 | grep -q 'xdp'"), 0) << "XDP visible on the interface";
+    EXPECT_EQ(run("tc filter show dev veth0 ingress | grep -q stickylb_neigh"), 0) << "tc slow path attached";
+
+    auto second = DataPlane::load(small_options(pins));
+    const AttachResult replaced = second.attach("veth0");
+    EXPECT_TRUE(replaced.replaced) << "the pinned link was updated, not detached and re-attached";
+    EXPECT_EQ(replaced.mode, AttachMode::native);
+
+    second.detach("veth0");
+    EXPECT_NE(run("ip link show veth0 | grep -q 'xdp'"), 0) << "detach removed XDP";
+    EXPECT_NE(run("tc filter show dev veth0 ingress | grep -q stickylb_neigh"), 0) << "and the tc filter";
+    second.unpin_maps();
+}
+
+TEST_F(AttachInNamespace, GenericModeWhenAskedAndAnErrorForAMissingInterface) {
+    auto plane = DataPlane::load(small_options());
+    EXPECT_EQ(plane.attach("veth1", AttachMode::generic).mode, AttachMode::generic);
+    EXPECT_EQ(run("ip link show veth1 | grep -q 'xdpgeneric'"), 0);
+    EXPECT_THROW(plane.attach("no-such-if0"), std::invalid_argument);
+    plane.detach("veth1");
+}
+
+}  // namespace
+}  // namespace stickylb::testing
