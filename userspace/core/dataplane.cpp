@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <mutex>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -91,6 +94,18 @@ Counters sum_per_cpu(int map_fd, std::uint32_t key, int cpus, const std::string&
     return result;
 }
 
+// libbpf's own messages go to stderr, less one: creating the clsact qdisc that
+// already exists is expected on every attach after the first.
+int print_libbpf_message(libbpf_print_level level, const char* format, va_list arguments) {
+    if (level == LIBBPF_DEBUG)
+        return 0;
+    char message[1024];
+    std::vsnprintf(message, sizeof(message), format, arguments);
+    if (std::strstr(message, "Exclusivity flag on") != nullptr)
+        return 0;
+    return std::fprintf(stderr, "libbpf: %s", message);
+}
+
 void destroy_skeleton(stickylb_bpf* skeleton) { stickylb_bpf__destroy(skeleton); }
 void destroy_neigh(neigh_bpf* skeleton) { neigh_bpf__destroy(skeleton); }
 
@@ -132,6 +147,9 @@ DataPlane DataPlane::load(const LoadOptions& options) {
         throw std::invalid_argument("max_vips x ring_size does not fit the rings map");
     if (options.max_backends < 2)
         throw std::invalid_argument("max_backends must be at least 2 (index 0 is reserved)");
+
+    static std::once_flag print_installed;
+    std::call_once(print_installed, [] { libbpf_set_print(print_libbpf_message); });
 
     DataPlane plane(options);
     plane.skeleton_.reset(stickylb_bpf__open());
