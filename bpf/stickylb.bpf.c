@@ -35,6 +35,21 @@ static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt,
     return OUTCOME(counters, tx, XDP_TX);
 }
 
+/*
+ * A malformed packet may stop parsing before its transport protocol is known
+ * (an IPv6 extension chain, an IPv4 header with a bad length): it is for us if
+ * its destination holds any VIP, whatever protocol the header claims.
+ */
+static __always_inline int is_vip_address(struct stickylb_vip_key *key)
+{
+    key->port = 0;
+    key->proto = IPPROTO_TCP;
+    if (bpf_map_lookup_elem(&vips, key))
+        return 1;
+    key->proto = IPPROTO_UDP;
+    return bpf_map_lookup_elem(&vips, key) != NULL;
+}
+
 SEC("xdp")
 int stickylb_xdp(struct xdp_md *ctx)
 {
@@ -61,7 +76,8 @@ int stickylb_xdp(struct xdp_md *ctx)
     struct stickylb_vip_meta *vip = bpf_map_lookup_elem(&vips, &key);
 
     if (kind == PARSE_MALFORMED)
-        return vip ? OUTCOME(counters, drop_malformed, XDP_DROP) : OUTCOME(counters, pass_malformed, XDP_PASS);
+        return vip || is_vip_address(&key) ? OUTCOME(counters, drop_malformed, XDP_DROP)
+                                           : OUTCOME(counters, pass_malformed, XDP_PASS);
     if (!vip)
         return OUTCOME(counters, pass_not_vip, XDP_PASS);
     if (kind == PARSE_FRAGMENT) {

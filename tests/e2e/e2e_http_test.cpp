@@ -23,7 +23,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
-#include <set>
+#include <ostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -186,6 +186,10 @@ struct Case {
     bool ipv6;
 };
 
+void PrintTo(const Case& c, std::ostream* out) {
+    *out << (c.mode == ForwardingMode::l2_dsr ? "L2 DSR" : "IPIP") << (c.ipv6 ? ", IPv6 VIP" : ", IPv4 VIP");
+}
+
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
     return std::string(info.param.mode == ForwardingMode::l2_dsr ? "L2Dsr" : "Ipip") +
            (info.param.ipv6 ? "_IPv6" : "_IPv4");
@@ -316,6 +320,27 @@ protected:
         return std::strtoull(value.output.c_str(), nullptr, 10);
     }
 
+    // TCP segments the client had to send again (Tcp RetransSegs of its namespace).
+    // On an idle lab nothing is lost: a retransmission means a packet through the
+    // VIP (or its direct reply) vanished and TCP only hid it.
+    std::uint64_t client_retransmissions() const {
+        const auto snmp = run_command(in_ns(lab_ns("client"), "cat /proc/net/snmp"));
+        EXPECT_EQ(snmp.exit_code, 0) << snmp.output;
+        std::istringstream lines(snmp.output);
+        std::string names, values;
+        while (std::getline(lines, names)) {
+            if (names.rfind("Tcp:", 0) != 0 || !std::getline(lines, values))
+                continue;
+            std::istringstream name_fields(names), value_fields(values);
+            std::string name, value;
+            while (name_fields >> name && value_fields >> value)
+                if (name == "RetransSegs")
+                    return std::strtoull(value.c_str(), nullptr, 10);
+        }
+        ADD_FAILURE() << "no Tcp RetransSegs in the client's /proc/net/snmp:\n" << snmp.output;
+        return 0;
+    }
+
     std::string diagnostics() const {
         const auto stats = plane_->global_stats();
         std::ostringstream out;
@@ -340,6 +365,7 @@ TEST_P(E2eHttpTest, RequestsThroughTheVipReachConfiguredBackends) {
     STICKYLB_REQUIRE_ROOT();
     configure(/*persistent=*/false, /*nexthop_known=*/true);
     const auto before = plane_->global_stats();
+    const std::uint64_t retransmissions_before = client_retransmissions();
     std::map<std::string, int> seen;
     for (int request = 0; request < kRequests; ++request) {
         const std::string backend = backend_of(get("/"));
@@ -347,6 +373,7 @@ TEST_P(E2eHttpTest, RequestsThroughTheVipReachConfiguredBackends) {
         ++seen[backend];
     }
     const auto after = plane_->global_stats();
+    EXPECT_EQ(client_retransmissions() - retransmissions_before, 0u) << "packets were lost; " << diagnostics();
     EXPECT_GT(after.tx, before.tx) << diagnostics();
     EXPECT_EQ(after.pass_slow_path, before.pass_slow_path) << diagnostics();
     // 20 connections with distinct source ports over a 50/50 ring: both backends
@@ -381,7 +408,7 @@ TEST_P(E2eHttpTest, PersistentVipKeepsEachClientOnOneBackend) {
     configure(/*persistent=*/true, /*nexthop_known=*/true);
     constexpr int kClients = 6;
     constexpr int kRequestsPerClient = 5;
-    std::set<std::string> backends_used;
+    const std::uint64_t retransmissions_before = client_retransmissions();
     for (int client = 0; client < kClients; ++client) {
         const std::string source = client_address(101 + client);
         std::string first;
@@ -392,8 +419,8 @@ TEST_P(E2eHttpTest, PersistentVipKeepsEachClientOnOneBackend) {
                 first = backend;
             EXPECT_EQ(backend, first) << "client " << source << " moved on request " << request;
         }
-        backends_used.insert(first);
     }
+    EXPECT_EQ(client_retransmissions() - retransmissions_before, 0u) << "packets were lost; " << diagnostics();
     const auto vip = plane_->vip_stats(0);
     EXPECT_GE(vip.affinity_hits, static_cast<std::uint64_t>(kClients * (kRequestsPerClient - 1)));
     EXPECT_GE(vip.affinity_misses, static_cast<std::uint64_t>(kClients));
@@ -403,10 +430,13 @@ TEST_P(E2eHttpTest, UnknownNexthopGoesThroughTheTcSlowPath) {
     STICKYLB_REQUIRE_ROOT();
     configure(/*persistent=*/false, /*nexthop_known=*/false);
     const auto before = plane_->global_stats();
+    const std::uint64_t retransmissions_before = client_retransmissions();
     constexpr int kSlowRequests = 10;
     for (int request = 0; request < kSlowRequests; ++request)
         ASSERT_FALSE(backend_of(get("/")).empty()) << "request " << request << "; " << diagnostics();
     const auto after = plane_->global_stats();
+    EXPECT_EQ(client_retransmissions() - retransmissions_before, 0u)
+        << "packets handed to the tc slow path were lost; " << diagnostics();
     // Every packet of every connection (SYN, request, ACKs, FIN) took the slow path.
     EXPECT_GE(after.pass_slow_path - before.pass_slow_path, static_cast<std::uint64_t>(3 * kSlowRequests))
         << diagnostics();

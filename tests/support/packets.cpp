@@ -201,6 +201,24 @@ Bytes build_icmp_too_big(const PacketSpec& client_to_vip, const IpAddress& route
     return frame;
 }
 
+Bytes build_icmp(const PacketSpec& spec, const Bytes& message) {
+    if (spec.source.family() != spec.destination.family())
+        throw std::invalid_argument("packet spec mixes address families");
+    if (message.size() < 4)
+        throw std::invalid_argument("an ICMP message has at least type, code and checksum");
+    PacketSpec icmp = spec;
+    const bool v4 = spec.source.is_v4();
+    icmp.protocol = static_cast<std::uint8_t>(v4 ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6});
+    icmp.payload_bytes = 0;
+    Bytes body = message;
+    body[2] = body[3] = 0;
+    Bytes frame;
+    put_ethernet(frame, icmp, v4 ? 0x0800 : 0x86dd);
+    const Bytes ip = build_ip_packet(icmp, body);
+    frame.insert(frame.end(), ip.begin(), ip.end());
+    return frame;
+}
+
 Bytes with_macs(Bytes frame, const MacAddress& source, const MacAddress& destination) {
     std::memcpy(frame.data(), destination.bytes().data(), 6);
     std::memcpy(frame.data() + 6, source.bytes().data(), 6);

@@ -47,6 +47,11 @@ std::size_t l3_offset(const PacketSpec& spec);
 // quoting the first bytes of the reply the VIP sent to the client in spec.
 Bytes build_icmp_too_big(const PacketSpec& client_to_vip, const IpAddress& router, std::uint16_t mtu);
 
+// Ethernet frame carrying an ICMP (v4) / ICMPv6 (v6) message from spec.source to
+// spec.destination (spec.protocol and payload_bytes are ignored). message starts with
+// type and code; its checksum field (bytes 2-3) is filled in.
+Bytes build_icmp(const PacketSpec& spec, const Bytes& message);
+
 // Expected output: the frame with its MACs rewritten.
 Bytes with_macs(Bytes frame, const MacAddress& source, const MacAddress& destination);
 

@@ -126,14 +126,21 @@ is_lab_backend() {
     tr '\0' ' ' <"/proc/${pid}/cmdline" | grep -q 'http_backend\.py'
 }
 
+# Does process group PGID still have a live (non-zombie) member? An ended backend
+# stays a zombie until init reaps it, and kill -0 still finds zombies.
+group_alive() {
+    ps -e -o pgid=,stat= | awk -v pgid="$1" '$1 == pgid && $2 !~ /^Z/ {found = 1} END {exit !found}'
+}
+
 # Ends the process group led by PID: TERM, up to 3 s, then KILL.
 stop_group() {
     local pid="$1" tries
     kill -TERM -- "-${pid}" 2>/dev/null || kill -TERM "${pid}" 2>/dev/null || return 0
     for ((tries = 0; tries < 30; tries++)); do
-        kill -0 -- "-${pid}" 2>/dev/null || return 0
+        group_alive "${pid}" || return 0
         sleep 0.1
     done
+    log "process group ${pid} ignored SIGTERM: SIGKILL"
     kill -KILL -- "-${pid}" 2>/dev/null || kill -KILL "${pid}" 2>/dev/null || true
 }
 
