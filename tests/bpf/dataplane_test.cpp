@@ -15,16 +15,7 @@
 namespace stickylb::testing {
 namespace {
 
-LoadOptions small_options(const std::string& pin_dir = "") {
-    LoadOptions options;
-    options.ring_size = kTestRingSize;
-    options.max_vips = 4;
-    options.max_backends = 16;
-    options.flow_entries = 1024;
-    options.affinity_entries = 1024;
-    options.pin_dir = pin_dir;
-    return options;
-}
+LoadOptions small_options(const std::string& pin_dir = "") { return small_load_options(kTestRingSize, pin_dir); }
 
 std::vector<std::uint32_t> ring_for(std::initializer_list<std::pair<std::uint32_t, bool>> members) {
     std::vector<MaglevBackend> backends;
@@ -90,7 +81,7 @@ TEST_F(DataPlaneHandle, PinnedMapsAreAdoptedByTheNextHandle) {
     EXPECT_EQ(second.write_ring(2, ring), 0u) << "a restarted writer rewrites nothing";
 
     auto mismatched = small_options(pins);
-    mismatched.max_backends = 32;
+    mismatched.max_backends = 128;
     EXPECT_THROW(DataPlane::load(mismatched), SystemError) << "pinned maps of another size are refused";
     second.unpin_maps();
     EXPECT_TRUE(std::filesystem::is_empty(pins));
@@ -105,7 +96,7 @@ TEST_F(DataPlaneHandle, BadInputIsRefusedWithTheReason) {
     VipSettings settings;
     EXPECT_THROW(plane.upsert_vip(tcp_vip("192.0.2.10", 0), settings), std::invalid_argument);
     EXPECT_THROW(plane.upsert_vip(VipKey{IpAddress::parse("192.0.2.10"), 80, 1}, settings), std::invalid_argument);
-    settings.index = 4;
+    settings.index = 8;
     EXPECT_THROW(plane.upsert_vip(tcp_vip("192.0.2.10"), settings), std::invalid_argument);
     settings.index = 1;
     plane.upsert_vip(tcp_vip("192.0.2.10"), settings);
@@ -121,7 +112,7 @@ TEST_F(DataPlaneHandle, BadInputIsRefusedWithTheReason) {
     backend.address = IpAddress::parse("10.0.0.1");
     backend.index = 0;
     EXPECT_THROW(plane.set_backend(backend), std::invalid_argument) << "index 0 is reserved";
-    backend.index = 16;
+    backend.index = 64;
     EXPECT_THROW(plane.set_backend(backend), std::invalid_argument) << "beyond max_backends";
 }
 

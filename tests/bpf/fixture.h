@@ -16,6 +16,7 @@
 #include "core/errors.h"
 #include "core/maglev.h"
 #include "stickylb/flow_hash.h"
+#include "support/load_options.h"
 #include "support/packets.h"
 #include "support/privileges.h"
 
@@ -40,13 +41,7 @@ class DataPlaneTest : public ::testing::Test {
 protected:
     void SetUp() override {
         STICKYLB_REQUIRE_ROOT();
-        LoadOptions options;
-        options.ring_size = kTestRingSize;
-        options.max_vips = 8;
-        options.max_backends = 64;
-        options.flow_entries = 8192;
-        options.affinity_entries = 8192;
-        plane_.emplace(DataPlane::load(options));
+        plane_.emplace(DataPlane::load(small_load_options(kTestRingSize)));
         RuntimeConfig config;
         config.hash_seed = kTestSeed;
         plane_->set_runtime_config(config);

@@ -46,6 +46,14 @@ protected:
         return backend_of(run(connection(client, source_port, flags)));
     }
 
+    // Connects clients until one lands on the backend; that client keeps its connection (port 5000) open.
+    std::string first_client_on(std::uint32_t backend) {
+        for (int n = 0; n < 500; ++n)
+            if (send(client_address(n), 5000) == backend)
+                return client_address(n);
+        return {};
+    }
+
     static std::string client_address(int n) { return "198.51." + std::to_string(100 + n / 250) + "." + std::to_string(1 + n % 250); }
 
     stickylb_affinity_key affinity_key_of(const std::string& client) const {
@@ -179,11 +187,7 @@ TEST_F(Stickiness, RingChangeDoesNotMoveEstablishedFlows) {
 
 TEST_F(Stickiness, DrainingBackendKeepsItsUsersAndGetsNoNewOnes) {
     make_vip(true);
-    // Find a client on backend 1, with an open connection.
-    std::string user;
-    for (int n = 0; n < 500 && user.empty(); ++n)
-        if (send(client_address(n), 5000) == 1)
-            user = client_address(n);
+    const std::string user = first_client_on(1);
     ASSERT_FALSE(user.empty());
 
     set_state_and_ring(kVip, 1, BackendState::draining);
@@ -195,10 +199,7 @@ TEST_F(Stickiness, DrainingBackendKeepsItsUsersAndGetsNoNewOnes) {
 
 TEST_F(Stickiness, DownBackendsUsersMoveAndStayMovedWhenItReturns) {
     make_vip(true);
-    std::string user;
-    for (int n = 0; n < 500 && user.empty(); ++n)
-        if (send(client_address(n), 5000) == 1)
-            user = client_address(n);
+    const std::string user = first_client_on(1);
     ASSERT_FALSE(user.empty());
 
     set_state_and_ring(kVip, 1, BackendState::down);

@@ -33,6 +33,7 @@
 
 #include "core/dataplane.h"
 #include "core/maglev.h"
+#include "support/load_options.h"
 #include "support/privileges.h"
 
 #ifndef STICKYLB_SOURCE_DIR
@@ -206,13 +207,7 @@ protected:
                                                 " --backends " + std::to_string(kBackends)));
         ASSERT_EQ(up.exit_code, 0) << "lab.sh up failed:\n" << up.output;
 
-        LoadOptions options;
-        options.ring_size = kRingSize;
-        options.max_vips = 4;
-        options.max_backends = 8;
-        options.flow_entries = 4096;
-        options.affinity_entries = 4096;
-        plane_.emplace(DataPlane::load(options));
+        plane_.emplace(DataPlane::load(stickylb::testing::small_load_options(kRingSize)));
         plane_->set_runtime_config(RuntimeConfig{});
 
         {
