@@ -22,6 +22,22 @@ struct {
     __uint(max_entries, STICKYLB_MAX_VIP_ENTRIES);
 } vips SEC(".maps");
 
+/* The VIPs' settings by index, for flows that already know their VIP. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, struct stickylb_vip_meta);
+    __uint(max_entries, STICKYLB_DEFAULT_MAX_VIPS);
+} vip_meta_by_index SEC(".maps");
+
+/* Ports any VIP listens on: most non-VIP traffic leaves after one array read. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, __u32);
+    __uint(max_entries, STICKYLB_VIP_PORT_WORDS);
+} vip_ports SEC(".maps");
+
 /*
  * Ring of VIP v at [v * ring_size, (v + 1) * ring_size): backend index per slot.
  * Memory-mapped by userspace, which diffs and rewrites slots in place instead
@@ -42,10 +58,12 @@ struct {
     __uint(max_entries, STICKYLB_DEFAULT_MAX_BACKENDS);
 } backends SEC(".maps");
 
-/* Per-CPU LRU lists: an insert never takes a lock shared with the other CPU. */
+/*
+ * One LRU list for all CPUs: inserts measured cheaper than with per-CPU lists
+ * (BPF_F_NO_COMMON_LRU), and a flow's entry is never confined to one CPU's share.
+ */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(map_flags, BPF_F_NO_COMMON_LRU);
     __type(key, struct stickylb_flow_key);
     __type(value, struct stickylb_flow);
     __uint(max_entries, STICKYLB_DEFAULT_FLOW_ENTRIES);

@@ -15,10 +15,41 @@
 struct choice {
     struct stickylb_backend *backend;
     __u32 backend_index;
+    __u32 flow_hash;        /* valid if has_flow_hash: IPIP reuses it for the outer source */
+    __u8 has_flow_hash;
     __u8 new_flow;
     __u8 affinity_hit;
     __u8 affinity_miss;
 };
+
+static __always_inline struct stickylb_config *runtime_settings(void)
+{
+    __u32 zero = 0;
+    return bpf_map_lookup_elem(&runtime_config, &zero);
+}
+
+static __always_inline int is_new_connection(const struct packet *pkt)
+{
+    return pkt->flow.proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
+
+static __always_inline int vip_port_listed(__be16 port)
+{
+    const __u32 number = bpf_ntohs(port);
+    const __u32 word = number >> 5;
+    __u32 *bits = bpf_map_lookup_elem(&vip_ports, &word);
+    return bits && (*bits & (1u << (number & 31)));
+}
+
+/* The VIP a flow entry was recorded for, if that VIP still holds its index. */
+static __always_inline struct stickylb_vip_meta *vip_of_flow(const struct stickylb_flow *flow)
+{
+    __u32 index = flow->vip_index;
+    struct stickylb_vip_meta *vip = bpf_map_lookup_elem(&vip_meta_by_index, &index);
+    if (!vip || !(vip->flags & STICKYLB_VIP_F_ACTIVE) || vip->generation != flow->vip_generation)
+        return NULL;
+    return vip;
+}
 
 static __always_inline struct stickylb_backend *usable_backend(__u32 index)
 {
@@ -87,41 +118,59 @@ static __always_inline void refresh_affinity_from_flow(const struct packet *pkt,
     bpf_map_update_elem(&affinity, &key, &fresh, BPF_ANY);
 }
 
-static __always_inline void record_flow(const struct packet *pkt, struct choice *choice, __u64 now)
+static __always_inline void record_flow(const struct packet *pkt, const struct stickylb_vip_meta *vip,
+                                        const struct stickylb_config *config, struct choice *choice, __u64 now)
 {
-    struct stickylb_flow flow = {.backend_index = choice->backend_index, .refreshed_ns = now};
+    if (!choice->has_flow_hash) {
+        choice->flow_hash = flow_hash(pkt, config->hash_seed);
+        choice->has_flow_hash = 1;
+    }
+    struct stickylb_flow flow = {
+        .backend_index = choice->backend_index,
+        .flow_hash = choice->flow_hash,
+        .refreshed_ns = now,
+        .vip_index = (__u16)vip->vip_index,
+        .vip_generation = vip->generation,
+    };
     bpf_map_update_elem(&flows, &pkt->flow, &flow, BPF_ANY);
     choice->new_flow = 1;
 }
 
+/* Established packets: one flow lookup, no VIP lookup. 0 with choice filled, or -1. */
+static __always_inline int follow_flow(const struct packet *pkt, enum parse_result kind,
+                                       struct stickylb_flow *flow, struct stickylb_vip_meta **vip,
+                                       struct choice *choice)
+{
+    *vip = vip_of_flow(flow);
+    if (!*vip)
+        return -1;
+    struct stickylb_backend *backend = usable_backend(flow->backend_index);
+    if (!backend)
+        return -1;
+    if (((*vip)->flags & STICKYLB_VIP_F_PERSISTENT) && kind == PARSE_FLOW)
+        refresh_affinity_from_flow(pkt, *vip, flow, bpf_ktime_get_coarse_ns());
+    choice->backend = backend;
+    choice->backend_index = flow->backend_index;
+    choice->flow_hash = flow->flow_hash;
+    choice->has_flow_hash = 1;
+    return 0;
+}
+
 /*
- * kind: PARSE_FLOW may create state; fragments and ICMP errors only follow
- * what exists (or what the ring says), they never record a flow or affinity.
+ * The path of a packet the flow table did not settle: affinity (persistent
+ * VIPs), then the ring. kind: PARSE_FLOW may create state; fragments and ICMP
+ * errors only follow what exists (or what the ring says), recording nothing.
  */
 static __always_inline int choose_backend(const struct packet *pkt, const struct stickylb_vip_meta *vip,
-                                          const struct stickylb_config *config, enum parse_result kind,
-                                          struct choice *choice)
+                                          enum parse_result kind, struct choice *choice)
 {
+    const struct stickylb_config *config = runtime_settings();
+    if (!config)
+        return -1;
     const int persistent = vip->flags & STICKYLB_VIP_F_PERSISTENT;
     const int tcp = pkt->flow.proto == IPPROTO_TCP;
     const int creates_state = kind == PARSE_FLOW && !(tcp && (pkt->tcp_flags & TCP_FLAG_RST));
-    /* A SYN starts a new connection: it follows today's ring, not a stale tuple. */
-    const int new_connection = tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
     __u64 now = 0;
-
-    if (kind != PARSE_FRAGMENT && !new_connection) {
-        struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt->flow);
-        if (flow) {
-            struct stickylb_backend *backend = usable_backend(flow->backend_index);
-            if (backend) {
-                if (persistent && creates_state)
-                    refresh_affinity_from_flow(pkt, vip, flow, bpf_ktime_get_coarse_ns());
-                choice->backend = backend;
-                choice->backend_index = flow->backend_index;
-                return 0;
-            }
-        }
-    }
 
     struct stickylb_affinity_key affinity_key;
     __builtin_memset(&affinity_key, 0, sizeof(affinity_key));
@@ -144,14 +193,20 @@ static __always_inline int choose_backend(const struct packet *pkt, const struct
                 choice->backend_index = entry->backend_index;
                 choice->affinity_hit = 1;
                 if (creates_state)
-                    record_flow(pkt, choice, now);
+                    record_flow(pkt, vip, config, choice, now);
                 return 0;
             }
         }
     }
 
-    __u32 hash = by_source ? stickylb_hash_client(config->hash_seed, affinity_key.client.v6, pkt->flow.family)
-                           : flow_hash(pkt, config->hash_seed);
+    __u32 hash;
+    if (by_source) {
+        hash = stickylb_hash_client(config->hash_seed, affinity_key.client.v6, pkt->flow.family);
+    } else {
+        hash = flow_hash(pkt, config->hash_seed);
+        choice->flow_hash = hash;
+        choice->has_flow_hash = kind == PARSE_FLOW;
+    }
     __u32 index = ring_slot_backend(vip->vip_index, hash);
     struct stickylb_backend *backend = usable_backend(index);
     if (!backend)
@@ -165,7 +220,7 @@ static __always_inline int choose_backend(const struct packet *pkt, const struct
         bpf_map_update_elem(&affinity, &affinity_key, &fresh, BPF_ANY);
         choice->affinity_miss = 1;
     }
-    record_flow(pkt, choice, now);
+    record_flow(pkt, vip, config, choice, now);
     return 0;
 }
 

@@ -15,13 +15,17 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt,
                                    const struct stickylb_vip_meta *vip, const struct choice *choice,
-                                   const struct stickylb_config *config,
                                    struct stickylb_global_stats *counters)
 {
     const struct stickylb_backend *backend = choice->backend;
-    if (vip->forwarding_mode == STICKYLB_FWD_IPIP &&
-        encapsulate(ctx, pkt, backend, config, flow_hash(pkt, config->hash_seed)))
-        return OUTCOME(counters, drop_error, XDP_DROP);
+    if (vip->forwarding_mode == STICKYLB_FWD_IPIP) {
+        const struct stickylb_config *config = runtime_settings();
+        if (!config)
+            return OUTCOME(counters, drop_error, XDP_DROP);
+        const __u32 hash = choice->has_flow_hash ? choice->flow_hash : flow_hash(pkt, config->hash_seed);
+        if (encapsulate(ctx, pkt, backend, config, hash))
+            return OUTCOME(counters, drop_error, XDP_DROP);
+    }
 
     if (!(backend->flags & STICKYLB_BACKEND_F_NEXTHOP_KNOWN)) {
         if (attach_slow_path_meta(ctx, backend, vip->forwarding_mode))
@@ -50,6 +54,20 @@ static __always_inline int is_vip_address(struct stickylb_vip_key *key)
     return bpf_map_lookup_elem(&vips, key) != NULL;
 }
 
+static __always_inline int forward_counted(struct xdp_md *ctx, const struct packet *pkt,
+                                           const struct stickylb_vip_meta *vip, const struct choice *choice,
+                                           enum parse_result kind, __u64 bytes,
+                                           struct stickylb_global_stats *counters)
+{
+    count_vip(vip->vip_index, bytes, choice->new_flow, choice->affinity_hit, choice->affinity_miss);
+    count_backend(choice->backend_index, bytes);
+    if (counters) {
+        counters->fragments_steered += kind == PARSE_FRAGMENT;
+        counters->icmp_too_big_steered += kind == PARSE_ICMP_TOO_BIG;
+    }
+    return forward(ctx, pkt, vip, choice, counters);
+}
+
 SEC("xdp")
 int stickylb_xdp(struct xdp_md *ctx)
 {
@@ -57,6 +75,9 @@ int stickylb_xdp(struct xdp_md *ctx)
     const __u64 bytes = ctx->data_end - ctx->data;
     struct packet pkt;
     __builtin_memset(&pkt, 0, sizeof(pkt));
+    struct choice choice;
+    __builtin_memset(&choice, 0, sizeof(choice));
+    struct stickylb_vip_meta *vip;
 
     enum parse_result kind = parse_packet(ctx, &pkt);
     if (kind == PARSE_NOT_IP)
@@ -66,6 +87,17 @@ int stickylb_xdp(struct xdp_md *ctx)
     if (kind == PARSE_TRUNCATED_IP)
         return OUTCOME(counters, pass_malformed, XDP_PASS);
 
+    /* Fast path: established packets of a VIP cost one flow lookup. */
+    if (kind == PARSE_FLOW) {
+        if (!vip_port_listed(pkt.flow.dport))
+            return OUTCOME(counters, pass_not_vip, XDP_PASS);
+        if (!is_new_connection(&pkt)) {
+            struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt.flow);
+            if (flow && follow_flow(&pkt, kind, flow, &vip, &choice) == 0)
+                return forward_counted(ctx, &pkt, vip, &choice, kind, bytes, counters);
+        }
+    }
+
     /* Without ports (fragments, malformed L4) the port-0 address entry answers. */
     struct stickylb_vip_key key;
     __builtin_memset(&key, 0, sizeof(key));
@@ -73,7 +105,7 @@ int stickylb_xdp(struct xdp_md *ctx)
     key.family = pkt.flow.family;
     key.proto = pkt.flow.proto;
     key.port = (kind == PARSE_FLOW || kind == PARSE_ICMP_TOO_BIG) ? pkt.flow.dport : 0;
-    struct stickylb_vip_meta *vip = bpf_map_lookup_elem(&vips, &key);
+    vip = bpf_map_lookup_elem(&vips, &key);
 
     if (kind == PARSE_MALFORMED)
         return vip || is_vip_address(&key) ? OUTCOME(counters, drop_malformed, XDP_DROP)
@@ -86,23 +118,20 @@ int stickylb_xdp(struct xdp_md *ctx)
     } else if (vip->flags & STICKYLB_VIP_F_ADDRESS_ENTRY) {
         return OUTCOME(counters, pass_not_vip, XDP_PASS); /* a packet to port 0 */
     }
-
-    __u32 zero = 0;
-    struct stickylb_config *config = bpf_map_lookup_elem(&runtime_config, &zero);
-    if (!config || vip->vip_index >= max_vips)
+    if (vip->vip_index >= max_vips)
         return OUTCOME(counters, drop_error, XDP_DROP);
 
-    struct choice choice;
-    __builtin_memset(&choice, 0, sizeof(choice));
-    if (choose_backend(&pkt, vip, config, kind, &choice)) {
+    /* An ICMP error follows the flow it quotes, if that flow is known. */
+    if (kind == PARSE_ICMP_TOO_BIG) {
+        struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt.flow);
+        struct stickylb_vip_meta *flow_vip;
+        if (flow && follow_flow(&pkt, kind, flow, &flow_vip, &choice) == 0)
+            return forward_counted(ctx, &pkt, flow_vip, &choice, kind, bytes, counters);
+    }
+
+    if (choose_backend(&pkt, vip, kind, &choice)) {
         count_vip(vip->vip_index, bytes, 0, 0, 0);
         return OUTCOME(counters, drop_no_backend, XDP_DROP);
     }
-    count_vip(vip->vip_index, bytes, choice.new_flow, choice.affinity_hit, choice.affinity_miss);
-    count_backend(choice.backend_index, bytes);
-    if (counters) {
-        counters->fragments_steered += kind == PARSE_FRAGMENT;
-        counters->icmp_too_big_steered += kind == PARSE_ICMP_TOO_BIG;
-    }
-    return forward(ctx, &pkt, vip, &choice, config, counters);
+    return forward_counted(ctx, &pkt, vip, &choice, kind, bytes, counters);
 }

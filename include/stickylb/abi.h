@@ -49,6 +49,11 @@ enum stickylb_forwarding_mode {
  * it tells fragments and malformed packets that the address belongs to us, and for
  * fragments it carries the VIP whose flows they follow. */
 #define STICKYLB_VIP_F_ADDRESS_ENTRY (1u << 2)
+/* vip_meta_by_index slot in use: a flow of that VIP may skip the VIP lookup. */
+#define STICKYLB_VIP_F_ACTIVE (1u << 3)
+
+/* vip_ports: one bit per port number that some TCP or UDP VIP listens on. */
+#define STICKYLB_VIP_PORT_WORDS (65536u / 32u)
 
 /* backend.flags */
 #define STICKYLB_BACKEND_F_NEXTHOP_KNOWN (1u << 0) /* nexthop_mac/egress_mac valid: fast path */
@@ -70,10 +75,11 @@ struct stickylb_vip_meta {
     __u32 vip_index;              /* ring number and stats slot, < max_vips */
     __u32 flags;                  /* STICKYLB_VIP_F_* */
     __u32 affinity_timeout_s;     /* persistent VIPs: entry older than this is ignored */
+    __u16 generation;             /* changes when the index is given to another VIP */
     __u8 client_prefix_v4;        /* IPVS -M: clients in one prefix share affinity/hash */
     __u8 client_prefix_v6;
     __u8 forwarding_mode;         /* enum stickylb_forwarding_mode */
-    __u8 pad0;
+    __u8 pad0[3];
 };
 
 struct stickylb_backend {
@@ -98,10 +104,17 @@ struct stickylb_flow_key {
     __u8 pad0[2];
 };
 
+/*
+ * A flow knows its VIP (index + generation), so an established packet costs one
+ * hash lookup: the VIP's settings come from vip_meta_by_index, an array.
+ */
 struct stickylb_flow {
     __u32 backend_index;
-    __u32 pad0;
+    __u32 flow_hash;              /* reused for the tunnel source on every packet */
     __u64 refreshed_ns;           /* persistent VIPs: last time this flow refreshed its affinity */
+    __u16 vip_index;
+    __u16 vip_generation;
+    __u32 pad0;
 };
 
 struct stickylb_affinity_key {
@@ -146,14 +159,16 @@ struct stickylb_slow_path_meta {
 static_assert(sizeof(union stickylb_addr) == 16);
 static_assert(sizeof(struct stickylb_vip_key) == 20);
 static_assert(offsetof(struct stickylb_vip_key, port) == 16);
-static_assert(sizeof(struct stickylb_vip_meta) == 16);
-static_assert(offsetof(struct stickylb_vip_meta, client_prefix_v4) == 12);
+static_assert(sizeof(struct stickylb_vip_meta) == 20);
+static_assert(offsetof(struct stickylb_vip_meta, generation) == 12);
+static_assert(offsetof(struct stickylb_vip_meta, client_prefix_v4) == 14);
 static_assert(sizeof(struct stickylb_backend) == 40);
 static_assert(offsetof(struct stickylb_backend, index) == 28);
 static_assert(offsetof(struct stickylb_backend, family) == 36);
 static_assert(sizeof(struct stickylb_flow_key) == 40);
 static_assert(offsetof(struct stickylb_flow_key, sport) == 32);
-static_assert(sizeof(struct stickylb_flow) == 16);
+static_assert(sizeof(struct stickylb_flow) == 24);
+static_assert(offsetof(struct stickylb_flow, vip_index) == 16);
 static_assert(sizeof(struct stickylb_affinity_key) == 24);
 static_assert(offsetof(struct stickylb_affinity_key, client) == 8);
 static_assert(sizeof(struct stickylb_affinity) == 16);

@@ -234,5 +234,42 @@ TEST_F(Stickiness, DownBackendsFlowsMoveOnNonPersistentVip) {
         EXPECT_EQ(send("198.51.100.7", port, kTcpAck), moved[port]) << "moved flows stay moved";
 }
 
+TEST_F(Stickiness, RemovedVipStopsForwardingItsEstablishedFlows) {
+    make_vip(false);
+    ASSERT_NE(send("198.51.100.7", 1000), 0u);
+    ASSERT_NE(send("198.51.100.7", 1000, kTcpAck), 0u);
+    plane().remove_vip(tcp_vip("192.0.2.10"));
+    const XdpRun after = run(connection("198.51.100.7", 1000, kTcpAck));
+    EXPECT_EQ(after.action, XDP_PASS) << "a flow of a removed VIP is not forwarded";
+    EXPECT_EQ(after.output, build_packet(connection("198.51.100.7", 1000, kTcpAck)));
+}
+
+TEST_F(Stickiness, ReusedVipIndexDoesNotInheritTheOldVipsFlows) {
+    make_vip(false);
+    ASSERT_NE(send("198.51.100.7", 1000), 0u);
+    plane().remove_vip(tcp_vip("192.0.2.10"));
+    VipSettings other;
+    other.index = kVip;
+    plane().upsert_vip(tcp_vip("192.0.2.99"), other);
+    const XdpRun old_flow = run(connection("198.51.100.7", 1000, kTcpAck));
+    EXPECT_EQ(old_flow.action, XDP_PASS) << "the old VIP's flow entry names an index now held by another VIP";
+}
+
+TEST_F(Stickiness, ChangedVipSettingsReachEstablishedFlows) {
+    make_vip(false);
+    const std::uint32_t backend = send("198.51.100.7", 1000);
+    ASSERT_NE(backend, 0u);
+    VipSettings tunnelled;
+    tunnelled.index = kVip;
+    tunnelled.forwarding = ForwardingMode::ipip;
+    plane().upsert_vip(tcp_vip("192.0.2.10"), tunnelled);
+    const XdpRun result = run(connection("198.51.100.7", 1000, kTcpAck));
+    ASSERT_EQ(result.action, XDP_TX);
+    EXPECT_EQ(backend_of(result), backend) << "same flow, same backend";
+    EXPECT_EQ(result.output.size(), build_packet(connection("198.51.100.7", 1000, kTcpAck)).size() + 20)
+        << "now encapsulated";
+    EXPECT_EQ(plane().vip_stats(kVip).new_flows, 1u) << "the flow entry was kept, not re-created";
+}
+
 }  // namespace
 }  // namespace stickylb::testing

@@ -678,7 +678,11 @@ void Bench::fill_flows(std::uint32_t total) {
         keys.push_back(flow_key(target, tuple));
         const std::uint32_t backend =
             (target.v4 ? 1 : 1 + kBackendsPerFamily) + static_cast<std::uint32_t>(rng_() % kBackendsPerFamily);
-        values.push_back(stickylb_flow{backend, 0, 0});
+        stickylb_flow value{};
+        value.backend_index = backend;
+        value.vip_index = static_cast<std::uint16_t>(target.settings.index);
+        value.vip_generation = plane_->vip_generation(target.settings.index);
+        values.push_back(value);
         table_[target.settings.index].push_back(tuple);
         ++filled_;
         if (keys.size() == 16384)

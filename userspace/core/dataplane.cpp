@@ -54,9 +54,10 @@ stickylb_vip_key to_abi(const VipKey& key) {
     return abi;
 }
 
-stickylb_vip_meta to_abi(const VipSettings& settings) {
+stickylb_vip_meta to_abi(const VipSettings& settings, std::uint16_t generation) {
     stickylb_vip_meta meta{};
     meta.vip_index = settings.index;
+    meta.generation = generation;
     meta.flags = (settings.persistent ? STICKYLB_VIP_F_PERSISTENT : 0u) |
                  (settings.hash_source ? STICKYLB_VIP_F_HASH_SOURCE : 0u);
     meta.affinity_timeout_s = settings.affinity_timeout_s;
@@ -145,6 +146,8 @@ DataPlane DataPlane::load(const LoadOptions& options) {
         throw std::invalid_argument("ring size " + std::to_string(options.ring_size) + " is not prime");
     if (options.max_vips == 0 || options.ring_size > UINT32_MAX / options.max_vips)
         throw std::invalid_argument("max_vips x ring_size does not fit the rings map");
+    if (options.max_vips > 65536)
+        throw std::invalid_argument("max_vips is at most 65536 (flow entries keep a 16-bit VIP index)");
     if (options.max_backends < 2)
         throw std::invalid_argument("max_backends must be at least 2 (index 0 is reserved)");
 
@@ -165,6 +168,7 @@ DataPlane DataPlane::load(const LoadOptions& options) {
     } sizes[] = {
         {skeleton->maps.rings, options.max_vips * options.ring_size},
         {skeleton->maps.vip_stats, options.max_vips},
+        {skeleton->maps.vip_meta_by_index, options.max_vips},
         {skeleton->maps.backends, options.max_backends},
         {skeleton->maps.backend_stats, options.max_backends},
         {skeleton->maps.flows, options.flow_entries},
@@ -197,6 +201,7 @@ DataPlane DataPlane::load(const LoadOptions& options) {
         throw SystemError("mmap the rings map", errno);
     plane.ring_memory_ = std::unique_ptr<RingSlot, Unmap>(static_cast<RingSlot*>(memory), Unmap{mapped_bytes});
     plane.adopt_vips();
+    plane.adopt_vip_ports();
     return plane;
 }
 
@@ -210,10 +215,37 @@ void DataPlane::adopt_vips() {
         if (bpf_map_lookup_elem(fd, &next, &meta) == 0 && !(meta.flags & STICKYLB_VIP_F_ADDRESS_ENTRY)) {
             const VipKey vip{IpAddress::from_abi(next.addr, next.family), ntohs(next.port), next.proto};
             vips_[vip] = from_abi(meta);
+            generations_[meta.vip_index] = meta.generation;
         }
         key = next;
         previous = &key;
     }
+}
+
+void DataPlane::adopt_vip_ports() {
+    vip_port_words_.assign(STICKYLB_VIP_PORT_WORDS, 0);
+    const int fd = bpf_map__fd(skeleton_->maps.vip_ports);
+    for (std::uint32_t word = 0; word < STICKYLB_VIP_PORT_WORDS; ++word)
+        check_libbpf(bpf_map_lookup_elem(fd, &word, &vip_port_words_[word]), "read VIP port bitmap");
+}
+
+// The bitmap is the union of the VIPs' ports; only words that change are written.
+void DataPlane::write_vip_ports() {
+    std::vector<std::uint32_t> wanted(STICKYLB_VIP_PORT_WORDS, 0);
+    for (const auto& [key, settings] : vips_)
+        wanted[key.port >> 5] |= 1u << (key.port & 31);
+    const int fd = bpf_map__fd(skeleton_->maps.vip_ports);
+    for (std::uint32_t word = 0; word < STICKYLB_VIP_PORT_WORDS; ++word) {
+        if (wanted[word] == vip_port_words_[word])
+            continue;
+        check_libbpf(bpf_map_update_elem(fd, &word, &wanted[word], BPF_ANY), "write VIP port bitmap");
+        vip_port_words_[word] = wanted[word];
+    }
+}
+
+void DataPlane::write_vip_by_index(std::uint32_t index, const stickylb_vip_meta& meta) {
+    check_libbpf(bpf_map_update_elem(bpf_map__fd(skeleton_->maps.vip_meta_by_index), &index, &meta, BPF_ANY),
+                 "write settings of VIP index " + std::to_string(index));
 }
 
 AttachResult DataPlane::attach(const std::string& interface, AttachMode requested) {
@@ -340,20 +372,38 @@ void DataPlane::upsert_vip(const VipKey& key, const VipSettings& settings) {
         if (other.index == settings.index && other_key != key)
             throw std::invalid_argument(name + ": index " + std::to_string(settings.index) + " already used by VIP " +
                                         other_key.to_string());
+    // Flows recorded for a VIP stay valid while it keeps its index; an index given
+    // to another VIP gets a new generation, so the old VIP's flows stop matching.
+    const auto existing = vips_.find(key);
+    const bool same_index = existing != vips_.end() && existing->second.index == settings.index;
+    if (existing != vips_.end() && !same_index)
+        write_vip_by_index(existing->second.index, stickylb_vip_meta{});
+    const std::uint16_t generation = same_index ? generations_[settings.index] : ++generations_[settings.index];
+    auto meta = to_abi(settings, generation);
+    meta.flags |= STICKYLB_VIP_F_ACTIVE;
+    write_vip_by_index(settings.index, meta);
     const auto abi_key = to_abi(key);
-    const auto meta = to_abi(settings);
     check_libbpf(bpf_map_update_elem(bpf_map__fd(skeleton_->maps.vips), &abi_key, &meta, BPF_ANY), "write " + name);
     vips_[key] = settings;
     write_address_entry(key.address, key.protocol);
+    write_vip_ports();
+}
+
+std::uint16_t DataPlane::vip_generation(std::uint32_t vip_index) const {
+    const auto found = generations_.find(vip_index);
+    return found == generations_.end() ? 0 : found->second;
 }
 
 void DataPlane::remove_vip(const VipKey& key) {
+    if (const auto existing = vips_.find(key); existing != vips_.end())
+        write_vip_by_index(existing->second.index, stickylb_vip_meta{});  // its flows stop first
     const auto abi_key = to_abi(key);
     const int rc = bpf_map_delete_elem(bpf_map__fd(skeleton_->maps.vips), &abi_key);
     if (rc < 0 && rc != -ENOENT)
         check_libbpf(rc, "remove VIP " + key.to_string());
     vips_.erase(key);
     write_address_entry(key.address, key.protocol);
+    write_vip_ports();
 }
 
 void DataPlane::write_address_entry(const IpAddress& address, std::uint8_t protocol) {
@@ -377,7 +427,7 @@ void DataPlane::write_address_entry(const IpAddress& address, std::uint8_t proto
             check_libbpf(rc, "remove " + what);
         return;
     }
-    auto meta = to_abi(chosen->second);
+    auto meta = to_abi(chosen->second, generations_[chosen->second.index]);
     meta.flags |= STICKYLB_VIP_F_ADDRESS_ENTRY;
     check_libbpf(bpf_map_update_elem(fd, &abi_key, &meta, BPF_ANY), "write " + what);
 }

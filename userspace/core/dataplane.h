@@ -109,6 +109,9 @@ public:
     void upsert_vip(const VipKey& key, const VipSettings& settings);
     void remove_vip(const VipKey& key);
     std::map<VipKey, VipSettings> vips() const { return vips_; }
+    // What flow entries of the VIP at this index carry (stickylb_flow.vip_generation),
+    // for tools that write flow entries themselves (restores, benchmarks).
+    std::uint16_t vip_generation(std::uint32_t vip_index) const;
 
     void set_backend(const BackendEntry& backend);
     void clear_backend(std::uint32_t index);
@@ -129,6 +132,9 @@ public:
 private:
     explicit DataPlane(const LoadOptions& options);
     void adopt_vips();
+    void adopt_vip_ports();
+    void write_vip_ports();
+    void write_vip_by_index(std::uint32_t index, const stickylb_vip_meta& meta);
     void attach_slow_path(const std::string& interface, std::uint32_t ifindex);
     void write_address_entry(const IpAddress& address, std::uint8_t protocol);
     std::string pin_path(const std::string& name) const;
@@ -140,6 +146,8 @@ private:
     std::unique_ptr<stickylb_bpf, void (*)(stickylb_bpf*)> skeleton_;
     std::unique_ptr<neigh_bpf, void (*)(neigh_bpf*)> neigh_skeleton_;
     std::map<VipKey, VipSettings> vips_;
+    std::map<std::uint32_t, std::uint16_t> generations_;  // per VIP index
+    std::vector<std::uint32_t> vip_port_words_;           // what vip_ports holds
     std::map<std::string, int> unpinned_links_;  // interface -> XDP link fd
     struct Unmap {
         std::size_t bytes;
