@@ -30,13 +30,13 @@ struct {
     __uint(max_entries, STICKYLB_DEFAULT_MAX_VIPS);
 } vip_meta_by_index SEC(".maps");
 
-/* Ports any VIP listens on: most non-VIP traffic leaves after one array read. */
+/* Bloom filter of (VIP address, port, protocol): non-VIP traffic leaves after one array read. */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __type(key, __u32);
-    __type(value, __u32);
-    __uint(max_entries, STICKYLB_VIP_PORT_WORDS);
-} vip_ports SEC(".maps");
+    __type(value, __u64);
+    __uint(max_entries, STICKYLB_VIP_FILTER_WORDS);
+} vip_filter SEC(".maps");
 
 /*
  * Ring of VIP v at [v * ring_size, (v + 1) * ring_size): backend index per slot.
@@ -68,6 +68,19 @@ struct {
     __type(value, struct stickylb_flow);
     __uint(max_entries, STICKYLB_DEFAULT_FLOW_ENTRIES);
 } flows SEC(".maps");
+
+/*
+ * In front of the flow table: a hit costs an inlined array read and a key
+ * compare instead of a hash-table lookup. Per CPU, so no entry is ever written
+ * by two CPUs at once (RSS keeps a flow on one CPU); a miss falls through to
+ * the flow table, which stays the truth.
+ */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __type(key, __u32);
+    __type(value, struct stickylb_flow_cache_entry);
+    __uint(max_entries, STICKYLB_FLOW_CACHE_SLOTS);
+} flow_cache SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -26,8 +26,9 @@ enum parse_result {
     PARSE_TRUNCATED_IP,  /* not even the IP addresses are there */
 };
 
+/* 8-byte aligned: the flow key is compared as five 64-bit words. */
 struct packet {
-    struct stickylb_flow_key flow;
+    struct stickylb_flow_key flow __attribute__((aligned(8)));
     __u32 l3_offset;        /* Ethernet + VLAN header length */
     __u32 ip_length;        /* what the IP header says: excludes Ethernet padding */
     __u16 vlan_tci;         /* network order, valid if has_vlan */

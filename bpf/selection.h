@@ -33,12 +33,47 @@ static __always_inline int is_new_connection(const struct packet *pkt)
     return pkt->flow.proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 }
 
-static __always_inline int vip_port_listed(__be16 port)
+/* False: certainly not for a VIP. True: probably (the VIP lookup decides). */
+static __always_inline int may_be_vip(const struct packet *pkt)
 {
-    const __u32 number = bpf_ntohs(port);
-    const __u32 word = number >> 5;
-    __u32 *bits = bpf_map_lookup_elem(&vip_ports, &word);
-    return bits && (*bits & (1u << (number & 31)));
+    const __u32 bit = stickylb_vip_filter_bit(pkt->flow.dst.v6, pkt->flow.dport, pkt->flow.proto);
+    const __u32 word = bit >> 6;
+    __u64 *bits = bpf_map_lookup_elem(&vip_filter, &word);
+    return bits && (*bits & (1ull << (bit & 63)));
+}
+
+static __always_inline int same_flow_key(const struct stickylb_flow_key *a, const struct stickylb_flow_key *b)
+{
+    const __u64 *x = (const __u64 *)a;
+    const __u64 *y = (const __u64 *)b;
+    return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]));
+}
+
+static __always_inline struct stickylb_flow_cache_entry *flow_cache_entry(const struct packet *pkt)
+{
+    __u32 slot = stickylb_flow_cache_slot(pkt->flow.src.v6, pkt->flow.dst.v6, pkt->flow.sport, pkt->flow.dport,
+                                          pkt->flow.proto);
+    return bpf_map_lookup_elem(&flow_cache, &slot);
+}
+
+/* The flow entry of pkt: from this CPU's cache, else from the flow table (and cached). */
+static __always_inline struct stickylb_flow *find_flow(const struct packet *pkt)
+{
+    struct stickylb_flow_cache_entry *cached = flow_cache_entry(pkt);
+    if (!cached)
+        return bpf_map_lookup_elem(&flows, &pkt->flow);
+    if (same_flow_key(&cached->key, &pkt->flow)) {
+        if (++cached->flow.cache_hits % STICKYLB_FLOW_CACHE_TOUCH_EVERY == 0)
+            bpf_map_lookup_elem(&flows, &pkt->flow); /* marks the entry used for the LRU */
+        return &cached->flow;
+    }
+    struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt->flow);
+    if (!flow)
+        return NULL;
+    cached->key = pkt->flow;
+    cached->flow = *flow;
+    cached->flow.cache_hits = 0;
+    return &cached->flow;
 }
 
 /* The VIP a flow entry was recorded for, if that VIP still holds its index. */
@@ -133,6 +168,12 @@ static __always_inline void record_flow(const struct packet *pkt, const struct s
         .vip_generation = vip->generation,
     };
     bpf_map_update_elem(&flows, &pkt->flow, &flow, BPF_ANY);
+    /* The cache must not keep serving what this entry replaced. */
+    struct stickylb_flow_cache_entry *cached = flow_cache_entry(pkt);
+    if (cached) {
+        cached->key = pkt->flow;
+        cached->flow = flow;
+    }
     choice->new_flow = 1;
 }
 

@@ -61,10 +61,10 @@ static __always_inline int forward_counted(struct xdp_md *ctx, const struct pack
 {
     count_vip(vip->vip_index, bytes, choice->new_flow, choice->affinity_hit, choice->affinity_miss);
     count_backend(choice->backend_index, bytes);
-    if (counters) {
-        counters->fragments_steered += kind == PARSE_FRAGMENT;
-        counters->icmp_too_big_steered += kind == PARSE_ICMP_TOO_BIG;
-    }
+    if (counters && kind == PARSE_FRAGMENT)
+        counters->fragments_steered++;
+    if (counters && kind == PARSE_ICMP_TOO_BIG)
+        counters->icmp_too_big_steered++;
     return forward(ctx, pkt, vip, choice, counters);
 }
 
@@ -87,12 +87,12 @@ int stickylb_xdp(struct xdp_md *ctx)
     if (kind == PARSE_TRUNCATED_IP)
         return OUTCOME(counters, pass_malformed, XDP_PASS);
 
-    /* Fast path: established packets of a VIP cost one flow lookup. */
+    /* Fast path: an established packet of a VIP costs one flow-cache read. */
     if (kind == PARSE_FLOW) {
-        if (!vip_port_listed(pkt.flow.dport))
+        if (!may_be_vip(&pkt))
             return OUTCOME(counters, pass_not_vip, XDP_PASS);
         if (!is_new_connection(&pkt)) {
-            struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt.flow);
+            struct stickylb_flow *flow = find_flow(&pkt);
             if (flow && follow_flow(&pkt, kind, flow, &vip, &choice) == 0)
                 return forward_counted(ctx, &pkt, vip, &choice, kind, bytes, counters);
         }
@@ -123,7 +123,7 @@ int stickylb_xdp(struct xdp_md *ctx)
 
     /* An ICMP error follows the flow it quotes, if that flow is known. */
     if (kind == PARSE_ICMP_TOO_BIG) {
-        struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt.flow);
+        struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt.flow);  /* rare: no cache */
         struct stickylb_vip_meta *flow_vip;
         if (flow && follow_flow(&pkt, kind, flow, &flow_vip, &choice) == 0)
             return forward_counted(ctx, &pkt, flow_vip, &choice, kind, bytes, counters);

@@ -52,8 +52,20 @@ enum stickylb_forwarding_mode {
 /* vip_meta_by_index slot in use: a flow of that VIP may skip the VIP lookup. */
 #define STICKYLB_VIP_F_ACTIVE (1u << 3)
 
-/* vip_ports: one bit per port number that some TCP or UDP VIP listens on. */
-#define STICKYLB_VIP_PORT_WORDS (65536u / 32u)
+/*
+ * vip_filter: a one-hash Bloom filter over (VIP address, port, protocol), so
+ * traffic that is not for a VIP leaves after one array read. 2^20 bits: with
+ * hundreds of VIPs a non-VIP packet is let through to the VIP lookup less than
+ * once in a thousand.
+ */
+#define STICKYLB_VIP_FILTER_BITS (1u << 20)    /* stickylb_vip_filter_bit() keeps 20 bits */
+#define STICKYLB_VIP_FILTER_WORDS (STICKYLB_VIP_FILTER_BITS / 64u)
+
+/* flow_cache: per-CPU, direct-mapped by flow, one cache line per entry. */
+#define STICKYLB_FLOW_CACHE_SLOTS 4096u   /* 2^12: stickylb_flow_cache_slot() keeps 12 bits */
+/* A flow served from the cache still touches its flow-table entry this often
+ * (in hits), so the LRU never takes a busy flow for an idle one. */
+#define STICKYLB_FLOW_CACHE_TOUCH_EVERY 256u
 
 /* backend.flags */
 #define STICKYLB_BACKEND_F_NEXTHOP_KNOWN (1u << 0) /* nexthop_mac/egress_mac valid: fast path */
@@ -114,7 +126,12 @@ struct stickylb_flow {
     __u64 refreshed_ns;           /* persistent VIPs: last time this flow refreshed its affinity */
     __u16 vip_index;
     __u16 vip_generation;
-    __u32 pad0;
+    __u32 cache_hits;             /* in flow_cache copies: counts towards the next touch */
+};
+
+struct stickylb_flow_cache_entry {
+    struct stickylb_flow_key key; /* all zero: empty slot (no real flow has family 0) */
+    struct stickylb_flow flow;
 };
 
 struct stickylb_affinity_key {
@@ -169,6 +186,7 @@ static_assert(sizeof(struct stickylb_flow_key) == 40);
 static_assert(offsetof(struct stickylb_flow_key, sport) == 32);
 static_assert(sizeof(struct stickylb_flow) == 24);
 static_assert(offsetof(struct stickylb_flow, vip_index) == 16);
+static_assert(sizeof(struct stickylb_flow_cache_entry) == 64);
 static_assert(sizeof(struct stickylb_affinity_key) == 24);
 static_assert(offsetof(struct stickylb_affinity_key, client) == 8);
 static_assert(sizeof(struct stickylb_affinity) == 16);

@@ -10,6 +10,8 @@
 
 #include <linux/types.h>
 
+#include "stickylb/abi.h"
+
 static inline __u32 stickylb_rotl32(__u32 x, int r) { return (x << r) | (x >> (32 - r)); }
 
 static inline __u32 stickylb_hash_mix(__u32 h, __u32 word)
@@ -57,6 +59,32 @@ static inline __u32 stickylb_hash_flow(__u32 seed, const __u32 *src_words, const
 static inline __u32 stickylb_hash_client(__u32 seed, const __u32 *masked_src_words, __u8 family)
 {
     return stickylb_hash_final(stickylb_hash_addr(seed, masked_src_words, family));
+}
+
+/*
+ * Table indexes on the fast path (VIP filter bit, flow-cache slot) need spread,
+ * not strength: XOR-fold the words (an IPv4 address is zero past its first word,
+ * so one expression serves both families) and keep the top bits of a Fibonacci
+ * multiply. A crafted collision only costs its sender a cache miss.
+ */
+static inline __u32 stickylb_fold_addr(const __u32 *addr_words)
+{
+    return addr_words[0] ^ addr_words[1] ^ addr_words[2] ^ addr_words[3];
+}
+
+/* Bit of the VIP filter for (address, port in network order, protocol). */
+static inline __u32 stickylb_vip_filter_bit(const __u32 *addr_words, __u16 port, __u8 proto)
+{
+    const __u32 folded = stickylb_fold_addr(addr_words) ^ ((__u32)port << 16 | proto);
+    return (folded * 0x9e3779b1u) >> (32 - 20);
+}
+
+static inline __u32 stickylb_flow_cache_slot(const __u32 *src_words, const __u32 *dst_words, __u16 sport,
+                                             __u16 dport, __u8 proto)
+{
+    const __u32 folded = stickylb_fold_addr(src_words) ^ stickylb_rotl32(stickylb_fold_addr(dst_words), 16) ^
+                         ((__u32)sport << 16 | dport) ^ proto;
+    return (folded * 0x9e3779b1u) >> (32 - 12);
 }
 
 #endif /* STICKYLB_FLOW_HASH_H */

@@ -118,6 +118,13 @@ protected:
                                   htons(spec.destination_port), spec.protocol, spec.source.family());
     }
 
+    static std::uint32_t cache_slot_of(const PacketSpec& spec) {
+        const auto source = spec.source.to_abi();
+        const auto destination = spec.destination.to_abi();
+        return stickylb_flow_cache_slot(source.v6, destination.v6, htons(spec.source_port),
+                                        htons(spec.destination_port), spec.protocol);
+    }
+
     static std::uint32_t client_hash_of(const IpAddress& masked_client) {
         const auto client = masked_client.to_abi();
         return stickylb_hash_client(kTestSeed, client.v6, masked_client.family());

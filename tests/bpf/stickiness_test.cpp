@@ -234,6 +234,31 @@ TEST_F(Stickiness, DownBackendsFlowsMoveOnNonPersistentVip) {
         EXPECT_EQ(send("198.51.100.7", port, kTcpAck), moved[port]) << "moved flows stay moved";
 }
 
+TEST_F(Stickiness, FlowsSharingAFlowCacheSlotKeepTheirOwnBackends) {
+    make_vip(false);
+    // Two connections whose flow hashes pick the same per-CPU cache slot, on different backends.
+    const PacketSpec first = connection("198.51.100.7", 1000);
+    const std::uint32_t slot = cache_slot_of(first);
+    std::optional<PacketSpec> second;
+    for (std::uint16_t port = 1001; port < 60000 && !second; ++port) {
+        const PacketSpec candidate = connection("198.51.100.8", port);
+        if (cache_slot_of(candidate) == slot &&
+            ring_backend(flow_hash_of(candidate)) != ring_backend(flow_hash_of(first)))
+            second = candidate;
+    }
+    ASSERT_TRUE(second.has_value());
+    const std::uint32_t first_backend = send("198.51.100.7", 1000);
+    const std::uint32_t second_backend = send("198.51.100.8", second->source_port);
+    ASSERT_NE(first_backend, second_backend);
+
+    ring_all_to(first_backend);  // from now on only the flow entries know the second backend
+    for (int i = 0; i < 10; ++i) {
+        EXPECT_EQ(send("198.51.100.7", 1000, kTcpAck), first_backend);
+        EXPECT_EQ(send("198.51.100.8", second->source_port, kTcpAck), second_backend);
+    }
+    EXPECT_EQ(plane().vip_stats(kVip).new_flows, 2u) << "evicting each other from the cache re-created nothing";
+}
+
 TEST_F(Stickiness, RemovedVipStopsForwardingItsEstablishedFlows) {
     make_vip(false);
     ASSERT_NE(send("198.51.100.7", 1000), 0u);

@@ -21,6 +21,7 @@
 #include "core/errors.h"
 #include "core/maglev.h"
 #include "neigh.skel.h"
+#include "stickylb/flow_hash.h"
 #include "stickylb.skel.h"
 
 namespace stickylb {
@@ -201,7 +202,7 @@ DataPlane DataPlane::load(const LoadOptions& options) {
         throw SystemError("mmap the rings map", errno);
     plane.ring_memory_ = std::unique_ptr<RingSlot, Unmap>(static_cast<RingSlot*>(memory), Unmap{mapped_bytes});
     plane.adopt_vips();
-    plane.adopt_vip_ports();
+    plane.adopt_vip_filter();
     return plane;
 }
 
@@ -222,24 +223,29 @@ void DataPlane::adopt_vips() {
     }
 }
 
-void DataPlane::adopt_vip_ports() {
-    vip_port_words_.assign(STICKYLB_VIP_PORT_WORDS, 0);
-    const int fd = bpf_map__fd(skeleton_->maps.vip_ports);
-    for (std::uint32_t word = 0; word < STICKYLB_VIP_PORT_WORDS; ++word)
-        check_libbpf(bpf_map_lookup_elem(fd, &word, &vip_port_words_[word]), "read VIP port bitmap");
+void DataPlane::adopt_vip_filter() {
+    vip_filter_words_.assign(STICKYLB_VIP_FILTER_WORDS, 0);
+    const int fd = bpf_map__fd(skeleton_->maps.vip_filter);
+    for (std::uint32_t word = 0; word < STICKYLB_VIP_FILTER_WORDS; ++word)
+        check_libbpf(bpf_map_lookup_elem(fd, &word, &vip_filter_words_[word]), "read the VIP filter");
 }
 
-// The bitmap is the union of the VIPs' ports; only words that change are written.
-void DataPlane::write_vip_ports() {
-    std::vector<std::uint32_t> wanted(STICKYLB_VIP_PORT_WORDS, 0);
-    for (const auto& [key, settings] : vips_)
-        wanted[key.port >> 5] |= 1u << (key.port & 31);
-    const int fd = bpf_map__fd(skeleton_->maps.vip_ports);
-    for (std::uint32_t word = 0; word < STICKYLB_VIP_PORT_WORDS; ++word) {
-        if (wanted[word] == vip_port_words_[word])
+// One bit per VIP; only words that change are written. Bits are added before
+// the VIP entry exists and cleared after it is gone, so no VIP packet is ever
+// turned away by the filter.
+void DataPlane::write_vip_filter() {
+    std::vector<std::uint64_t> wanted(STICKYLB_VIP_FILTER_WORDS, 0);
+    for (const auto& [key, settings] : vips_) {
+        const stickylb_addr address = key.address.to_abi();
+        const std::uint32_t bit = stickylb_vip_filter_bit(address.v6, htons(key.port), key.protocol);
+        wanted[bit / 64] |= 1ull << (bit % 64);
+    }
+    const int fd = bpf_map__fd(skeleton_->maps.vip_filter);
+    for (std::uint32_t word = 0; word < STICKYLB_VIP_FILTER_WORDS; ++word) {
+        if (wanted[word] == vip_filter_words_[word])
             continue;
-        check_libbpf(bpf_map_update_elem(fd, &word, &wanted[word], BPF_ANY), "write VIP port bitmap");
-        vip_port_words_[word] = wanted[word];
+        check_libbpf(bpf_map_update_elem(fd, &word, &wanted[word], BPF_ANY), "write the VIP filter");
+        vip_filter_words_[word] = wanted[word];
     }
 }
 
@@ -375,18 +381,20 @@ void DataPlane::upsert_vip(const VipKey& key, const VipSettings& settings) {
     // Flows recorded for a VIP stay valid while it keeps its index; an index given
     // to another VIP gets a new generation, so the old VIP's flows stop matching.
     const auto existing = vips_.find(key);
-    const bool same_index = existing != vips_.end() && existing->second.index == settings.index;
-    if (existing != vips_.end() && !same_index)
-        write_vip_by_index(existing->second.index, stickylb_vip_meta{});
+    const std::optional<std::uint32_t> previous_index =
+        existing == vips_.end() ? std::nullopt : std::optional(existing->second.index);
+    const bool same_index = previous_index == settings.index;
+    vips_[key] = settings;
+    write_vip_filter();
+    if (previous_index && !same_index)
+        write_vip_by_index(*previous_index, stickylb_vip_meta{});
     const std::uint16_t generation = same_index ? generations_[settings.index] : ++generations_[settings.index];
     auto meta = to_abi(settings, generation);
     meta.flags |= STICKYLB_VIP_F_ACTIVE;
     write_vip_by_index(settings.index, meta);
     const auto abi_key = to_abi(key);
     check_libbpf(bpf_map_update_elem(bpf_map__fd(skeleton_->maps.vips), &abi_key, &meta, BPF_ANY), "write " + name);
-    vips_[key] = settings;
     write_address_entry(key.address, key.protocol);
-    write_vip_ports();
 }
 
 std::uint16_t DataPlane::vip_generation(std::uint32_t vip_index) const {
@@ -403,7 +411,7 @@ void DataPlane::remove_vip(const VipKey& key) {
         check_libbpf(rc, "remove VIP " + key.to_string());
     vips_.erase(key);
     write_address_entry(key.address, key.protocol);
-    write_vip_ports();
+    write_vip_filter();
 }
 
 void DataPlane::write_address_entry(const IpAddress& address, std::uint8_t protocol) {

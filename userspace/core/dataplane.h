@@ -132,8 +132,8 @@ public:
 private:
     explicit DataPlane(const LoadOptions& options);
     void adopt_vips();
-    void adopt_vip_ports();
-    void write_vip_ports();
+    void adopt_vip_filter();
+    void write_vip_filter();
     void write_vip_by_index(std::uint32_t index, const stickylb_vip_meta& meta);
     void attach_slow_path(const std::string& interface, std::uint32_t ifindex);
     void write_address_entry(const IpAddress& address, std::uint8_t protocol);
@@ -147,7 +147,7 @@ private:
     std::unique_ptr<neigh_bpf, void (*)(neigh_bpf*)> neigh_skeleton_;
     std::map<VipKey, VipSettings> vips_;
     std::map<std::uint32_t, std::uint16_t> generations_;  // per VIP index
-    std::vector<std::uint32_t> vip_port_words_;           // what vip_ports holds
+    std::vector<std::uint64_t> vip_filter_words_;         // what vip_filter holds
     std::map<std::string, int> unpinned_links_;  // interface -> XDP link fd
     struct Unmap {
         std::size_t bytes;
