@@ -115,6 +115,15 @@ Arguments parse(int argc, char** argv) {
     return arguments;
 }
 
+// The lab's table sizes: every command must ask for the sizes the pinned maps have.
+LoadOptions lab_load_options(const std::string& pin_dir) {
+    LoadOptions options;
+    options.pin_dir = pin_dir;
+    options.flow_entries = 65536;
+    options.affinity_entries = 65536;
+    return options;
+}
+
 MacAddress interface_mac(const std::string& interface) {
     std::FILE* file = std::fopen(("/sys/class/net/" + interface + "/address").c_str(), "r");
     if (file == nullptr)
@@ -130,10 +139,7 @@ MacAddress interface_mac(const std::string& interface) {
 void apply(const Arguments& arguments) {
     if (arguments.interface.empty() || arguments.vips.empty() || arguments.backends.empty())
         throw std::invalid_argument("apply needs --interface, --vip and --backend");
-    LoadOptions options;
-    options.pin_dir = arguments.pin_dir;
-    options.flow_entries = 65536;
-    options.affinity_entries = 65536;
+    const LoadOptions options = lab_load_options(arguments.pin_dir);
     DataPlane plane = DataPlane::load(options);
     RuntimeConfig config;
     config.hash_seed = static_cast<std::uint32_t>(kLabSeed);
@@ -166,11 +172,7 @@ void apply(const Arguments& arguments) {
 }
 
 void stats(const Arguments& arguments) {
-    LoadOptions options;
-    options.pin_dir = arguments.pin_dir;
-    options.flow_entries = 65536;
-    options.affinity_entries = 65536;
-    const DataPlane plane = DataPlane::load(options);
+    const DataPlane plane = DataPlane::load(lab_load_options(arguments.pin_dir));
     const auto global = plane.global_stats();
     std::cout << "forwarded: tx " << global.tx << ", redirect " << global.redirect << ", slow path "
               << global.pass_slow_path << "\npassed: not ip " << global.pass_not_ip << ", not vip "
@@ -183,11 +185,7 @@ void stats(const Arguments& arguments) {
 }
 
 void detach(const Arguments& arguments) {
-    LoadOptions options;
-    options.pin_dir = arguments.pin_dir;
-    options.flow_entries = 65536;
-    options.affinity_entries = 65536;
-    DataPlane plane = DataPlane::load(options);
+    DataPlane plane = DataPlane::load(lab_load_options(arguments.pin_dir));
     plane.detach(arguments.interface);
     plane.unpin_maps();
 }

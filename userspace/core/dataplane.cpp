@@ -461,12 +461,6 @@ void DataPlane::set_backend(const BackendEntry& backend) {
                  "write " + name);
 }
 
-void DataPlane::clear_backend(std::uint32_t index) {
-    const stickylb_backend empty{};
-    check_libbpf(bpf_map_update_elem(bpf_map__fd(skeleton_->maps.backends), &index, &empty, BPF_ANY),
-                 "clear backend " + std::to_string(index));
-}
-
 DataPlane::RingSlot* DataPlane::ring_of(std::uint32_t vip_index) const {
     if (vip_index >= options_.max_vips)
         throw std::invalid_argument("VIP index " + std::to_string(vip_index) + " >= max_vips");

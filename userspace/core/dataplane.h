@@ -90,7 +90,6 @@ public:
     DataPlane& operator=(DataPlane&&) noexcept;
     ~DataPlane();
 
-    const LoadOptions& options() const { return options_; }
 
     // XDP on the interface plus the tc ingress slow path. automatic: native when
     // the driver supports it, generic otherwise. With a pin_dir the XDP link is
@@ -114,7 +113,6 @@ public:
     std::uint16_t vip_generation(std::uint32_t vip_index) const;
 
     void set_backend(const BackendEntry& backend);
-    void clear_backend(std::uint32_t index);
 
     // Writes only the slots that differ from what the map holds; returns how many.
     std::size_t write_ring(std::uint32_t vip_index, std::span<const std::uint32_t> ring);
