@@ -199,8 +199,9 @@ static __always_inline int follow_flow(const struct packet *pkt, enum parse_resu
 
 /*
  * The path of a packet the flow table did not settle: affinity (persistent
- * VIPs), then the ring. kind: PARSE_FLOW may create state; fragments and ICMP
- * errors only follow what exists (or what the ring says), recording nothing.
+ * VIPs), then the ring. Only an established-connection packet (or UDP) records
+ * state; SYNs, RSTs, fragments and ICMP errors follow what exists or what the
+ * ring says, recording nothing.
  */
 static __always_inline int choose_backend(const struct packet *pkt, const struct stickylb_vip_meta *vip,
                                           enum parse_result kind, struct choice *choice)
@@ -209,8 +210,15 @@ static __always_inline int choose_backend(const struct packet *pkt, const struct
     if (!config)
         return -1;
     const int persistent = vip->flags & STICKYLB_VIP_F_PERSISTENT;
+    /*
+     * A SYN records nothing: it follows the affinity table or the ring, and the
+     * packet that completes the handshake (same pick) records the flow and the
+     * client. A flood of spoofed SYNs therefore never evicts a real user's entry,
+     * and a RST never creates one.
+     */
     const int tcp = pkt->flow.proto == IPPROTO_TCP;
-    const int creates_state = kind == PARSE_FLOW && !(tcp && (pkt->tcp_flags & TCP_FLAG_RST));
+    const int creates_state =
+        kind == PARSE_FLOW && !(tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST)));
     __u64 now = 0;
 
     struct stickylb_affinity_key affinity_key;

@@ -30,9 +30,9 @@ struct stickylb_global_stats {
 struct stickylb_vip_stats {
     __u64 packets;
     __u64 bytes;
-    __u64 new_flows;              /* flows recorded (first packet or re-pick) */
+    __u64 new_flows;              /* flows recorded (handshake completed, or a re-pick) */
     __u64 affinity_hits;          /* persistent VIP: client found in the affinity table */
-    __u64 affinity_misses;        /* persistent VIP: client picked from the ring */
+    __u64 affinity_misses;        /* persistent VIP: client picked from the ring and recorded */
 };
 
 struct stickylb_backend_stats {

@@ -298,6 +298,15 @@ protected:
     }
     Sent send(const PacketSpec& spec) { return send(build_packet(spec)); }
 
+    // SYN then ACK: a flow (and a persistent VIP's client) is recorded once the handshake completes.
+    std::uint32_t handshake(const PacketSpec& syn) {
+        const std::uint32_t backend = backend_of(send(syn).run);
+        PacketSpec ack = syn;
+        ack.tcp_flags = kTcpAck;
+        EXPECT_EQ(backend_of(send(ack).run), backend) << "the packets of one handshake reach one backend";
+        return backend;
+    }
+
     // BPF_PROG_TEST_RUN without throwing: nullopt when the kernel refuses the input
     // (it does for XDP input shorter than an Ethernet header).
     std::optional<XdpRun> try_run(const Bytes& packet) {
@@ -668,7 +677,7 @@ TEST_F(Hostile, IcmpTooBigReachesTheBackendOfItsFlow) {
     for (const Family* family : kFamilies) {
         SCOPED_TRACE(family->name);
         const PacketSpec syn = tcp_syn(*family);
-        const std::uint32_t backend = backend_of(send(syn).run);
+        const std::uint32_t backend = handshake(syn);
         ASSERT_NE(backend, 0u);
         // Out of the ring (draining keeps its flows): only the flow table still names it.
         set_state_and_ring(family->tcp_index, backend, BackendState::draining);
@@ -692,7 +701,7 @@ TEST_F(Hostile, IcmpTooBigWithoutAFlowFollowsTheClientsAffinity) {
     for (const Family* family : kFamilies) {
         SCOPED_TRACE(family->name);
         const PacketSpec syn = tcp_syn(*family, 40000);
-        const std::uint32_t backend = backend_of(send(syn).run);
+        const std::uint32_t backend = handshake(syn);
         ASSERT_NE(backend, 0u);
         set_state_and_ring(family->tcp_index, backend, BackendState::draining);
         ASSERT_NE(ring_backend(client_hash_of(syn.source)), backend);  // prefix /32, /128
@@ -774,7 +783,7 @@ TEST_F(Hostile, FragmentsOfAPersistentVipFollowTheClientsBackend) {
             SCOPED_TRACE("client " + client_of(*family, client).to_string());
             PacketSpec syn = tcp_syn(*family, static_cast<std::uint16_t>(40000 + client));
             syn.source = client_of(*family, client);
-            const std::uint32_t backend = backend_of(send(syn).run);
+            const std::uint32_t backend = handshake(syn);
             ASSERT_NE(backend, 0u);
             backends.push_back(backend);
             PacketSpec datagram = udp_to(*family, family->vip, 50000);
@@ -1060,10 +1069,12 @@ TEST_F(Hostile, RstThatStartsNoFlowIsForwardedButRecordsNoFlow) {
             EXPECT_FALSE(flow_entry(rst)) << "a RST recorded a flow";
             EXPECT_EQ(plane().vip_stats(family->tcp_index).new_flows, new_flows);
 
-            // Control: a SYN of the same tuple is recorded under the same key.
+            // Control: a handshake of the same tuple is recorded under the same key, by its ACK.
             PacketSpec syn = rst;
             syn.tcp_flags = kTcpSyn;
-            const std::uint32_t backend = backend_of(send(syn).run);
+            send(syn);
+            EXPECT_FALSE(flow_entry(syn)) << "a SYN records nothing";
+            const std::uint32_t backend = handshake(syn);
             ASSERT_NE(backend, 0u);
             const std::optional<stickylb_flow> entry = flow_entry(syn);
             ASSERT_TRUE(entry);

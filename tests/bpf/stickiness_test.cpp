@@ -46,10 +46,18 @@ protected:
         return backend_of(run(connection(client, source_port, flags)));
     }
 
+    // SYN then ACK: the handshake's ACK is what records the flow (and the client's affinity).
+    std::uint32_t connect(const std::string& client, std::uint16_t source_port) {
+        const std::uint32_t syn = send(client, source_port, kTcpSyn);
+        const std::uint32_t ack = send(client, source_port, kTcpAck);
+        EXPECT_EQ(syn, ack) << "the packets of one handshake reach one backend";
+        return ack;
+    }
+
     // Connects clients until one lands on the backend; that client keeps its connection (port 5000) open.
     std::string first_client_on(std::uint32_t backend) {
         for (int n = 0; n < 500; ++n)
-            if (send(client_address(n), 5000) == backend)
+            if (connect(client_address(n), 5000) == backend)
                 return client_address(n);
         return {};
     }
@@ -100,17 +108,17 @@ TEST_F(Stickiness, PersistentVipKeepsEveryConnectionOfAClientOnOneBackend) {
     std::set<std::uint32_t> used_by_all_clients;
     for (int client = 0; client < 40; ++client) {
         const std::string address = client_address(client);
-        const std::uint32_t first = send(address, 10000);
+        const std::uint32_t first = connect(address, 10000);
         ASSERT_NE(first, 0u);
         EXPECT_EQ(first, ring_backend(client_hash_of(IpAddress::parse(address))));
         for (std::uint16_t port = 10001; port < 10020; ++port)
-            EXPECT_EQ(send(address, port), first) << address << ":" << port;
+            EXPECT_EQ(connect(address, port), first) << address << ":" << port;
         used_by_all_clients.insert(first);
     }
     EXPECT_GE(used_by_all_clients.size(), 3u) << "40 clients should spread over the 4 backends";
     const auto stats = plane().vip_stats(kVip);
-    EXPECT_EQ(stats.affinity_misses, 40u);
-    EXPECT_EQ(stats.affinity_hits, 40u * 19u);
+    EXPECT_EQ(stats.affinity_misses, 40u) << "one recorded client each";
+    EXPECT_EQ(stats.affinity_hits, 40u * 19u * 2u) << "later SYNs and ACKs find the client";
 }
 
 TEST_F(Stickiness, NonPersistentVipSpreadsConnectionsOfOneClient) {
@@ -129,23 +137,39 @@ TEST_F(Stickiness, NonPersistentVipSpreadsConnectionsOfOneClient) {
 
 TEST_F(Stickiness, ClientPrefixGroupsNeighboursOnOneBackend) {
     make_vip(true, 300, 24);
-    const std::uint32_t first = send("198.51.100.7", 1000);
+    const std::uint32_t first = connect("198.51.100.7", 1000);
     ASSERT_NE(first, 0u);
+    ring_all_to(first == 1 ? 2 : 1);  // only the recorded prefix can keep the neighbours on `first`
     for (int host = 1; host < 255; host += 17)
         EXPECT_EQ(send("198.51.100." + std::to_string(host), 2000), first);
+}
+
+TEST_F(Stickiness, SynsRecordNothingSoAFloodCannotDisplaceRealUsers) {
+    make_vip(true);
+    const std::uint32_t user = connect("198.51.100.7", 1000);
+    ASSERT_NE(user, 0u);
+    for (int n = 0; n < 3000; ++n)  // spoofed SYNs from 3000 sources, none completing a handshake
+        ASSERT_NE(send(client_address(n + 1000), static_cast<std::uint16_t>(2000 + n % 50000)), 0u);
+    const auto stats = plane().vip_stats(kVip);
+    EXPECT_EQ(stats.new_flows, 1u) << "only the completed handshake recorded a flow";
+    EXPECT_EQ(stats.affinity_misses, 1u) << "only the real user was recorded as a client";
+    EXPECT_FALSE(affinity_of(client_address(1000)).has_value());
+    ring_all_to(user == 1 ? 2 : 1);
+    EXPECT_EQ(send("198.51.100.7", 1000, kTcpAck), user) << "the real user's flow is intact";
+    EXPECT_EQ(connect("198.51.100.7", 1001), user) << "and so is its affinity";
 }
 
 TEST_F(Stickiness, ExpiredAffinityIsReplacedByAFreshPick) {
     make_vip(true, 2);
     const std::string client = "198.51.100.7";
-    const std::uint32_t original = send(client, 1000);
+    const std::uint32_t original = connect(client, 1000);
     ASSERT_NE(original, 0u);
     const std::uint32_t other = original == 1 ? 2 : 1;
     ring_all_to(other);
 
-    EXPECT_EQ(send(client, 1001), original) << "a live affinity outranks the ring";
+    EXPECT_EQ(connect(client, 1001), original) << "a live affinity outranks the ring";
     age_affinity(client, 3'000'000'000ull);
-    EXPECT_EQ(send(client, 1002), other) << "an expired affinity is ignored";
+    EXPECT_EQ(connect(client, 1002), other) << "an expired affinity is ignored";
     ASSERT_TRUE(affinity_of(client).has_value());
     EXPECT_EQ(affinity_of(client)->backend_index, other) << "and replaced by the new pick";
     EXPECT_EQ(send(client, 1003), other);
@@ -154,9 +178,9 @@ TEST_F(Stickiness, ExpiredAffinityIsReplacedByAFreshPick) {
 TEST_F(Stickiness, AffinityIsRefreshedWhenUsed) {
     make_vip(true, 2);
     const std::string client = "198.51.100.7";
-    const std::uint32_t original = send(client, 1000);
+    const std::uint32_t original = connect(client, 1000);
     age_affinity(client, 1'500'000'000ull);
-    EXPECT_EQ(send(client, 1001), original);
+    EXPECT_EQ(connect(client, 1001), original);
     const std::uint64_t age = monotonic_coarse_ns() - affinity_of(client)->last_seen_ns;
     EXPECT_LT(age, 1'000'000'000ull) << "a hit must refresh last_seen";
 }
@@ -165,7 +189,7 @@ TEST_F(Stickiness, RingChangeDoesNotMoveEstablishedFlows) {
     make_vip(false);
     std::map<std::uint16_t, std::uint32_t> established;
     for (std::uint16_t port = 30000; port < 30100; ++port)
-        established[port] = send("198.51.100.7", port);
+        established[port] = connect("198.51.100.7", port);
 
     set_backends(kVip, {{1, IpAddress::parse("10.0.0.1")},
                         {2, IpAddress::parse("10.0.0.2")},
@@ -218,7 +242,7 @@ TEST_F(Stickiness, DownBackendsFlowsMoveOnNonPersistentVip) {
     make_vip(false);
     std::vector<std::uint16_t> on_backend_1;
     for (std::uint16_t port = 30000; port < 30200; ++port)
-        if (send("198.51.100.7", port) == 1)
+        if (connect("198.51.100.7", port) == 1)
             on_backend_1.push_back(port);
     ASSERT_FALSE(on_backend_1.empty());
 
@@ -247,8 +271,8 @@ TEST_F(Stickiness, FlowsSharingAFlowCacheSlotKeepTheirOwnBackends) {
             second = candidate;
     }
     ASSERT_TRUE(second.has_value());
-    const std::uint32_t first_backend = send("198.51.100.7", 1000);
-    const std::uint32_t second_backend = send("198.51.100.8", second->source_port);
+    const std::uint32_t first_backend = connect("198.51.100.7", 1000);
+    const std::uint32_t second_backend = connect("198.51.100.8", second->source_port);
     ASSERT_NE(first_backend, second_backend);
 
     ring_all_to(first_backend);  // from now on only the flow entries know the second backend
@@ -261,8 +285,7 @@ TEST_F(Stickiness, FlowsSharingAFlowCacheSlotKeepTheirOwnBackends) {
 
 TEST_F(Stickiness, RemovedVipStopsForwardingItsEstablishedFlows) {
     make_vip(false);
-    ASSERT_NE(send("198.51.100.7", 1000), 0u);
-    ASSERT_NE(send("198.51.100.7", 1000, kTcpAck), 0u);
+    ASSERT_NE(connect("198.51.100.7", 1000), 0u);
     plane().remove_vip(tcp_vip("192.0.2.10"));
     const XdpRun after = run(connection("198.51.100.7", 1000, kTcpAck));
     EXPECT_EQ(after.action, XDP_PASS) << "a flow of a removed VIP is not forwarded";
@@ -271,7 +294,7 @@ TEST_F(Stickiness, RemovedVipStopsForwardingItsEstablishedFlows) {
 
 TEST_F(Stickiness, ReusedVipIndexDoesNotInheritTheOldVipsFlows) {
     make_vip(false);
-    ASSERT_NE(send("198.51.100.7", 1000), 0u);
+    ASSERT_NE(connect("198.51.100.7", 1000), 0u);
     plane().remove_vip(tcp_vip("192.0.2.10"));
     VipSettings other;
     other.index = kVip;
@@ -282,7 +305,7 @@ TEST_F(Stickiness, ReusedVipIndexDoesNotInheritTheOldVipsFlows) {
 
 TEST_F(Stickiness, ChangedVipSettingsReachEstablishedFlows) {
     make_vip(false);
-    const std::uint32_t backend = send("198.51.100.7", 1000);
+    const std::uint32_t backend = connect("198.51.100.7", 1000);
     ASSERT_NE(backend, 0u);
     VipSettings tunnelled;
     tunnelled.index = kVip;
