@@ -64,9 +64,9 @@ static __always_inline void build_outer_ipv6(struct ipv6hdr *outer, const struct
 
 /*
  * Grows the packet at the front and writes Ethernet (+ the VLAN tag it had)
- * and the outer header. The MAC addresses stay as they came: the fast path
- * rewrites them next, and on the slow path the stack must still see a frame
- * addressed to this host.
+ * and the outer header. With a known next hop the Ethernet header gets its
+ * final MACs here; otherwise it keeps the ones it came with, so the stack (the
+ * tc slow path) still sees a frame addressed to this host.
  */
 static __always_inline int encapsulate(struct xdp_md *ctx, const struct packet *pkt,
                                        const struct stickylb_backend *backend,
@@ -74,12 +74,18 @@ static __always_inline int encapsulate(struct xdp_md *ctx, const struct packet *
 {
     const int outer_v4 = backend->family == STICKYLB_FAMILY_IPV4;
     const int outer_length = outer_v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+    const int next_hop_known = backend->flags & STICKYLB_BACKEND_F_NEXTHOP_KNOWN;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    struct ethhdr original;
-    if (data + sizeof(original) > data_end)
-        return -1;
-    __builtin_memcpy(&original, data, sizeof(original));
+    __u8 macs[2 * ETH_ALEN];
+    if (next_hop_known) {
+        __builtin_memcpy(macs, backend->nexthop_mac, ETH_ALEN);
+        __builtin_memcpy(macs + ETH_ALEN, backend->egress_mac, ETH_ALEN);
+    } else {
+        if (data + sizeof(macs) > data_end)
+            return -1;
+        __builtin_memcpy(macs, data, sizeof(macs));
+    }
     if (bpf_xdp_adjust_head(ctx, -outer_length))
         return -1;
     data = (void *)(long)ctx->data;
@@ -87,9 +93,7 @@ static __always_inline int encapsulate(struct xdp_md *ctx, const struct packet *
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > data_end)
         return -1;
-    __builtin_memcpy(eth->h_dest, original.h_dest, ETH_ALEN);
-    __builtin_memcpy(eth->h_source, original.h_source, ETH_ALEN);
-    const __be16 outer_type = bpf_htons(outer_v4 ? ETH_P_IP : ETH_P_IPV6);
+    __builtin_memcpy(eth, macs, sizeof(macs));    const __be16 outer_type = bpf_htons(outer_v4 ? ETH_P_IP : ETH_P_IPV6);
     void *outer = eth + 1;
     if (pkt->has_vlan) {
         __be16 *vlan = outer;

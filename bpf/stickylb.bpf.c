@@ -32,7 +32,7 @@ static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt,
             return OUTCOME(counters, drop_error, XDP_DROP);
         return OUTCOME(counters, pass_slow_path, XDP_PASS);
     }
-    if (rewrite_macs(ctx, backend))
+    if (vip->forwarding_mode != STICKYLB_FWD_IPIP && rewrite_macs(ctx, backend))
         return OUTCOME(counters, drop_error, XDP_DROP);
     if (backend->egress_ifindex && backend->egress_ifindex != ctx->ingress_ifindex)
         return OUTCOME(counters, redirect, bpf_redirect(backend->egress_ifindex, 0));
