@@ -79,12 +79,14 @@ static inline __u32 stickylb_vip_filter_bit(const __u32 *addr_words, __u16 port,
     return (folded * 0x9e3779b1u) >> (32 - 20);
 }
 
+/* The folded fields go through the mixer one by one: plain XOR let correlated
+ * fields (client address and port rising together) cancel out. */
 static inline __u32 stickylb_flow_cache_slot(const __u32 *src_words, const __u32 *dst_words, __u16 sport,
                                              __u16 dport, __u8 proto)
 {
-    const __u32 folded = stickylb_fold_addr(src_words) ^ stickylb_rotl32(stickylb_fold_addr(dst_words), 16) ^
-                         ((__u32)sport << 16 | dport) ^ proto;
-    return (folded * 0x9e3779b1u) >> (32 - 12);
+    __u32 h = stickylb_hash_mix(stickylb_fold_addr(src_words), stickylb_fold_addr(dst_words));
+    h = stickylb_hash_mix(h, ((__u32)sport << 16 | dport) ^ ((__u32)proto << 8));
+    return (h * 0x9e3779b1u) >> (32 - 12);
 }
 
 #endif /* STICKYLB_FLOW_HASH_H */
