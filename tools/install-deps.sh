@@ -7,8 +7,10 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
-  # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  # control plane (stickylbd, stickylb)
+  libyaml-cpp-dev nlohmann-json3-dev libboost-dev libspdlog-dev libfmt-dev
+  # tests and benchmarks (promtool comes with prometheus)
+  libgtest-dev libgmock-dev libbenchmark-dev prometheus
   # lab (network namespaces, HTTP backends and client)
   iproute2 ethtool curl python3 procps
 )

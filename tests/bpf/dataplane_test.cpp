@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "bpf/fixture.h"
+#include "support/bpffs.h"
 
 namespace stickylb::testing {
 namespace {
@@ -23,25 +24,6 @@ std::vector<std::uint32_t> ring_for(std::initializer_list<std::pair<std::uint32_
         backends.push_back({"be" + std::to_string(index), index, 1, up});
     return build_maglev_ring(backends, kTestRingSize, kTestSeed);
 }
-
-// A bpffs of the test's own (ip netns exec remounts /sys, so /sys/fs/bpf is not ours to use).
-class PrivateBpffs {
-public:
-    PrivateBpffs() {
-        char pattern[] = "/tmp/stickylb-bpffs-XXXXXX";
-        path_ = mkdtemp(pattern);
-        if (mount("bpf", path_.c_str(), "bpf", 0, nullptr) != 0)
-            throw SystemError("mount bpffs at " + path_, errno);
-    }
-    ~PrivateBpffs() {
-        umount2(path_.c_str(), MNT_DETACH);
-        std::filesystem::remove_all(path_);
-    }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
 
 class DataPlaneHandle : public ::testing::Test {
 protected:

@@ -33,6 +33,7 @@
 
 #include "core/dataplane.h"
 #include "core/maglev.h"
+#include "support/lab.h"
 #include "support/load_options.h"
 #include "support/privileges.h"
 
@@ -46,6 +47,8 @@
 namespace stickylb {
 namespace {
 
+using namespace stickylb::testing::lab;
+
 // Lab constants: they must match tools/lab/lab.sh.
 constexpr const char* kVip4 = "10.89.0.250";
 constexpr const char* kVip6 = "fd00:89::250";
@@ -55,74 +58,6 @@ constexpr std::uint32_t kRingSize = 257;  // prime
 constexpr std::uint64_t kRingSeed = 0x5eed;
 constexpr std::uint16_t kHttpPort = 80;
 constexpr int kRequests = 20;
-
-std::string lab_prefix() {
-    const char* prefix = std::getenv("STICKYLB_LAB_PREFIX");
-    return prefix != nullptr && *prefix != '\0' ? prefix : "slb";
-}
-std::string lab_ns(const std::string& role) { return lab_prefix() + "-" + role; }
-std::string backend_ns(int index) { return lab_ns("be" + std::to_string(index)); }
-
-std::string shell_quote(const std::string& text) {
-    std::string quoted = "'";
-    for (char c : text) {
-        if (c == '\'')
-            quoted += "'\\''";
-        else
-            quoted += c;
-    }
-    return quoted + "'";
-}
-
-struct CommandResult {
-    int exit_code = -1;
-    std::string output;  // stdout and stderr
-};
-
-CommandResult run_command(const std::string& command) {
-    CommandResult result;
-    FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-    if (pipe == nullptr) {
-        result.output = "popen failed: " + std::string(std::strerror(errno));
-        return result;
-    }
-    std::array<char, 4096> buffer;
-    std::size_t count;
-    while ((count = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-        result.output.append(buffer.data(), count);
-    const int status = pclose(pipe);
-    result.exit_code = status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return result;
-}
-
-std::string in_ns(const std::string& ns, const std::string& command) {
-    return "ip netns exec " + shell_quote(ns) + " " + command;
-}
-
-std::string trim(std::string text) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r'))
-        text.pop_back();
-    return text;
-}
-
-std::string lab_command(const std::string& arguments) {
-    return "STICKYLB_BUILD_DIR=" + shell_quote(STICKYLB_BUILD_DIR) + " " +
-           shell_quote(std::string(STICKYLB_SOURCE_DIR) + "/tools/lab/lab.sh") + " " + arguments;
-}
-
-std::vector<std::string> lab_namespaces_left() {
-    const auto listed = run_command("ip netns list");
-    std::vector<std::string> left;
-    std::istringstream lines(listed.output);
-    std::string line;
-    const std::string prefix = lab_prefix() + "-";
-    while (std::getline(lines, line)) {
-        const std::string name = line.substr(0, line.find(' '));
-        if (name.rfind(prefix, 0) == 0)
-            left.push_back(name);
-    }
-    return left;
-}
 
 // Enters a named network namespace for this thread; returns to the original one
 // when destroyed. Not returning would leave the test in the lab: abort instead.

@@ -83,6 +83,8 @@ usage() {
 usage: $0 up [--mode l2|ipip] [--backends N]
        $0 down
        $0 status
+       $0 stop-backend N     stop backend N's HTTP server (its namespace stays: a dead server)
+       $0 start-backend N    start it again
 EOF
 }
 
@@ -417,6 +419,25 @@ cmd_status() {
     fi
 }
 
+cmd_stop_backend() {
+    local index="${1:-}" pidfile pid
+    [[ "${index}" =~ ^[0-9]+$ ]] || die "stop-backend needs a backend number"
+    pidfile="${STATE_DIR}/be${index}.pid"
+    [[ -s "${pidfile}" ]] || die "backend be${index} is not running (no ${pidfile})"
+    pid="$(tr -dc '0-9' <"${pidfile}")"
+    is_lab_backend "${pid}" || die "pid ${pid} in ${pidfile} is not a lab backend"
+    log "stopping be${index} (process group ${pid})"
+    stop_group "${pid}"
+    rm -f "${pidfile}"
+}
+
+cmd_start_backend() {
+    local index="${1:-}"
+    [[ "${index}" =~ ^[0-9]+$ ]] || die "start-backend needs a backend number"
+    ip netns list | grep -qw "$(backend_ns "${index}")" || die "no namespace $(backend_ns "${index}"): is the lab up?"
+    start_backend "${index}"
+}
+
 main() {
     [[ $# -ge 1 ]] || {
         usage >&2
@@ -425,7 +446,7 @@ main() {
     local command="$1"
     shift
     case "${command}" in
-    up | down | status) ;;
+    up | down | status | stop-backend | start-backend) ;;
     -h | --help)
         usage
         exit 0
@@ -441,6 +462,8 @@ main() {
     up) cmd_up "$@" ;;
     down) cmd_down ;;
     status) cmd_status ;;
+    stop-backend) cmd_stop_backend "$@" ;;
+    start-backend) cmd_start_backend "$@" ;;
     esac
 }
 

@@ -461,6 +461,34 @@ void DataPlane::set_backend(const BackendEntry& backend) {
                  "write " + name);
 }
 
+std::optional<BackendEntry> DataPlane::read_backend(std::uint32_t index) const {
+    stickylb_backend abi{};
+    check_libbpf(bpf_map_lookup_elem(bpf_map__fd(skeleton_->maps.backends), &index, &abi),
+                 "read backend " + std::to_string(index));
+    if (abi.index != index || abi.family == STICKYLB_FAMILY_NONE)
+        return std::nullopt;
+    BackendEntry entry;
+    entry.index = index;
+    entry.address = IpAddress::from_abi(abi.addr, abi.family);
+    entry.state = static_cast<BackendState>(abi.state);
+    if (abi.flags & STICKYLB_BACKEND_F_NEXTHOP_KNOWN) {
+        std::array<std::uint8_t, 6> mac;
+        std::copy(std::begin(abi.nexthop_mac), std::end(abi.nexthop_mac), mac.begin());
+        entry.nexthop_mac = MacAddress(mac);
+    }
+    std::array<std::uint8_t, 6> egress;
+    std::copy(std::begin(abi.egress_mac), std::end(abi.egress_mac), egress.begin());
+    entry.egress_mac = MacAddress(egress);
+    entry.egress_ifindex = abi.egress_ifindex;
+    return entry;
+}
+
+void DataPlane::remove_backend(std::uint32_t index) {
+    const stickylb_backend empty{};
+    check_libbpf(bpf_map_update_elem(bpf_map__fd(skeleton_->maps.backends), &index, &empty, BPF_ANY),
+                 "remove backend " + std::to_string(index));
+}
+
 DataPlane::RingSlot* DataPlane::ring_of(std::uint32_t vip_index) const {
     if (vip_index >= options_.max_vips)
         throw std::invalid_argument("VIP index " + std::to_string(vip_index) + " >= max_vips");

@@ -86,6 +86,7 @@ struct AttachResult {
 class DataPlane {
 public:
     static DataPlane load(const LoadOptions& options);
+    const LoadOptions& options() const { return options_; }
     DataPlane(DataPlane&&) noexcept;
     DataPlane& operator=(DataPlane&&) noexcept;
     ~DataPlane();
@@ -107,16 +108,20 @@ public:
     // malformed packets): it follows the lowest-port source-hashed VIP there.
     void upsert_vip(const VipKey& key, const VipSettings& settings);
     void remove_vip(const VipKey& key);
-    std::map<VipKey, VipSettings> vips() const { return vips_; }
+    const std::map<VipKey, VipSettings>& vips() const { return vips_; }
     // What flow entries of the VIP at this index carry (stickylb_flow.vip_generation),
     // for tools that write flow entries themselves (restores, benchmarks).
     std::uint16_t vip_generation(std::uint32_t vip_index) const;
 
     void set_backend(const BackendEntry& backend);
+    // What the map holds at index (adopting pinned state); nullopt for an empty slot.
+    std::optional<BackendEntry> read_backend(std::uint32_t index) const;
+    void remove_backend(std::uint32_t index);
 
     // Writes only the slots that differ from what the map holds; returns how many.
     std::size_t write_ring(std::uint32_t vip_index, std::span<const std::uint32_t> ring);
     std::vector<std::uint32_t> read_ring(std::uint32_t vip_index) const;
+    std::uint32_t ring_size() const { return options_.ring_size; }
 
     stickylb_global_stats global_stats() const;
     stickylb_vip_stats vip_stats(std::uint32_t vip_index) const;

@@ -1,0 +1,485 @@
+// SPDX-License-Identifier: Apache-2.0
+// stickylbd's YAML configuration: defaults, the shipped example, and every kind of
+// mistake reported with its file, line and path.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "daemon/config.h"
+
+namespace stickylb {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kMinimal = R"(interface: eth0
+vips:
+  - address: 192.0.2.10
+    port: 80
+    backends:
+      - address: 10.0.1.11
+)";
+
+// The problems parse_config reports (none if it accepts the text).
+std::vector<std::string> problems_of(const std::string& yaml) {
+    try {
+        parse_config(yaml, "lb.yaml");
+    } catch (const ConfigError& error) {
+        return error.problems();
+    }
+    return {};
+}
+
+std::string joined(const std::vector<std::string>& problems) {
+    std::string text;
+    for (const auto& problem : problems)
+        text += "\n  " + problem;
+    return text;
+}
+
+// Exactly one problem, and it is `expected`.
+void expect_problem(const std::string& yaml, const std::string& expected) {
+    const auto problems = problems_of(yaml);
+    ASSERT_EQ(problems.size(), 1u) << "expected only: " << expected << "\ngot:" << joined(problems);
+    EXPECT_EQ(problems[0], expected);
+}
+
+// kMinimal with `extra` appended under the first VIP (indented 4 spaces).
+std::string minimal_vip_with(const std::string& extra) { return kMinimal + extra; }
+
+TEST(Config, ShippedExampleParsesWithTheValuesItDocuments) {
+    const std::string path = std::string(STICKYLB_SOURCE_DIR) + "/userspace/daemon/stickylbd.example.yaml";
+    const DaemonConfig config = load_config(path);
+    EXPECT_EQ(config.interface, "eth0");
+    EXPECT_EQ(config.attach_mode, AttachMode::automatic);
+    EXPECT_EQ(config.pin_dir, "/sys/fs/bpf/stickylb");
+    EXPECT_EQ(config.state_file, "/var/lib/stickylb/state.json");
+    EXPECT_EQ(config.control_socket, "/run/stickylb/control.sock");
+    EXPECT_EQ(config.metrics_listen, "127.0.0.1:9478");
+    EXPECT_EQ(config.hash_seed, 0u);
+    EXPECT_EQ(config.ring_size, 65537u);
+    EXPECT_EQ(config.memcached_servers, (std::vector<std::string>{"10.0.1.20:11211", "[fd00:1::20]:11211"}));
+    ASSERT_EQ(config.vips.size(), 2u);
+
+    const VipConfig& web = config.vips[0];
+    EXPECT_EQ(web.name, "web-http");
+    EXPECT_EQ(web.address, IpAddress::parse("192.0.2.10"));
+    EXPECT_EQ(web.port, 80);
+    EXPECT_EQ(web.protocol, IPPROTO_TCP);
+    EXPECT_EQ(web.forwarding, ForwardingMode::l2_dsr);
+    EXPECT_FALSE(web.hash_source);
+    EXPECT_TRUE(web.persistence.enabled);
+    EXPECT_EQ(web.persistence.timeout_s, 1800u);
+    EXPECT_EQ(web.persistence.client_prefix_v4, 24);
+    EXPECT_EQ(web.persistence.client_prefix_v6, 64);
+    EXPECT_EQ(web.health.kind, HealthCheckConfig::Kind::http);
+    EXPECT_EQ(web.health.interval, 500ms);
+    EXPECT_EQ(web.health.timeout, 300ms);
+    EXPECT_EQ(web.health.rise, 2u);
+    EXPECT_EQ(web.health.fall, 3u);
+    EXPECT_EQ(web.health.port, 8080);
+    EXPECT_EQ(web.health.http_path, "/healthz");
+    EXPECT_EQ(web.health.expected_status, 200u);
+    EXPECT_EQ(web.health.http_host, "www.example.com");
+    ASSERT_EQ(web.backends.size(), 3u);
+    EXPECT_EQ(web.backends[0].name, "web1");
+    EXPECT_EQ(web.backends[0].address, IpAddress::parse("10.0.1.11"));
+    EXPECT_EQ(web.backends[0].weight, 2u);
+    EXPECT_EQ(web.backends[0].next_hop, IpAddress::parse("10.0.1.1"));
+    EXPECT_EQ(web.backends[1].name, "web2");
+    EXPECT_EQ(web.backends[1].weight, 1u);
+    EXPECT_FALSE(web.backends[1].next_hop);
+    EXPECT_EQ(web.backends[2].name, "10.0.1.13");
+    EXPECT_EQ(web.backends[2].weight, 0u);
+
+    const VipConfig& dns = config.vips[1];
+    EXPECT_EQ(dns.name, "udp-2001:db8::53-53");
+    EXPECT_EQ(dns.protocol, IPPROTO_UDP);
+    EXPECT_EQ(dns.forwarding, ForwardingMode::ipip);
+    EXPECT_EQ(dns.persistence, PersistenceConfig{});
+    EXPECT_EQ(dns.health.port, 53);
+    EXPECT_EQ(dns.health.kind, HealthCheckConfig::Kind::tcp);
+    ASSERT_EQ(dns.backends.size(), 2u);
+    EXPECT_EQ(dns.backends[0].name, "2001:db8:1::53");
+    EXPECT_TRUE(dns.backends[1].address.is_v4());
+}
+
+TEST(Config, MinimalConfigGetsTheDefaults) {
+    const DaemonConfig config = parse_config(kMinimal, "lb.yaml");
+    const DaemonConfig defaults;
+    EXPECT_EQ(config.interface, "eth0");
+    EXPECT_EQ(config.attach_mode, defaults.attach_mode);
+    EXPECT_EQ(config.pin_dir, defaults.pin_dir);
+    EXPECT_EQ(config.state_file, defaults.state_file);
+    EXPECT_EQ(config.control_socket, defaults.control_socket);
+    EXPECT_EQ(config.metrics_listen, defaults.metrics_listen);
+    EXPECT_EQ(config.hash_seed, 0u);
+    EXPECT_EQ(config.ring_size, 65537u);
+    EXPECT_TRUE(config.memcached_servers.empty());
+    ASSERT_EQ(config.vips.size(), 1u);
+    const VipConfig& vip = config.vips[0];
+    EXPECT_EQ(vip.name, "tcp-192.0.2.10-80");
+    EXPECT_EQ(vip.protocol, IPPROTO_TCP);
+    EXPECT_EQ(vip.forwarding, ForwardingMode::l2_dsr);
+    EXPECT_FALSE(vip.hash_source);
+    EXPECT_EQ(vip.persistence, PersistenceConfig{});
+    EXPECT_EQ(vip.health, HealthCheckConfig{});
+    EXPECT_EQ(vip.health.interval, 1000ms);
+    EXPECT_EQ(vip.health.timeout, 500ms);
+    ASSERT_EQ(vip.backends.size(), 1u);
+    EXPECT_EQ(vip.backends[0].name, "10.0.1.11");
+    EXPECT_EQ(vip.backends[0].weight, 1u);
+    EXPECT_FALSE(vip.backends[0].next_hop);
+}
+
+TEST(Config, BadBackendAddressNamesFileLinePathAndText) {
+    expect_problem(R"(interface: eth0
+vips:
+  - address: 192.0.2.10
+    port: 80
+    backends:
+      - address: 10.0.1.11
+  - address: 192.0.2.11
+    port: 80
+    backends:
+      - address: 10.0.0.300
+)",
+                   "lb.yaml:10: vips[1].backends[0].address: '10.0.0.300' is not an IP address");
+}
+
+TEST(Config, EveryProblemIsReportedInLineOrder) {
+    const auto problems = problems_of(R"(interface: eth0
+ring_size: 65536
+vips:
+  - address: 192.0.2.300
+    port: 0
+    protocol: sctp
+    backends:
+      - address: 10.0.1.11
+        weight: -1
+      - address: nope
+)");
+    ASSERT_EQ(problems.size(), 6u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:2: ring_size: must be a prime number (Maglev), got 65536 (e.g. 65537, 131071, 262139)");
+    EXPECT_EQ(problems[1], "lb.yaml:4: vips[0].address: '192.0.2.300' is not an IP address");
+    EXPECT_EQ(problems[2], "lb.yaml:5: vips[0].port: must be between 1 and 65535, got 0");
+    EXPECT_EQ(problems[3], "lb.yaml:6: vips[0].protocol: expected one of 'tcp', 'udp', got 'sctp'");
+    EXPECT_EQ(problems[4], "lb.yaml:9: vips[0].backends[0].weight: must not be negative, got -1");
+    EXPECT_EQ(problems[5], "lb.yaml:10: vips[0].backends[1].address: 'nope' is not an IP address");
+}
+
+TEST(Config, ConfigErrorWhatListsEveryProblem) {
+    try {
+        parse_config("interface: eth0\nvips: []\nfoo: 1\n", "lb.yaml");
+        FAIL() << "accepted";
+    } catch (const ConfigError& error) {
+        EXPECT_STREQ(error.what(), "lb.yaml:2: vips: at least one VIP is required\n"
+                                   "lb.yaml:3: foo: unknown key 'foo'");
+    }
+}
+
+TEST(Config, UnknownKeyAtTopLevel) {
+    expect_problem("interfac: eth0\n" + kMinimal.substr(kMinimal.find('\n') + 1) + "interface: eth1\n",
+                   "lb.yaml:1: interfac: unknown key 'interfac' (did you mean 'interface'?)");
+}
+
+TEST(Config, UnknownKeysNestedAtEveryLevel) {
+    const auto problems = problems_of(R"(interface: eth0
+vips:
+  - address: 192.0.2.10
+    port: 80
+    colour: blue
+    persistence:
+      enabled: true
+      timeout: 60
+    health:
+      intervall: 1s
+    backends:
+      - address: 10.0.1.11
+        wieght: 3
+)");
+    ASSERT_EQ(problems.size(), 4u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:5: vips[0].colour: unknown key 'colour'");
+    EXPECT_EQ(problems[1], "lb.yaml:8: vips[0].persistence.timeout: unknown key 'timeout' (did you mean 'timeout_s'?)");
+    EXPECT_EQ(problems[2], "lb.yaml:10: vips[0].health.intervall: unknown key 'intervall' (did you mean 'interval'?)");
+    EXPECT_EQ(problems[3], "lb.yaml:13: vips[0].backends[0].wieght: unknown key 'wieght' (did you mean 'weight'?)");
+}
+
+TEST(Config, DuplicateKeyIsAnError) {
+    expect_problem(kMinimal + "interface: eth1\n", "lb.yaml:7: interface: duplicate key (first at line 1)");
+}
+
+TEST(Config, WrongTypesAreErrorsNamingWhatWasFound) {
+    const auto problems = problems_of(R"(interface: [eth0]
+hash_seed: twelve
+memcached_servers: 10.0.1.20:11211
+vips:
+  - address: 192.0.2.10
+    port: "80"
+    hash_source: yes
+    persistence: true
+    backends: 10.0.1.11
+)");
+    ASSERT_EQ(problems.size(), 7u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:1: interface: expected a string, got a list");
+    EXPECT_EQ(problems[1], "lb.yaml:2: hash_seed: expected an integer, got 'twelve'");
+    EXPECT_EQ(problems[2], "lb.yaml:3: memcached_servers: expected a list, got '10.0.1.20:11211'");
+    EXPECT_EQ(problems[3], "lb.yaml:6: vips[0].port: expected an integer, got the string '80'");
+    EXPECT_EQ(problems[4], "lb.yaml:7: vips[0].hash_source: expected true or false, got 'yes'");
+    EXPECT_EQ(problems[5], "lb.yaml:8: vips[0].persistence: expected a mapping, got 'true'");
+    EXPECT_EQ(problems[6], "lb.yaml:9: vips[0].backends: expected a list, got '10.0.1.11'");
+}
+
+TEST(Config, MissingRequiredKeys) {
+    const auto problems = problems_of(R"(attach_mode: native
+vips:
+  - protocol: udp
+    health: {port: 53}
+    backends:
+      - weight: 2
+)");
+    ASSERT_EQ(problems.size(), 4u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:1: interface: is required (the NIC the XDP program attaches to)");
+    EXPECT_EQ(problems[1], "lb.yaml:3: vips[0].address: is required");
+    EXPECT_EQ(problems[2], "lb.yaml:3: vips[0].port: is required");
+    EXPECT_EQ(problems[3], "lb.yaml:6: vips[0].backends[0].address: is required");
+}
+
+TEST(Config, AtLeastOneVipAndOneBackendEach) {
+    expect_problem("interface: eth0\n", "lb.yaml:1: vips: is required (at least one VIP)");
+    expect_problem("interface: eth0\nvips:\n", "lb.yaml:2: vips: at least one VIP is required");
+    expect_problem(R"(interface: eth0
+vips:
+  - address: 192.0.2.10
+    port: 80
+    backends: []
+)",
+                   "lb.yaml:5: vips[0].backends: at least one backend is required");
+    expect_problem(R"(interface: eth0
+vips:
+  - address: 192.0.2.10
+    port: 80
+)",
+                   "lb.yaml:3: vips[0].backends: is required (at least one backend)");
+}
+
+TEST(Config, DuplicateVipsAndNames) {
+    const auto problems = problems_of(R"(interface: eth0
+vips:
+  - name: web
+    address: 192.0.2.10
+    port: 80
+    backends:
+      - {name: a, address: 10.0.1.11}
+      - {name: a, address: 10.0.1.12}
+      - {name: b, address: 10.0.1.11}
+  - name: web
+    address: 192.0.2.10
+    port: 443
+    backends: [{address: 10.0.1.11}]
+  - address: 192.0.2.10
+    port: 80
+    backends: [{address: 10.0.1.11}]
+  - address: 192.0.2.10
+    port: 80
+    protocol: udp
+    health: {port: 80}
+    backends: [{address: 10.0.1.11}]
+)");
+    ASSERT_EQ(problems.size(), 4u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:8: vips[0].backends[1].name: duplicate backend name 'a' (already vips[0].backends[0])");
+    EXPECT_EQ(problems[1],
+              "lb.yaml:9: vips[0].backends[2].address: duplicate backend address 10.0.1.11 (already vips[0].backends[0])");
+    EXPECT_EQ(problems[2], "lb.yaml:10: vips[1].name: duplicate VIP name 'web' (already vips[0])");
+    EXPECT_EQ(problems[3], "lb.yaml:14: vips[2]: duplicate VIP tcp 192.0.2.10:80 (already vips[0])");
+}
+
+TEST(Config, DefaultVipNamesCollideWithExplicitOnes) {
+    expect_problem(R"(interface: eth0
+vips:
+  - address: 192.0.2.10
+    port: 80
+    backends: [{address: 10.0.1.11}]
+  - address: 192.0.2.10
+    port: 81
+    name: tcp-192.0.2.10-80
+    backends: [{address: 10.0.1.11}]
+)",
+                   "lb.yaml:8: vips[1].name: duplicate VIP name 'tcp-192.0.2.10-80' (already vips[0])");
+}
+
+TEST(Config, HealthCheckRules) {
+    const auto problems = problems_of(R"(interface: eth0
+vips:
+  - address: 192.0.2.10
+    port: 80
+    health:
+      interval: 200ms
+      timeout: 1s
+      rise: 0
+      http_path: /x
+    backends: [{address: 10.0.1.11}]
+  - address: 192.0.2.10
+    port: 53
+    protocol: udp
+    backends: [{address: 10.0.1.11}]
+  - address: 192.0.2.10
+    port: 8080
+    health:
+      kind: http
+      http_path: health
+      expected_status: 99
+      interval: 0
+    backends: [{address: 10.0.1.11}]
+)");
+    ASSERT_EQ(problems.size(), 7u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:7: vips[0].health.timeout: 1000ms is longer than the interval (200ms)");
+    EXPECT_EQ(problems[1], "lb.yaml:8: vips[0].health.rise: must be between 1 and 1000, got 0");
+    EXPECT_EQ(problems[2], "lb.yaml:9: vips[0].health.http_path: only applies to kind: http");
+    EXPECT_EQ(problems[3],
+              "lb.yaml:11: vips[1].health.port: is required for a udp VIP (the default, the VIP's own port, is udp; "
+              "tcp checks need a tcp port)");
+    EXPECT_EQ(problems[4], "lb.yaml:19: vips[2].health.http_path: 'health' is not an HTTP path (starts with '/', no spaces)");
+    EXPECT_EQ(problems[5], "lb.yaml:20: vips[2].health.expected_status: must be between 100 and 599, got 99");
+    EXPECT_EQ(problems[6], "lb.yaml:21: vips[2].health.interval: must be more than 0");
+}
+
+TEST(Config, PersistencePrefixesInRange) {
+    const auto problems = problems_of(minimal_vip_with(R"(    persistence:
+      enabled: true
+      timeout_s: 0
+      client_prefix_v4: 33
+      client_prefix_v6: 129
+)"));
+    ASSERT_EQ(problems.size(), 3u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:9: vips[0].persistence.timeout_s: must be between 1 and 4294967295, got 0");
+    EXPECT_EQ(problems[1], "lb.yaml:10: vips[0].persistence.client_prefix_v4: must be between 0 and 32, got 33");
+    EXPECT_EQ(problems[2], "lb.yaml:11: vips[0].persistence.client_prefix_v6: must be between 0 and 128, got 129");
+}
+
+TEST(Config, TopLevelValuesAreChecked) {
+    const auto problems = problems_of(R"(interface: this-name-is-too-long
+attach_mode: offload
+pin_dir: relative/dir
+metrics_listen: fd00::1:9478
+hash_seed: 4294967296
+memcached_servers: [10.0.1.20, "mc:11211"]
+)" + kMinimal.substr(kMinimal.find('\n') + 1));
+    ASSERT_EQ(problems.size(), 6u) << joined(problems);
+    EXPECT_EQ(problems[0],
+              "lb.yaml:1: interface: 'this-name-is-too-long' is longer than an interface name can be (15 characters)");
+    EXPECT_EQ(problems[1], "lb.yaml:2: attach_mode: expected one of 'auto', 'native', 'generic', got 'offload'");
+    EXPECT_EQ(problems[2], "lb.yaml:3: pin_dir: 'relative/dir' is not an absolute path");
+    EXPECT_EQ(problems[3],
+              "lb.yaml:4: metrics_listen: 'fd00::1:9478' is not host:port (an IPv6 address goes in brackets: "
+              "[fd00::1]:9478)");
+    EXPECT_EQ(problems[4], "lb.yaml:5: hash_seed: must be between 0 and 4294967295, got 4294967296");
+    EXPECT_EQ(problems[5], "lb.yaml:6: memcached_servers[0]: '10.0.1.20' is not host:port (no port)");
+}
+
+TEST(Config, ValuesAcceptedInTheirVariousSpellings) {
+    const DaemonConfig config = parse_config(R"(interface: eth0
+attach_mode: generic
+metrics_listen: "[::1]:9100"
+hash_seed: 0xdeadbeef
+ring_size: 131071
+memcached_servers: [localhost:11211, "[fd00::20]:11211"]
+vips:
+  - address: fd00::10
+    port: 443
+    forwarding: ipip
+    hash_source: true
+    health: {kind: http, interval: 1.5s, timeout: 1500}
+    backends:
+      - {address: fd00:1::11, weight: 0, next_hop: fe80::1}
+)",
+                                             "lb.yaml");
+    EXPECT_EQ(config.attach_mode, AttachMode::generic);
+    EXPECT_EQ(config.metrics_listen, "[::1]:9100");
+    EXPECT_EQ(config.hash_seed, 0xdeadbeefu);
+    EXPECT_EQ(config.ring_size, 131071u);
+    ASSERT_EQ(config.vips.size(), 1u);
+    EXPECT_EQ(config.vips[0].name, "tcp-fd00::10-443");
+    EXPECT_EQ(config.vips[0].forwarding, ForwardingMode::ipip);
+    EXPECT_TRUE(config.vips[0].hash_source);
+    EXPECT_EQ(config.vips[0].health.interval, 1500ms);
+    EXPECT_EQ(config.vips[0].health.timeout, 1500ms);
+    EXPECT_EQ(config.vips[0].backends[0].weight, 0u);
+    EXPECT_EQ(config.vips[0].backends[0].next_hop, IpAddress::parse("fe80::1"));
+}
+
+TEST(Config, DurationsParse) {
+    EXPECT_EQ(parse_duration("200ms"), 200ms);
+    EXPECT_EQ(parse_duration("1s"), 1000ms);
+    EXPECT_EQ(parse_duration("1.5s"), 1500ms);
+    EXPECT_EQ(parse_duration("0.25s"), 250ms);
+    EXPECT_EQ(parse_duration("2m"), 120000ms);
+    EXPECT_EQ(parse_duration("1h"), 3600000ms);
+    EXPECT_EQ(parse_duration("750"), 750ms);
+    EXPECT_EQ(parse_duration("0"), 0ms);
+    for (const char* bad : {"", "s", "1.5", "1.5ms", "-1s", "1.s", ".5s", "1 s", "1sec", "1.2.3s", "0.0001s", "1d"}) {
+        EXPECT_THROW(parse_duration(bad), std::invalid_argument) << bad;
+    }
+    // In a file, a bad duration names its path and line.
+    expect_problem(minimal_vip_with("    health:\n      interval: 1.5\n"),
+                   "lb.yaml:8: vips[0].health.interval: '1.5' is not a whole number of milliseconds");
+    expect_problem(minimal_vip_with("    health:\n      timeout: soon\n"),
+                   "lb.yaml:8: vips[0].health.timeout: 'soon' is not a duration (use e.g. 200ms, 1.5s, 2m or an "
+                   "integer number of milliseconds)");
+}
+
+TEST(Config, HostPortParses) {
+    EXPECT_EQ(parse_host_port("127.0.0.1:9478"), (HostPort{"127.0.0.1", 9478}));
+    EXPECT_EQ(parse_host_port("[fd00::1]:80"), (HostPort{"fd00::1", 80}));
+    EXPECT_EQ(parse_host_port("mc-1.example.com:11211"), (HostPort{"mc-1.example.com", 11211}));
+    for (const char* bad : {"", "host", ":80", "host:", "host:0", "host:65536", "host:8o", "fd00::1:80", "[fd00::1]",
+                            "[10.0.0.1]:80", "[nope]:80", "a b:80"}) {
+        EXPECT_THROW(parse_host_port(bad), std::invalid_argument) << bad;
+    }
+}
+
+TEST(Config, RingMustHoldEveryWeightedBackend) {
+    expect_problem(R"(interface: eth0
+ring_size: 2
+vips:
+  - address: 192.0.2.10
+    port: 80
+    backends:
+      - address: 10.0.1.11
+      - address: 10.0.1.12
+      - address: 10.0.1.13
+      - address: 10.0.1.14
+        weight: 0
+)",
+                   "lb.yaml:6: vips[0].backends: 3 weighted backends do not fit a ring of 2 slots (ring_size)");
+}
+
+TEST(Config, YamlSyntaxErrorsGiveTheirLine) {
+    const auto problems = problems_of("interface: eth0\nvips:\n  - address: [192.0.2.10\n    port: 80\n");
+    ASSERT_EQ(problems.size(), 1u) << joined(problems);
+    EXPECT_EQ(problems[0].rfind("lb.yaml:", 0), 0u) << problems[0];
+    EXPECT_NE(problems[0].find(": (document): YAML syntax error: "), std::string::npos) << problems[0];
+    const auto tabbed = problems_of("interface: eth0\nvips:\n\t- address: 1\n");
+    ASSERT_EQ(tabbed.size(), 1u) << joined(tabbed);
+    EXPECT_EQ(tabbed[0].rfind("lb.yaml:3: (document): YAML syntax error: ", 0), 0u) << tabbed[0];
+}
+
+TEST(Config, DocumentThatIsNotAMapping) {
+    expect_problem("", "lb.yaml:1: (document): the configuration is empty");
+    expect_problem("- a\n- b\n", "lb.yaml:1: (document): expected a mapping, got a list");
+}
+
+TEST(Config, LoadConfigReportsAnUnreadableFile) {
+    try {
+        load_config("/nonexistent/stickylbd.yaml");
+        FAIL() << "accepted";
+    } catch (const ConfigError& error) {
+        ASSERT_EQ(error.problems().size(), 1u);
+        EXPECT_EQ(error.problems()[0], "/nonexistent/stickylbd.yaml: cannot read: No such file or directory");
+    }
+}
+
+}  // namespace
+}  // namespace stickylb

@@ -1,0 +1,600 @@
+// SPDX-License-Identifier: Apache-2.0
+// Prometheus exposition: the writer's text, the project's naming and label
+// policy, render_metrics checked by promtool, and the HTTP endpoint over
+// loopback (a raw Beast client on the same io_context, every wait bounded).
+#include "daemon/metrics.h"
+#include "daemon/metrics_server.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "core/errors.h"
+
+namespace stickylb::metrics {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// ---------------------------------------------------------------- promtool
+
+std::string find_promtool() {
+    for (const char* candidate : {"/usr/bin/promtool", "/usr/local/bin/promtool"}) {
+        if (::access(candidate, X_OK) == 0) return candidate;
+    }
+    if (FILE* pipe = ::popen("command -v promtool 2>/dev/null", "r")) {
+        char line[512] = {};
+        std::string path = std::fgets(line, sizeof line, pipe) ? line : "";
+        ::pclose(pipe);
+        while (!path.empty() && (path.back() == '\n' || path.back() == '\r')) path.pop_back();
+        if (!path.empty()) return path;
+    }
+    return {};
+}
+
+struct PromtoolResult {
+    int exit_status = -1;
+    std::string output;
+};
+
+// `promtool check metrics` with the text on stdin; lint problems fail it.
+PromtoolResult promtool_check(const std::string& text) {
+    PromtoolResult result;
+    std::string promtool = find_promtool();
+    if (promtool.empty()) {
+        result.output = "promtool not found: it comes with Debian's \"prometheus\" package, "
+                        "installed by tools/install-deps.sh";
+        return result;
+    }
+    char path[] = "/tmp/stickylb_metrics_test_XXXXXX";
+    int fd = ::mkstemp(path);
+    if (fd < 0) {
+        result.output = "mkstemp failed";
+        return result;
+    }
+    ::close(fd);
+    std::string command = "'" + promtool + "' check metrics >" + path + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "w");
+    if (pipe == nullptr) {
+        ::unlink(path);
+        result.output = "popen failed";
+        return result;
+    }
+    std::fwrite(text.data(), 1, text.size(), pipe);
+    int status = ::pclose(pipe);
+    result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream in(path);
+    std::stringstream output;
+    output << in.rdbuf();
+    result.output = output.str();
+    ::unlink(path);
+    return result;
+}
+
+void expect_promtool_passes(const std::string& text) {
+    PromtoolResult result = promtool_check(text);
+    EXPECT_EQ(result.exit_status, 0) << result.output << "\n--- text ---\n" << text;
+    EXPECT_EQ(result.output.find("problem"), std::string::npos) << result.output;
+}
+
+// ---------------------------------------------------------------- writer
+
+TEST(MetricsWriter, CounterAndGaugeWithHelpAndType) {
+    MetricsWriter w;
+    w.counter("stickylb_reconciles_total", "Reconciliations.", {}, 3);
+    w.gauge("stickylb_flow_table_entries", "Entries.", {}, 1.5);
+    EXPECT_EQ(w.str(),
+              "# HELP stickylb_reconciles_total Reconciliations.\n"
+              "# TYPE stickylb_reconciles_total counter\n"
+              "stickylb_reconciles_total 3\n"
+              "# HELP stickylb_flow_table_entries Entries.\n"
+              "# TYPE stickylb_flow_table_entries gauge\n"
+              "stickylb_flow_table_entries 1.5\n");
+}
+
+TEST(MetricsWriter, FamiliesGroupedWhenInterleaved) {
+    MetricsWriter w;
+    w.counter("stickylb_vip_packets_total", "P.", {{"vip", "a"}}, 1);
+    w.counter("stickylb_vip_bytes_total", "B.", {{"vip", "a"}}, 10);
+    w.counter("stickylb_vip_packets_total", "P.", {{"vip", "b"}}, 2);
+    w.counter("stickylb_vip_bytes_total", "B.", {{"vip", "b"}}, 20);
+    EXPECT_EQ(w.str(),
+              "# HELP stickylb_vip_packets_total P.\n"
+              "# TYPE stickylb_vip_packets_total counter\n"
+              "stickylb_vip_packets_total{vip=\"a\"} 1\n"
+              "stickylb_vip_packets_total{vip=\"b\"} 2\n"
+              "# HELP stickylb_vip_bytes_total B.\n"
+              "# TYPE stickylb_vip_bytes_total counter\n"
+              "stickylb_vip_bytes_total{vip=\"a\"} 10\n"
+              "stickylb_vip_bytes_total{vip=\"b\"} 20\n");
+}
+
+TEST(MetricsWriter, EscapesLabelValuesAndHelp) {
+    MetricsWriter w;
+    w.gauge("stickylb_backend_state", "Line one\nback\\slash \"quoted\".",
+            {{"vip", "a\"b\\c\nd"}, {"backend", "x"}}, 2);
+    EXPECT_EQ(w.str(),
+              "# HELP stickylb_backend_state Line one\\nback\\\\slash \"quoted\".\n"
+              "# TYPE stickylb_backend_state gauge\n"
+              "stickylb_backend_state{vip=\"a\\\"b\\\\c\\nd\",backend=\"x\"} 2\n");
+}
+
+TEST(MetricsWriter, LabelsInCanonicalOrder) {
+    MetricsWriter w;
+    w.gauge("stickylb_backend_health_check_up", "Up.", {{"backend", "b1"}, {"vip", "v"}}, 1);
+    EXPECT_NE(w.str().find("stickylb_backend_health_check_up{vip=\"v\",backend=\"b1\"} 1\n"), std::string::npos)
+        << w.str();
+}
+
+TEST(MetricsWriter, HistogramCumulativeBucketsWithInf) {
+    Histogram h({0.01, 0.1, 1});
+    for (double v : {0.005, 0.01, 0.05, 0.5, 0.7, 3.0}) h.observe(v);
+    h.observe(std::numeric_limits<double>::quiet_NaN());  // ignored
+    EXPECT_EQ(h.count(), 6u);
+    MetricsWriter w;
+    w.histogram("stickylb_health_check_duration_seconds", "Durations.", {{"vip", "v"}, {"backend", "b"}}, h);
+    EXPECT_EQ(w.str(),
+              "# HELP stickylb_health_check_duration_seconds Durations.\n"
+              "# TYPE stickylb_health_check_duration_seconds histogram\n"
+              "stickylb_health_check_duration_seconds_bucket{vip=\"v\",backend=\"b\",le=\"0.01\"} 2\n"
+              "stickylb_health_check_duration_seconds_bucket{vip=\"v\",backend=\"b\",le=\"0.1\"} 3\n"
+              "stickylb_health_check_duration_seconds_bucket{vip=\"v\",backend=\"b\",le=\"1\"} 5\n"
+              "stickylb_health_check_duration_seconds_bucket{vip=\"v\",backend=\"b\",le=\"+Inf\"} 6\n"
+              "stickylb_health_check_duration_seconds_sum{vip=\"v\",backend=\"b\"} " +
+                  format_value(0.005 + 0.01 + 0.05 + 0.5 + 0.7 + 3.0) +
+                  "\n"
+                  "stickylb_health_check_duration_seconds_count{vip=\"v\",backend=\"b\"} 6\n");
+}
+
+TEST(MetricsWriter, HistogramWithoutLabelsAndEmpty) {
+    Histogram h({1});
+    MetricsWriter w;
+    w.histogram("stickylb_health_check_duration_seconds", "D.", {}, h);
+    EXPECT_NE(w.str().find("stickylb_health_check_duration_seconds_bucket{le=\"1\"} 0\n"
+                           "stickylb_health_check_duration_seconds_bucket{le=\"+Inf\"} 0\n"
+                           "stickylb_health_check_duration_seconds_sum 0\n"
+                           "stickylb_health_check_duration_seconds_count 0\n"),
+              std::string::npos)
+        << w.str();
+}
+
+TEST(MetricsWriter, HistogramBoundsValidated) {
+    EXPECT_THROW(Histogram({1, 1}), std::invalid_argument);
+    EXPECT_THROW(Histogram({2, 1}), std::invalid_argument);
+    EXPECT_THROW(Histogram({1, std::numeric_limits<double>::infinity()}), std::invalid_argument);
+    EXPECT_NO_THROW(Histogram(Histogram::default_latency_bounds()));
+}
+
+TEST(MetricsWriter, FormatsValues) {
+    EXPECT_EQ(format_value(0), "0");
+    EXPECT_EQ(format_value(42), "42");
+    EXPECT_EQ(format_value(0.25), "0.25");
+    EXPECT_EQ(format_value(18446744073709551615.0), "18446744073709551616");
+    EXPECT_EQ(format_value(std::numeric_limits<double>::infinity()), "+Inf");
+    EXPECT_EQ(format_value(-std::numeric_limits<double>::infinity()), "-Inf");
+    EXPECT_EQ(format_value(std::numeric_limits<double>::quiet_NaN()), "NaN");
+}
+
+TEST(MetricsWriter, BuildInfo) {
+    MetricsWriter w;
+    w.build_info("0.1.0", "abc\"123");
+    EXPECT_NE(w.str().find("# TYPE stickylb_build_info gauge\n"
+                           "stickylb_build_info{version=\"0.1.0\",commit=\"abc\\\"123\"} 1\n"),
+              std::string::npos)
+        << w.str();
+}
+
+TEST(MetricsWriter, LabelPolicyEnforced) {
+    MetricsWriter w;
+    EXPECT_THROW(w.counter("stickylb_packets_dropped_total", "D.", {{"reason", "malformed"}}, 1),
+                 std::invalid_argument);
+    EXPECT_THROW(w.gauge("stickylb_x", "X.", {{"version", "1"}}, 1), std::invalid_argument);
+    EXPECT_THROW(w.gauge("stickylb_x", "X.", {{"le", "1"}}, 1), std::invalid_argument);
+    EXPECT_THROW(w.histogram("stickylb_h_seconds", "H.", {{"le", "1"}}, Histogram({1})), std::invalid_argument);
+    EXPECT_THROW(w.gauge("stickylb_x", "X.", {{"vip", "a"}, {"vip", "b"}}, 1), std::invalid_argument);
+    EXPECT_NO_THROW(w.gauge("stickylb_x", "X.", {{"vip", "a"}, {"backend", "b"}}, 1));
+}
+
+TEST(MetricsWriter, NamingPolicyEnforced) {
+    MetricsWriter w;
+    EXPECT_THROW(w.counter("packets_total", "P.", {}, 1), std::invalid_argument);       // prefix
+    EXPECT_THROW(w.counter("stickylb_packets", "P.", {}, 1), std::invalid_argument);    // _total
+    EXPECT_THROW(w.gauge("stickylb_entries_total", "E.", {}, 1), std::invalid_argument);
+    EXPECT_THROW(w.gauge("stickylb_entries_count", "E.", {}, 1), std::invalid_argument);
+    EXPECT_THROW(w.histogram("stickylb_latency_seconds_total", "L.", {}, Histogram({1})), std::invalid_argument);
+    EXPECT_THROW(w.gauge("stickylb_bad-name", "E.", {}, 1), std::invalid_argument);
+    EXPECT_THROW(w.gauge("stickylb_", "E.", {}, 1), std::invalid_argument);
+    EXPECT_THROW(w.gauge("stickylb_no_help", "", {}, 1), std::invalid_argument);
+    EXPECT_THROW(w.counter("stickylb_negative_total", "N.", {}, -1), std::invalid_argument);
+}
+
+TEST(MetricsWriter, FamilyConsistencyAndDuplicateSeries) {
+    MetricsWriter w;
+    w.gauge("stickylb_x", "X.", {{"vip", "a"}}, 1);
+    EXPECT_THROW(w.gauge("stickylb_x", "X.", {{"vip", "a"}}, 2), std::invalid_argument);  // same series
+    EXPECT_THROW(w.gauge("stickylb_x", "Other help.", {{"vip", "b"}}, 2), std::invalid_argument);
+    EXPECT_NO_THROW(w.gauge("stickylb_x", "X.", {{"vip", "b"}}, 2));
+    EXPECT_THROW(w.histogram("stickylb_x", "X.", {{"vip", "c"}}, Histogram({1})), std::invalid_argument);
+    w.build_info("1", "c");
+    EXPECT_THROW(w.build_info("1", "c"), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- render_metrics
+
+MetricsSnapshot filled_snapshot(const Histogram& latency) {
+    MetricsSnapshot s;
+    s.global = {.pass_not_ip = 1, .pass_not_vip = 2, .pass_malformed = 3, .pass_slow_path = 4,
+                .drop_malformed = 5, .drop_no_backend = 6, .drop_fragment = 7, .drop_error = 8,
+                .tx = 9, .redirect = 10, .fragments_steered = 11, .icmp_too_big_steered = 12};
+    s.vips.push_back({"tcp 10.0.0.1:80", {.packets = 100, .bytes = 6400, .new_flows = 7, .affinity_hits = 3,
+                                          .affinity_misses = 4}});
+    s.vips.push_back({"udp [fd00::1]:53", {.packets = 5, .bytes = 500, .new_flows = 5, .affinity_hits = 0,
+                                           .affinity_misses = 0}});
+    s.backends.push_back({.vip = "tcp 10.0.0.1:80", .backend = "10.1.0.2:80", .stats = {60, 3840}, .state = 0,
+                          .health_ok = true, .transitions = 0, .check_latency_seconds = &latency});
+    s.backends.push_back({.vip = "tcp 10.0.0.1:80", .backend = "10.1.0.3:80", .stats = {40, 2560}, .state = 2,
+                          .health_ok = false, .transitions = 3, .check_latency_seconds = &latency});
+    s.backends.push_back({.vip = "udp [fd00::1]:53", .backend = "[fd00:1::2]:53", .stats = {5, 500}, .state = 1,
+                          .health_ok = true, .transitions = 1, .check_latency_seconds = nullptr});
+    s.flow_entries = 1234;
+    s.flow_capacity = 1 << 20;
+    s.affinity_entries = 99;
+    s.affinity_capacity = 1 << 18;
+    s.reconciles = 17;
+    s.reconcile_errors = 1;
+    s.version = "0.1.0";
+    s.commit = "93c39f7";
+    return s;
+}
+
+Histogram sample_latency() {
+    Histogram h(Histogram::default_latency_bounds());
+    for (double v : {0.0007, 0.002, 0.004, 0.02, 0.3, 12.0}) h.observe(v);
+    return h;
+}
+
+TEST(RenderMetrics, HasEveryFamily) {
+    Histogram latency = sample_latency();
+    std::string text = render_metrics(filled_snapshot(latency));
+    for (const char* line : {
+             "stickylb_packets_passed_not_ip_total 1\n",
+             "stickylb_packets_passed_not_vip_total 2\n",
+             "stickylb_packets_passed_malformed_total 3\n",
+             "stickylb_packets_passed_slow_path_total 4\n",
+             "stickylb_packets_dropped_malformed_total 5\n",
+             "stickylb_packets_dropped_no_backend_total 6\n",
+             "stickylb_packets_dropped_fragment_total 7\n",
+             "stickylb_packets_dropped_error_total 8\n",
+             "stickylb_packets_forwarded_tx_total 9\n",
+             "stickylb_packets_forwarded_redirect_total 10\n",
+             "stickylb_fragments_steered_total 11\n",
+             "stickylb_icmp_too_big_steered_total 12\n",
+             "stickylb_vip_packets_total{vip=\"tcp 10.0.0.1:80\"} 100\n",
+             "stickylb_vip_bytes_total{vip=\"tcp 10.0.0.1:80\"} 6400\n",
+             "stickylb_vip_new_flows_total{vip=\"tcp 10.0.0.1:80\"} 7\n",
+             "stickylb_vip_affinity_hits_total{vip=\"tcp 10.0.0.1:80\"} 3\n",
+             "stickylb_vip_affinity_misses_total{vip=\"tcp 10.0.0.1:80\"} 4\n",
+             "stickylb_backend_packets_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 60\n",
+             "stickylb_backend_bytes_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 3840\n",
+             "stickylb_backend_state{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 2\n",
+             "stickylb_backend_state{vip=\"udp [fd00::1]:53\",backend=\"[fd00:1::2]:53\"} 1\n",
+             "stickylb_backend_health_check_up{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 0\n",
+             "stickylb_backend_state_transitions_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 3\n",
+             "stickylb_health_check_duration_seconds_bucket{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\",le=\"0.001\"} 1\n",
+             "stickylb_health_check_duration_seconds_bucket{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\",le=\"+Inf\"} 6\n",
+             "stickylb_health_check_duration_seconds_count{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 6\n",
+             "stickylb_flow_table_entries 1234\n",
+             "stickylb_flow_table_capacity 1048576\n",
+             "stickylb_affinity_table_entries 99\n",
+             "stickylb_affinity_table_capacity 262144\n",
+             "stickylb_reconciles_total 17\n",
+             "stickylb_reconcile_errors_total 1\n",
+             "stickylb_build_info{version=\"0.1.0\",commit=\"93c39f7\"} 1\n",
+         }) {
+        EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line;
+    }
+    // No histogram for a backend without one.
+    EXPECT_EQ(text.find("stickylb_health_check_duration_seconds_count{vip=\"udp"), std::string::npos);
+    // Each family's HELP appears once.
+    EXPECT_EQ(text.find("# HELP stickylb_backend_state "), text.rfind("# HELP stickylb_backend_state "));
+}
+
+TEST(RenderMetrics, FilledSnapshotPassesPromtool) {
+    Histogram latency = sample_latency();
+    expect_promtool_passes(render_metrics(filled_snapshot(latency)));
+}
+
+TEST(RenderMetrics, EmptySnapshotPassesPromtool) { expect_promtool_passes(render_metrics(MetricsSnapshot{})); }
+
+// ---------------------------------------------------------------- server
+
+TEST(ParseListenAddress, AcceptsNumericForms) {
+    auto v4 = parse_listen_address("127.0.0.1:9478");
+    EXPECT_EQ(v4.address().to_string(), "127.0.0.1");
+    EXPECT_EQ(v4.port(), 9478);
+    auto v6 = parse_listen_address("[::1]:80");
+    EXPECT_TRUE(v6.address().is_v6());
+    EXPECT_EQ(v6.port(), 80);
+    EXPECT_EQ(parse_listen_address("0.0.0.0:0").port(), 0);
+    for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:80x", "::1:80",
+                            "[127.0.0.1]:80", "localhost:80", "[::1]80", "[::1]"}) {
+        EXPECT_THROW(parse_listen_address(bad), std::invalid_argument) << bad;
+    }
+}
+
+// Runs the io_context until done or 5 s; on timeout cancels and drains.
+void run_until(asio::io_context& io, const bool& done, beast::tcp_stream* stream = nullptr) {
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!done && std::chrono::steady_clock::now() < deadline) {
+        if (io.stopped()) io.restart();
+        io.run_one_for(50ms);
+    }
+    if (!done && stream != nullptr) {
+        ADD_FAILURE() << "client operation timed out";
+        stream->close();
+        while (!done) {
+            if (io.stopped()) io.restart();
+            io.run_one_for(50ms);
+        }
+    }
+}
+
+// A raw client on the test's io_context.
+class Client {
+public:
+    Client(asio::io_context& io, std::uint16_t port) : io_(io), stream_(io) {
+        bool done = false;
+        stream_.expires_after(5s);
+        stream_.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                              [&](beast::error_code ec) {
+                                  connect_error_ = ec;
+                                  done = true;
+                              });
+        run_until(io_, done, &stream_);
+    }
+
+    beast::error_code connect_error() const { return connect_error_; }
+
+    beast::error_code send(const std::string& raw) {
+        bool done = false;
+        beast::error_code result;
+        stream_.expires_after(5s);
+        asio::async_write(stream_, asio::buffer(raw), [&](beast::error_code ec, std::size_t) {
+            result = ec;
+            done = true;
+        });
+        run_until(io_, done, &stream_);
+        return result;
+    }
+
+    // Reads one response; nullopt if the connection ended (or failed) first.
+    std::optional<http::response<http::string_body>> receive(beast::error_code* error = nullptr) {
+        bool done = false;
+        beast::error_code result;
+        http::response<http::string_body> response;
+        stream_.expires_after(5s);
+        http::async_read(stream_, buffer_, response, [&](beast::error_code ec, std::size_t) {
+            result = ec;
+            done = true;
+        });
+        run_until(io_, done, &stream_);
+        if (error != nullptr) *error = result;
+        if (result) return std::nullopt;
+        return response;
+    }
+
+    // True if the server closed the connection (EOF or reset) within 5 s.
+    bool closed_by_server() {
+        bool done = false;
+        beast::error_code result;
+        stream_.expires_after(5s);
+        stream_.async_read_some(asio::buffer(scratch_), [&](beast::error_code ec, std::size_t) {
+            result = ec;
+            done = true;
+        });
+        run_until(io_, done, &stream_);
+        return result == asio::error::eof || result == asio::error::connection_reset;
+    }
+
+private:
+    asio::io_context& io_;
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    char scratch_[256];
+    beast::error_code connect_error_;
+};
+
+std::optional<http::response<http::string_body>> request(asio::io_context& io, std::uint16_t port,
+                                                          const std::string& raw) {
+    Client client(io, port);
+    EXPECT_FALSE(client.connect_error()) << client.connect_error().message();
+    client.send(raw);
+    return client.receive();
+}
+
+std::string get(const std::string& target) {
+    return "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+}
+
+class MetricsServerTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        server_.emplace(io_, "127.0.0.1:0", [this] {
+            ++scrapes_;
+            return text_;
+        });
+        port_ = server_->port();
+        ASSERT_NE(port_, 0);
+    }
+    void TearDown() override {
+        server_.reset();  // stop(): the io_context is not running here
+        io_.restart();
+        io_.run_for(1s);  // aborted handlers run; no work left after stop
+    }
+
+    asio::io_context io_;
+    std::string text_ = "# HELP stickylb_x_total X.\n# TYPE stickylb_x_total counter\nstickylb_x_total 1\n";
+    int scrapes_ = 0;
+    std::optional<MetricsServer> server_;
+    std::uint16_t port_ = 0;
+};
+
+TEST_F(MetricsServerTest, ServesProviderTextAtMetrics) {
+    auto response = request(io_, port_, get("/metrics"));
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->result(), http::status::ok);
+    EXPECT_EQ(response->body(), text_);
+    EXPECT_EQ((*response)[http::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
+    EXPECT_EQ(scrapes_, 1);
+    text_ = "changed\n";  // the provider is called per scrape
+    response = request(io_, port_, get("/metrics?format=text"));
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body(), "changed\n");
+    EXPECT_EQ(scrapes_, 2);
+}
+
+TEST_F(MetricsServerTest, KeepAliveServesSeveralRequests) {
+    Client client(io_, port_);
+    for (int i = 0; i < 3; ++i) {
+        client.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        auto response = client.receive();
+        ASSERT_TRUE(response);
+        EXPECT_EQ(response->result(), http::status::ok);
+        EXPECT_TRUE(response->keep_alive());
+    }
+    EXPECT_EQ(scrapes_, 3);
+}
+
+TEST_F(MetricsServerTest, OtherPathsAre404) {
+    for (const char* target : {"/", "/metricsx", "/metrics/", "/debug"}) {
+        auto response = request(io_, port_, get(target));
+        ASSERT_TRUE(response) << target;
+        EXPECT_EQ(response->result(), http::status::not_found) << target;
+    }
+    EXPECT_EQ(scrapes_, 0);
+}
+
+TEST_F(MetricsServerTest, OtherMethodsAre405) {
+    for (const char* method : {"POST", "PUT", "DELETE", "HEAD"}) {
+        auto response = request(io_, port_,
+                                std::string(method) + " /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        ASSERT_TRUE(response) << method;
+        EXPECT_EQ(response->result(), http::status::method_not_allowed) << method;
+        EXPECT_EQ((*response)[http::field::allow], "GET");
+    }
+    EXPECT_EQ(scrapes_, 0);
+}
+
+TEST_F(MetricsServerTest, RequestBodyRejected) {
+    auto response = request(io_, port_,
+                            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->result(), http::status::payload_too_large);
+    EXPECT_EQ(scrapes_, 0);
+}
+
+TEST_F(MetricsServerTest, OversizedHeadersRejected) {
+    std::string raw = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(16 * 1024, 'a') + "\r\n\r\n";
+    Client client(io_, port_);
+    client.send(raw);
+    beast::error_code error;
+    auto response = client.receive(&error);
+    ASSERT_TRUE(response) << error.message();
+    EXPECT_EQ(response->result(), http::status::request_header_fields_too_large);
+    EXPECT_EQ(scrapes_, 0);
+}
+
+TEST_F(MetricsServerTest, MalformedRequestIs400) {
+    auto response = request(io_, port_, "NOT HTTP AT ALL\r\n\r\n");
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->result(), http::status::bad_request);
+}
+
+TEST_F(MetricsServerTest, ProviderFailureIs500) {
+    server_.reset();
+    server_.emplace(io_, "127.0.0.1:0", []() -> std::string { throw std::runtime_error("map read failed"); });
+    auto response = request(io_, server_->port(), get("/metrics"));
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->result(), http::status::internal_server_error);
+    EXPECT_NE(response->body().find("map read failed"), std::string::npos);
+}
+
+TEST_F(MetricsServerTest, StopClosesConnectionsAndListener) {
+    Client client(io_, port_);
+    server_->stop();
+    EXPECT_TRUE(client.closed_by_server());
+    Client late(io_, port_);
+    EXPECT_TRUE(late.connect_error());
+}
+
+TEST(MetricsServer, SlowClientTimesOut) {
+    asio::io_context io;
+    MetricsServer server(io, "127.0.0.1:0", [] { return std::string(); }, {.timeout = 200ms});
+    Client idle(io, server.port());
+    Client slow(io, server.port());
+    slow.send("GET /metrics HTTP/1.1\r\nHo");  // never finishes its headers
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(idle.closed_by_server());
+    EXPECT_TRUE(slow.closed_by_server());
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST(MetricsServer, BindFailureSaysWhere) {
+    asio::io_context io;
+    MetricsServer first(io, "127.0.0.1:0", [] { return std::string(); });
+    std::string listen = "127.0.0.1:" + std::to_string(first.port());
+    try {
+        MetricsServer second(io, listen, [] { return std::string(); });
+        ADD_FAILURE() << "second bind succeeded";
+    } catch (const SystemError& e) {
+        EXPECT_EQ(std::string(e.what()), "metrics listen " + listen + ": Address already in use");
+    }
+    EXPECT_THROW(MetricsServer(io, "localhost:9478", [] { return std::string(); }), std::invalid_argument);
+}
+
+TEST(MetricsServer, ListensOnIpv6Loopback) {
+    asio::io_context io;
+    std::optional<MetricsServer> server;
+    try {
+        server.emplace(io, "[::1]:0", [] { return std::string("v6\n"); });
+    } catch (const SystemError& e) {
+        GTEST_SKIP() << "no IPv6 loopback: " << e.what();
+    }
+    EXPECT_TRUE(server->local_endpoint().address().is_v6());
+    EXPECT_NE(server->port(), 0);
+}
+
+TEST(MetricsServer, LiveScrapePassesPromtool) {
+    asio::io_context io;
+    Histogram latency = sample_latency();
+    MetricsSnapshot snapshot = filled_snapshot(latency);
+    MetricsServer server(io, "127.0.0.1:0", [&] { return render_metrics(snapshot); });
+    auto response = request(io, server.port(), get("/metrics"));
+    ASSERT_TRUE(response);
+    ASSERT_EQ(response->result(), http::status::ok);
+    expect_promtool_passes(response->body());
+}
+
+}  // namespace
+}  // namespace stickylb::metrics

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The flow and affinity tables read (and flushed) straight from the maps a
+// running stickylbd pinned: no program load, for `stickylb flow show` and
+// `stickylb affinity show` and their flushes.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/address.h"
+
+namespace stickylb {
+
+struct FlowRecord {
+    IpAddress client;
+    std::uint16_t client_port = 0;  // host order
+    IpAddress vip;
+    std::uint16_t vip_port = 0;     // host order
+    std::uint8_t protocol = 0;
+    std::uint32_t backend_index = 0;
+    std::uint16_t vip_index = 0;
+};
+
+struct AffinityRecord {
+    std::uint32_t vip_index = 0;
+    IpAddress client;               // masked to the VIP's client prefix
+    std::uint32_t backend_index = 0;
+    std::chrono::nanoseconds age{0};  // now(CLOCK_MONOTONIC_COARSE) - last_seen, never negative
+};
+
+class PinnedMaps {
+public:
+    // bpf_obj_get of "flows", "flow_cache", "affinity", "backends" and "vips" under
+    // pin_dir. Throws std::runtime_error "no stickylb maps pinned in DIR: is stickylbd
+    // running?" when they are not there, SystemError for other failures, and
+    // std::runtime_error when a map's layout is not this build's abi.h.
+    static PinnedMaps open(const std::string& pin_dir);
+    PinnedMaps(PinnedMaps&& other) noexcept;
+    PinnedMaps& operator=(PinnedMaps&& other) noexcept;
+    PinnedMaps(const PinnedMaps&) = delete;
+    PinnedMaps& operator=(const PinnedMaps&) = delete;
+    ~PinnedMaps();
+
+    // A snapshot (the tables change while they are read: an entry may be missing
+    // or, on kernels without batch lookups, listed twice). At most limit entries.
+    std::vector<FlowRecord> flows(std::size_t limit = SIZE_MAX) const;
+    std::vector<AffinityRecord> affinities(std::size_t limit = SIZE_MAX) const;
+
+    // Deletes the flow entries which() picks, then clears the per-CPU flow cache
+    // copies of those flows (and any cached flow which() picks) on every CPU, so
+    // the XDP program stops serving them. Returns how many flow-table entries went.
+    std::size_t delete_flows(std::function<bool(const FlowRecord&)> which);
+    std::size_t delete_affinities(std::function<bool(const AffinityRecord&)> which);
+
+    // Address of a backend index as the backends map holds it; nullopt for an
+    // index out of range or an empty slot.
+    std::optional<IpAddress> backend_address(std::uint32_t backend_index) const;
+
+private:
+    PinnedMaps() = default;
+    void close_all() noexcept;
+
+    std::string pin_dir_;
+    int flows_ = -1;
+    int flow_cache_ = -1;
+    int affinity_ = -1;
+    int backends_ = -1;
+    int vips_ = -1;
+    int possible_cpus_ = 0;
+};
+
+}  // namespace stickylb

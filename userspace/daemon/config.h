@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// stickylbd's configuration file (YAML): parsed, validated, and every problem
+// reported at once with its file, line and path. The commented reference of
+// every key is userspace/daemon/stickylbd.example.yaml.
+#include <netinet/in.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/address.h"
+#include "core/dataplane.h"
+
+namespace stickylb {
+
+struct HealthCheckConfig {
+    enum class Kind { tcp, http } kind = Kind::tcp;
+    std::chrono::milliseconds interval{1000};  // sub-second allowed, e.g. "200ms"
+    std::chrono::milliseconds timeout{500};    // must be <= interval
+    unsigned rise = 2, fall = 3;               // HAProxy semantics, >= 1
+    std::uint16_t port = 0;                    // 0: the VIP's port
+    std::string http_path = "/";               // http only
+    unsigned expected_status = 200;            // http only
+    std::string http_host;                     // Host header; empty: backend address
+    bool operator==(const HealthCheckConfig&) const = default;
+};
+
+struct BackendConfig {
+    std::string name;  // unique within the VIP; default: the address as text
+    IpAddress address;
+    std::uint32_t weight = 1;  // 0: keeps its clients, gets no new ones
+    std::optional<IpAddress> next_hop;
+    bool operator==(const BackendConfig&) const = default;
+};
+
+struct PersistenceConfig {
+    bool enabled = false;
+    std::uint32_t timeout_s = 300;
+    std::uint8_t client_prefix_v4 = 32;
+    std::uint8_t client_prefix_v6 = 128;
+    bool operator==(const PersistenceConfig&) const = default;
+};
+
+struct VipConfig {
+    std::string name;  // unique; default "<proto>-<address>-<port>", e.g. "tcp-10.0.0.1-80"
+    IpAddress address;
+    std::uint16_t port = 0;
+    std::uint8_t protocol = IPPROTO_TCP;                  // "tcp" | "udp"
+    ForwardingMode forwarding = ForwardingMode::l2_dsr;  // "l2" | "ipip"
+    bool hash_source = false;
+    PersistenceConfig persistence;
+    HealthCheckConfig health;
+    std::vector<BackendConfig> backends;  // names unique within the VIP
+    VipKey key() const { return VipKey{address, port, protocol}; }
+    bool operator==(const VipConfig&) const = default;
+};
+
+struct DaemonConfig {
+    std::string interface;  // required
+    AttachMode attach_mode = AttachMode::automatic;  // "auto" | "native" | "generic"
+    std::string pin_dir = "/sys/fs/bpf/stickylb";
+    std::string state_file = "/var/lib/stickylb/state.json";
+    std::string control_socket = "/run/stickylb/control.sock";
+    std::string metrics_listen = "127.0.0.1:9478";  // host:port, [v6]:port
+    std::uint32_t hash_seed = 0;
+    std::uint32_t ring_size = 65537;  // prime
+    std::vector<std::string> memcached_servers;  // "host:port"
+    std::vector<VipConfig> vips;
+    bool operator==(const DaemonConfig&) const = default;
+};
+
+// Every problem found, not just the first; each formatted "FILE:LINE: PATH: MESSAGE",
+// e.g. "lb.yaml:14: vips[1].backends[0].address: '10.0.0.300' is not an IP address".
+// Problems are in line order. what() is all of them, one per line.
+class ConfigError : public std::runtime_error {
+public:
+    explicit ConfigError(std::vector<std::string> problems);
+    const std::vector<std::string>& problems() const { return problems_; }
+
+private:
+    std::vector<std::string> problems_;
+};
+
+// Throws ConfigError. source_name is what problems start with (usually the path).
+DaemonConfig parse_config(std::string_view yaml_text, const std::string& source_name);
+// Reads the file (a ConfigError "PATH: cannot read: REASON" if it can't), then parse_config.
+DaemonConfig load_config(const std::string& path);
+
+// "host:port", "[v6]:port" (the brackets are required around an IPv6 address).
+// Host is an IP address or a DNS name; port 1-65535.
+struct HostPort {
+    std::string host;  // without brackets
+    std::uint16_t port = 0;
+    bool operator==(const HostPort&) const = default;
+};
+// Throws std::invalid_argument with a message that quotes the text.
+HostPort parse_host_port(std::string_view text);
+
+// "200ms", "1s", "1.5s", "2m", "1h", or an integer (milliseconds). Whole milliseconds,
+// not negative. Throws std::invalid_argument with a message that quotes the text.
+std::chrono::milliseconds parse_duration(std::string_view text);
+
+std::string to_string(HealthCheckConfig::Kind kind);  // "tcp" | "http"
+
+}  // namespace stickylb

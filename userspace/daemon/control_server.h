@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The control socket of stickylbd: what the `stickylb` CLI (and scripts) talk to.
+//
+// Protocol
+// --------
+// Transport: a SOCK_STREAM unix socket (default /run/stickylb/control.sock),
+// mode 0600. Messages are newline-delimited JSON: one JSON object per line, in
+// both directions, one response per request, in order. A client may send several
+// requests on one connection (pipelining) and close whenever it likes.
+//
+//   request:  {"object":"backend","verb":"show","args":{"vip":"web"}}\n
+//   response: {"ok":true,"result":<any JSON>}\n
+//         or: {"ok":false,"error":"message"}\n
+//
+// - "object" and "verb" are required strings; "args" is optional and, when
+//   present, must be a JSON object (keys are snake_case: vip, name, weight,
+//   force, backend, client). Anything else is answered with an error response;
+//   the connection stays open.
+// - Blank lines are ignored; a trailing "\r" is stripped.
+// - A line longer than kMaxRequestBytes (64 KiB, newline excluded) gets the
+//   error response "request too long ..." and the connection is closed.
+// - At most kMaxConnections (32) connections at once; the next one gets the error
+//   response "too many connections" and is closed.
+// - A connection idle (no complete request) for kIdleTimeout (30 s) is closed.
+// - Authorisation: SO_PEERCRED of the connecting process: its uid must be 0 or
+//   the daemon's effective uid; others get "permission denied" and are closed.
+//   (Issue 8 adds a configurable group.) The socket mode 0600 is the first
+//   barrier, the credential check the second (it also covers the instant
+//   between bind() and chmod()).
+// - The handler decides what objects and verbs mean. It runs on the io_context
+//   thread; a std::exception it throws becomes {"ok":false,"error":what()}.
+//
+// Lifetime: construct on an io_context (binds and listens at once; throws
+// std::runtime_error if the socket cannot be set up), run the io_context.
+// stop() (also called by the destructor) closes the listener and every
+// connection and unlinks the socket file; call it on the io_context's thread or
+// while the io_context is not running.
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <nlohmann/json.hpp>
+
+namespace stickylb {
+
+class ControlServer {
+public:
+    using Handler = std::function<nlohmann::json(const std::string& object, const std::string& verb,
+                                                 const nlohmann::json& args)>;
+
+    static constexpr std::size_t kMaxRequestBytes = 64 * 1024;
+    static constexpr std::size_t kMaxConnections = 32;
+    static constexpr std::chrono::seconds kIdleTimeout{30};
+
+    // Creates the parent directory, removes a stale socket file (refuses a path
+    // that is not a socket, or a socket another process still listens on),
+    // binds, chmods 0600 and starts accepting.
+    ControlServer(boost::asio::io_context& io, const std::string& path, Handler handler);
+    ~ControlServer();
+    ControlServer(const ControlServer&) = delete;
+    ControlServer& operator=(const ControlServer&) = delete;
+
+    void stop();
+    const std::string& path() const { return path_; }
+    std::size_t connection_count() const { return sessions_.size(); }
+
+    // The response line (without newline) for one request line: the protocol
+    // minus the transport, for tests and for in-process use.
+    static std::string respond(const Handler& handler, const std::string& line);
+
+    // Test hook: the idle timeout of connections accepted from now on.
+    void set_idle_timeout(std::chrono::milliseconds timeout) { idle_timeout_ = timeout; }
+
+private:
+    class Session;
+    void accept();
+    void remove(const std::shared_ptr<Session>& session);
+
+    boost::asio::io_context& io_;
+    std::string path_;
+    Handler handler_;
+    boost::asio::local::stream_protocol::acceptor acceptor_;
+    std::set<std::shared_ptr<Session>> sessions_;
+    std::chrono::milliseconds idle_timeout_ = kIdleTimeout;
+    bool stopped_ = false;
+};
+
+// True if a process with this uid may use the control socket of a daemon running
+// with effective uid daemon_euid.
+bool control_peer_allowed(unsigned peer_uid, unsigned daemon_euid);
+
+}  // namespace stickylb

@@ -1,0 +1,591 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/daemon.h"
+
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/errors.h"
+
+#ifndef STICKYLB_VERSION
+#define STICKYLB_VERSION "0.0.0"
+#endif
+
+namespace stickylb {
+namespace {
+
+constexpr auto kRefreshPeriod = std::chrono::seconds(1);  // next-hop MACs, periodic reconcile
+
+std::string state_name(BackendState state) {
+    switch (state) {
+    case BackendState::up: return "up";
+    case BackendState::draining: return "draining";
+    case BackendState::down: return "down";
+    }
+    return "unknown";
+}
+
+std::string health_name(Health health) {
+    switch (health) {
+    case Health::up: return "up";
+    case Health::down: return "down";
+    case Health::unknown: return "unknown";
+    }
+    return "unknown";
+}
+
+std::string protocol_name(std::uint8_t protocol) { return protocol == IPPROTO_UDP ? "udp" : "tcp"; }
+
+LoadOptions load_options_for(const DaemonConfig& config) {
+    LoadOptions options;
+    options.pin_dir = config.pin_dir;
+    options.ring_size = config.ring_size;
+    return options;
+}
+
+MacAddress interface_mac(const std::string& interface) {
+    std::ifstream file("/sys/class/net/" + interface + "/address");
+    std::string text;
+    if (!(file >> text))
+        throw std::runtime_error("cannot read the MAC address of interface '" + interface + "'");
+    return MacAddress::parse(text);
+}
+
+ProbeSpec probe_for(const VipConfig& vip, const BackendConfig& backend) {
+    ProbeSpec spec;
+    spec.kind = vip.health.kind == HealthCheckConfig::Kind::http ? ProbeSpec::Kind::http : ProbeSpec::Kind::tcp;
+    spec.address = backend.address;
+    spec.port = vip.health.port ? vip.health.port : vip.port;
+    spec.interval = vip.health.interval;
+    spec.timeout = vip.health.timeout;
+    spec.rise = vip.health.rise;
+    spec.fall = vip.health.fall;
+    spec.http_path = vip.health.http_path;
+    spec.expected_status = vip.health.expected_status;
+    spec.http_host = vip.health.http_host;
+    return spec;
+}
+
+}  // namespace
+
+Daemon::Daemon(boost::asio::io_context& io, std::string config_path)
+    : io_(io), config_path_(std::move(config_path)), signals_(io), refresh_timer_(io) {}
+
+Daemon::~Daemon() = default;
+
+void Daemon::start() {
+    config_ = load_config(config_path_);
+    ifindex_ = if_nametoindex(config_.interface.c_str());
+    if (ifindex_ == 0)
+        throw std::runtime_error("interface '" + config_.interface + "' does not exist");
+
+    plane_.emplace(DataPlane::load(load_options_for(config_)));
+    indexes_.emplace(STICKYLB_DEFAULT_MAX_VIPS, STICKYLB_DEFAULT_MAX_BACKENDS);
+    load_state();
+
+    RuntimeConfig runtime;
+    runtime.hash_seed = config_.hash_seed;
+    plane_->set_runtime_config(runtime);
+
+    neighbours_ = std::make_unique<NeighbourTable>();
+    reconciler_.emplace(*plane_, config_.hash_seed, EgressInterface{interface_mac(config_.interface), ifindex_},
+                        [this](const DesiredBackend& backend, ForwardingMode mode) { return resolve_mac(backend, mode); });
+
+    // Adopt what a previous daemon left pinned: backend states seed the health checks,
+    // so nothing flaps while the first probes run.
+    std::vector<std::uint32_t> adopted;
+    std::map<BackendId, BackendState> adopted_states;
+    const nlohmann::json registry = indexes_->to_json();
+    for (const auto& [name, index] : registry["backends"].items()) {
+        adopted.push_back(index.get<std::uint32_t>());
+        if (auto entry = plane_->read_backend(index.get<std::uint32_t>())) {
+            const auto slash = name.find('/');
+            adopted_states[{name.substr(0, slash), name.substr(slash + 1)}] = entry->state;
+        }
+    }
+    reconciler_->adopt(adopted);
+    if (!adopted.empty())
+        spdlog::info("adopted pinned state from {}: {} VIPs, {} backends", config_.pin_dir, plane_->vips().size(),
+                     adopted.size());
+
+    checker_ = std::make_unique<HealthChecker>(
+        io_, [this](const HealthChange& change) { on_health_change(change); },
+        [this](const std::string& key, const ProbeResult& result) { on_probe(key, result); });
+    for (const VipConfig& vip : config_.vips)
+        for (const BackendConfig& backend : vip.backends) {
+            const BackendId id{vip.name, backend.name};
+            Health initial = Health::unknown;
+            if (auto found = adopted_states.find(id); found != adopted_states.end())
+                initial = found->second == BackendState::down ? Health::down : Health::up;
+            checker_->add_or_update(to_string(id), probe_for(vip, backend), initial);
+        }
+
+    reconcile("start");
+    const AttachResult attached = plane_->attach(config_.interface, config_.attach_mode);
+    spdlog::info("XDP on {}: {} mode, {}", config_.interface, to_string(attached.mode),
+                 attached.replaced ? "program replaced in place" : "attached");
+
+    control_ = std::make_unique<ControlServer>(
+        io_, config_.control_socket,
+        [this](const std::string& object, const std::string& verb, const nlohmann::json& args) {
+            return handle(object, verb, args);
+        });
+    tables_.emplace(PinnedMaps::open(config_.pin_dir));
+    metrics_ = std::make_unique<metrics::MetricsServer>(io_, config_.metrics_listen, [this] { return metrics_text(); });
+    spdlog::info("control socket {}, metrics on http://{}/metrics", config_.control_socket, config_.metrics_listen);
+    watch_signals();
+    schedule_refresh();
+}
+
+void Daemon::watch_signals() {
+    signals_.add(SIGHUP);
+    signals_.add(SIGTERM);
+    signals_.add(SIGINT);
+    signals_.async_wait([this](const boost::system::error_code& error, int signal) {
+        if (error)
+            return;
+        if (signal == SIGHUP) {
+            reload();
+            signals_.clear();
+            watch_signals();
+            return;
+        }
+        spdlog::info("signal {}: stopping; the data plane keeps forwarding", signal);
+        refresh_timer_.cancel();
+        if (checker_)
+            checker_->stop();
+        if (control_)
+            control_->stop();
+        if (metrics_)
+            metrics_->stop();
+        signals_.clear();
+    });
+}
+
+void Daemon::schedule_refresh() {
+    refresh_timer_.expires_after(kRefreshPeriod);
+    refresh_timer_.async_wait([this](const boost::system::error_code& error) {
+        if (error)
+            return;
+        reconcile("refresh");
+        schedule_refresh();
+    });
+}
+
+void Daemon::reload() {
+    DaemonConfig next;
+    try {
+        next = load_config(config_path_);
+    } catch (const ConfigError& error) {
+        for (const std::string& problem : error.problems())
+            spdlog::error("reload rejected: {}", problem);
+        spdlog::warn("reload rejected: keeping the running configuration");
+        return;
+    } catch (const std::exception& error) {
+        spdlog::error("reload rejected: {}; keeping the running configuration", error.what());
+        return;
+    }
+    if (next.interface != config_.interface || next.pin_dir != config_.pin_dir || next.ring_size != config_.ring_size ||
+        next.control_socket != config_.control_socket || next.metrics_listen != config_.metrics_listen)
+        spdlog::warn("reload: interface, pin_dir, ring_size, control_socket and metrics_listen take effect on restart");
+    // A weight the file changes outranks the operator's earlier override.
+    for (auto& [id, override_of] : overrides_) {
+        const auto weight_in = [&](const DaemonConfig& config) -> std::optional<std::uint32_t> {
+            for (const auto& vip : config.vips)
+                for (const auto& backend : vip.backends)
+                    if (vip.name == id.first && backend.name == id.second)
+                        return backend.weight;
+            return std::nullopt;
+        };
+        if (override_of.weight && weight_in(next) != weight_in(config_))
+            override_of.weight.reset();
+    }
+    next.interface = config_.interface;
+    next.pin_dir = config_.pin_dir;
+    next.ring_size = config_.ring_size;
+    next.control_socket = config_.control_socket;
+    next.metrics_listen = config_.metrics_listen;
+    config_ = std::move(next);
+    update_health_targets();
+    reconcile("reload");
+    save_state();
+    spdlog::info("reloaded {}", config_path_);
+}
+
+void Daemon::update_health_targets() {
+    std::set<std::string> wanted;
+    for (const VipConfig& vip : config_.vips)
+        for (const BackendConfig& backend : vip.backends) {
+            const std::string key = to_string(BackendId{vip.name, backend.name});
+            wanted.insert(key);
+            checker_->add_or_update(key, probe_for(vip, backend), checker_->health(key));
+        }
+    for (auto it = health_detail_.begin(); it != health_detail_.end();) {
+        if (wanted.count(it->first)) {
+            ++it;
+            continue;
+        }
+        checker_->remove(it->first);
+        it = health_detail_.erase(it);
+    }
+    std::erase_if(overrides_, [&](const auto& entry) { return !wanted.count(to_string(entry.first)); });
+}
+
+HealthVerdict Daemon::verdict(const BackendId& id) const {
+    if (!checker_)
+        return HealthVerdict::unknown;
+    switch (checker_->health(to_string(id))) {
+    case Health::up: return HealthVerdict::up;
+    case Health::down: return HealthVerdict::down;
+    case Health::unknown: return HealthVerdict::unknown;
+    }
+    return HealthVerdict::unknown;
+}
+
+void Daemon::reconcile(const std::string& why) {
+    ++reconciles_;
+    try {
+        desired_ = desired_state(config_, overrides_, [this](const BackendId& id) { return verdict(id); }, *indexes_);
+        const ReconcileStats stats = reconciler_->apply(desired_);
+        if (stats.changed())
+            spdlog::info("reconcile ({}): {} VIPs written, {} removed; {} backends written, {} removed; {} ring slots",
+                         why, stats.vips_written, stats.vips_removed, stats.backends_written, stats.backends_removed,
+                         stats.ring_slots_written);
+        if (why != "refresh" && stats.changed())
+            save_state();
+    } catch (const std::exception& error) {
+        ++reconcile_errors_;
+        spdlog::error("reconcile ({}) failed: {}", why, error.what());
+    }
+}
+
+void Daemon::on_health_change(const HealthChange& change) {
+    auto& detail = health_detail_[change.key];
+    ++detail.transitions;
+    spdlog::warn("backend {}: health {} -> {} ({})", change.key, health_name(change.from), health_name(change.to),
+                 change.last.detail);
+    reconcile("health " + change.key);
+}
+
+void Daemon::on_probe(const std::string& key, const ProbeResult& result) {
+    auto& detail = health_detail_[key];
+    detail.last = result;
+    detail.latency_seconds.observe(std::chrono::duration<double>(result.latency).count());
+}
+
+std::optional<MacAddress> Daemon::resolve_mac(const DesiredBackend& backend, ForwardingMode mode) {
+    try {
+        IpAddress next_hop = backend.next_hop.value_or(backend.address);
+        std::uint32_t ifindex = ifindex_;
+        if (mode == ForwardingMode::ipip && !backend.next_hop)
+            std::tie(next_hop, ifindex) = neighbours_->next_hop(backend.address);
+        if (auto mac = neighbours_->lookup(ifindex, next_hop))
+            return mac;
+        neighbours_->ensure_resolving(ifindex, next_hop);
+    } catch (const std::exception& error) {
+        spdlog::warn("next hop of backend {}: {}", to_string(backend.id), error.what());
+    }
+    return std::nullopt;  // the tc slow path forwards meanwhile
+}
+
+const VipConfig& Daemon::find_vip(const std::string& name) const {
+    for (const VipConfig& vip : config_.vips)
+        if (vip.name == name)
+            return vip;
+    throw std::invalid_argument("no VIP named '" + name + "'");
+}
+
+BackendId Daemon::find_backend(const nlohmann::json& args) const {
+    const std::string vip = args.at("vip").get<std::string>();
+    const std::string name = args.at("name").get<std::string>();
+    for (const BackendConfig& backend : find_vip(vip).backends)
+        if (backend.name == name)
+            return {vip, name};
+    throw std::invalid_argument("VIP '" + vip + "' has no backend named '" + name + "'");
+}
+
+nlohmann::json Daemon::backends_json(const nlohmann::json& args) const {
+    nlohmann::json list = nlohmann::json::array();
+    for (const DesiredVip& vip : desired_.vips) {
+        if (args.contains("vip") && args["vip"] != vip.name)
+            continue;
+        for (const DesiredBackend& backend : vip.backends) {
+            if (args.contains("name") && args["name"] != backend.id.second)
+                continue;
+            const auto override_of = overrides_.find(backend.id);
+            const auto stats = plane_->backend_stats(backend.index);
+            list.push_back({{"vip", vip.name},
+                            {"name", backend.id.second},
+                            {"address", backend.address.to_string()},
+                            {"index", backend.index},
+                            {"weight", backend.weight},
+                            {"state", state_name(backend.state)},
+                            {"health", health_name(checker_->health(to_string(backend.id)))},
+                            {"admin_drained", override_of != overrides_.end() && override_of->second.drained},
+                            {"packets", stats.packets},
+                            {"bytes", stats.bytes}});
+        }
+    }
+    return list;
+}
+
+nlohmann::json Daemon::handle(const std::string& object, const std::string& verb, const nlohmann::json& args) {
+    if (object == "version")
+        return {{"version", STICKYLB_VERSION}};
+    if (object == "vip" && verb == "show") {
+        nlohmann::json list = nlohmann::json::array();
+        for (const DesiredVip& vip : desired_.vips) {
+            if (args.contains("vip") && args["vip"] != vip.name)
+                continue;
+            list.push_back({{"name", vip.name},
+                            {"address", vip.key.address.to_string()},
+                            {"port", vip.key.port},
+                            {"protocol", protocol_name(vip.key.protocol)},
+                            {"index", vip.settings.index},
+                            {"forwarding", vip.settings.forwarding == ForwardingMode::ipip ? "ipip" : "l2"},
+                            {"persistent", vip.settings.persistent},
+                            {"affinity_timeout_seconds", vip.settings.affinity_timeout_s},
+                            {"backends", vip.backends.size()}});
+        }
+        return list;
+    }
+    if (object == "backend" && verb == "show")
+        return backends_json(args);
+    if (object == "backend" && (verb == "drain" || verb == "enable" || verb == "set")) {
+        const BackendId id = find_backend(args);
+        AdminOverride& override_of = overrides_[id];
+        if (verb == "drain") {
+            if (args.value("force", false))
+                throw std::invalid_argument("drain force (moving affinity clients at once) is not supported yet");
+            override_of.drained = true;
+        } else if (verb == "enable") {
+            override_of.drained = false;
+        } else {
+            override_of.weight = args.at("weight").get<std::uint32_t>();
+        }
+        if (override_of == AdminOverride{})
+            overrides_.erase(id);
+        reconcile("admin " + verb + " " + to_string(id));
+        save_state();
+        nlohmann::json selector{{"vip", id.first}, {"name", id.second}};
+        return backends_json(selector);
+    }
+    if (object == "flow" || object == "affinity")
+        return table_command(object, verb, args);
+    if (object == "health" && verb == "show") {
+        nlohmann::json list = nlohmann::json::array();
+        for (const VipConfig& vip : config_.vips) {
+            if (args.contains("vip") && args["vip"] != vip.name)
+                continue;
+            for (const BackendConfig& backend : vip.backends) {
+                const std::string key = to_string(BackendId{vip.name, backend.name});
+                nlohmann::json row{{"vip", vip.name},
+                                   {"name", backend.name},
+                                   {"health", health_name(checker_->health(key))}};
+                if (auto found = health_detail_.find(key); found != health_detail_.end() && found->second.last) {
+                    row["last_result"] = found->second.last->success ? "ok" : found->second.last->detail;
+                    row["last_latency_seconds"] =
+                        std::chrono::duration<double>(found->second.last->latency).count();
+                    row["transitions"] = found->second.transitions;
+                }
+                list.push_back(row);
+            }
+        }
+        return list;
+    }
+    if (object == "stats" && verb == "show") {
+        const auto global = plane_->global_stats();
+        nlohmann::json result{{"passed_not_ip", global.pass_not_ip},     {"passed_not_vip", global.pass_not_vip},
+                              {"passed_malformed", global.pass_malformed}, {"slow_path", global.pass_slow_path},
+                              {"dropped_malformed", global.drop_malformed}, {"dropped_no_backend", global.drop_no_backend},
+                              {"dropped_fragment", global.drop_fragment},   {"dropped_error", global.drop_error},
+                              {"forwarded_tx", global.tx},                  {"forwarded_redirect", global.redirect}};
+        nlohmann::json vips = nlohmann::json::array();
+        for (const DesiredVip& vip : desired_.vips) {
+            if (args.contains("vip") && args["vip"] != vip.name)
+                continue;
+            const auto stats = plane_->vip_stats(vip.settings.index);
+            vips.push_back({{"vip", vip.name},
+                            {"packets", stats.packets},
+                            {"bytes", stats.bytes},
+                            {"new_flows", stats.new_flows},
+                            {"affinity_hits", stats.affinity_hits},
+                            {"affinity_misses", stats.affinity_misses}});
+        }
+        result["vips"] = vips;
+        return result;
+    }
+    throw std::invalid_argument("unknown command '" + object + " " + verb + "'");
+}
+
+std::string Daemon::vip_name(std::uint32_t vip_index) const {
+    for (const DesiredVip& vip : desired_.vips)
+        if (vip.settings.index == vip_index)
+            return vip.name;
+    return "#" + std::to_string(vip_index);
+}
+
+std::string Daemon::backend_name(std::uint32_t backend_index) const {
+    for (const DesiredVip& vip : desired_.vips)
+        for (const DesiredBackend& backend : vip.backends)
+            if (backend.index == backend_index)
+                return backend.id.second;
+    return "#" + std::to_string(backend_index);
+}
+
+// flow|affinity show|flush [vip VIP] [backend NAME] [client ADDR], straight from the pinned tables.
+nlohmann::json Daemon::table_command(const std::string& object, const std::string& verb, const nlohmann::json& args) {
+    const std::optional<std::string> vip = args.contains("vip") ? std::optional(args["vip"].get<std::string>()) : std::nullopt;
+    const std::optional<std::string> backend =
+        args.contains("backend") ? std::optional(args["backend"].get<std::string>()) : std::nullopt;
+    const std::optional<IpAddress> client =
+        args.contains("client") ? std::optional(IpAddress::parse(args["client"].get<std::string>())) : std::nullopt;
+    if (vip)
+        find_vip(*vip);  // an unknown VIP is an error, not an empty list
+    const auto selected = [&](std::uint32_t vip_index, std::uint32_t backend_index, const IpAddress& address) {
+        return (!vip || vip_name(vip_index) == *vip) && (!backend || backend_name(backend_index) == *backend) &&
+               (!client || address == *client);
+    };
+    if (verb == "flush") {
+        const std::size_t removed =
+            object == "flow"
+                ? tables_->delete_flows([&](const FlowRecord& f) { return selected(f.vip_index, f.backend_index, f.client); })
+                : tables_->delete_affinities(
+                      [&](const AffinityRecord& a) { return selected(a.vip_index, a.backend_index, a.client); });
+        spdlog::info("{} flush: {} entries removed", object, removed);
+        return {{"removed", removed}};
+    }
+    if (verb != "show")
+        throw std::invalid_argument("unknown command '" + object + " " + verb + "'");
+    nlohmann::json list = nlohmann::json::array();
+    if (object == "flow") {
+        for (const FlowRecord& f : tables_->flows())
+            if (selected(f.vip_index, f.backend_index, f.client))
+                list.push_back({{"vip", vip_name(f.vip_index)},
+                                {"client", f.client.to_string()},
+                                {"client_port", f.client_port},
+                                {"vip_address", f.vip.to_string()},
+                                {"vip_port", f.vip_port},
+                                {"protocol", protocol_name(f.protocol)},
+                                {"backend", backend_name(f.backend_index)}});
+    } else {
+        for (const AffinityRecord& a : tables_->affinities())
+            if (selected(a.vip_index, a.backend_index, a.client))
+                list.push_back({{"vip", vip_name(a.vip_index)},
+                                {"client", a.client.to_string()},
+                                {"backend", backend_name(a.backend_index)},
+                                {"age_seconds", std::chrono::duration<double>(a.age).count()}});
+    }
+    return list;
+}
+
+void Daemon::load_state() {
+    if (!std::filesystem::exists(config_.state_file))
+        return;
+    std::ifstream file(config_.state_file);
+    const nlohmann::json state = nlohmann::json::parse(file, nullptr, /*allow_exceptions=*/false);
+    if (state.is_discarded()) {
+        spdlog::warn("state file {} is not JSON: starting without saved overrides", config_.state_file);
+        return;
+    }
+    indexes_->load_json(state.at("indexes"));
+    const nlohmann::json saved_overrides = state.contains("overrides") ? state["overrides"] : nlohmann::json::object();
+    for (const auto& [name, saved] : saved_overrides.items()) {
+        const auto slash = name.find('/');
+        AdminOverride override_of;
+        override_of.drained = saved.value("drained", false);
+        if (saved.contains("weight"))
+            override_of.weight = saved["weight"].get<std::uint32_t>();
+        overrides_[{name.substr(0, slash), name.substr(slash + 1)}] = override_of;
+    }
+}
+
+// Written to a temporary file and renamed: a crash never leaves half a state file.
+void Daemon::save_state() const {
+    nlohmann::json state{{"indexes", indexes_->to_json()}, {"overrides", nlohmann::json::object()}};
+    for (const auto& [id, override_of] : overrides_) {
+        nlohmann::json saved{{"drained", override_of.drained}};
+        if (override_of.weight)
+            saved["weight"] = *override_of.weight;
+        state["overrides"][to_string(id)] = saved;
+    }
+    const std::filesystem::path path(config_.state_file);
+    std::filesystem::create_directories(path.parent_path());
+    const std::filesystem::path temporary = path.string() + ".tmp";
+    {
+        std::ofstream file(temporary);
+        file << state.dump(2) << "\n";
+        if (!file)
+            throw std::runtime_error("cannot write state file " + temporary.string());
+    }
+    std::filesystem::rename(temporary, path);
+}
+
+std::string Daemon::metrics_text() const {
+    metrics::MetricsSnapshot snapshot;
+    snapshot.global = plane_->global_stats();
+    for (const DesiredVip& vip : desired_.vips) {
+        snapshot.vips.push_back({vip.name, plane_->vip_stats(vip.settings.index)});
+        for (const DesiredBackend& backend : vip.backends) {
+            metrics::BackendSample sample;
+            sample.vip = vip.name;
+            sample.backend = backend.id.second;
+            sample.stats = plane_->backend_stats(backend.index);
+            sample.state = static_cast<int>(backend.state);
+            sample.health_ok = checker_->health(to_string(backend.id)) == Health::up;
+            if (auto found = health_detail_.find(to_string(backend.id)); found != health_detail_.end()) {
+                sample.transitions = found->second.transitions;
+                sample.check_latency_seconds = &found->second.latency_seconds;
+            }
+            snapshot.backends.push_back(sample);
+        }
+    }
+    snapshot.reconciles = reconciles_;
+    snapshot.reconcile_errors = reconcile_errors_;
+    snapshot.version = STICKYLB_VERSION;
+    // Counting a table walks it: at most every 10 s, whatever the scrape rate.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - tables_counted_at_ > std::chrono::seconds(10)) {
+        flow_entries_ = tables_->flows().size();
+        affinity_entries_ = tables_->affinities().size();
+        tables_counted_at_ = now;
+    }
+    snapshot.flow_entries = flow_entries_;
+    snapshot.affinity_entries = affinity_entries_;
+    snapshot.flow_capacity = plane_->options().flow_entries;
+    snapshot.affinity_capacity = plane_->options().affinity_entries;
+    return metrics::render_metrics(snapshot);
+}
+
+int check_config(const std::string& path) {
+    try {
+        const DaemonConfig config = load_config(path);
+        std::size_t backends = 0;
+        for (const auto& vip : config.vips)
+            backends += vip.backends.size();
+        std::printf("%s: valid (%zu VIPs, %zu backends)\n", path.c_str(), config.vips.size(), backends);
+        return 0;
+    } catch (const ConfigError& error) {
+        for (const std::string& problem : error.problems())
+            std::fprintf(stderr, "Error: %s\n", problem.c_str());
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "Error: %s\n", error.what());
+    }
+    return 1;
+}
+
+int detach_data_plane(const std::string& config_path) {
+    const DaemonConfig config = load_config(config_path);
+    DataPlane plane = DataPlane::load(load_options_for(config));
+    plane.detach(config.interface);
+    plane.unpin_maps();
+    std::filesystem::remove(config.state_file);
+    std::printf("detached from %s; maps unpinned from %s\n", config.interface.c_str(), config.pin_dir.c_str());
+    return 0;
+}
+
+}  // namespace stickylb
