@@ -343,14 +343,7 @@ protected:
     }
 
     std::optional<stickylb_flow> flow_entry(const PacketSpec& spec) {
-        stickylb_flow_key key;
-        std::memset(&key, 0, sizeof(key));
-        key.src = spec.source.to_abi();
-        key.dst = spec.destination.to_abi();
-        key.sport = htons(spec.source_port);
-        key.dport = htons(spec.destination_port);
-        key.proto = spec.protocol;
-        key.family = spec.source.family();
+        const stickylb_flow_key key = flow_key_of(spec);
         stickylb_flow value{};
         if (bpf_map_lookup_elem(plane().flows_map_fd(), &key, &value) == 0)
             return value;

@@ -84,16 +84,6 @@ protected:
                 IPPROTO_TCP,  backend,         static_cast<std::uint16_t>(vip_index)};
     }
 
-    static stickylb_flow_key key_of(const PacketSpec& spec) {
-        stickylb_flow_key key{};
-        key.src = spec.source.to_abi();
-        key.dst = spec.destination.to_abi();
-        key.sport = htons(spec.source_port);
-        key.dport = htons(spec.destination_port);
-        key.proto = spec.protocol;
-        key.family = spec.source.family();
-        return key;
-    }
 
     std::optional<PrivateBpffs> bpffs_;
     std::string pins_;
@@ -165,7 +155,7 @@ TEST_F(PinnedMapsTest, DeletedFlowsAreNotServedFromThePerCpuCache) {
     // Control: deleting from the flow table alone leaves the cached copy serving,
     // which is what delete_flows() must not do.
     const auto [control, control_backend] = flows.front();
-    const stickylb_flow_key control_key = key_of(control);
+    const stickylb_flow_key control_key = flow_key_of(control);
     ASSERT_EQ(bpf_map_delete_elem(plane().flows_map_fd(), &control_key), 0);
     EXPECT_EQ(ack(control), control_backend) << "served from this CPU's flow cache";
 

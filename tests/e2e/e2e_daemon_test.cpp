@@ -188,6 +188,9 @@ TEST_F(Daemon, DeadBackendIsMarkedDownItsClientsMoveAndItGetsOnlyNewClientsBack)
     std::cout << "be1 marked down " << down_after.count() << " ms after its server stopped\n";
     EXPECT_NE(metrics().find("stickylb_backend_health_check_up{vip=\"web\",backend=\"be1\"} 0"), std::string::npos)
         << metrics();
+    const auto linted = run_command(in_ns(lab_ns("lb"), "curl -sS --max-time 3 http://127.0.0.1:19478/metrics") +
+                                    " | promtool check metrics");
+    EXPECT_EQ(linted.exit_code, 0) << "promtool on the live scrape: " << linted.output;
 
     std::map<int, std::string> moved;
     for (int client = 1; client <= kClients; ++client) {

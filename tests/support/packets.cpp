@@ -271,6 +271,18 @@ Bytes encapsulated(const Bytes& frame, const PacketSpec& spec, const IpAddress& 
     return result;
 }
 
+stickylb_flow_key flow_key_of(const PacketSpec& spec) {
+    stickylb_flow_key key;
+    std::memset(&key, 0, sizeof(key));
+    key.src = spec.source.to_abi();
+    key.dst = spec.destination.to_abi();
+    key.sport = htons(spec.source_port);
+    key.dport = htons(spec.destination_port);
+    key.proto = spec.protocol;
+    key.family = spec.source.family();
+    return key;
+}
+
 XdpRun run_xdp(int program_fd, const Bytes& packet) {
     XdpRun run;
     run.output.resize(packet.size() + 256);

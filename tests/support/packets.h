@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/address.h"
+#include "stickylb/abi.h"
 
 namespace stickylb::testing {
 
@@ -60,6 +61,9 @@ Bytes encapsulated(const Bytes& frame, const PacketSpec& spec, const IpAddress& 
                    const IpAddress& outer_destination, const MacAddress& source, const MacAddress& destination);
 
 std::uint16_t internet_checksum(const std::uint8_t* data, std::size_t length, std::uint32_t initial = 0);
+
+// The flow-table key of the packet spec describes (zero padding, ports in network order).
+stickylb_flow_key flow_key_of(const PacketSpec& spec);
 
 struct XdpRun {
     int action = -1;
