@@ -124,18 +124,6 @@ LoadOptions lab_load_options(const std::string& pin_dir) {
     return options;
 }
 
-MacAddress interface_mac(const std::string& interface) {
-    std::FILE* file = std::fopen(("/sys/class/net/" + interface + "/address").c_str(), "r");
-    if (file == nullptr)
-        throw std::invalid_argument("no network interface named '" + interface + "'");
-    char text[32] = {};
-    const bool read = std::fgets(text, sizeof(text), file) != nullptr;
-    std::fclose(file);
-    if (!read)
-        throw std::runtime_error("cannot read the MAC of " + interface);
-    return MacAddress::parse(std::string(text).substr(0, 17));
-}
-
 void apply(const Arguments& arguments) {
     if (arguments.interface.empty() || arguments.vips.empty() || arguments.backends.empty())
         throw std::invalid_argument("apply needs --interface, --vip and --backend");
@@ -161,7 +149,7 @@ void apply(const Arguments& arguments) {
         plane.upsert_vip(arguments.vips[vip_index], settings);
         std::cout << "vip " << arguments.vips[vip_index].to_string() << ": " << written << " ring slots written\n";
     }
-    const MacAddress own_mac = interface_mac(arguments.interface);
+    const MacAddress own_mac = MacAddress::of_interface(arguments.interface);
     for (auto backend : arguments.backends) {
         backend.entry.egress_mac = own_mac;
         plane.set_backend(backend.entry);

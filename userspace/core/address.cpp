@@ -64,6 +64,18 @@ MacAddress MacAddress::parse(std::string_view text) {
     return MacAddress(bytes);
 }
 
+MacAddress MacAddress::of_interface(const std::string& interface) {
+    std::FILE* file = std::fopen(("/sys/class/net/" + interface + "/address").c_str(), "r");
+    if (file == nullptr)
+        throw std::invalid_argument("no network interface named '" + interface + "'");
+    char text[32] = {};
+    const bool read = std::fgets(text, sizeof(text), file) != nullptr;
+    std::fclose(file);
+    if (!read)
+        throw std::runtime_error("cannot read the MAC address of interface '" + interface + "'");
+    return parse(std::string(text).substr(0, 17));
+}
+
 std::string MacAddress::to_string() const {
     char buffer[18];
     std::snprintf(buffer, sizeof(buffer), "%02x:%02x:%02x:%02x:%02x:%02x", bytes_[0], bytes_[1], bytes_[2], bytes_[3],

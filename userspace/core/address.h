@@ -38,6 +38,8 @@ public:
     MacAddress() = default;
     explicit MacAddress(const std::array<std::uint8_t, 6>& bytes) : bytes_(bytes) {}
     static MacAddress parse(std::string_view text);  // "aa:bb:cc:dd:ee:ff"
+    // The interface's MAC, as this network namespace's sysfs shows it.
+    static MacAddress of_interface(const std::string& interface);
     const std::array<std::uint8_t, 6>& bytes() const { return bytes_; }
     std::string to_string() const;
     auto operator<=>(const MacAddress&) const = default;

@@ -29,15 +29,6 @@ std::string state_name(BackendState state) {
     return "unknown";
 }
 
-std::string health_name(Health health) {
-    switch (health) {
-    case Health::up: return "up";
-    case Health::down: return "down";
-    case Health::unknown: return "unknown";
-    }
-    return "unknown";
-}
-
 std::string protocol_name(std::uint8_t protocol) { return protocol == IPPROTO_UDP ? "udp" : "tcp"; }
 
 LoadOptions load_options_for(const DaemonConfig& config) {
@@ -45,14 +36,6 @@ LoadOptions load_options_for(const DaemonConfig& config) {
     options.pin_dir = config.pin_dir;
     options.ring_size = config.ring_size;
     return options;
-}
-
-MacAddress interface_mac(const std::string& interface) {
-    std::ifstream file("/sys/class/net/" + interface + "/address");
-    std::string text;
-    if (!(file >> text))
-        throw std::runtime_error("cannot read the MAC address of interface '" + interface + "'");
-    return MacAddress::parse(text);
 }
 
 ProbeSpec probe_for(const VipConfig& vip, const BackendConfig& backend) {
@@ -92,20 +75,17 @@ void Daemon::start() {
     plane_->set_runtime_config(runtime);
 
     neighbours_ = std::make_unique<NeighbourTable>();
-    reconciler_.emplace(*plane_, config_.hash_seed, EgressInterface{interface_mac(config_.interface), ifindex_},
+    reconciler_.emplace(*plane_, config_.hash_seed, EgressInterface{MacAddress::of_interface(config_.interface), ifindex_},
                         [this](const DesiredBackend& backend, ForwardingMode mode) { return resolve_mac(backend, mode); });
 
     // Adopt what a previous daemon left pinned: backend states seed the health checks,
     // so nothing flaps while the first probes run.
     std::vector<std::uint32_t> adopted;
     std::map<BackendId, BackendState> adopted_states;
-    const nlohmann::json registry = indexes_->to_json();
-    for (const auto& [name, index] : registry["backends"].items()) {
-        adopted.push_back(index.get<std::uint32_t>());
-        if (auto entry = plane_->read_backend(index.get<std::uint32_t>())) {
-            const auto slash = name.find('/');
-            adopted_states[{name.substr(0, slash), name.substr(slash + 1)}] = entry->state;
-        }
+    for (const auto& [id, index] : indexes_->backends()) {
+        adopted.push_back(index);
+        if (auto entry = plane_->read_backend(index))
+            adopted_states[id] = entry->state;
     }
     reconciler_->adopt(adopted);
     if (!adopted.empty())
@@ -266,7 +246,7 @@ void Daemon::reconcile(const std::string& why) {
 void Daemon::on_health_change(const HealthChange& change) {
     auto& detail = health_detail_[change.key];
     ++detail.transitions;
-    spdlog::warn("backend {}: health {} -> {} ({})", change.key, health_name(change.from), health_name(change.to),
+    spdlog::warn("backend {}: health {} -> {} ({})", change.key, to_string(change.from), to_string(change.to),
                  change.last.detail);
     reconcile("health " + change.key);
 }
@@ -324,7 +304,7 @@ nlohmann::json Daemon::backends_json(const nlohmann::json& args) const {
                             {"index", backend.index},
                             {"weight", backend.weight},
                             {"state", state_name(backend.state)},
-                            {"health", health_name(checker_->health(to_string(backend.id)))},
+                            {"health", to_string(checker_->health(to_string(backend.id)))},
                             {"admin_drained", override_of != overrides_.end() && override_of->second.drained},
                             {"packets", stats.packets},
                             {"bytes", stats.bytes}});
@@ -385,7 +365,7 @@ nlohmann::json Daemon::handle(const std::string& object, const std::string& verb
                 const std::string key = to_string(BackendId{vip.name, backend.name});
                 nlohmann::json row{{"vip", vip.name},
                                    {"name", backend.name},
-                                   {"health", health_name(checker_->health(key))}};
+                                   {"health", to_string(checker_->health(key))}};
                 if (auto found = health_detail_.find(key); found != health_detail_.end() && found->second.last) {
                     row["last_result"] = found->second.last->success ? "ok" : found->second.last->detail;
                     row["last_latency_seconds"] =
@@ -495,12 +475,11 @@ void Daemon::load_state() {
     indexes_->load_json(state.at("indexes"));
     const nlohmann::json saved_overrides = state.contains("overrides") ? state["overrides"] : nlohmann::json::object();
     for (const auto& [name, saved] : saved_overrides.items()) {
-        const auto slash = name.find('/');
         AdminOverride override_of;
         override_of.drained = saved.value("drained", false);
         if (saved.contains("weight"))
             override_of.weight = saved["weight"].get<std::uint32_t>();
-        overrides_[{name.substr(0, slash), name.substr(slash + 1)}] = override_of;
+        overrides_[parse_backend_id(name)] = override_of;
     }
 }
 

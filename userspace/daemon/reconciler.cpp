@@ -24,6 +24,13 @@ std::uint32_t allocate(const Map& taken, std::uint32_t first, std::uint32_t limi
 
 std::string to_string(const BackendId& id) { return id.first + "/" + id.second; }
 
+BackendId parse_backend_id(const std::string& text) {
+    const auto slash = text.find('/');
+    if (slash == std::string::npos)
+        throw std::runtime_error("'" + text + "' is not VIP/BACKEND");
+    return {text.substr(0, slash), text.substr(slash + 1)};
+}
+
 IndexRegistry::IndexRegistry(std::uint32_t max_vips, std::uint32_t max_backends)
     : max_vips_(max_vips), max_backends_(max_backends) {}
 
@@ -56,12 +63,8 @@ nlohmann::json IndexRegistry::to_json() const {
 void IndexRegistry::load_json(const nlohmann::json& saved) {
     for (const auto& [vip, index] : saved.at("vips").items())
         vips_[vip] = index.get<std::uint32_t>();
-    for (const auto& [name, index] : saved.at("backends").items()) {
-        const auto slash = name.find('/');
-        if (slash == std::string::npos)
-            throw std::runtime_error("state file: backend key '" + name + "' is not VIP/BACKEND");
-        backends_[{name.substr(0, slash), name.substr(slash + 1)}] = index.get<std::uint32_t>();
-    }
+    for (const auto& [name, index] : saved.at("backends").items())
+        backends_[parse_backend_id(name)] = index.get<std::uint32_t>();
 }
 
 DesiredState desired_state(const DaemonConfig& config, const AdminOverrides& overrides,

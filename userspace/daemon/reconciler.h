@@ -21,6 +21,7 @@ namespace stickylb {
 
 using BackendId = std::pair<std::string, std::string>;  // (VIP name, backend name)
 std::string to_string(const BackendId& id);              // "web/be1"
+BackendId parse_backend_id(const std::string& text);    // the reverse; throws for text without '/'
 
 // Operator changes made with the CLI; kept in the state file across restarts.
 struct AdminOverride {
@@ -41,6 +42,7 @@ public:
     std::uint32_t backend_index(const BackendId& backend);
     // Frees the indexes of everything not named.
     void retain(const std::set<std::string>& vips, const std::set<BackendId>& backends);
+    const std::map<BackendId, std::uint32_t>& backends() const { return backends_; }
     nlohmann::json to_json() const;
     void load_json(const nlohmann::json& saved);
 
