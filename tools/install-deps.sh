@@ -11,8 +11,10 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libboost-dev libspdlog-dev libfmt-dev
   # tests and benchmarks (promtool comes with prometheus)
   libgtest-dev libgmock-dev libbenchmark-dev prometheus
-  # lab (network namespaces, HTTP backends and client)
-  iproute2 ethtool curl python3 procps
+  # sessions: stickylb-agent and stickylbd talk to memcached (libmemcached for the daemon)
+  libmemcached-dev memcached
+  # lab (network namespaces, HTTP backends and client; Apache + mod_php + php-memcached)
+  iproute2 ethtool curl python3 procps apache2 libapache2-mod-php php-cli php-memcached
 )
 
 missing=()
@@ -29,6 +31,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Servers we install (apache2, memcached) must not start in the root namespace:
+# the lab starts its own inside namespaces. policy-rc.d 101 = "do not start".
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  own_policy=1
+fi
+trap '[ "$own_policy" -eq 0 ] || rm -f "$policy"' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "install-deps: done"

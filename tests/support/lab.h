@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Shell helpers for tests that drive the namespace lab (tools/lab/lab.sh).
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
@@ -9,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -81,6 +85,106 @@ inline std::vector<std::string> lab_namespaces_left() {
     }
     return left;
 }
+
+// Where lab.sh keeps PID files, logs and the PHP backends' files (its STATE_DIR).
+inline std::string lab_state_dir() {
+    const char* state = std::getenv("STICKYLB_LAB_STATE");
+    if (state != nullptr && *state != '\0')
+        return state;
+    const std::string prefix = lab_prefix();
+    return prefix == "slb" ? "/run/stickylb-lab" : "/run/stickylb-lab-" + prefix;
+}
+inline std::string memcached_ns(int index) { return lab_ns("mc" + std::to_string(index)); }
+// Backend N's address and memcached server M's, as lab.sh assigns them.
+inline std::string backend_address(int index) { return "10.89.0." + std::to_string(20 + index); }
+inline std::string memcached_address(int index) { return "10.89.0." + std::to_string(10 + index); }
+constexpr int kMemcachedPort = 11211;
+// The agent lab.sh runs on each PHP backend with --sessions agent.
+inline std::string lab_agent_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/agent/stickylb-agent"; }
+// hold.php of PHP backend N writes its worker's PID here once it holds the session lock.
+inline std::string lab_hold_pid_file(int index) {
+    return lab_state_dir() + "/be" + std::to_string(index) + "/run/hold.pid";
+}
+
+// Sends REQUEST (memcached text protocol, with its \r\n) to ADDRESS:PORT from
+// namespace NS; the output is the server's first reply line, without \r\n.
+inline CommandResult memcached_request(const std::string& ns, const std::string& address, int port,
+                                       const std::string& request) {
+    const std::string script =
+        "exec 3<>\"/dev/tcp/$0/$1\" && printf '%s' \"$2\" >&3 && IFS= read -r line <&3 && "
+        "printf '%s\\n' \"${line%$'\\r'}\"";
+    return run_command(in_ns(ns, "timeout 3 bash -c " + shell_quote(script) + " " + shell_quote(address) + " " +
+                                     std::to_string(port) + " " + shell_quote(request)));
+}
+
+// A shell command that runs while the test goes on (e.g. a request that holds a
+// session lock): it leads its own process group, its stdout and stderr are
+// collected by wait(). Still running when destroyed: its group is killed.
+class BackgroundCommand {
+public:
+    explicit BackgroundCommand(const std::string& command) {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) != 0)
+            throw std::runtime_error("pipe2 for '" + command + "': " + std::strerror(errno));
+        const char* text = command.c_str();
+        pid_ = fork();
+        if (pid_ < 0) {
+            const int saved = errno;
+            close(fds[0]);
+            close(fds[1]);
+            throw std::runtime_error("fork for '" + command + "': " + std::strerror(saved));
+        }
+        if (pid_ == 0) {
+            setpgid(0, 0);
+            dup2(fds[1], STDOUT_FILENO);
+            dup2(fds[1], STDERR_FILENO);
+            execl("/bin/sh", "sh", "-c", text, static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        setpgid(pid_, pid_);  // also here: kill_group() may come before the child ran
+        close(fds[1]);
+        output_fd_ = fds[0];
+    }
+    ~BackgroundCommand() {
+        if (pid_ > 0) {
+            kill_group();
+            wait();
+        }
+    }
+    BackgroundCommand(const BackgroundCommand&) = delete;
+    BackgroundCommand& operator=(const BackgroundCommand&) = delete;
+
+    void kill_group() {
+        if (pid_ > 0)
+            kill(-pid_, SIGKILL);
+    }
+
+    // Waits for the command to end (bound it: curl --max-time); its exit code and output.
+    CommandResult wait() {
+        if (pid_ <= 0)
+            return result_;
+        std::array<char, 4096> buffer;
+        ssize_t count;
+        while ((count = read(output_fd_, buffer.data(), buffer.size())) != 0) {
+            if (count > 0)
+                result_.output.append(buffer.data(), static_cast<std::size_t>(count));
+            else if (errno != EINTR)
+                break;
+        }
+        close(output_fd_);
+        int status = 0;
+        while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+        result_.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        pid_ = -1;
+        return result_;
+    }
+
+private:
+    pid_t pid_ = -1;
+    int output_fd_ = -1;
+    CommandResult result_;
+};
 
 
 }  // namespace stickylb::testing::lab

@@ -71,10 +71,11 @@ TEST(CliGrammar, TreeHasTheDocumentedObjectsAndVerbs) {
     EXPECT_EQ(tree["vip"], (std::vector<std::string>{"show"}));
     EXPECT_EQ(tree["backend"], (std::vector<std::string>{"show", "drain", "enable", "set"}));
     EXPECT_EQ(tree["flow"], (std::vector<std::string>{"show", "flush"}));
-    EXPECT_EQ(tree["affinity"], (std::vector<std::string>{"show", "flush"}));
+    EXPECT_EQ(tree["affinity"], (std::vector<std::string>{"show", "flush", "save", "restore"}));
+    EXPECT_EQ(tree["session"], (std::vector<std::string>{"show"}));
     EXPECT_EQ(tree["stats"], (std::vector<std::string>{"show"}));
     EXPECT_EQ(tree["health"], (std::vector<std::string>{"show"}));
-    EXPECT_EQ(command_tree().size(), 7u);  // + version
+    EXPECT_EQ(command_tree().size(), 8u);  // + version
 }
 
 TEST(CliGrammar, UsageStrings) {
@@ -106,6 +107,12 @@ TEST(CliGrammar, AmbiguousAndUnknownPrefixes) {
     EXPECT_NE(usage_error("backend s web").find("ambiguous command for backend 's': show, set"), std::string::npos);
     EXPECT_EQ(parse("f f").verb, "flush");  // flow has one f-verb
     EXPECT_NE(usage_error("nope show").find("unknown object 'nope'"), std::string::npos);
+    // Session commands share first letters with older ones: only unambiguous prefixes work.
+    EXPECT_NE(usage_error("s show").find("ambiguous object 's': session, stats"), std::string::npos);
+    EXPECT_NE(usage_error("affinity s").find("ambiguous command for affinity 's': show, save"), std::string::npos);
+    EXPECT_EQ(parse("se").to_json(), parse("session show").to_json());
+    EXPECT_EQ(parse("aff sa").verb, "save");
+    EXPECT_EQ(parse("aff r").verb, "restore");
     EXPECT_NE(usage_error("backend frobnicate").find("unknown command for backend 'frobnicate'"), std::string::npos);
 }
 
@@ -185,6 +192,11 @@ TEST(CliGrammar, RequestsForCommands) {
     EXPECT_EQ(parse("stats show vip web").to_json(),
               json::parse(R"({"object":"stats","verb":"show","args":{"vip":"web"}})"));
     EXPECT_EQ(parse("health").to_json(), json::parse(R"({"object":"health","verb":"show","args":{}})"));
+    EXPECT_EQ(parse("session show").to_json(), json::parse(R"({"object":"session","verb":"show","args":{}})"));
+    EXPECT_EQ(parse("affinity save").to_json(), json::parse(R"({"object":"affinity","verb":"save","args":{}})"));
+    EXPECT_EQ(parse("affinity restore").to_json(),
+              json::parse(R"({"object":"affinity","verb":"restore","args":{}})"));
+    EXPECT_NE(usage_error("affinity save vip web").find("unexpected argument 'vip'"), std::string::npos);
 }
 
 TEST(CliGrammar, Options) {

@@ -61,10 +61,19 @@ TEST(Config, ShippedExampleParsesWithTheValuesItDocuments) {
     EXPECT_EQ(config.hash_seed, 0u);
     EXPECT_EQ(config.ring_size, 65537u);
     EXPECT_EQ(config.memcached_servers, (std::vector<std::string>{"10.0.1.20:11211", "[fd00:1::20]:11211"}));
+    EXPECT_TRUE(config.session_enabled());
+    EXPECT_EQ(config.session, SessionConfig{});  // the example spells out the defaults
+    EXPECT_EQ(config.session.view_refresh_interval, 1s);
+    EXPECT_EQ(config.session.view_ttl, 5s);
+    EXPECT_EQ(config.session.affinity_save_interval, 30s);
+    EXPECT_EQ(config.session.memcached_connect_timeout, 200ms);
+    EXPECT_EQ(config.session.memcached_timeout, 500ms);
     ASSERT_EQ(config.vips.size(), 2u);
 
     const VipConfig& web = config.vips[0];
     EXPECT_EQ(web.name, "web-http");
+    EXPECT_EQ(web.cluster, "web");
+    EXPECT_EQ(config.vips[1].cluster, "udp-2001:db8::53-53");  // default: the VIP's name
     EXPECT_EQ(web.address, IpAddress::parse("192.0.2.10"));
     EXPECT_EQ(web.port, 80);
     EXPECT_EQ(web.protocol, IPPROTO_TCP);
@@ -118,9 +127,12 @@ TEST(Config, MinimalConfigGetsTheDefaults) {
     EXPECT_EQ(config.hash_seed, 0u);
     EXPECT_EQ(config.ring_size, 65537u);
     EXPECT_TRUE(config.memcached_servers.empty());
+    EXPECT_FALSE(config.session_enabled());
+    EXPECT_EQ(config.session, SessionConfig{});
     ASSERT_EQ(config.vips.size(), 1u);
     const VipConfig& vip = config.vips[0];
     EXPECT_EQ(vip.name, "tcp-192.0.2.10-80");
+    EXPECT_EQ(vip.cluster, "tcp-192.0.2.10-80");
     EXPECT_EQ(vip.protocol, IPPROTO_TCP);
     EXPECT_EQ(vip.forwarding, ForwardingMode::l2_dsr);
     EXPECT_FALSE(vip.hash_source);
@@ -469,6 +481,101 @@ TEST(Config, YamlSyntaxErrorsGiveTheirLine) {
 TEST(Config, DocumentThatIsNotAMapping) {
     expect_problem("", "lb.yaml:1: (document): the configuration is empty");
     expect_problem("- a\n- b\n", "lb.yaml:1: (document): expected a mapping, got a list");
+}
+
+TEST(Config, SessionSettingsAndClusters) {
+    const DaemonConfig config = parse_config(R"(interface: eth0
+memcached_servers: [127.0.0.1:11211]
+session:
+  view_refresh_interval: 250ms
+  view_ttl: 2s
+  affinity_save_interval: 0
+  memcached_connect_timeout: 50ms
+  memcached_timeout: 1s
+vips:
+  - name: http
+    cluster: shop
+    address: 192.0.2.10
+    port: 80
+    backends: [{name: be1, address: 10.0.1.11}]
+  - name: https
+    cluster: shop
+    address: 192.0.2.10
+    port: 443
+    backends: [{name: be1, address: 10.0.1.11}]
+)",
+                                             "lb.yaml");
+    EXPECT_EQ(config.session.view_refresh_interval, 250ms);
+    EXPECT_EQ(config.session.view_ttl, 2s);
+    EXPECT_EQ(config.session.affinity_save_interval, 0ms);  // never saved
+    EXPECT_EQ(config.session.memcached_connect_timeout, 50ms);
+    EXPECT_EQ(config.session.memcached_timeout, 1000ms);
+    EXPECT_EQ(config.vips[0].cluster, "shop");
+    EXPECT_EQ(config.vips[1].cluster, "shop");
+}
+
+TEST(Config, SessionMistakesNameTheirKeyAndLine) {
+    const auto problems = problems_of(R"(interface: eth0
+memcached_servers: [127.0.0.1:11211, 127.0.0.1:11211]
+session:
+  view_refresh_interval: 50ms
+  view_ttl: 2500ms
+  affinity_save_interval: 500ms
+  memcached_connect_timeout: 0
+  memcached_timeout: 1m
+  view_ttl_s: 5
+)" + kMinimal.substr(kMinimal.find('\n') + 1));
+    ASSERT_EQ(problems.size(), 7u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:2: memcached_servers[1]: duplicate server '127.0.0.1:11211' (already "
+                           "memcached_servers[0])");
+    EXPECT_EQ(problems[1], "lb.yaml:4: session.view_refresh_interval: must be between 100ms and 3600000ms, got 50ms");
+    EXPECT_EQ(problems[2], "lb.yaml:5: session.view_ttl: must be a whole number of seconds (memcached expiry), got "
+                           "2500ms");
+    EXPECT_EQ(problems[3], "lb.yaml:6: session.affinity_save_interval: must be 0 (never save) or at least 1000ms, "
+                           "got 500ms");
+    EXPECT_EQ(problems[4], "lb.yaml:7: session.memcached_connect_timeout: must be between 1ms and 10000ms, got 0ms");
+    EXPECT_EQ(problems[5], "lb.yaml:8: session.memcached_timeout: must be between 1ms and 10000ms, got 60000ms");
+    EXPECT_EQ(problems[6], "lb.yaml:9: session.view_ttl_s: unknown key 'view_ttl_s' (did you mean 'view_ttl'?)");
+}
+
+TEST(Config, ViewTtlMustOutliveTwoRefreshes) {
+    expect_problem(R"(interface: eth0
+session:
+  view_refresh_interval: 3s
+  view_ttl: 5s
+)" + kMinimal.substr(kMinimal.find('\n') + 1),
+                   "lb.yaml:4: session.view_ttl: 5000ms is shorter than two view refreshes (2 x 3000ms): a view "
+                   "would expire between its writes");
+    // The default TTL (5s) against a longer refresh: reported at the refresh.
+    expect_problem(R"(interface: eth0
+session: {view_refresh_interval: 4s}
+)" + kMinimal.substr(kMinimal.find('\n') + 1),
+                   "lb.yaml:2: session.view_ttl: 5000ms is shorter than two view refreshes (2 x 4000ms): a view "
+                   "would expire between its writes");
+}
+
+TEST(Config, ClusterAndBackendNamesMustFitMemcachedKeys) {
+    // An explicit cluster is always checked: it exists only to name a key.
+    expect_problem(minimal_vip_with("    cluster: \"caf\u00e9\"\n"),
+                   "lb.yaml:7: vips[0].cluster: 'caf\u00e9' cannot be a cluster name: name has a space, control or "
+                   "non-ASCII character");
+    expect_problem(minimal_vip_with("    cluster: \"\"\n"), "lb.yaml:7: vips[0].cluster: must not be empty");
+    // Names that only become keys with memcached: accepted without it...
+    const std::string unicode = R"(vips:
+  - name: "caf\u00e9"
+    address: 192.0.2.10
+    port: 80
+    backends:
+      - {name: "b\u00e9", address: 10.0.1.11}
+)";
+    EXPECT_TRUE(problems_of("interface: eth0\n" + unicode).empty());
+    // ... refused with it, where they are written.
+    const auto problems = problems_of("interface: eth0\nmemcached_servers: [127.0.0.1:11211]\n" + unicode);
+    ASSERT_EQ(problems.size(), 2u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:4: vips[0].cluster: the VIP name 'caf\u00e9' cannot be a cluster name (name has "
+                           "a space, control or non-ASCII character): set cluster");
+    EXPECT_EQ(problems[1], "lb.yaml:8: vips[0].backends[0].name: 'b\u00e9' cannot name a backend in the membership "
+                           "view: name has a space, control or non-ASCII character");
 }
 
 TEST(Config, LoadConfigReportsAnUnreadableFile) {

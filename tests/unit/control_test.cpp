@@ -112,6 +112,36 @@ TEST_F(ControlServerTest, GoodRequests) {
     EXPECT_EQ(json::parse(client.read_line())["result"]["n"], 2);
 }
 
+// An answer given later (work done elsewhere) still reaches its client, in order,
+// and the connection's next request waits for it.
+TEST_F(ControlServerTest, AsyncAnswersComeLaterAndInOrder) {
+    std::vector<ControlServer::Reply> waiting;
+    auto handler = [&](const std::string& object, const std::string&, const json& args, ControlServer::Reply reply) {
+        if (object == "later") {
+            waiting.push_back(std::move(reply));
+            // Answered from another round of the io_context, as a worker's post would.
+            asio::post(io_, [&waiting, args] {
+                auto answer = std::move(waiting.back());
+                waiting.pop_back();
+                if (args.value("fail", false))
+                    answer(nullptr, "it went wrong");
+                else
+                    answer(args, "");
+            });
+            return;
+        }
+        reply(json{{"now", true}}, "");
+    };
+    server_ = std::make_unique<ControlServer>(io_, path_, ControlServer::AsyncHandler(handler));
+    thread_ = std::thread([this] { io_.run(); });
+    Client client(path_);
+    client.send(R"({"object":"later","verb":"x","args":{"n":1}})" "\n" R"({"object":"now","verb":"x"})" "\n"
+                R"({"object":"later","verb":"x","args":{"fail":true}})" "\n");
+    EXPECT_EQ(json::parse(client.read_line()), json::parse(R"({"ok":true,"result":{"n":1}})"));
+    EXPECT_EQ(json::parse(client.read_line()), json::parse(R"({"ok":true,"result":{"now":true}})"));
+    EXPECT_EQ(json::parse(client.read_line()), json::parse(R"({"ok":false,"error":"it went wrong"})"));
+}
+
 TEST_F(ControlServerTest, HandlerErrors) {
     start();
     Client client(path_);
@@ -247,6 +277,25 @@ TEST(ControlRespond, WithoutTransport) {
               json::parse(R"({"ok":true,"result":{"object":"a","verb":"b","args":{}}})"));
     auto bad_utf8 = [](const std::string&, const std::string&, const json&) -> json { return "\xff"; };
     EXPECT_NO_THROW(json::parse(ControlServer::respond(bad_utf8, R"({"object":"a","verb":"b"})")));
+}
+
+TEST(ControlRespond, AsyncAnswersOnceAndCatchesThrows) {
+    std::vector<std::string> answers;
+    const auto collect = [&](std::string line) { answers.push_back(std::move(line)); };
+    ControlServer::AsyncHandler twice = [](const std::string&, const std::string&, const json&,
+                                           ControlServer::Reply reply) {
+        reply(json{{"first", true}}, "");
+        reply(json{{"second", true}}, "");
+    };
+    ControlServer::respond_async(twice, R"({"object":"a","verb":"b"})", collect);
+    ControlServer::AsyncHandler throws = [](const std::string&, const std::string&, const json&,
+                                            ControlServer::Reply) { throw std::runtime_error("no such thing"); };
+    ControlServer::respond_async(throws, R"({"object":"a","verb":"b"})", collect);
+    ControlServer::respond_async(throws, "not json", collect);
+    ASSERT_EQ(answers.size(), 3u);
+    EXPECT_EQ(json::parse(answers[0]), json::parse(R"({"ok":true,"result":{"first":true}})"));
+    EXPECT_EQ(json::parse(answers[1]), json::parse(R"({"ok":false,"error":"no such thing"})"));
+    EXPECT_EQ(json::parse(answers[2])["ok"], false);
 }
 
 }  // namespace

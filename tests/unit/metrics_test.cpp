@@ -3,7 +3,7 @@
 // policy, render_metrics checked by promtool, and the HTTP endpoint over
 // loopback (a raw Beast client on the same io_context, every wait bounded).
 #include "daemon/metrics.h"
-#include "daemon/metrics_server.h"
+#include "common/metrics_server.h"
 
 #include <gtest/gtest.h>
 
@@ -254,7 +254,8 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
     s.backends.push_back({.vip = "tcp 10.0.0.1:80", .backend = "10.1.0.2:80", .stats = {60, 3840}, .state = 0,
                           .health_ok = true, .transitions = 0, .check_latency_seconds = &latency});
     s.backends.push_back({.vip = "tcp 10.0.0.1:80", .backend = "10.1.0.3:80", .stats = {40, 2560}, .state = 2,
-                          .health_ok = false, .transitions = 3, .check_latency_seconds = &latency});
+                          .health_ok = false, .transitions = 3, .check_latency_seconds = &latency,
+                          .affinity_clients_moved = 21, .last_failover_timestamp_seconds = 1763700000.5});
     s.backends.push_back({.vip = "udp [fd00::1]:53", .backend = "[fd00:1::2]:53", .stats = {5, 500}, .state = 1,
                           .health_ok = true, .transitions = 1, .check_latency_seconds = nullptr});
     s.flow_entries = 1234;
@@ -263,6 +264,14 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
     s.affinity_capacity = 1 << 18;
     s.reconciles = 17;
     s.reconcile_errors = 1;
+    s.session.enabled = true;
+    s.session.servers = {{"127.0.0.1:11211", true, 0, 40}, {"[fd00::20]:11211", false, 7, 12}};
+    s.session.failover_to_view_seconds = &latency;
+    s.session.snapshot_saves = 5;
+    s.session.snapshot_save_failures = 1;
+    s.session.snapshot_last_save_timestamp_seconds = 1763700030;
+    s.session.snapshot_last_save_entries = 4242;
+    s.session.affinities_restored = 4000;
     s.version = "0.1.0";
     s.commit = "93c39f7";
     return s;
@@ -310,6 +319,20 @@ TEST(RenderMetrics, HasEveryFamily) {
              "stickylb_affinity_table_capacity 262144\n",
              "stickylb_reconciles_total 17\n",
              "stickylb_reconcile_errors_total 1\n",
+             "stickylb_affinity_clients_moved_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 21\n",
+             "stickylb_affinity_clients_moved_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 0\n",
+             "stickylb_backend_last_failover_timestamp_seconds{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} "
+             "1763700000.5\n",
+             "stickylb_memcached_up{server=\"127.0.0.1:11211\"} 1\n",
+             "stickylb_memcached_up{server=\"[fd00::20]:11211\"} 0\n",
+             "stickylb_memcached_errors_total{server=\"[fd00::20]:11211\"} 7\n",
+             "stickylb_membership_view_writes_total{server=\"127.0.0.1:11211\"} 40\n",
+             "stickylb_failover_view_written_seconds_count 6\n",
+             "stickylb_affinity_snapshot_saves_total 5\n",
+             "stickylb_affinity_snapshot_save_failures_total 1\n",
+             "stickylb_affinity_snapshot_last_save_timestamp_seconds 1763700030\n",
+             "stickylb_affinity_snapshot_entries 4242\n",
+             "stickylb_affinity_restored_total 4000\n",
              "stickylb_build_info{version=\"0.1.0\",commit=\"93c39f7\"} 1\n",
          }) {
         EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line;
@@ -326,6 +349,18 @@ TEST(RenderMetrics, FilledSnapshotPassesPromtool) {
 }
 
 TEST(RenderMetrics, EmptySnapshotPassesPromtool) { expect_promtool_passes(render_metrics(MetricsSnapshot{})); }
+
+TEST(RenderMetrics, NoSessionFamiliesWithoutMemcached) {
+    Histogram latency = sample_latency();
+    MetricsSnapshot snapshot = filled_snapshot(latency);
+    snapshot.session = SessionSample{};
+    const std::string text = render_metrics(snapshot);
+    for (const char* family : {"stickylb_memcached_", "stickylb_membership_", "stickylb_failover_view",
+                               "stickylb_affinity_snapshot", "stickylb_affinity_restored"})
+        EXPECT_EQ(text.find(family), std::string::npos) << family;
+    // Failovers are the data plane's: counted with or without memcached.
+    EXPECT_NE(text.find("stickylb_affinity_clients_moved_total{"), std::string::npos);
+}
 
 // ---------------------------------------------------------------- server
 

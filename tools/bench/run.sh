@@ -1,14 +1,16 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # One command for the benchmarks: builds what is missing, runs xdp_bench (XDP
-# per-packet cost as ratios to a MAC-swap + XDP_TX floor, BPF_PROG_TEST_RUN) and
-# maglev_bench (ring build time), and writes docs/benchmarks.md with the tables,
-# the machine facts, the date and the command that made them.
+# per-packet cost as ratios to a MAC-swap + XDP_TX floor, BPF_PROG_TEST_RUN),
+# maglev_bench (ring build time) and session_bench (PHP session cycles through
+# stickylb-agent vs memcached direct), and writes docs/benchmarks.md with the
+# tables, the machine facts, the date and the command that made them.
 #
 #   tools/bench/run.sh [--quick] [--build-dir DIR] [-- XDP_BENCH_ARGS...]
 #
-# --quick    CI smoke run: 5 rounds, small repeat, short Maglev runs; writes a
-#            temporary file instead of docs/benchmarks.md (path printed at the end).
+# --quick    CI smoke run: 5 rounds, small repeat, short Maglev runs, 100 session
+#            cycles per client; writes a temporary file instead of
+#            docs/benchmarks.md (path printed at the end).
 # --build-dir  CMake build directory (default: build, or $STICKYLB_BUILD_DIR);
 #            configured with STICKYLB_BUILD_BENCH=ON if it is not already.
 # Needs root: BPF_PROG_TEST_RUN loads and runs the XDP program.
@@ -44,7 +46,7 @@ fi
 if [ ! -f "$build/CMakeCache.txt" ] || ! grep -q '^STICKYLB_BUILD_BENCH:BOOL=ON$' "$build/CMakeCache.txt"; then
     cmake -S "$repo" -B "$build" -DSTICKYLB_BUILD_BENCH=ON >&2
 fi
-cmake --build "$build" --target xdp_bench maglev_bench -j "$(nproc)" >&2
+cmake --build "$build" --target xdp_bench maglev_bench session_bench stickylb-agent -j "$(nproc)" >&2
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/stickylb-bench.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
@@ -53,10 +55,12 @@ if [ "$quick" -eq 1 ]; then
     output=$(mktemp "${TMPDIR:-/tmp}/stickylb-benchmarks.XXXXXX.md")
     xdp_args="--quick"
     maglev_args="--benchmark_min_time=0.01"
+    session_args="--quick"
 else
     output=$repo/docs/benchmarks.md
     xdp_args=""
     maglev_args="--benchmark_repetitions=5 --benchmark_report_aggregates_only=true"
+    session_args=""
 fi
 json=$build/xdp_bench.json
 
@@ -66,6 +70,9 @@ echo "run.sh: xdp_bench $xdp_args $*" >&2
 echo "run.sh: maglev_bench $maglev_args" >&2
 # shellcheck disable=SC2086
 "$build/tools/bench/maglev_bench" $maglev_args >"$scratch/maglev.txt" 2>"$scratch/maglev.err"
+echo "run.sh: session_bench $session_args" >&2
+# shellcheck disable=SC2086
+"$build/tools/bench/session_bench" $session_args --agent "$build/userspace/agent/stickylb-agent" >"$scratch/session.md"
 
 {
     echo "# Benchmarks"
@@ -92,6 +99,8 @@ echo "run.sh: maglev_bench $maglev_args" >&2
     cat "$scratch/maglev.err" "$scratch/maglev.txt" |
         grep -v -e '^\*\*\*WARNING\*\*\* Library was built as DEBUG' -e '_mean ' -e '_stddev ' -e '_cv ' || true
     echo '```'
+    echo
+    cat "$scratch/session.md"
 } >"$output"
 
 if [ "$quick" -eq 1 ]; then

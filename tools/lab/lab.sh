@@ -5,15 +5,19 @@
 # built from network namespaces only (nothing is added to the root namespace).
 #
 #   lab.sh up [--mode l2|ipip] [--backends N]   build the lab (removes an old one first)
+#          [--app python|php] [--memcached N] [--sessions stock|agent]
+#          [--php-ini NAME=VALUE]...
 #   lab.sh down                                 remove everything of the prefix
 #   lab.sh status                               show what exists
+#   (see usage below for the commands that stop and start single pieces)
 #
 # Topology (PREFIX = $STICKYLB_LAB_PREFIX, default "slb"):
 #
 #   PREFIX-client  eth0 ──┐
 #   PREFIX-lb      eth0 ──┤  PREFIX-bridge: Linux bridge br0 with ports
 #   PREFIX-be1     eth0 ──┤  p-client, p-lb, p-be1, p-be2, ... (the veth peers)
-#   PREFIX-be2     eth0 ──┘
+#   PREFIX-be2     eth0 ──┤
+#   PREFIX-mc1     eth0 ──┘  (only with memcached: --memcached N or --app php)
 #
 # The bridge lives in its own namespace (a bridge cannot run native XDP).
 #
@@ -23,6 +27,8 @@
 #              same eth0, for stickiness tests (curl --interface ADDR)
 #   lb         10.89.0.2    fd00:89::2      MAC 02:89:00:00:00:02
 #   backend N  10.89.0.(20+N)  fd00:89::(20+N)  MAC 02:89:00:00:00:(20+N), N = 1..32
+#   memcached M  10.89.0.(10+M)  fd00:89::(10+M)  MAC 02:89:00:00:00:(10+M), M = 1..9,
+#              port 11211 (memcached -u nobody), MTU 1500
 #   VIPs       10.89.0.250  fd00:89::250    (TCP port 80)
 #
 # Client: routes VIP/32 and VIP/128 via the LB (10.89.0.2 / fd00:89::2), MTU 1500.
@@ -33,6 +39,14 @@
 #     arp_announce=2, rp_filter off, eth0 MTU 1600; in ipip mode the tc ingress
 #     program decap.bpf.o (section "tc") strips the outer header. Each runs
 #     tools/lab/http_backend.py on port 80 (GET / -> "backend=beN").
+#     With --app php each runs Apache 2.4 prefork + mod_php instead, from its own
+#     generated config (tools/lab/apache2.conf.in -> STATE_DIR/beN/apache2.conf) and a
+#     copy of tools/lab/php/ as document root: GET / -> "backend=beN", counter.php,
+#     hold.php?ms=N (its worker's PID in STATE_DIR/beN/run/hold.pid), ini.php?name=X.
+#     PHP keeps its sessions in memcached (session.save_handler=memcached):
+#       --sessions stock  save_path lists the memcached servers directly;
+#       --sessions agent  each backend runs stickylb-agent on 127.0.0.1:11311 (metrics
+#                         on 0.0.0.0:9479) and save_path is that agent.
 # All eth0: TX checksum offload off; IPv6 DAD off.
 #
 # Environment:
@@ -68,9 +82,29 @@ readonly CLIENT_FIRST=100
 readonly CLIENT_EXTRA_LAST=130
 readonly BACKEND_BASE=20
 readonly MAX_BACKENDS=32
+readonly MEMCACHED_BASE=10
+readonly MAX_MEMCACHED=9
+readonly MEMCACHED_PORT=11211
 readonly LAB_MTU=1600
 readonly CLIENT_MTU=1500
-readonly HTTP_WAIT_TENTHS=100 # 10 s per backend
+readonly HTTP_WAIT_TENTHS=100    # 10 s per backend
+readonly SERVICE_WAIT_TENTHS=100 # 10 s per memcached or agent
+
+readonly APACHE_MODULES=/usr/lib/apache2/modules
+readonly AGENT_BINARY="${BUILD_DIR}/userspace/agent/stickylb-agent"
+readonly AGENT_LISTEN_HOST=127.0.0.1
+readonly AGENT_LISTEN_PORT=11311
+readonly AGENT_METRICS_LISTEN=0.0.0.0:9479
+readonly AGENT_CLUSTER=web
+
+# The php.ini lock settings stickylb documents: with them, 20 requests of one user
+# queued on its session lock all get it in turn (the waiting handler retries often
+# enough and long enough). The lab and its tests run with exactly these; tune them
+# here only. memcached.sess_lock_wait_min (ms), memcached.sess_lock_wait_max (ms),
+# memcached.sess_lock_retries.
+readonly SESSION_LOCK_WAIT_MIN=20
+readonly SESSION_LOCK_WAIT_MAX=100
+readonly SESSION_LOCK_RETRIES=100
 
 log() { printf 'lab: %s\n' "$*"; }
 die() {
@@ -79,16 +113,35 @@ die() {
 }
 
 usage() {
-    cat <<EOF
-usage: $0 up [--mode l2|ipip] [--backends N]
+    cat <<USAGE
+usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
+             [--sessions stock|agent] [--php-ini NAME=VALUE]...
        $0 down
        $0 status
-       $0 stop-backend N     stop backend N's HTTP server (its namespace stays: a dead server)
-       $0 start-backend N    start it again
-EOF
+       $0 stop-backend N       stop backend N's HTTP server (its namespace stays: a dead server)
+       $0 start-backend N      start it again
+       $0 kill-host N          host death of backend N: its bridge port deleted, SIGKILL to
+                               its HTTP server and agent, its namespace deleted
+       $0 stop-agent N         stop backend N's stickylb-agent
+       $0 start-agent N        start it again
+       $0 stop-memcached M     stop memcached server M (its namespace stays)
+       $0 start-memcached M    start a new, empty memcached server M
+       $0 restart-memcached M  both: memcached M comes back empty
+
+  --app php         Apache + mod_php backends with sessions in memcached
+                    (default python: tools/lab/http_backend.py)
+  --memcached N     N memcached servers, 0..${MAX_MEMCACHED} (default 2 with --app php, else 0)
+  --sessions MODE   php only: stock = PHP talks to the memcached servers directly,
+                    agent = through stickylb-agent on each backend (default agent when
+                    ${AGENT_BINARY} exists, else stock)
+  --php-ini N=V     php only: set or override a PHP setting (repeatable)
+USAGE
 }
 
 backend_ns() { printf '%s-be%d' "${PREFIX}" "$1"; }
+memcached_ns() { printf '%s-mc%d' "${PREFIX}" "$1"; }
+backend_dir() { printf '%s/be%d' "${STATE_DIR}" "$1"; }
+memcached_address() { printf '%s.%d' "${NET4}" $((MEMCACHED_BASE + $1)); }
 
 # Runs a command inside a namespace.
 in_ns() {
@@ -115,17 +168,55 @@ python_binary() {
     fi
 }
 
+# A setting of the lab that is up, from STATE_DIR ("" when absent: a lab built by an
+# older script, or none).
+lab_setting() {
+    if [[ -f "${STATE_DIR}/$1" ]]; then
+        cat "${STATE_DIR}/$1"
+    fi
+}
+
+namespace_exists() {
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$1"
+}
+
 # Namespaces of this prefix that the lab creates (and nothing else of the prefix).
 lab_namespaces() {
     ip netns list 2>/dev/null | awk '{print $1}' |
-        grep -E "^${PREFIX}-(bridge|client|lb|be[0-9]+)\$" | sort -V || true
+        grep -E "^${PREFIX}-(bridge|client|lb|be[0-9]+|mc[0-9]+)\$" | sort -V || true
 }
 
-# Is PID a lab HTTP backend (guards against a recycled PID)?
-is_lab_backend() {
-    local pid="$1"
-    [[ -r "/proc/${pid}/cmdline" ]] || return 1
-    tr '\0' ' ' <"/proc/${pid}/cmdline" | grep -q 'http_backend\.py'
+# What lab process PID is, from its command line: backend (the python server or an
+# Apache with a lab config), agent, memcached; nothing for anything else. Guards
+# against recycled PIDs and against strangers in a lab namespace.
+lab_process_kind() {
+    local pid="$1" cmdline
+    [[ -r "/proc/${pid}/cmdline" ]] || return 0
+    cmdline="$(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null || true)"
+    case "${cmdline}" in
+    *http_backend.py*) printf 'backend' ;;
+    *apache2\ -f\ */be[0-9]*/apache2.conf\ *) printf 'backend' ;;
+    *stickylb-agent\ --backend\ *) printf 'agent' ;;
+    memcached\ *\ -p\ "${MEMCACHED_PORT}"*) printf 'memcached' ;;
+    esac
+}
+
+# The kind of process a PID file of STATE_DIR holds, from its name.
+pidfile_kind() {
+    case "$(basename "$1" .pid)" in
+    be[0-9]*-agent) printf 'agent' ;;
+    be[0-9]*) printf 'backend' ;;
+    mc[0-9]*) printf 'memcached' ;;
+    esac
+}
+
+# Prints the PID in PIDFILE if it is a live lab process of KIND; fails otherwise.
+pidfile_process() {
+    local pidfile="$1" kind="$2" pid
+    [[ -s "${pidfile}" ]] || return 1
+    pid="$(tr -dc '0-9' <"${pidfile}")"
+    [[ -n "${pid}" && "$(lab_process_kind "${pid}")" == "${kind}" ]] || return 1
+    printf '%s' "${pid}"
 }
 
 # Does process group PGID still have a live (non-zombie) member? An ended backend
@@ -146,48 +237,67 @@ stop_group() {
     kill -KILL -- "-${pid}" 2>/dev/null || kill -KILL "${pid}" 2>/dev/null || true
 }
 
-stop_backends() {
-    local pidfile pid ns
-    if [[ -d "${STATE_DIR}" ]]; then
-        for pidfile in "${STATE_DIR}"/*.pid; do
-            [[ -e "${pidfile}" ]] || continue
-            pid="$(tr -dc '0-9' <"${pidfile}")"
-            if [[ -n "${pid}" ]] && is_lab_backend "${pid}"; then
-                log "stopping $(basename "${pidfile}" .pid) (process group ${pid})"
-                stop_group "${pid}"
-            fi
-            rm -f "${pidfile}"
-        done
+# Ends the lab process of PIDFILE (if it still is one) by its process group.
+stop_pidfile() {
+    local pidfile="$1" what="$2" pid
+    if pid="$(pidfile_process "${pidfile}" "$(pidfile_kind "${pidfile}")")"; then
+        log "stopping ${what} (process group ${pid})"
+        stop_group "${pid}"
     fi
-    # Backends whose PID file was lost (another state dir, a crash): they run in
-    # namespaces only this script creates, and are recognised by their command line.
-    for ns in $(lab_namespaces); do
-        [[ "${ns}" == "${PREFIX}"-be* ]] || continue
+    rm -f "${pidfile}"
+}
+
+# Lab processes in namespace NS that no PID file leads to (another state dir, a
+# crash, Apache children whose parent died), recognised by their command line.
+# Group leaders (everything this script starts leads its group) are ended with their
+# group first: SIGNAL TERM politely (stop_group), KILL at once; then whatever is left
+# one by one with SIGKILL.
+stop_namespace_processes() {
+    local ns="$1" signal="$2" pass pid pgid kind
+    for pass in leaders rest; do
         for pid in $(ip netns pids "${ns}" 2>/dev/null || true); do
-            if is_lab_backend "${pid}"; then
-                local pgid
-                pgid="$(ps -o pgid= -p "${pid}" | tr -dc '0-9')"
-                log "stopping stray backend in ${ns} (pid ${pid})"
-                if [[ -n "${pgid}" && "${pgid}" == "${pid}" ]]; then
-                    stop_group "${pid}"
+            kind="$(lab_process_kind "${pid}")"
+            [[ -n "${kind}" ]] || continue
+            pgid="$(ps -o pgid= -p "${pid}" 2>/dev/null | tr -dc '0-9')"
+            if [[ "${pass}" == leaders ]]; then
+                [[ -n "${pgid}" && "${pgid}" == "${pid}" ]] || continue
+                log "stopping ${kind} in ${ns} (process group ${pid})"
+                if [[ "${signal}" == KILL ]]; then
+                    kill -KILL -- "-${pid}" 2>/dev/null || true
                 else
-                    kill -KILL "${pid}" 2>/dev/null || true
+                    stop_group "${pid}"
                 fi
+            else
+                log "killing leftover ${kind} in ${ns} (pid ${pid})"
+                kill -KILL "${pid}" 2>/dev/null || true
             fi
         done
     done
 }
 
+stop_lab_processes() {
+    local pidfile ns
+    if [[ -d "${STATE_DIR}" ]]; then
+        for pidfile in "${STATE_DIR}"/*.pid; do
+            [[ -e "${pidfile}" ]] || continue
+            stop_pidfile "${pidfile}" "$(basename "${pidfile}" .pid)"
+        done
+    fi
+    for ns in $(lab_namespaces); do
+        stop_namespace_processes "${ns}" TERM
+    done
+}
+
 cmd_down() {
     local ns
-    stop_backends
+    stop_lab_processes
     # Host namespaces first, the bridge last (deleting a namespace deletes its veths).
     for ns in $(lab_namespaces); do
         [[ "${ns}" == "${NS_BRIDGE}" ]] && continue
         log "deleting namespace ${ns}"
         ip netns del "${ns}"
     done
-    if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "${NS_BRIDGE}"; then
+    if namespace_exists "${NS_BRIDGE}"; then
         log "deleting namespace ${NS_BRIDGE}"
         ip netns del "${NS_BRIDGE}"
     fi
@@ -236,7 +346,89 @@ attach_xdp_pass() {
     fi
 }
 
-start_backend() {
+# Starts COMMAND... in namespace NS as the leader of a new session and process group
+# (setsid: stop_group ends exactly it and its children), its PID written to PIDFILE
+# before it runs, its output to LOGFILE.
+spawn_in_ns() {
+    local ns="$1" pidfile="$2" logfile="$3"
+    shift 3
+    rm -f "${pidfile}"
+    # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
+    ip netns exec "${ns}" setsid sh -c 'printf "%s\n" "$$" >"$0" && exec "$@"' "${pidfile}" "$@" \
+        </dev/null >"${logfile}" 2>&1 &
+}
+
+# Does a memcached-protocol server answer `version` at HOST PORT inside NS?
+answers_version() {
+    local ns="$1" host="$2" port="$3"
+    # shellcheck disable=SC2016 # the inner bash expands its own arguments
+    in_ns "${ns}" timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "version\r\n" >&3 &&
+        IFS= read -r line <&3 && [[ "${line}" == VERSION* ]]' "${host}" "${port}" 2>/dev/null
+}
+
+# Waits until the process of PIDFILE (a lab process of KIND) passes CHECK...; shows
+# LOGFILE and dies when the process ended or TENTHS tenths of a second passed.
+wait_until_ready() {
+    local what="$1" pidfile="$2" kind="$3" logfile="$4" tenths="$5" tries
+    shift 5
+    for ((tries = 0; tries < tenths; tries++)); do
+        if [[ -s "${pidfile}" ]] && "$@"; then
+            log "${what} ready (pid $(tr -dc '0-9' <"${pidfile}"))"
+            return 0
+        fi
+        # The PID file is written just before the exec: give the exec a moment.
+        if ((tries > 5)) && ! pidfile_process "${pidfile}" "${kind}" >/dev/null; then
+            cat "${logfile}" >&2 || true
+            die "${what} exited during startup (its output above, ${logfile})"
+        fi
+        sleep 0.1
+    done
+    cat "${logfile}" >&2 || true
+    die "${what} not ready within $((tenths / 10)) s (its output above, ${logfile})"
+}
+
+memcached_answers() {
+    answers_version "$1" 127.0.0.1 "${MEMCACHED_PORT}" && answers_version "$1" ::1 "${MEMCACHED_PORT}"
+}
+
+# A new memcached server M: empty, like one that restarted.
+start_memcached() {
+    local index="$1" ns pidfile logfile
+    ns="$(memcached_ns "${index}")"
+    pidfile="${STATE_DIR}/mc${index}.pid"
+    logfile="${STATE_DIR}/mc${index}.log"
+    spawn_in_ns "${ns}" "${pidfile}" "${logfile}" \
+        memcached -u nobody -l 0.0.0.0 -l '[::]' -p "${MEMCACHED_PORT}"
+    wait_until_ready "memcached mc${index} in ${ns}" "${pidfile}" memcached "${logfile}" "${SERVICE_WAIT_TENTHS}" \
+        memcached_answers "${ns}"
+}
+
+start_agent() {
+    local index="$1" ns pidfile logfile memcached server upstreams=()
+    ns="$(backend_ns "${index}")"
+    pidfile="${STATE_DIR}/be${index}-agent.pid"
+    logfile="${STATE_DIR}/be${index}-agent.log"
+    [[ -x "${AGENT_BINARY}" ]] || die "${AGENT_BINARY} missing: build the agent first (or set STICKYLB_BUILD_DIR)"
+    memcached="$(lab_setting memcached)"
+    ((${memcached:-0} >= 1)) || die "the agent needs memcached servers: up --app php --memcached N"
+    for ((server = 1; server <= memcached; server++)); do
+        upstreams+=(--upstream "$(memcached_address "${server}"):${MEMCACHED_PORT}")
+    done
+    spawn_in_ns "${ns}" "${pidfile}" "${logfile}" "${AGENT_BINARY}" --backend "be${index}" \
+        --cluster "${AGENT_CLUSTER}" --listen "${AGENT_LISTEN_HOST}:${AGENT_LISTEN_PORT}" "${upstreams[@]}" \
+        --metrics-listen "${AGENT_METRICS_LISTEN}"
+    wait_until_ready "stickylb-agent of be${index} in ${ns}" "${pidfile}" agent "${logfile}" \
+        "${SERVICE_WAIT_TENTHS}" answers_version "${ns}" "${AGENT_LISTEN_HOST}" "${AGENT_LISTEN_PORT}"
+}
+
+# Does backend NAME in namespace NS answer GET / with its name, on IPv4 and IPv6?
+backend_answers() {
+    local ns="$1" name="$2"
+    [[ "$(in_ns "${ns}" curl -sS --max-time 1 "http://127.0.0.1/" 2>/dev/null)" == "backend=${name}" ]] &&
+        [[ "$(in_ns "${ns}" curl -sS --max-time 1 "http://[::1]/" 2>/dev/null)" == "backend=${name}" ]]
+}
+
+start_python_backend() {
     local index="$1" ns name python pidfile tries
     ns="$(backend_ns "${index}")"
     name="be${index}"
@@ -248,9 +440,7 @@ start_backend() {
         --name "${name}" --port 80 --pidfile "${pidfile}" \
         </dev/null >"${STATE_DIR}/${name}.log" 2>&1 &
     for ((tries = 0; tries < HTTP_WAIT_TENTHS; tries++)); do
-        if [[ -s "${pidfile}" ]] &&
-            [[ "$(in_ns "${ns}" curl -sS --max-time 1 "http://127.0.0.1/" 2>/dev/null)" == "backend=${name}" ]] &&
-            [[ "$(in_ns "${ns}" curl -sS --max-time 1 "http://[::1]/" 2>/dev/null)" == "backend=${name}" ]]; then
+        if [[ -s "${pidfile}" ]] && backend_answers "${ns}" "${name}"; then
             log "backend ${name} answers HTTP in ${ns} (pid $(tr -dc '0-9' <"${pidfile}"))"
             return 0
         fi
@@ -260,18 +450,148 @@ start_backend() {
     die "backend ${name} did not answer HTTP within $((HTTP_WAIT_TENTHS / 10)) s"
 }
 
+# The PHP settings of the lab, "NAME VALUE" a line: the session settings of MODE
+# (stock|agent), then the NAME=VALUE overrides (replacing a default in place).
+php_settings() {
+    local mode="$1" save_path="" server memcached override name
+    shift
+    memcached="$(lab_setting memcached)"
+    if [[ "${mode}" == agent ]]; then
+        save_path="${AGENT_LISTEN_HOST}:${AGENT_LISTEN_PORT}"
+    else
+        for ((server = 1; server <= memcached; server++)); do
+            save_path+="${save_path:+,}$(memcached_address "${server}"):${MEMCACHED_PORT}"
+        done
+    fi
+    local -a names=(display_errors log_errors max_execution_time session.save_handler session.save_path
+        memcached.sess_binary_protocol memcached.sess_locking memcached.sess_lock_wait_min
+        memcached.sess_lock_wait_max memcached.sess_lock_retries)
+    # max_execution_time: php.ini-production's, pinned, as the stock handler's lock
+    # expiry follows it. sess_binary_protocol Off: the agent speaks the text protocol.
+    local -A values=(
+        [display_errors]=Off
+        [log_errors]=On
+        [max_execution_time]=30
+        [session.save_handler]=memcached
+        [session.save_path]="${save_path}"
+        [memcached.sess_binary_protocol]=Off
+        [memcached.sess_locking]=On
+        [memcached.sess_lock_wait_min]="${SESSION_LOCK_WAIT_MIN}"
+        [memcached.sess_lock_wait_max]="${SESSION_LOCK_WAIT_MAX}"
+        [memcached.sess_lock_retries]="${SESSION_LOCK_RETRIES}"
+    )
+    for override in "$@"; do
+        name="${override%%=*}"
+        [[ -v "values[${name}]" ]] || names+=("${name}")
+        values["${name}"]="${override#*=}"
+    done
+    for name in "${names[@]}"; do
+        printf '%s %s\n' "${name}" "${values[${name}]}"
+    done
+}
+
+# STATE_DIR/beN/: apache2.conf (from apache2.conf.in), www/ (a copy of tools/lab/php,
+# readable by www-data), run/ (writable by www-data: hold.pid), runtime/, logs.
+write_php_backend() {
+    local index="$1" mode="$2" dir name settings="" template name_value
+    shift 2
+    dir="$(backend_dir "${index}")"
+    name="be${index}"
+    mkdir -p "${dir}/www" "${dir}/run" "${dir}/runtime"
+    cp "${SCRIPT_DIR}"/php/*.php "${dir}/www/"
+    chmod 0755 "${STATE_DIR}" "${dir}" "${dir}/www"
+    chmod 0644 "${dir}"/www/*.php
+    chown www-data:www-data "${dir}/run"
+    while IFS= read -r name_value; do
+        settings+="php_admin_value ${name_value%% *} \"${name_value#* }\""$'\n'
+    done < <(php_settings "${mode}" "$@")
+    template="$(<"${SCRIPT_DIR}/apache2.conf.in")"
+    template="${template//@DIR@/${dir}}"
+    template="${template//@NAME@/${name}}"
+    template="${template//@PHP_SETTINGS@/${settings}}"
+    printf '%s\n' "${template}" >"${dir}/apache2.conf"
+    # The workers run as www-data: a state dir it cannot reach would only show as 403s.
+    setpriv --reuid=www-data --regid=www-data --clear-groups test -r "${dir}/www/index.php" ||
+        die "www-data cannot read ${dir}/www/index.php: ${STATE_DIR} and its parents must be world-searchable"
+}
+
+start_php_backend() {
+    local index="$1" ns name dir pidfile logfile apache check
+    ns="$(backend_ns "${index}")"
+    name="be${index}"
+    dir="$(backend_dir "${index}")"
+    pidfile="${STATE_DIR}/${name}.pid"
+    logfile="${STATE_DIR}/${name}.log"
+    apache="$(command -v apache2)" || die "apache2 not found (apt-get install apache2 libapache2-mod-php php-memcached)"
+    [[ -f "${dir}/apache2.conf" ]] || die "${dir}/apache2.conf missing: was the lab built with --app php?"
+    if ! check="$("${apache}" -t -f "${dir}/apache2.conf" 2>&1)"; then
+        printf '%s\n' "${check}" >&2
+        die "apache2 -t rejects ${dir}/apache2.conf (its complaint above)"
+    fi
+    rm -f "${dir}/run/hold.pid"
+    spawn_in_ns "${ns}" "${pidfile}" "${logfile}" "${apache}" -f "${dir}/apache2.conf" -DFOREGROUND
+    # A subshell: its die must not skip the error log below.
+    if ! (wait_until_ready "backend ${name} (Apache + mod_php) in ${ns}" "${pidfile}" backend "${logfile}" \
+        "${HTTP_WAIT_TENTHS}" backend_answers "${ns}" "${name}"); then
+        tail -n 20 "${dir}/error.log" >&2 2>/dev/null || true
+        die "backend ${name} did not start (the end of Apache's error log above, ${dir}/error.log)"
+    fi
+}
+
+start_backend() {
+    if [[ "$(lab_setting app)" == php ]]; then
+        start_php_backend "$1"
+    else
+        start_python_backend "$1"
+    fi
+}
+
+create_backend_namespace() {
+    local index="$1" mode="$2" decap_object="$3" ns host
+    ns="$(backend_ns "${index}")"
+    host=$((BACKEND_BASE + index))
+    log "creating backend namespace ${ns} (${NET4}.${host}, ${NET6}:${host}, VIPs on lo, mode ${mode})"
+    new_namespace "${ns}"
+    sysctl_in "${ns}" net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+        net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.lo.rp_filter=0 \
+        net.ipv4.conf.default.arp_ignore=1 net.ipv4.conf.default.arp_announce=2
+    connect_host "${ns}" "be${index}" "$(printf '02:89:00:00:00:%02x' "${host}")" "${LAB_MTU}"
+    sysctl_in "${ns}" net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2 \
+        net.ipv4.conf.eth0.rp_filter=0
+    add_host_addresses "${ns}" "${host}"
+    ip -n "${ns}" addr add "${VIP4}/32" dev lo
+    ip -n "${ns}" -6 addr add "${VIP6}/128" dev lo nodad
+    if [[ "${mode}" == "ipip" ]]; then
+        tc -n "${ns}" qdisc add dev eth0 clsact
+        tc -n "${ns}" filter add dev eth0 ingress bpf direct-action obj "${decap_object}" sec tc
+        log "decap attached to ${ns}/eth0 (tc ingress)"
+    fi
+}
+
+create_memcached_namespace() {
+    local index="$1" ns host
+    ns="$(memcached_ns "${index}")"
+    host=$((MEMCACHED_BASE + index))
+    log "creating memcached namespace ${ns} (${NET4}.${host}, ${NET6}:${host})"
+    new_namespace "${ns}"
+    connect_host "${ns}" "mc${index}" "$(printf '02:89:00:00:00:%02x' "${host}")" "${CLIENT_MTU}"
+    add_host_addresses "${ns}" "${host}"
+}
+
 cmd_up() {
-    local mode="l2" backends=2
+    local mode="l2" backends=2 app=python memcached="" sessions="" php_ini=()
     while (($#)); do
         case "$1" in
-        --mode)
-            [[ $# -ge 2 ]] || die "--mode needs a value"
-            mode="$2"
-            shift 2
-            ;;
-        --backends)
-            [[ $# -ge 2 ]] || die "--backends needs a value"
-            backends="$2"
+        --mode | --backends | --app | --memcached | --sessions | --php-ini)
+            [[ $# -ge 2 ]] || die "$1 needs a value"
+            case "$1" in
+            --mode) mode="$2" ;;
+            --backends) backends="$2" ;;
+            --app) app="$2" ;;
+            --memcached) memcached="$2" ;;
+            --sessions) sessions="$2" ;;
+            --php-ini) php_ini+=("$2") ;;
+            esac
             shift 2
             ;;
         -h | --help)
@@ -288,6 +608,31 @@ cmd_up() {
     if ! [[ "${backends}" =~ ^[1-9][0-9]*$ ]] || ((backends < 1 || backends > MAX_BACKENDS)); then
         die "--backends must be 1..${MAX_BACKENDS}"
     fi
+    [[ "${app}" == python || "${app}" == php ]] || die "--app must be python or php"
+    if [[ -z "${memcached}" ]]; then
+        memcached=0
+        [[ "${app}" == php ]] && memcached=2
+    fi
+    [[ "${memcached}" =~ ^[0-9]$ ]] || die "--memcached must be 0..${MAX_MEMCACHED}"
+    if [[ "${app}" == php ]]; then
+        ((memcached >= 1)) || die "--app php keeps its sessions in memcached: --memcached must be 1..${MAX_MEMCACHED}"
+        if [[ -z "${sessions}" ]]; then
+            sessions=stock
+            [[ -x "${AGENT_BINARY}" ]] && sessions=agent
+        fi
+        [[ "${sessions}" == stock || "${sessions}" == agent ]] || die "--sessions must be stock or agent"
+        if [[ "${sessions}" == agent && ! -x "${AGENT_BINARY}" ]]; then
+            die "${AGENT_BINARY} missing: build the agent first (or set STICKYLB_BUILD_DIR)"
+        fi
+        local setting
+        for setting in "${php_ini[@]}"; do
+            [[ "${setting}" =~ ^[A-Za-z0-9_.]+=[^\"\\[:cntrl:]]*$ ]] ||
+                die "--php-ini wants NAME=VALUE (no quotes, backslashes or control characters): '${setting}'"
+        done
+    else
+        [[ -z "${sessions}" ]] || die "--sessions needs --app php"
+        ((${#php_ini[@]} == 0)) || die "--php-ini needs --app php"
+    fi
 
     local xdp_pass_object="${BUILD_DIR}/bpf/xdp_pass.bpf.o"
     local decap_object="${BUILD_DIR}/bpf/decap.bpf.o"
@@ -295,10 +640,15 @@ cmd_up() {
     if [[ "${mode}" == "ipip" ]]; then
         [[ -f "${decap_object}" ]] || die "${decap_object} missing: build first (or set STICKYLB_BUILD_DIR)"
     fi
-    local tool
-    for tool in ip tc ethtool curl sysctl setsid; do
+    local tool tools=(ip tc ethtool curl sysctl setsid)
+    ((memcached == 0)) || tools+=(memcached timeout)
+    [[ "${app}" == php ]] && tools+=(apache2 setpriv)
+    for tool in "${tools[@]}"; do
         command -v "${tool}" >/dev/null || die "${tool} not found"
     done
+    if [[ "${app}" == php && ! -f "${APACHE_MODULES}/libphp8.2.so" ]]; then
+        die "${APACHE_MODULES}/libphp8.2.so missing (apt-get install libapache2-mod-php)"
+    fi
 
     log "removing any previous lab of prefix ${PREFIX}"
     cmd_down >/dev/null
@@ -310,6 +660,9 @@ cmd_up() {
     mkdir -p "${STATE_DIR}"
     printf '%s\n' "${mode}" >"${STATE_DIR}/mode"
     printf '%s\n' "${backends}" >"${STATE_DIR}/backends"
+    printf '%s\n' "${app}" >"${STATE_DIR}/app"
+    printf '%s\n' "${memcached}" >"${STATE_DIR}/memcached"
+    [[ -z "${sessions}" ]] || printf '%s\n' "${sessions}" >"${STATE_DIR}/sessions"
 
     log "creating bridge namespace ${NS_BRIDGE}"
     new_namespace "${NS_BRIDGE}"
@@ -336,34 +689,33 @@ cmd_up() {
         net.ipv4.conf.eth0.forwarding=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.eth0.forwarding=1
     attach_xdp_pass "${xdp_pass_object}"
 
-    local index ns
+    local index
+    for ((index = 1; index <= memcached; index++)); do
+        create_memcached_namespace "${index}"
+    done
     for ((index = 1; index <= backends; index++)); do
-        ns="$(backend_ns "${index}")"
-        host=$((BACKEND_BASE + index))
-        log "creating backend namespace ${ns} (${NET4}.${host}, ${NET6}:${host}, VIPs on lo, mode ${mode})"
-        new_namespace "${ns}"
-        sysctl_in "${ns}" net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-            net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.lo.rp_filter=0 \
-            net.ipv4.conf.default.arp_ignore=1 net.ipv4.conf.default.arp_announce=2
-        connect_host "${ns}" "be${index}" "$(printf '02:89:00:00:00:%02x' "${host}")" "${LAB_MTU}"
-        sysctl_in "${ns}" net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2 \
-            net.ipv4.conf.eth0.rp_filter=0
-        add_host_addresses "${ns}" "${host}"
-        ip -n "${ns}" addr add "${VIP4}/32" dev lo
-        ip -n "${ns}" -6 addr add "${VIP6}/128" dev lo nodad
-        if [[ "${mode}" == "ipip" ]]; then
-            tc -n "${ns}" qdisc add dev eth0 clsact
-            tc -n "${ns}" filter add dev eth0 ingress bpf direct-action obj "${decap_object}" sec tc
-            log "decap attached to ${ns}/eth0 (tc ingress)"
-        fi
+        create_backend_namespace "${index}" "${mode}" "${decap_object}"
     done
 
+    for ((index = 1; index <= memcached; index++)); do
+        start_memcached "${index}"
+    done
     for ((index = 1; index <= backends; index++)); do
+        if [[ "${app}" == php ]]; then
+            write_php_backend "${index}" "${sessions}" "${php_ini[@]}"
+            if [[ "${sessions}" == agent ]]; then
+                start_agent "${index}"
+            fi
+        fi
         start_backend "${index}"
     done
 
     trap - EXIT
-    log "up: mode ${mode}, ${backends} backends, VIPs ${VIP4} ${VIP6}"
+    if [[ "${app}" == php ]]; then
+        log "up: mode ${mode}, ${backends} PHP backends, ${memcached} memcached, sessions ${sessions}, VIPs ${VIP4} ${VIP6}"
+    else
+        log "up: mode ${mode}, ${backends} backends, VIPs ${VIP4} ${VIP6}"
+    fi
 }
 
 # "eth0 10.89.0.2/24 fd00:89::2/64 mtu 1600 [xdp]" of a host namespace.
@@ -383,13 +735,18 @@ describe_eth0() {
 }
 
 cmd_status() {
-    local namespaces ns pidfile pid name
+    local namespaces ns pidfile pid name kind
     namespaces="$(lab_namespaces)"
     if [[ -z "${namespaces}" ]]; then
         log "no lab of prefix ${PREFIX}"
     else
         if [[ -f "${STATE_DIR}/mode" ]]; then
-            log "mode $(cat "${STATE_DIR}/mode"), $(cat "${STATE_DIR}/backends" 2>/dev/null || echo '?') backends, state ${STATE_DIR}"
+            log "mode $(cat "${STATE_DIR}/mode"), $(lab_setting backends) backends, state ${STATE_DIR}"
+            if [[ "$(lab_setting app)" == php ]]; then
+                log "app php (Apache + mod_php), $(lab_setting memcached) memcached, sessions $(lab_setting sessions)"
+            elif [[ "$(lab_setting memcached)" =~ ^[1-9] ]]; then
+                log "app python, $(lab_setting memcached) memcached"
+            fi
         else
             log "no state in ${STATE_DIR} (half-built lab?)"
         fi
@@ -404,38 +761,126 @@ cmd_status() {
             fi
             log "${ns}: $(describe_eth0 "${ns}")"
         done
+        local index
+        for ((index = 1; index <= $(lab_setting backends || true) + 0; index++)); do
+            namespace_exists "$(backend_ns "${index}")" || log "$(backend_ns "${index}"): gone (kill-host ${index})"
+        done
     fi
     if [[ -d "${STATE_DIR}" ]]; then
         for pidfile in "${STATE_DIR}"/*.pid; do
             [[ -e "${pidfile}" ]] || continue
             name="$(basename "${pidfile}" .pid)"
+            name="${name%-agent}"
+            kind="$(pidfile_kind "${pidfile}")"
             pid="$(tr -dc '0-9' <"${pidfile}")"
-            if [[ -n "${pid}" ]] && is_lab_backend "${pid}"; then
-                log "backend ${name}: pid ${pid} running"
+            if pidfile_process "${pidfile}" "${kind}" >/dev/null; then
+                log "${kind} ${name}: pid ${pid} running ($(ps -o pid= -g "${pid}" 2>/dev/null | wc -l) processes in its group)"
             else
-                log "backend ${name}: pid ${pid:-?} not running"
+                log "${kind} ${name}: pid ${pid:-?} not running"
             fi
         done
     fi
 }
 
+# Prints the backend or memcached number argument VALUE of COMMAND, if it is one.
+number_argument() {
+    local command="$1" value="${2:-}"
+    [[ "${value}" =~ ^[1-9][0-9]*$ ]] || die "${command} needs a number (1, 2, ...)"
+    printf '%s' "${value}"
+}
+
+require_namespace() {
+    namespace_exists "$1" || die "no namespace $1: is the lab up (and the host not killed)?"
+}
+
 cmd_stop_backend() {
-    local index="${1:-}" pidfile pid
-    [[ "${index}" =~ ^[0-9]+$ ]] || die "stop-backend needs a backend number"
+    local index pidfile pid
+    index="$(number_argument stop-backend "${1:-}")"
     pidfile="${STATE_DIR}/be${index}.pid"
     [[ -s "${pidfile}" ]] || die "backend be${index} is not running (no ${pidfile})"
-    pid="$(tr -dc '0-9' <"${pidfile}")"
-    is_lab_backend "${pid}" || die "pid ${pid} in ${pidfile} is not a lab backend"
+    pid="$(pidfile_process "${pidfile}" backend)" || die "the pid in ${pidfile} is not a lab backend"
     log "stopping be${index} (process group ${pid})"
     stop_group "${pid}"
     rm -f "${pidfile}"
 }
 
 cmd_start_backend() {
-    local index="${1:-}"
-    [[ "${index}" =~ ^[0-9]+$ ]] || die "start-backend needs a backend number"
-    ip netns list | grep -qw "$(backend_ns "${index}")" || die "no namespace $(backend_ns "${index}"): is the lab up?"
+    local index
+    index="$(number_argument start-backend "${1:-}")"
+    require_namespace "$(backend_ns "${index}")"
     start_backend "${index}"
+}
+
+cmd_kill_host() {
+    local index ns pidfile pid
+    index="$(number_argument kill-host "${1:-}")"
+    ns="$(backend_ns "${index}")"
+    require_namespace "${ns}"
+    # The link goes first, so the dying processes' sockets send nothing: a host that
+    # lost power, not one that shut down.
+    log "host death of be${index}: deleting its bridge port p-be${index}"
+    ip -n "${NS_BRIDGE}" link del "p-be${index}" 2>/dev/null || true
+    for pidfile in "${STATE_DIR}/be${index}.pid" "${STATE_DIR}/be${index}-agent.pid"; do
+        if pid="$(pidfile_process "${pidfile}" "$(pidfile_kind "${pidfile}")")"; then
+            log "SIGKILL to process group ${pid} ($(basename "${pidfile}" .pid))"
+            kill -KILL -- "-${pid}" 2>/dev/null || true
+        fi
+        rm -f "${pidfile}"
+    done
+    stop_namespace_processes "${ns}" KILL
+    log "deleting namespace ${ns}"
+    ip netns del "${ns}"
+}
+
+cmd_stop_agent() {
+    local index pidfile
+    index="$(number_argument stop-agent "${1:-}")"
+    pidfile="${STATE_DIR}/be${index}-agent.pid"
+    pidfile_process "${pidfile}" agent >/dev/null || die "the agent of be${index} is not running (${pidfile})"
+    stop_pidfile "${pidfile}" "stickylb-agent of be${index}"
+}
+
+cmd_start_agent() {
+    local index
+    index="$(number_argument start-agent "${1:-}")"
+    require_namespace "$(backend_ns "${index}")"
+    [[ "$(lab_setting app)" == php ]] || die "the agent serves PHP sessions: up --app php"
+    if pidfile_process "${STATE_DIR}/be${index}-agent.pid" agent >/dev/null; then
+        die "the agent of be${index} is already running"
+    fi
+    start_agent "${index}"
+}
+
+# Prints memcached number argument VALUE of COMMAND, if this lab has that server.
+memcached_argument() {
+    local index
+    index="$(number_argument "$1" "${2:-}")"
+    ((index <= $(lab_setting memcached || true) + 0)) || die "no memcached server ${index} in this lab"
+    require_namespace "$(memcached_ns "${index}")"
+    printf '%s' "${index}"
+}
+
+cmd_stop_memcached() {
+    local index
+    index="$(memcached_argument stop-memcached "${1:-}")"
+    pidfile_process "${STATE_DIR}/mc${index}.pid" memcached >/dev/null || die "memcached mc${index} is not running"
+    stop_pidfile "${STATE_DIR}/mc${index}.pid" "memcached mc${index}"
+}
+
+cmd_start_memcached() {
+    local index
+    index="$(memcached_argument start-memcached "${1:-}")"
+    if pidfile_process "${STATE_DIR}/mc${index}.pid" memcached >/dev/null; then
+        die "memcached mc${index} is already running"
+    fi
+    start_memcached "${index}"
+}
+
+cmd_restart_memcached() {
+    local index
+    index="$(memcached_argument restart-memcached "${1:-}")"
+    stop_pidfile "${STATE_DIR}/mc${index}.pid" "memcached mc${index}"
+    start_memcached "${index}"
 }
 
 main() {
@@ -446,7 +891,8 @@ main() {
     local command="$1"
     shift
     case "${command}" in
-    up | down | status | stop-backend | start-backend) ;;
+    up | down | status | stop-backend | start-backend | kill-host | stop-agent | start-agent | \
+        stop-memcached | start-memcached | restart-memcached) ;;
     -h | --help)
         usage
         exit 0
@@ -464,6 +910,12 @@ main() {
     status) cmd_status ;;
     stop-backend) cmd_stop_backend "$@" ;;
     start-backend) cmd_start_backend "$@" ;;
+    kill-host) cmd_kill_host "$@" ;;
+    stop-agent) cmd_stop_agent "$@" ;;
+    start-agent) cmd_start_agent "$@" ;;
+    stop-memcached) cmd_stop_memcached "$@" ;;
+    start-memcached) cmd_start_memcached "$@" ;;
+    restart-memcached) cmd_restart_memcached "$@" ;;
     esac
 }
 

@@ -41,7 +41,7 @@ std::vector<Object> build_tree() {
          {
              {"show", "list backends with state, weight and health", {vip_filter, keyword("name", "NAME")}},
              {"drain",
-              "take a backend out of the ring; its flows and affinities stay (force: drop them too)",
+              "take a backend out of the ring; its flows and affinities stay (force: its affinity clients move now)",
               {positional("vip", "VIP"), positional("name", "NAME"), flag("force")}},
              {"enable", "put a drained backend back into the ring", {positional("vip", "VIP"), positional("name", "NAME")}},
              {"set",
@@ -59,7 +59,12 @@ std::vector<Object> build_tree() {
          {
              {"show", "list client affinities", {table_filters[0], table_filters[1], table_filters[2]}},
              {"flush", "delete affinities (all, or one VIP's)", {vip_filter}},
+             {"save", "save the affinity table to memcached now", {}},
+             {"restore", "add the last snapshot's affinities to the table (live entries win)", {}},
          }},
+        {"session",
+         "session coordination with memcached",
+         {{"show", "membership views, epochs, incarnations, memcached servers, snapshots", {}}}},
         {"stats", "data plane counters", {{"show", "global counters, or one VIP's and its backends'", {vip_filter}}}},
         {"health", "health checks", {{"show", "health check state of each backend", {vip_filter}}}},
         {"version", "print the CLI's and the daemon's version", {}},

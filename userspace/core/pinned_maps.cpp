@@ -43,11 +43,7 @@ FlowRecord record_of(const stickylb_flow_key& key, const stickylb_flow& flow) {
     return record;
 }
 
-std::uint64_t monotonic_coarse_ns() {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);  // bpf_ktime_get_coarse_ns()'s clock
-    return static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(now.tv_nsec);
-}
+std::uint64_t monotonic_coarse_ns() { return affinity_clock_ns(); }
 
 AffinityRecord record_of(const stickylb_affinity_key& key, const stickylb_affinity& value, std::uint64_t now) {
     AffinityRecord record;
@@ -121,7 +117,21 @@ void check_layout(int fd, const std::string& path, std::uint32_t type, std::uint
                                  "): pinned by another stickylb version?");
 }
 
+stickylb_affinity_key affinity_key_of(std::uint32_t vip_index, const IpAddress& client) {
+    stickylb_affinity_key key{};
+    key.vip_index = vip_index;
+    key.family = client.family();
+    key.client = client.to_abi();
+    return key;
+}
+
 }  // namespace
+
+std::uint64_t affinity_clock_ns() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);  // bpf_ktime_get_coarse_ns()'s clock
+    return static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(now.tv_nsec);
+}
 
 PinnedMaps PinnedMaps::open(const std::string& pin_dir) {
     PinnedMaps maps;
@@ -278,6 +288,88 @@ std::size_t PinnedMaps::delete_affinities(std::function<bool(const AffinityRecor
             check_libbpf(rc, "delete an affinity from " + pin_dir_ + "/affinity");
     }
     return deleted;
+}
+
+AffinityWriteResult PinnedMaps::write_affinities(const std::vector<AffinityWrite>& entries, bool overwrite) {
+    AffinityWriteResult result;
+    const std::string where = pin_dir_ + "/affinity";
+    std::vector<stickylb_affinity_key> keys;
+    std::vector<stickylb_affinity> values;
+    keys.reserve(entries.size());
+    values.reserve(entries.size());
+    for (const AffinityWrite& entry : entries) {
+        keys.push_back(affinity_key_of(entry.vip_index, entry.client));
+        stickylb_affinity value{};
+        value.backend_index = entry.backend_index;
+        value.last_seen_ns = entry.last_seen_ns;
+        values.push_back(value);
+    }
+    const std::uint64_t flags = overwrite ? BPF_ANY : BPF_NOEXIST;
+    // Batches bound the time one syscall holds the kernel; the kernel stops a
+    // batch at the first failing element (an existing key with BPF_NOEXIST) and
+    // says how many went before it, so that one is skipped and the rest resumed.
+    constexpr std::size_t kBatch = 4096;
+    LIBBPF_OPTS(bpf_map_batch_opts, options, .elem_flags = flags);
+    std::size_t next = 0;
+    bool batches = true;
+    while (batches && next < keys.size()) {
+        std::uint32_t count = static_cast<std::uint32_t>(std::min(kBatch, keys.size() - next));
+        const int rc = bpf_map_update_batch(affinity_, keys.data() + next, values.data() + next, &count, &options);
+        if (rc == 0) {
+            result.written += count;
+            next += count;
+            result.batched = true;
+            continue;
+        }
+        if (!result.batched && next == 0 && (rc == -EINVAL || rc == -EOPNOTSUPP || rc == -kEnotsupp)) {
+            batches = false;  // no batch updates here (before 5.6): one by one below
+            break;
+        }
+        result.written += count;
+        next += count;
+        if (rc == -EEXIST && next < keys.size()) {
+            ++result.present;
+            ++next;
+            continue;
+        }
+        check_libbpf(rc, "write affinities to " + where);
+    }
+    for (; next < keys.size(); ++next) {
+        const int rc = bpf_map_update_elem(affinity_, &keys[next], &values[next], flags);
+        if (rc == -EEXIST) {
+            ++result.present;
+            continue;
+        }
+        check_libbpf(rc, "write an affinity to " + where);
+        ++result.written;
+    }
+    return result;
+}
+
+std::size_t PinnedMaps::reassign_affinities(std::function<std::optional<std::uint32_t>(const AffinityRecord&)> to) {
+    std::vector<std::pair<stickylb_affinity_key, stickylb_affinity>> changes;
+    const std::uint64_t now = monotonic_coarse_ns();
+    for_each_entry<stickylb_affinity_key, stickylb_affinity>(
+        affinity_, "the affinity table in " + pin_dir_,
+        [&](const stickylb_affinity_key& key, const stickylb_affinity& value) {
+            if (auto target = to(record_of(key, value, now)); target && *target != value.backend_index) {
+                stickylb_affinity changed = value;
+                changed.backend_index = *target;
+                changes.emplace_back(key, changed);
+            }
+            return true;
+        });
+    std::size_t changed = 0;
+    for (const auto& [key, value] : changes) {
+        // BPF_EXIST: an entry evicted or expired meanwhile is not brought back.
+        const int rc = value.backend_index == STICKYLB_NO_BACKEND ? bpf_map_delete_elem(affinity_, &key)
+                                                                  : bpf_map_update_elem(affinity_, &key, &value, BPF_EXIST);
+        if (rc == 0)
+            ++changed;
+        else if (rc != -ENOENT)
+            check_libbpf(rc, "move an affinity in " + pin_dir_ + "/affinity");
+    }
+    return changed;
 }
 
 std::optional<IpAddress> PinnedMaps::backend_address(std::uint32_t backend_index) const {

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "core/maglev.h"
+#include "session/membership_view.h"
 
 namespace stickylb {
 
@@ -282,7 +283,9 @@ public:
     }
 
 private:
-    VipConfig vip(const Entry& entry, std::uint32_t ring_size);
+    // names_in_keys: memcached is configured, so cluster and backend names become memcached keys.
+    VipConfig vip(const Entry& entry, std::uint32_t ring_size, bool names_in_keys);
+    SessionConfig session(const Entry& entry);
     BackendConfig backend(const Entry& entry);
     PersistenceConfig persistence(const Entry& entry);
     HealthCheckConfig health(const Entry& entry, std::uint8_t protocol);
@@ -337,7 +340,7 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
     }
     const Mapping top(*this, document,
                       {"interface", "attach_mode", "pin_dir", "state_file", "control_socket", "metrics_listen",
-                       "hash_seed", "ring_size", "memcached_servers", "vips"});
+                       "hash_seed", "ring_size", "memcached_servers", "session", "vips"});
     if (!top.ok())
         return config;
 
@@ -373,11 +376,19 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
         }
     }
     if (const Entry* entry = top.get("memcached_servers")) {
+        std::map<std::string, std::string> seen;  // -> path
         for (const Entry& item : sequence(*entry)) {
-            if (auto server = host_port(item))
-                config.memcached_servers.push_back(*server);
+            if (auto server = host_port(item)) {
+                const auto [existing, inserted] = seen.try_emplace(*server, item.path);
+                if (!inserted)
+                    report(item, "duplicate server " + quoted(*server) + " (already " + existing->second + ")");
+                else
+                    config.memcached_servers.push_back(*server);
+            }
         }
     }
+    if (const Entry* entry = top.get("session"))
+        config.session = session(*entry);
 
     const Entry* vips_entry = top.get("vips");
     if (!vips_entry) {
@@ -391,7 +402,7 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
     std::map<std::tuple<IpAddress, std::uint16_t, std::uint8_t>, std::string> seen_keys;  // -> path
     std::map<std::string, std::string> seen_names;                                        // -> path
     for (const Entry& item : items) {
-        VipConfig vip_config = vip(item, config.ring_size);
+        VipConfig vip_config = vip(item, config.ring_size, !config.memcached_servers.empty());
         if (vip_config.address.family() != STICKYLB_FAMILY_NONE && vip_config.port != 0) {
             const auto key = std::make_tuple(vip_config.address, vip_config.port, vip_config.protocol);
             const auto [existing, inserted] = seen_keys.try_emplace(key, item.path);
@@ -416,11 +427,11 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
     return config;
 }
 
-VipConfig Parser::vip(const Entry& entry, std::uint32_t ring_size) {
+VipConfig Parser::vip(const Entry& entry, std::uint32_t ring_size, bool names_in_keys) {
     VipConfig config;
     const Mapping map(*this, entry,
-                      {"name", "address", "port", "protocol", "forwarding", "hash_source", "persistence", "health",
-                       "backends"});
+                      {"name", "cluster", "address", "port", "protocol", "forwarding", "hash_source", "persistence",
+                       "health", "backends"});
     if (!map.ok())
         return config;
 
@@ -466,6 +477,24 @@ VipConfig Parser::vip(const Entry& entry, std::uint32_t ring_size) {
         config.name =
             protocol_name(config.protocol) + "-" + config.address.to_string() + "-" + std::to_string(config.port);
     }
+    // The cluster names a memcached key: checked whenever it is written out, and
+    // the VIP name it defaults to whenever memcached is configured.
+    if (const Entry* e = map.get("cluster")) {
+        if (auto cluster = non_empty_string(*e)) {
+            if (auto problem = session::name_problem(*cluster))
+                report(*e, quoted(*cluster) + " cannot be a cluster name: " + *problem);
+            else
+                config.cluster = *cluster;
+        }
+    } else if (!config.name.empty()) {
+        config.cluster = config.name;
+        if (auto problem = session::name_problem(config.name); problem && names_in_keys) {
+            const Entry* name_entry = map.get("name");
+            report(name_entry ? name_entry->line : entry.line, entry.path + ".cluster",
+                   "the VIP name " + quoted(config.name) + " cannot be a cluster name (" + *problem +
+                       "): set cluster");
+        }
+    }
 
     const Entry* backends = map.get("backends");
     if (!backends) {
@@ -480,6 +509,15 @@ VipConfig Parser::vip(const Entry& entry, std::uint32_t ring_size) {
     std::size_t weighted = 0;
     for (const Entry& item : items) {
         BackendConfig backend_config = backend(item);
+        if (names_in_keys && !backend_config.name.empty()) {
+            if (auto problem = session::name_problem(backend_config.name)) {
+                int line = item.line;
+                if (item.value.IsMap() && item.value["name"])
+                    line = line_of(item.value["name"], item.line);
+                report(line, item.path + ".name",
+                       quoted(backend_config.name) + " cannot name a backend in the membership view: " + *problem);
+            }
+        }
         if (!backend_config.name.empty()) {
             const auto [existing, inserted] = names.try_emplace(backend_config.name, item.path);
             if (!inserted) {
@@ -538,6 +576,63 @@ BackendConfig Parser::backend(const Entry& entry) {
     } else if (config.address.family() != STICKYLB_FAMILY_NONE) {
         config.name = config.address.to_string();
     }
+    return config;
+}
+
+SessionConfig Parser::session(const Entry& entry) {
+    SessionConfig config;
+    const Mapping map(*this, entry,
+                      {"view_refresh_interval", "view_ttl", "affinity_save_interval", "memcached_connect_timeout",
+                       "memcached_timeout"});
+    if (!map.ok())
+        return config;
+    const auto ms = [](std::chrono::milliseconds value) { return std::to_string(value.count()) + "ms"; };
+    // A duration within [min, max]; nullopt (reported) otherwise.
+    const auto bounded = [&](const Entry& e, std::chrono::milliseconds min,
+                             std::chrono::milliseconds max) -> std::optional<std::chrono::milliseconds> {
+        auto value = duration(e);
+        if (value && (*value < min || *value > max)) {
+            report(e, "must be between " + ms(min) + " and " + ms(max) + ", got " + ms(*value));
+            return std::nullopt;
+        }
+        return value;
+    };
+    bool refresh_ok = true, ttl_ok = true;
+    if (const Entry* e = map.get("view_refresh_interval")) {
+        auto value = bounded(*e, std::chrono::milliseconds(100), std::chrono::hours(1));
+        refresh_ok = value.has_value();
+        if (value)
+            config.view_refresh_interval = *value;
+    }
+    if (const Entry* e = map.get("view_ttl")) {
+        auto value = bounded(*e, std::chrono::seconds(1), std::chrono::hours(24));
+        if (value && value->count() % 1000 != 0) {
+            report(*e, "must be a whole number of seconds (memcached expiry), got " + ms(*value));
+            value.reset();
+        }
+        ttl_ok = value.has_value();
+        if (value)
+            config.view_ttl = *value;
+    }
+    if (refresh_ok && ttl_ok && config.view_ttl < 2 * config.view_refresh_interval) {
+        const Entry* e = map.get("view_ttl") ? map.get("view_ttl") : map.get("view_refresh_interval");
+        report(e ? e->line : entry.line, entry.path + ".view_ttl",
+               ms(config.view_ttl) + " is shorter than two view refreshes (2 x " + ms(config.view_refresh_interval) +
+                   "): a view would expire between its writes");
+    }
+    if (const Entry* e = map.get("affinity_save_interval")) {
+        auto value = duration(*e);
+        if (value && value->count() != 0 && *value < std::chrono::seconds(1)) {
+            report(*e, "must be 0 (never save) or at least 1000ms, got " + ms(*value));
+            value.reset();
+        }
+        if (value)
+            config.affinity_save_interval = *value;
+    }
+    set(map, "memcached_connect_timeout", config.memcached_connect_timeout,
+        [&](const Entry& e) { return bounded(e, std::chrono::milliseconds(1), std::chrono::seconds(10)); });
+    set(map, "memcached_timeout", config.memcached_timeout,
+        [&](const Entry& e) { return bounded(e, std::chrono::milliseconds(1), std::chrono::seconds(10)); });
     return config;
 }
 

@@ -48,6 +48,10 @@ struct PersistenceConfig {
 
 struct VipConfig {
     std::string name;  // unique; default "<proto>-<address>-<port>", e.g. "tcp-10.0.0.1-80"
+    // The membership view (session coordination) this VIP's backends belong to.
+    // VIPs naming the same cluster share one view, their backends merged by name.
+    // Default: the VIP's name.
+    std::string cluster;
     IpAddress address;
     std::uint16_t port = 0;
     std::uint8_t protocol = IPPROTO_TCP;                  // "tcp" | "udp"
@@ -60,6 +64,17 @@ struct VipConfig {
     bool operator==(const VipConfig&) const = default;
 };
 
+// Session coordination with memcached; in effect only when memcached_servers is
+// not empty (see stickylbd.example.yaml for what each setting does).
+struct SessionConfig {
+    std::chrono::milliseconds view_refresh_interval{1000};  // > 0
+    std::chrono::milliseconds view_ttl{5000};                // whole seconds, >= 2 refresh intervals
+    std::chrono::milliseconds affinity_save_interval{30'000};  // 0: never saved (nor at shutdown)
+    std::chrono::milliseconds memcached_connect_timeout{200};
+    std::chrono::milliseconds memcached_timeout{500};  // each read or write
+    bool operator==(const SessionConfig&) const = default;
+};
+
 struct DaemonConfig {
     std::string interface;  // required
     AttachMode attach_mode = AttachMode::automatic;  // "auto" | "native" | "generic"
@@ -69,8 +84,10 @@ struct DaemonConfig {
     std::string metrics_listen = "127.0.0.1:9478";  // host:port, [v6]:port
     std::uint32_t hash_seed = 0;
     std::uint32_t ring_size = 65537;  // prime
-    std::vector<std::string> memcached_servers;  // "host:port"
+    std::vector<std::string> memcached_servers;  // "host:port"; empty: no session coordination
+    SessionConfig session;
     std::vector<VipConfig> vips;
+    bool session_enabled() const { return !memcached_servers.empty(); }
     bool operator==(const DaemonConfig&) const = default;
 };
 

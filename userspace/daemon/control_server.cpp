@@ -39,29 +39,65 @@ bool control_peer_allowed(unsigned peer_uid, unsigned daemon_euid) {
     return peer_uid == 0 || peer_uid == daemon_euid;
 }
 
+namespace {
+
+struct ParsedRequest {
+    std::string object, verb;
+    json args;
+};
+
+ParsedRequest parse_request(const std::string& line) {
+    json request;
+    try {
+        request = json::parse(line);
+    } catch (const json::parse_error& e) {
+        throw RequestError(std::string("malformed request: ") + e.what());
+    }
+    if (!request.is_object()) throw RequestError("malformed request: not a JSON object");
+    auto object = request.find("object");
+    if (object == request.end() || !object->is_string())
+        throw RequestError("malformed request: \"object\" missing or not a string");
+    auto verb = request.find("verb");
+    if (verb == request.end() || !verb->is_string())
+        throw RequestError("malformed request: \"verb\" missing or not a string");
+    json args = json::object();
+    if (auto it = request.find("args"); it != request.end() && !it->is_null()) {
+        if (!it->is_object()) throw RequestError("malformed request: \"args\" is not an object");
+        args = *it;
+    }
+    return {object->get<std::string>(), verb->get<std::string>(), std::move(args)};
+}
+
+std::string result_line(json result) {
+    return json{{"ok", true}, {"result", std::move(result)}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+void ControlServer::respond_async(const AsyncHandler& handler, const std::string& line,
+                                  std::function<void(std::string)> answer) {
+    auto answered = std::make_shared<bool>(false);
+    auto once = [answered, answer = std::move(answer)](std::string text) {
+        if (*answered) return;
+        *answered = true;
+        answer(std::move(text));
+    };
+    try {
+        ParsedRequest request = parse_request(line);
+        handler(request.object, request.verb, request.args, [once](json result, std::string error) {
+            once(error.empty() ? result_line(std::move(result)) : error_line(error));
+        });
+    } catch (const std::exception& e) {
+        once(error_line(e.what()));
+    } catch (...) {
+        once(error_line("internal error"));
+    }
+}
+
 std::string ControlServer::respond(const Handler& handler, const std::string& line) {
     try {
-        json request;
-        try {
-            request = json::parse(line);
-        } catch (const json::parse_error& e) {
-            throw RequestError(std::string("malformed request: ") + e.what());
-        }
-        if (!request.is_object()) throw RequestError("malformed request: not a JSON object");
-        auto object = request.find("object");
-        if (object == request.end() || !object->is_string())
-            throw RequestError("malformed request: \"object\" missing or not a string");
-        auto verb = request.find("verb");
-        if (verb == request.end() || !verb->is_string())
-            throw RequestError("malformed request: \"verb\" missing or not a string");
-        json args = json::object();
-        if (auto it = request.find("args"); it != request.end() && !it->is_null()) {
-            if (!it->is_object()) throw RequestError("malformed request: \"args\" is not an object");
-            args = *it;
-        }
-        json result = handler(object->get<std::string>(), verb->get<std::string>(), args);
-        return json{{"ok", true}, {"result", std::move(result)}}.dump(-1, ' ', false,
-                                                                       json::error_handler_t::replace);
+        ParsedRequest request = parse_request(line);
+        return result_line(handler(request.object, request.verb, request.args));
     } catch (const std::exception& e) {
         return error_line(e.what());
     } catch (...) {
@@ -153,7 +189,10 @@ private:
             return;
         }
         timer_.cancel();
-        write(ControlServer::respond(server_->handler_, line), false);
+        ControlServer::respond_async(server_->handler_, line, [self = shared_from_this()](std::string answer) {
+            if (self->closed_) return;
+            self->write(std::move(answer), false);
+        });
     }
 
     void write(std::string line, bool close_after) {
@@ -179,7 +218,20 @@ private:
     bool closed_ = false;
 };
 
+namespace {
+
+ControlServer::AsyncHandler answering_at_once(ControlServer::Handler handler) {
+    if (!handler) return nullptr;
+    return [handler = std::move(handler)](const std::string& object, const std::string& verb, const json& args,
+                                          ControlServer::Reply reply) { reply(handler(object, verb, args), ""); };
+}
+
+}  // namespace
+
 ControlServer::ControlServer(asio::io_context& io, const std::string& path, Handler handler)
+    : ControlServer(io, path, answering_at_once(std::move(handler))) {}
+
+ControlServer::ControlServer(asio::io_context& io, const std::string& path, AsyncHandler handler)
     : io_(io), path_(path), handler_(std::move(handler)), acceptor_(io) {
     namespace fs = std::filesystem;
     if (!handler_) throw std::invalid_argument("control socket " + path + ": no handler");

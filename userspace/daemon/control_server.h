@@ -30,6 +30,9 @@
 //   between bind() and chmod()).
 // - The handler decides what objects and verbs mean. It runs on the io_context
 //   thread; a std::exception it throws becomes {"ok":false,"error":what()}.
+//   An AsyncHandler may answer later (work done on other threads): it gets a
+//   Reply to call exactly once, on the io_context thread; the connection reads
+//   its next request only after that answer, so answers stay in order.
 //
 // Lifetime: construct on an io_context (binds and listens at once; throws
 // std::runtime_error if the socket cannot be set up), run the io_context.
@@ -53,6 +56,10 @@ class ControlServer {
 public:
     using Handler = std::function<nlohmann::json(const std::string& object, const std::string& verb,
                                                  const nlohmann::json& args)>;
+    // error empty: {"ok":true,"result":result}; else {"ok":false,"error":error}.
+    using Reply = std::function<void(nlohmann::json result, std::string error)>;
+    using AsyncHandler = std::function<void(const std::string& object, const std::string& verb,
+                                            const nlohmann::json& args, Reply reply)>;
 
     static constexpr std::size_t kMaxRequestBytes = 64 * 1024;
     static constexpr std::size_t kMaxConnections = 32;
@@ -62,6 +69,7 @@ public:
     // that is not a socket, or a socket another process still listens on),
     // binds, chmods 0600 and starts accepting.
     ControlServer(boost::asio::io_context& io, const std::string& path, Handler handler);
+    ControlServer(boost::asio::io_context& io, const std::string& path, AsyncHandler handler);
     ~ControlServer();
     ControlServer(const ControlServer&) = delete;
     ControlServer& operator=(const ControlServer&) = delete;
@@ -73,6 +81,9 @@ public:
     // The response line (without newline) for one request line: the protocol
     // minus the transport, for tests and for in-process use.
     static std::string respond(const Handler& handler, const std::string& line);
+    // The same for an AsyncHandler: `answer` gets the response line (once).
+    static void respond_async(const AsyncHandler& handler, const std::string& line,
+                              std::function<void(std::string)> answer);
 
     // Test hook: the idle timeout of connections accepted from now on.
     void set_idle_timeout(std::chrono::milliseconds timeout) { idle_timeout_ = timeout; }
@@ -84,7 +95,7 @@ private:
 
     boost::asio::io_context& io_;
     std::string path_;
-    Handler handler_;
+    AsyncHandler handler_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     std::set<std::shared_ptr<Session>> sessions_;
     std::chrono::milliseconds idle_timeout_ = kIdleTimeout;

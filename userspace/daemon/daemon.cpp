@@ -10,6 +10,8 @@
 #include <set>
 
 #include "core/errors.h"
+#include "daemon/affinity_snapshot.h"
+#include "daemon/ring_pick.h"
 
 #ifndef STICKYLB_VERSION
 #define STICKYLB_VERSION "0.0.0"
@@ -58,7 +60,13 @@ ProbeSpec probe_for(const VipConfig& vip, const BackendConfig& backend) {
 Daemon::Daemon(boost::asio::io_context& io, std::string config_path)
     : io_(io), config_path_(std::move(config_path)), signals_(io), refresh_timer_(io) {}
 
-Daemon::~Daemon() = default;
+// Threads first: their jobs refer to the tables and to the session coordinator.
+Daemon::~Daemon() {
+    if (session_)
+        session_->stop();
+    if (worker_)
+        worker_->stop();
+}
 
 void Daemon::start() {
     config_ = load_config(config_path_);
@@ -66,9 +74,20 @@ void Daemon::start() {
     if (ifindex_ == 0)
         throw std::runtime_error("interface '" + config_.interface + "' does not exist");
 
+    // No affinity table pinned: a new or rebooted LB host, whose clients the
+    // last affinity snapshot brings back before XDP forwards anything.
+    const bool fresh_tables = !std::filesystem::exists(config_.pin_dir + "/affinity");
     plane_.emplace(DataPlane::load(load_options_for(config_)));
+    tables_.emplace(PinnedMaps::open(config_.pin_dir));
+    worker_ = std::make_unique<BackgroundWorker>("slb-tables");
+    if (config_.session_enabled())
+        session_ = std::make_unique<SessionCoordinator>(io_, config_, *tables_, *worker_,
+                                                        [this] { return affinity_layout(desired_); });
     indexes_.emplace(STICKYLB_DEFAULT_MAX_VIPS, STICKYLB_DEFAULT_MAX_BACKENDS);
     load_state();
+    std::map<std::string, session::MembershipView> recovered;
+    if (session_)
+        recovered = session_->recover_views(config_);
 
     RuntimeConfig runtime;
     runtime.hash_seed = config_.hash_seed;
@@ -99,24 +118,38 @@ void Daemon::start() {
         for (const BackendConfig& backend : vip.backends) {
             const BackendId id{vip.name, backend.name};
             Health initial = Health::unknown;
-            if (auto found = adopted_states.find(id); found != adopted_states.end())
+            if (auto found = adopted_states.find(id); found != adopted_states.end()) {
                 initial = found->second == BackendState::down ? Health::down : Health::up;
+            } else if (auto view = recovered.find(cluster_name(vip)); view != recovered.end()) {
+                // Nothing pinned for it: the last view published (by this host before
+                // it lost its pins, or by another) is the best guess until checks say.
+                if (const session::Member* member = view->second.find(backend.name))
+                    initial = member->state == session::MemberState::down ? Health::down : Health::up;
+            }
             checker_->add_or_update(to_string(id), probe_for(vip, backend), initial);
         }
 
     reconcile("start");
+    if (session_ && fresh_tables)
+        session_->restore_at_start();
     const AttachResult attached = plane_->attach(config_.interface, config_.attach_mode);
     spdlog::info("XDP on {}: {} mode, {}", config_.interface, to_string(attached.mode),
                  attached.replaced ? "program replaced in place" : "attached");
 
     control_ = std::make_unique<ControlServer>(
         io_, config_.control_socket,
-        [this](const std::string& object, const std::string& verb, const nlohmann::json& args) {
-            return handle(object, verb, args);
-        });
-    tables_.emplace(PinnedMaps::open(config_.pin_dir));
+        [this](const std::string& object, const std::string& verb, const nlohmann::json& args,
+               ControlServer::Reply reply) { handle_async(object, verb, args, std::move(reply)); });
     metrics_ = std::make_unique<metrics::MetricsServer>(io_, config_.metrics_listen, [this] { return metrics_text(); });
     spdlog::info("control socket {}, metrics on http://{}/metrics", config_.control_socket, config_.metrics_listen);
+    if (session_) {
+        session_->start();
+        spdlog::info("session coordination with {} memcached servers: views every {} ms, affinity snapshots {}",
+                     config_.memcached_servers.size(), config_.session.view_refresh_interval.count(),
+                     config_.session.affinity_save_interval.count() > 0
+                         ? "every " + std::to_string(config_.session.affinity_save_interval.count()) + " ms"
+                         : std::string("off"));
+    }
     watch_signals();
     schedule_refresh();
 }
@@ -134,16 +167,23 @@ void Daemon::watch_signals() {
             watch_signals();
             return;
         }
-        spdlog::info("signal {}: stopping; the data plane keeps forwarding", signal);
-        refresh_timer_.cancel();
-        if (checker_)
-            checker_->stop();
-        if (control_)
-            control_->stop();
-        if (metrics_)
-            metrics_->stop();
-        signals_.clear();
+        stop(signal);
     });
+}
+
+void Daemon::stop(int signal) {
+    spdlog::info("signal {}: stopping; the data plane keeps forwarding", signal);
+    refresh_timer_.cancel();
+    if (checker_)
+        checker_->stop();
+    if (control_)
+        control_->stop();
+    if (metrics_)
+        metrics_->stop();
+    signals_.clear();
+    // A last affinity snapshot (bounded); the io_context runs until it is done.
+    if (session_)
+        session_->shutdown([] {});
 }
 
 void Daemon::schedule_refresh() {
@@ -170,8 +210,10 @@ void Daemon::reload() {
         return;
     }
     if (next.interface != config_.interface || next.pin_dir != config_.pin_dir || next.ring_size != config_.ring_size ||
-        next.control_socket != config_.control_socket || next.metrics_listen != config_.metrics_listen)
-        spdlog::warn("reload: interface, pin_dir, ring_size, control_socket and metrics_listen take effect on restart");
+        next.control_socket != config_.control_socket || next.metrics_listen != config_.metrics_listen ||
+        next.memcached_servers != config_.memcached_servers || next.session != config_.session)
+        spdlog::warn("reload: interface, pin_dir, ring_size, control_socket, metrics_listen, memcached_servers and "
+                     "session take effect on restart");
     // A weight the file changes outranks the operator's earlier override.
     for (auto& [id, override_of] : overrides_) {
         const auto weight_in = [&](const DaemonConfig& config) -> std::optional<std::uint32_t> {
@@ -189,6 +231,8 @@ void Daemon::reload() {
     next.ring_size = config_.ring_size;
     next.control_socket = config_.control_socket;
     next.metrics_listen = config_.metrics_listen;
+    next.memcached_servers = config_.memcached_servers;
+    next.session = config_.session;
     config_ = std::move(next);
     update_health_targets();
     reconcile("reload");
@@ -229,18 +273,66 @@ HealthVerdict Daemon::verdict(const BackendId& id) const {
 void Daemon::reconcile(const std::string& why) {
     ++reconciles_;
     try {
+        std::map<BackendId, BackendState> before;
+        for (const DesiredVip& vip : desired_.vips)
+            for (const DesiredBackend& backend : vip.backends)
+                before[backend.id] = backend.state;
         desired_ = desired_state(config_, overrides_, [this](const BackendId& id) { return verdict(id); }, *indexes_);
         const ReconcileStats stats = reconciler_->apply(desired_);
         if (stats.changed())
             spdlog::info("reconcile ({}): {} VIPs written, {} removed; {} backends written, {} removed; {} ring slots",
                          why, stats.vips_written, stats.vips_removed, stats.backends_written, stats.backends_removed,
                          stats.ring_slots_written);
-        if (why != "refresh" && stats.changed())
+        // The data plane has moved: the agents hear of it in the same reconcile.
+        const bool book_changed = session_ && session_->update(config_, desired_, failovers_);
+        failovers_.clear();
+        if ((why != "refresh" && stats.changed()) || book_changed)
             save_state();
+        std::vector<DesiredBackend> gone_down;
+        for (const DesiredVip& vip : desired_.vips)
+            for (const DesiredBackend& backend : vip.backends)
+                if (auto was = before.find(backend.id); vip.settings.persistent && was != before.end() &&
+                                                        was->second != BackendState::down &&
+                                                        backend.state == BackendState::down)
+                    gone_down.push_back(backend);
+        if (!gone_down.empty())
+            count_moved_clients(gone_down);
     } catch (const std::exception& error) {
         ++reconcile_errors_;
         spdlog::error("reconcile ({}) failed: {}", why, error.what());
     }
+}
+
+void Daemon::count_moved_clients(const std::vector<DesiredBackend>& gone_down) {
+    struct Watched {
+        BackendId id;
+        std::uint32_t index;
+        std::chrono::seconds timeout;
+    };
+    std::vector<Watched> watched;
+    for (const DesiredBackend& backend : gone_down)
+        watched.push_back({backend.id, backend.index, std::chrono::seconds(find_vip(backend.id.first).persistence.timeout_s)});
+    worker_->post([this, watched] {
+        std::map<std::uint32_t, std::uint64_t> counts;
+        try {
+            for (const AffinityRecord& record : tables_->affinities())
+                for (const Watched& backend : watched)
+                    if (record.backend_index == backend.index && record.age < backend.timeout)
+                        ++counts[backend.index];
+        } catch (const std::exception& error) {
+            spdlog::warn("counting the affinity clients of backends gone down: {}", error.what());
+            return;
+        }
+        boost::asio::post(io_, [this, watched, counts] {
+            for (const Watched& backend : watched) {
+                const auto found = counts.find(backend.index);
+                const std::uint64_t moved = found == counts.end() ? 0 : found->second;
+                clients_moved_[backend.id] += moved;
+                spdlog::info("backend {} down: {} affinity clients move to other backends", to_string(backend.id),
+                             moved);
+            }
+        });
+    });
 }
 
 void Daemon::on_health_change(const HealthChange& change) {
@@ -248,6 +340,12 @@ void Daemon::on_health_change(const HealthChange& change) {
     ++detail.transitions;
     spdlog::warn("backend {}: health {} -> {} ({})", change.key, to_string(change.from), to_string(change.to),
                  change.last.detail);
+    if (change.from == Health::up && change.to == Health::down) {
+        const BackendId id = parse_backend_id(change.key);
+        failovers_[id] = change.streak_started;
+        last_failover_seconds_[id] =
+            std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    }
     reconcile("health " + change.key);
 }
 
@@ -313,9 +411,109 @@ nlohmann::json Daemon::backends_json(const nlohmann::json& args) const {
     return list;
 }
 
+void Daemon::handle_async(const std::string& object, const std::string& verb, const nlohmann::json& args,
+                          ControlServer::Reply reply) {
+    try {
+        if (object == "backend" && verb == "drain" && args.value("force", false)) {
+            force_drain(find_backend(args), std::move(reply));
+            return;
+        }
+        if (object == "affinity" && (verb == "save" || verb == "restore")) {
+            if (!session_)
+                throw std::invalid_argument("affinity " + verb + ": snapshots live in memcached, and no "
+                                            "memcached_servers are configured");
+            if (verb == "save")
+                session_->save_affinities(std::move(reply));
+            else
+                session_->restore_affinities(std::move(reply));
+            return;
+        }
+        reply(handle(object, verb, args), "");
+    } catch (const std::exception& error) {
+        reply(nullptr, error.what());
+    }
+}
+
+// Its clients' affinities are pointed at the backend today's ring gives them
+// (rather than deleted): a connection still open to the drained backend would
+// otherwise re-create its client's affinity on its next refresh. Open connections
+// finish where they are; the next connection of each client goes to its new backend.
+void Daemon::force_drain(const BackendId& id, ControlServer::Reply reply) {
+    overrides_[id].drained = true;
+    reconcile("admin drain force " + to_string(id));
+    save_state();
+    const VipConfig& vip_config = find_vip(id.first);
+    std::optional<DesiredBackend> backend;
+    std::uint32_t vip_index = 0;
+    for (const DesiredVip& vip : desired_.vips)
+        for (const DesiredBackend& candidate : vip.backends)
+            if (candidate.id == id) {
+                backend = candidate;
+                vip_index = vip.settings.index;
+            }
+    if (!backend)
+        throw std::runtime_error("backend " + to_string(id) + " is not in the desired state");
+    const nlohmann::json row = backends_json(nlohmann::json{{"vip", id.first}, {"name", id.second}}).at(0);
+    const bool persistent = vip_config.persistence.enabled;
+    auto move = [this, id, reply, row, persistent, vip_index, from = backend->index,
+                 ring = plane_->read_ring(vip_index), seed = config_.hash_seed,
+                 timeout = std::chrono::seconds(vip_config.persistence.timeout_s)](nlohmann::json view) {
+        if (!persistent) {
+            nlohmann::json result = row;
+            result["clients_moved"] = 0;
+            result["view"] = view;
+            reply(result, "");
+            return;
+        }
+        worker_->post([this, id, reply, row, view, vip_index, from, ring, seed, timeout] {
+            std::size_t moved = 0;
+            std::string error;
+            try {
+                moved = tables_->reassign_affinities([&](const AffinityRecord& record) -> std::optional<std::uint32_t> {
+                    if (record.vip_index != vip_index || record.backend_index != from || record.age >= timeout)
+                        return std::nullopt;
+                    return ring_pick(ring, seed, record.client);
+                });
+            } catch (const std::exception& failure) {
+                error = std::string("moving the affinity clients: ") + failure.what();
+            }
+            boost::asio::post(io_, [this, id, reply, row, view, moved, error] {
+                clients_moved_[id] += moved;
+                if (!error.empty()) {
+                    reply(nullptr, error);
+                    return;
+                }
+                spdlog::info("backend {} drained with force: {} affinity clients moved", to_string(id), moved);
+                nlohmann::json result = row;
+                result["clients_moved"] = moved;
+                result["view"] = view;
+                reply(result, "");
+            });
+        });
+    };
+    if (!session_) {
+        move(nullptr);
+        return;
+    }
+    // The agents learn of the drain before its clients start arriving elsewhere.
+    const auto limit = config_.session.memcached_connect_timeout + 2 * config_.session.memcached_timeout +
+                       std::chrono::milliseconds(500);
+    session_->publish_now(limit, [move](const MembershipPublisher::Outcome& outcome, bool timed_out) {
+        move({{"servers", outcome.servers},
+              {"written", outcome.written},
+              {"errors", outcome.errors},
+              {"timed_out", timed_out}});
+    });
+}
+
 nlohmann::json Daemon::handle(const std::string& object, const std::string& verb, const nlohmann::json& args) {
     if (object == "version")
         return {{"version", STICKYLB_VERSION}};
+    if (object == "session" && verb == "show") {
+        if (session_)
+            return session_->show();
+        return {{"enabled", false}, {"reason", "no memcached_servers in the configuration"}};
+    }
     if (object == "vip" && verb == "show") {
         nlohmann::json list = nlohmann::json::array();
         for (const DesiredVip& vip : desired_.vips) {
@@ -339,8 +537,6 @@ nlohmann::json Daemon::handle(const std::string& object, const std::string& verb
         const BackendId id = find_backend(args);
         AdminOverride& override_of = overrides_[id];
         if (verb == "drain") {
-            if (args.value("force", false))
-                throw std::invalid_argument("drain force (moving affinity clients at once) is not supported yet");
             override_of.drained = true;
         } else if (verb == "enable") {
             override_of.drained = false;
@@ -473,6 +669,8 @@ void Daemon::load_state() {
         return;
     }
     indexes_->load_json(state.at("indexes"));
+    if (session_ && state.contains("membership"))
+        session_->load_state(state["membership"]);
     const nlohmann::json saved_overrides = state.contains("overrides") ? state["overrides"] : nlohmann::json::object();
     for (const auto& [name, saved] : saved_overrides.items()) {
         AdminOverride override_of;
@@ -486,6 +684,8 @@ void Daemon::load_state() {
 // Written to a temporary file and renamed: a crash never leaves half a state file.
 void Daemon::save_state() const {
     nlohmann::json state{{"indexes", indexes_->to_json()}, {"overrides", nlohmann::json::object()}};
+    if (session_)
+        state["membership"] = session_->state();
     for (const auto& [id, override_of] : overrides_) {
         nlohmann::json saved{{"drained", override_of.drained}};
         if (override_of.weight)
@@ -520,18 +720,34 @@ std::string Daemon::metrics_text() const {
                 sample.transitions = found->second.transitions;
                 sample.check_latency_seconds = &found->second.latency_seconds;
             }
+            if (auto moved = clients_moved_.find(backend.id); moved != clients_moved_.end())
+                sample.affinity_clients_moved = moved->second;
+            if (auto failover = last_failover_seconds_.find(backend.id); failover != last_failover_seconds_.end())
+                sample.last_failover_timestamp_seconds = failover->second;
             snapshot.backends.push_back(sample);
         }
     }
+    if (session_)
+        session_->fill_metrics(snapshot.session);
     snapshot.reconciles = reconciles_;
     snapshot.reconcile_errors = reconcile_errors_;
     snapshot.version = STICKYLB_VERSION;
-    // Counting a table walks it: at most every 10 s, whatever the scrape rate.
+    // Counting a table walks it (a million entries: most of a second): at most
+    // every 10 s whatever the scrape rate, and on the worker, never here.
     const auto now = std::chrono::steady_clock::now();
     if (now - tables_counted_at_ > std::chrono::seconds(10)) {
-        flow_entries_ = tables_->flows().size();
-        affinity_entries_ = tables_->affinities().size();
         tables_counted_at_ = now;
+        worker_->post([this] {
+            try {
+                const std::uint64_t flows = tables_->flows().size(), affinities = tables_->affinities().size();
+                boost::asio::post(io_, [this, flows, affinities] {
+                    flow_entries_ = flows;
+                    affinity_entries_ = affinities;
+                });
+            } catch (const std::exception& error) {
+                spdlog::warn("counting the flow and affinity tables: {}", error.what());
+            }
+        });
     }
     snapshot.flow_entries = flow_entries_;
     snapshot.affinity_entries = affinity_entries_;

@@ -15,15 +15,17 @@
 #include <optional>
 #include <string>
 
+#include "common/metrics_server.h"
 #include "core/dataplane.h"
 #include "core/neighbours.h"
 #include "core/pinned_maps.h"
+#include "daemon/background_worker.h"
 #include "daemon/config.h"
 #include "daemon/control_server.h"
 #include "daemon/health.h"
 #include "daemon/metrics.h"
-#include "daemon/metrics_server.h"
 #include "daemon/reconciler.h"
+#include "daemon/session_coordinator.h"
 
 namespace stickylb {
 
@@ -42,12 +44,19 @@ private:
 
     void reload();
     void reconcile(const std::string& why);
+    // Counts, off the io_context, the live affinity clients of backends that just went down.
+    void count_moved_clients(const std::vector<DesiredBackend>& gone_down);
+    // drain force: drained, view written (bounded wait), then its clients re-picked.
+    void force_drain(const BackendId& id, ControlServer::Reply reply);
+    void stop(int signal);
     void schedule_refresh();
     void watch_signals();
     void update_health_targets();
     void on_health_change(const HealthChange& change);
     void on_probe(const std::string& key, const ProbeResult& result);
     HealthVerdict verdict(const BackendId& id) const;
+    void handle_async(const std::string& object, const std::string& verb, const nlohmann::json& args,
+                      ControlServer::Reply reply);
     nlohmann::json handle(const std::string& object, const std::string& verb, const nlohmann::json& args);
     nlohmann::json backends_json(const nlohmann::json& args) const;
     nlohmann::json table_command(const std::string& object, const std::string& verb, const nlohmann::json& args);
@@ -82,6 +91,12 @@ private:
     mutable std::chrono::steady_clock::time_point tables_counted_at_{};
     std::uint64_t reconciles_ = 0;
     std::uint64_t reconcile_errors_ = 0;
+    std::unique_ptr<BackgroundWorker> worker_;       // table walks off the io_context
+    std::unique_ptr<SessionCoordinator> session_;    // null without memcached_servers
+    // Marked down by their checks since the last reconcile: their first failed check.
+    std::map<BackendId, std::chrono::steady_clock::time_point> failovers_;
+    std::map<BackendId, std::uint64_t> clients_moved_;
+    std::map<BackendId, double> last_failover_seconds_;  // wall clock
 };
 
 // --check-config: 0 if valid, else the problems on stderr and 1.

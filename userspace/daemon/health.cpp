@@ -212,6 +212,7 @@ private:
     }
 
     void on_probe_done(ProbeResult result) {
+        const auto finished = Clock::now();
         probe_.reset();
         if (stopped_)
             return;
@@ -220,10 +221,12 @@ private:
         if (stopped_)
             return;
         if (result.success) {
-            ++successes_;
+            if (successes_++ == 0)
+                streak_started_ = finished;
             failures_ = 0;
         } else {
-            ++failures_;
+            if (failures_++ == 0)
+                streak_started_ = finished;
             successes_ = 0;
         }
         const Health from = health_.load();
@@ -236,7 +239,7 @@ private:
             health_ = to;
             successes_ = failures_ = 0;
             if (callbacks_->on_change)
-                callbacks_->on_change(HealthChange{key_, from, to, result});
+                callbacks_->on_change(HealthChange{key_, from, to, result, streak_started_});
             if (stopped_)
                 return;
         }
@@ -256,6 +259,7 @@ private:
     std::atomic<Health> health_;
     std::atomic<bool> stopped_{false};
     unsigned successes_ = 0, failures_ = 0;
+    Clock::time_point streak_started_;  // when the current streak's first probe finished
     Clock::time_point next_start_;
     std::shared_ptr<Probe> probe_;
 };

@@ -16,7 +16,8 @@
 //             known down after 3 probes, a live one up after 2);
 //  - a single contrary result resets the streak; streaks restart from zero after a
 //    transition; rise or fall of 0 is treated as 1;
-//  - on_change is called only on transitions, after on_result for the probe that caused it.
+//  - on_change is called only on transitions, after on_result for the probe that caused it;
+//    it carries when the streak's first probe finished (HealthChange::streak_started).
 //  - the first probe starts at once; each later one starts `interval` after the start of the
 //    previous one. Probes never overlap: if a probe takes longer than `interval` (only
 //    possible when timeout >= interval), the next one starts as soon as it has finished.
@@ -74,6 +75,9 @@ struct HealthChange {
     std::string key;
     Health from, to;
     ProbeResult last;  // the probe that completed the streak
+    // When the first probe of that streak finished: for a backend going down,
+    // when its failure was first seen (failover delays are measured from it).
+    std::chrono::steady_clock::time_point streak_started;
 };
 
 class HealthChecker {

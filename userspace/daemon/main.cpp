@@ -6,6 +6,7 @@
 #include <utility>  // before Asio: see daemon.h
 
 #include <boost/asio.hpp>
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -50,6 +51,9 @@ int main(int argc, char** argv) {
     // One line per event, no timestamps: journald (or the terminal) adds them.
     spdlog::set_default_logger(spdlog::stderr_color_mt("stickylbd"));
     spdlog::set_pattern("%^%l%$: %v");
+    // A memcached server closing its end must not kill the daemon: a write to it
+    // fails with EPIPE instead (the link retries).
+    std::signal(SIGPIPE, SIG_IGN);
     try {
         if (detach)
             return stickylb::detach_data_plane(config);

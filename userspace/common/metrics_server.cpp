@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/metrics_server.h"
+#include "common/metrics_server.h"
 
 #include <array>
 #include <charconv>

@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: Apache-2.0
+// stickylb-agent against two real memcached processes on loopback: the
+// protocol it serves, lock ownership, release on disconnect, breaking of dead
+// owners' locks, fencing, replication and repair, and upstream failures.
+// <utility> first: Boost 1.74 Asio uses std::exchange without including it (C++20, GCC 12).
+#include <utility>
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <chrono>
+#include <future>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "agent/agent.h"
+#include "agent/lock_tag.h"
+#include "agent/placement.h"
+#include "agent/session_record.h"
+#include "session/membership_view.h"
+#include "support/memcache_text_client.h"
+#include "support/memcached_process.h"
+#include "support/promtool.h"
+
+namespace stickylb::agent {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::MemcachedProcess;
+using testing::MemcacheTextClient;
+
+const std::string kPrefix = "memc.sess.key.";
+
+std::string lock_key(const std::string& sid) { return kPrefix + "lock." + sid; }
+std::string data_key(const std::string& sid) { return kPrefix + sid; }
+
+// One agent on its own io_context thread.
+class RunningAgent {
+public:
+    explicit RunningAgent(AgentConfig config) {
+        agent_ = std::make_unique<Agent>(io_, std::move(config));
+        agent_->start();
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~RunningAgent() {
+        boost::asio::post(io_, [this] { agent_->stop(); });
+        auto finished = std::async(std::launch::async, [this] { thread_.join(); });
+        if (finished.wait_for(5s) != std::future_status::ready) {
+            ADD_FAILURE() << "agent did not stop within 5 s of stop()";
+            io_.stop();
+        }
+        finished.wait();
+    }
+    std::uint16_t port() const { return agent_->port(); }
+    std::unique_ptr<MemcacheTextClient> client() { return std::make_unique<MemcacheTextClient>(port()); }
+
+    // A counter from the agent's own `stats` reply.
+    std::uint64_t stat(const std::string& name) {
+        MemcacheTextClient client(port());
+        client.send("stats\r\n");
+        for (;;) {
+            std::string line = client.read_line();
+            if (line == "END\r\n") break;
+            std::string prefix = "STAT " + name + " ";
+            if (line.starts_with(prefix)) return std::stoull(line.substr(prefix.size()));
+        }
+        ADD_FAILURE() << "no STAT " << name;
+        return 0;
+    }
+    std::string metrics() {
+        std::promise<std::string> text;
+        boost::asio::post(io_, [&] { text.set_value(agent_->metrics_text()); });
+        return text.get_future().get();
+    }
+
+private:
+    boost::asio::io_context io_{1};
+    std::unique_ptr<Agent> agent_;
+    std::thread thread_;
+};
+
+class AgentTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        STICKYLB_REQUIRE_MEMCACHED();
+        servers_[0] = std::make_unique<MemcachedProcess>();
+        servers_[1] = std::make_unique<MemcachedProcess>();
+    }
+
+    AgentConfig config(const std::string& backend) const {
+        AgentConfig config;
+        config.backend = backend;
+        config.cluster = "web";
+        config.listen = "127.0.0.1:0";
+        config.metrics_listen = "off";
+        config.upstreams = {servers_[0]->address(), servers_[1]->address()};
+        config.lock_wait = 50ms;
+        config.view_poll = 20ms;
+        return config;
+    }
+
+    MemcachedProcess& server(int index) { return *servers_[index]; }
+    std::unique_ptr<MemcacheTextClient> direct(int index) {
+        return std::make_unique<MemcacheTextClient>(servers_[index]->port());
+    }
+
+    // The membership view, written to both servers as stickylbd does.
+    void write_view(std::uint64_t epoch, const std::map<std::string, session::Member>& backends) {
+        session::MembershipView view{"web", epoch, 1763700000000, {backends.begin(), backends.end()}};
+        for (int i = 0; i < 2; ++i) {
+            EXPECT_EQ(direct(i)->store("set", session::members_key("web"), session::encode_view(view), 0, 30),
+                      "STORED\r\n");
+        }
+    }
+
+    // Waits (bounded) until `done` holds.
+    template <typename Predicate>
+    static bool eventually(Predicate done, std::chrono::milliseconds limit = 3s) {
+        auto deadline = std::chrono::steady_clock::now() + limit;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (done()) return true;
+            std::this_thread::sleep_for(10ms);
+        }
+        return done();
+    }
+
+    std::unique_ptr<MemcachedProcess> servers_[2];
+};
+
+// ------------------------------------------------------------ protocol subset
+
+TEST_F(AgentTest, PassesOtherKeysThroughToTheServerTheyHashTo) {
+    RunningAgent agent(config("be1"));
+    auto client = agent.client();
+    EXPECT_EQ(client->store("set", "user:42", "hello", 7), "STORED\r\n");
+    EXPECT_EQ(client->get_raw("user:42"), "VALUE user:42 7 5\r\nhello\r\nEND\r\n");
+    EXPECT_EQ(client->store("add", "user:42", "x"), "NOT_STORED\r\n");
+    EXPECT_EQ(client->store("replace", "user:42", "hi"), "STORED\r\n");
+    EXPECT_EQ(client->store("append", "user:42", "!!"), "STORED\r\n");
+    EXPECT_EQ(client->store("prepend", "user:42", "<"), "STORED\r\n");
+    EXPECT_EQ(client->get("user:42"), "<hi!!");
+    EXPECT_EQ(client->store("set", "n", "10"), "STORED\r\n");
+    EXPECT_EQ(client->command("incr n 5"), "15\r\n");
+    EXPECT_EQ(client->command("decr n 20"), "0\r\n");
+    EXPECT_EQ(client->command("touch n 100"), "TOUCHED\r\n");
+    EXPECT_EQ(client->command("delete n"), "DELETED\r\n");
+    EXPECT_EQ(client->command("delete n"), "NOT_FOUND\r\n");
+    EXPECT_EQ(client->command("incr n 1"), "NOT_FOUND\r\n");
+
+    // gets/cas through the agent: the CAS the client sees is the server's.
+    std::string gets = client->get_raw("user:42", "gets");
+    std::string cas = gets.substr(gets.rfind(' ', gets.find("\r\n")) + 1, gets.find("\r\n") - gets.rfind(' ', gets.find("\r\n")) - 1);
+    client->send("cas user:42 0 0 1 " + cas + "\r\nz\r\n");
+    EXPECT_EQ(client->read_line(), "STORED\r\n");
+    client->send("cas user:42 0 0 1 " + cas + "\r\ny\r\n");
+    EXPECT_EQ(client->read_line(), "EXISTS\r\n");
+
+    // Several keys in one get, one missing.
+    EXPECT_EQ(client->store("set", "a", "1"), "STORED\r\n");
+    EXPECT_EQ(client->store("set", "b", "22"), "STORED\r\n");
+    EXPECT_EQ(client->get_raw("a missing b"), "VALUE a 0 1\r\n1\r\nVALUE b 0 2\r\n22\r\nEND\r\n");
+
+    // The key lives on exactly the server rendezvous hashing names, unchanged.
+    std::vector<std::string_view> names;
+    std::vector<std::string> owned = {server(0).address(), server(1).address()};
+    for (const auto& name : owned) names.push_back(name);
+    int home = static_cast<int>(rank_servers(names, "user:42").front());
+    EXPECT_EQ(direct(home)->get("user:42"), "z");
+    EXPECT_EQ(direct(1 - home)->get("user:42"), std::nullopt);
+}
+
+TEST_F(AgentTest, AnswersVersionVerbosityStatsAndQuit) {
+    RunningAgent agent(config("be1"));
+    auto client = agent.client();
+    EXPECT_TRUE(client->command("version").starts_with("VERSION 1.6.0-stickylb-agent-"));
+    EXPECT_EQ(client->command("verbosity 1"), "OK\r\n");
+    client->send("verbosity 1 noreply\r\nversion\r\n");
+    EXPECT_TRUE(client->read_line().starts_with("VERSION"));
+    client->get_raw("x");
+    EXPECT_GE(agent.stat("cmd_get"), 1u);
+    EXPECT_GE(agent.stat("cmd_version"), 2u);
+    client->send("quit\r\n");
+    EXPECT_TRUE(client->closed_by_peer());
+}
+
+TEST_F(AgentTest, BadInputGetsAnErrorAndTheConnectionStaysUsable) {
+    RunningAgent agent(config("be1"));
+    auto client = agent.client();
+    EXPECT_EQ(client->command(std::string("get ") + std::string(251, 'k')).substr(0, 12), "CLIENT_ERROR");
+    EXPECT_EQ(client->command("get bad\x01key").substr(0, 12), "CLIENT_ERROR");
+    EXPECT_EQ(client->command("bogus"), "ERROR\r\n");
+    client->send("set k 0 0 2097152\r\n" + std::string(2097152, 'x') + "\r\n");
+    EXPECT_EQ(client->read_line(), "SERVER_ERROR object too large for cache\r\n");
+    EXPECT_EQ(client->store("set", "k", "fine"), "STORED\r\n");
+    EXPECT_EQ(client->get("k"), "fine");
+    EXPECT_GE(agent.stat("protocol_errors"), 4u);
+}
+
+// ------------------------------------------------------------ lock ownership
+
+TEST_F(AgentTest, ALockBelongsToTheConnectionThatTookIt) {
+    RunningAgent agent(config("be1"));
+    auto owner = agent.client();
+    auto other = agent.client();
+    EXPECT_EQ(owner->store("add", lock_key("s1"), "1", 0, 30), "STORED\r\n");
+    EXPECT_EQ(other->store("add", lock_key("s1"), "1", 0, 30), "NOT_STORED\r\n");
+    // Fenced: a delete of a lock the connection does not own is refused.
+    EXPECT_TRUE(other->command("delete " + lock_key("s1")).starts_with("SERVER_ERROR fenced"));
+    EXPECT_EQ(agent.stat("fenced_unlocks_refused"), 1u);
+    EXPECT_EQ(other->store("add", lock_key("s1"), "1", 0, 30), "NOT_STORED\r\n");
+    EXPECT_EQ(owner->command("delete " + lock_key("s1")), "DELETED\r\n");
+    EXPECT_EQ(other->store("add", lock_key("s1"), "1", 0, 30), "STORED\r\n");
+
+    // Upstream the lock carries its owner's tag, not the client's "1".
+    std::vector<std::string> names = {server(0).address(), server(1).address()};
+    std::vector<std::string_view> views(names.begin(), names.end());
+    int home = static_cast<int>(rank_servers(views, lock_key("s1")).front());
+    auto stored = direct(home)->get(lock_key("s1"));
+    ASSERT_TRUE(stored.has_value());
+    auto tag = parse_lock_tag(*stored);
+    ASSERT_TRUE(tag.has_value()) << *stored;
+    EXPECT_EQ(tag->backend, "be1");
+}
+
+TEST_F(AgentTest, ClosingTheConnectionReleasesItsLocksAtOnce) {
+    RunningAgent agent(config("be1"));
+    auto worker = agent.client();
+    EXPECT_EQ(worker->store("add", lock_key("s2"), "1", 0, 30), "STORED\r\n");
+    worker->close();  // a PHP worker killed mid-request
+    auto next = agent.client();
+    EXPECT_TRUE(eventually([&] { return next->store("add", lock_key("s2"), "1", 0, 30) == "STORED\r\n"; }));
+    EXPECT_EQ(agent.stat("locks_released_on_disconnect"), 1u);
+}
+
+TEST_F(AgentTest, AWaiterIsWokenWhenALocalHolderReleases) {
+    AgentConfig settings = config("be1");
+    settings.lock_wait = 5s;
+    RunningAgent agent(settings);
+    auto holder = agent.client();
+    auto waiter = agent.client();
+    EXPECT_EQ(holder->store("add", lock_key("s3"), "1", 0, 30), "STORED\r\n");
+    auto waited = std::async(std::launch::async, [&] { return waiter->store("add", lock_key("s3"), "1", 0, 30); });
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(holder->command("delete " + lock_key("s3")), "DELETED\r\n");
+    // Well before lock_wait (5 s) runs out: the release woke it.
+    ASSERT_EQ(waited.wait_for(3s), std::future_status::ready);
+    EXPECT_EQ(waited.get(), "STORED\r\n");
+}
+
+TEST_F(AgentTest, AHeldLockIsRenewedPastItsLease) {
+    AgentConfig settings = config("be1");
+    settings.lock_lease = 1s;
+    RunningAgent agent(settings);
+    auto holder = agent.client();
+    EXPECT_EQ(holder->store("add", lock_key("s4"), "1", 0, 1), "STORED\r\n");
+    std::this_thread::sleep_for(2500ms);  // 2.5 leases
+    auto other = agent.client();
+    EXPECT_EQ(other->store("add", lock_key("s4"), "1", 0, 1), "NOT_STORED\r\n");
+    EXPECT_GE(agent.stat("lock_renewals"), 2u);
+    EXPECT_EQ(holder->command("delete " + lock_key("s4")), "DELETED\r\n");
+}
+
+// ------------------------------------------------------------ breaking dead owners' locks
+
+TEST_F(AgentTest, ALockOfABackendTheViewSaysIsDownIsBrokenAtOnce) {
+    RunningAgent be1(config("be1"));
+    RunningAgent be2(config("be2"));
+    write_view(1, {{"be1", {session::MemberState::up, 1}}, {"be2", {session::MemberState::up, 1}}});
+    ASSERT_TRUE(eventually([&] { return be2.stat("incarnation") == 1 && be1.stat("view_epoch") == 1; }));
+    auto on_be2 = be2.client();
+    EXPECT_EQ(on_be2->store("add", lock_key("s5"), "1", 0, 30), "STORED\r\n");
+    auto on_be1 = be1.client();
+    EXPECT_EQ(on_be1->store("add", lock_key("s5"), "1", 0, 30), "NOT_STORED\r\n");  // a live owner
+
+    write_view(2, {{"be1", {session::MemberState::up, 1}}, {"be2", {session::MemberState::down, 1}}});
+    ASSERT_TRUE(eventually([&] { return be1.stat("view_epoch") == 2; }));
+    EXPECT_EQ(on_be1->store("add", lock_key("s5"), "1", 0, 30), "STORED\r\n");
+    EXPECT_EQ(be1.stat("locks_broken_owner_down"), 1u);
+}
+
+TEST_F(AgentTest, ALockOfAnOlderIncarnationIsBroken) {
+    RunningAgent be1(config("be1"));
+    RunningAgent be2(config("be2"));
+    write_view(1, {{"be1", {session::MemberState::up, 1}}, {"be2", {session::MemberState::up, 1}}});
+    ASSERT_TRUE(eventually([&] { return be2.stat("incarnation") == 1; }));
+    auto on_be2 = be2.client();
+    EXPECT_EQ(on_be2->store("add", lock_key("s6"), "1", 0, 30), "STORED\r\n");
+    // be2 died and came back: incarnation 2. Its old lock is stale.
+    write_view(2, {{"be1", {session::MemberState::up, 1}}, {"be2", {session::MemberState::up, 2}}});
+    ASSERT_TRUE(eventually([&] { return be1.stat("view_epoch") == 2; }));
+    auto on_be1 = be1.client();
+    EXPECT_EQ(on_be1->store("add", lock_key("s6"), "1", 0, 30), "STORED\r\n");
+    EXPECT_EQ(be1.stat("locks_broken_stale_incarnation"), 1u);
+}
+
+TEST_F(AgentTest, WithoutAViewALiveOwnersLockIsNeverBroken) {
+    RunningAgent be1(config("be1"));
+    RunningAgent be2(config("be2"));
+    auto on_be2 = be2.client();
+    EXPECT_EQ(on_be2->store("add", lock_key("s7"), "1", 0, 30), "STORED\r\n");
+    auto on_be1 = be1.client();
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(on_be1->store("add", lock_key("s7"), "1", 0, 30), "NOT_STORED\r\n");
+    // Nor a lock taken by a client that bypasses the agent (the stock "1").
+    std::vector<std::string> names = {server(0).address(), server(1).address()};
+    std::vector<std::string_view> views(names.begin(), names.end());
+    int home = static_cast<int>(rank_servers(views, lock_key("s8")).front());
+    EXPECT_EQ(direct(home)->store("add", lock_key("s8"), "1", 0, 30), "STORED\r\n");
+    EXPECT_EQ(on_be1->store("add", lock_key("s8"), "1", 0, 30), "NOT_STORED\r\n");
+    EXPECT_EQ(be1.stat("locks_broken_owner_down") + be1.stat("locks_broken_stale_incarnation") +
+                  be1.stat("locks_broken_agent_restarted") + be1.stat("locks_broken_orphaned"),
+              0u);
+}
+
+TEST_F(AgentTest, ARestartedAgentBreaksTheLocksOfItsPreviousLife) {
+    std::vector<std::string> names = {server(0).address(), server(1).address()};
+    std::vector<std::string_view> views(names.begin(), names.end());
+    int home = static_cast<int>(rank_servers(views, lock_key("s9")).front());
+    {
+        RunningAgent before(config("be1"));
+        auto client = before.client();
+        EXPECT_EQ(client->store("add", lock_key("s9"), "1", 0, 30), "STORED\r\n");
+        // Simulate a crash: the agent's release never reaches memcached.
+        auto stored = direct(home)->get(lock_key("s9"));
+        ASSERT_TRUE(stored.has_value());
+        client->close();
+        ASSERT_TRUE(eventually([&] { return before.stat("locks_held") == 0; }));
+        EXPECT_EQ(direct(home)->store("set", lock_key("s9"), *stored, 0, 30), "STORED\r\n");
+    }
+    RunningAgent after(config("be1"));
+    auto client = after.client();
+    EXPECT_EQ(client->store("add", lock_key("s9"), "1", 0, 30), "STORED\r\n");
+    EXPECT_EQ(after.stat("locks_broken_agent_restarted"), 1u);
+}
+
+// ------------------------------------------------------------ fencing and versions
+
+TEST_F(AgentTest, ASessionWriteUnderSomeoneElsesLockIsRefused) {
+    RunningAgent agent(config("be1"));
+    auto holder = agent.client();
+    auto intruder = agent.client();
+    EXPECT_EQ(holder->store("add", lock_key("f1"), "1", 0, 30), "STORED\r\n");
+    EXPECT_TRUE(intruder->store("set", data_key("f1"), "n|i:99;").starts_with("SERVER_ERROR fenced"));
+    EXPECT_EQ(agent.stat("fenced_writes_refused"), 1u);
+    EXPECT_EQ(holder->get(data_key("f1")), std::nullopt);
+    EXPECT_EQ(holder->store("set", data_key("f1"), "n|i:1;", 0, 1440), "STORED\r\n");
+    EXPECT_EQ(holder->command("delete " + lock_key("f1")), "DELETED\r\n");
+    // Nobody holds it now: a write without the lock (locking off) is allowed.
+    EXPECT_EQ(intruder->get(data_key("f1")), "n|i:1;");
+    EXPECT_EQ(intruder->store("set", data_key("f1"), "n|i:2;", 0, 1440), "STORED\r\n");
+    EXPECT_EQ(holder->get(data_key("f1")), "n|i:2;");
+}
+
+TEST_F(AgentTest, AWriteNeverReplacesACopyItHasNotSeen) {
+    RunningAgent agent(config("be1"));
+    auto first = agent.client();
+    auto second = agent.client();
+    EXPECT_EQ(first->store("set", data_key("v1"), "n|i:0;"), "STORED\r\n");
+    // Both read version 1 (no locking, like sess_locking=Off).
+    EXPECT_EQ(first->get(data_key("v1")), "n|i:0;");
+    EXPECT_EQ(second->get(data_key("v1")), "n|i:0;");
+    EXPECT_EQ(first->store("set", data_key("v1"), "n|i:1;"), "STORED\r\n");
+    // The second would overwrite an update it never saw: refused, not lost silently.
+    EXPECT_TRUE(second->store("set", data_key("v1"), "n|i:1;").starts_with("SERVER_ERROR conflict"));
+    EXPECT_EQ(agent.stat("write_conflicts"), 1u);
+    // After reading again, it may write.
+    EXPECT_EQ(second->get(data_key("v1")), "n|i:1;");
+    EXPECT_EQ(second->store("set", data_key("v1"), "n|i:2;"), "STORED\r\n");
+}
+
+TEST_F(AgentTest, ABrokenOwnersLateWriteIsRefused) {
+    RunningAgent be1(config("be1"));
+    RunningAgent be2(config("be2"));
+    write_view(1, {{"be1", {session::MemberState::up, 1}}, {"be2", {session::MemberState::up, 1}}});
+    ASSERT_TRUE(eventually([&] { return be1.stat("view_epoch") == 1 && be2.stat("view_epoch") == 1; }));
+    auto slow = be2.client();
+    EXPECT_EQ(slow->store("add", lock_key("z1"), "1", 0, 30), "STORED\r\n");
+    EXPECT_EQ(slow->get(data_key("z1")), std::nullopt);
+    // be2 declared down while its request still runs (a partition): be1 takes over.
+    write_view(2, {{"be1", {session::MemberState::up, 1}}, {"be2", {session::MemberState::down, 1}}});
+    ASSERT_TRUE(eventually([&] { return be1.stat("view_epoch") == 2; }));
+    auto next = be1.client();
+    EXPECT_EQ(next->store("add", lock_key("z1"), "1", 0, 30), "STORED\r\n");
+    EXPECT_EQ(next->get(data_key("z1")), std::nullopt);
+    EXPECT_EQ(next->store("set", data_key("z1"), "from-be1"), "STORED\r\n");
+    // The old owner's write arrives late: refused, the newer session stays.
+    EXPECT_TRUE(slow->store("set", data_key("z1"), "from-be2").starts_with("SERVER_ERROR"));
+    EXPECT_EQ(next->get(data_key("z1")), "from-be1");
+}
+
+// ------------------------------------------------------------ replication
+
+TEST_F(AgentTest, SessionsAreKeptOnTwoServersAndSurviveOneRestartingEmpty) {
+    RunningAgent agent(config("be1"));
+    auto client = agent.client();
+    for (int user = 0; user < 10; ++user) {
+        EXPECT_EQ(client->store("set", data_key("r" + std::to_string(user)), "n|i:" + std::to_string(user) + ";", 0, 1440),
+                  "STORED\r\n");
+    }
+    // Both servers hold every session, behind the record header.
+    for (int i = 0; i < 2; ++i) {
+        auto copy = direct(i)->get(data_key("r3"));
+        ASSERT_TRUE(copy.has_value());
+        EXPECT_EQ(decode_session_record(*copy).payload, "n|i:3;");
+        EXPECT_EQ(decode_session_record(*copy).version, 1u);
+    }
+    server(0).restart();  // back, empty
+    // Every read finds the session; the reads that reach the restarted server
+    // (once it is out of its connect backoff) put the copies back.
+    auto read_everyone = [&] {
+        for (int user = 0; user < 10; ++user) {
+            EXPECT_EQ(client->get(data_key("r" + std::to_string(user))), "n|i:" + std::to_string(user) + ";")
+                << "user " << user;
+        }
+        return agent.stat("replica_repairs") == 10;
+    };
+    EXPECT_TRUE(eventually(read_everyone));
+    auto repaired = direct(0)->get(data_key("r3"));
+    ASSERT_TRUE(repaired.has_value());
+    EXPECT_EQ(decode_session_record(*repaired).payload, "n|i:3;");
+    // And writes go on from the surviving version.
+    EXPECT_EQ(client->store("set", data_key("r3"), "n|i:4;", 0, 1440), "STORED\r\n");
+    EXPECT_EQ(decode_session_record(*direct(0)->get(data_key("r3"))).version, 2u);
+}
+
+TEST_F(AgentTest, AServerThatMissedWritesWhileDownIsRepairedOnRead) {
+    RunningAgent agent(config("be1"));
+    auto client = agent.client();
+    EXPECT_EQ(client->store("set", data_key("m1"), "v1", 0, 1440), "STORED\r\n");
+    server(1).pause();  // hangs: writes to it time out
+    EXPECT_EQ(client->get(data_key("m1")), "v1");
+    EXPECT_EQ(client->store("set", data_key("m1"), "v2", 0, 1440), "STORED\r\n");
+    server(1).resume();
+    // Its copy is version 1; reading through the agent repairs it to version 2.
+    auto fresh = agent.client();
+    EXPECT_TRUE(eventually([&] { return fresh->get(data_key("m1")) == std::optional<std::string>("v2") &&
+                                        decode_session_record(direct(1)->get(data_key("m1")).value_or("")).payload == "v2"; }));
+}
+
+// ------------------------------------------------------------ upstream failures
+
+TEST_F(AgentTest, UpstreamsDownGiveErrorsAndTheAgentRecovers) {
+    RunningAgent agent(config("be1"));
+    auto client = agent.client();
+    EXPECT_EQ(client->store("set", "k", "v"), "STORED\r\n");
+    server(0).kill();
+    server(1).kill();
+    EXPECT_TRUE(client->store("set", "k", "v").starts_with("SERVER_ERROR"));
+    EXPECT_TRUE(client->get_raw(data_key("gone")).starts_with("END") ||
+                client->get_raw(data_key("gone")).starts_with("SERVER_ERROR"));
+    server(0).restart();
+    server(1).restart();
+    EXPECT_TRUE(eventually([&] { return client->store("set", "k", "again") == "STORED\r\n"; }, 5s));
+}
+
+TEST_F(AgentTest, AHungServerDoesNotBlockRequestsToTheOther) {
+    RunningAgent agent(config("be1"));
+    std::vector<std::string> names = {server(0).address(), server(1).address()};
+    std::vector<std::string_view> views(names.begin(), names.end());
+    std::string on_hung, on_healthy;
+    for (int i = 0; on_hung.empty() || on_healthy.empty(); ++i) {
+        std::string key = "key" + std::to_string(i);
+        (rank_servers(views, key).front() == 0 ? on_hung : on_healthy) = key;
+    }
+    server(0).pause();
+    auto stuck = agent.client();
+    auto free = agent.client();
+    auto pending = std::async(std::launch::async, [&] { return stuck->store("set", on_hung, "x"); });
+    // Served while the other request waits on the hung server.
+    EXPECT_EQ(free->store("set", on_healthy, "y"), "STORED\r\n");
+    EXPECT_EQ(free->get(on_healthy), "y");
+    EXPECT_TRUE(pending.get().starts_with("SERVER_ERROR"));
+    server(0).resume();
+}
+
+TEST_F(AgentTest, MetricsPassPromtool) {
+    RunningAgent agent(config("be1"));
+    auto client = agent.client();
+    EXPECT_EQ(client->store("add", lock_key("p1"), "1", 0, 30), "STORED\r\n");
+    EXPECT_EQ(client->store("set", data_key("p1"), "x"), "STORED\r\n");
+    std::string text = agent.metrics();
+    EXPECT_NE(text.find("stickylb_agent_locks_taken_total 1"), std::string::npos) << text;
+    EXPECT_NE(text.find("stickylb_agent_upstream_up{server=\"" + server(0).address() + "\"} 1"), std::string::npos);
+    testing::expect_promtool_passes(text);
+}
+
+}  // namespace
+}  // namespace stickylb::agent

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// stickylb-agent's counters, shown two ways: the memcached `stats` command
+// (STAT lines, for operators used to memcached) and Prometheus /metrics.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "agent/lock_tag.h"
+#include "agent/protocol.h"
+#include "common/prometheus.h"
+
+namespace stickylb::agent {
+
+inline constexpr std::size_t kCommandCount = static_cast<std::size_t>(Command::stats) + 1;
+inline constexpr std::size_t kBreakReasonCount = static_cast<std::size_t>(BreakReason::orphaned) + 1;
+
+struct AgentStats {
+    std::array<std::uint64_t, kCommandCount> requests{};  // by Command
+    std::uint64_t protocol_errors = 0;                    // requests answered with ERROR / CLIENT_ERROR by the parser
+    std::uint64_t connections_total = 0;
+    std::uint64_t connections_current = 0;
+
+    std::uint64_t locks_taken = 0;
+    std::uint64_t locks_busy = 0;               // lock attempts answered NOT_STORED (held by a live owner)
+    std::uint64_t locks_released = 0;           // by the client's own delete
+    std::uint64_t locks_released_on_disconnect = 0;
+    std::array<std::uint64_t, kBreakReasonCount> locks_broken{};  // by BreakReason (none unused)
+    std::uint64_t lock_renewals = 0;
+    std::uint64_t locks_lost = 0;               // found taken over or gone while held
+    std::uint64_t fenced_unlocks_refused = 0;
+    std::uint64_t fenced_writes_refused = 0;
+    metrics::Histogram lock_wait_seconds{{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
+
+    std::uint64_t session_reads = 0;
+    std::uint64_t session_writes = 0;
+    std::uint64_t replica_repairs = 0;
+    std::uint64_t write_conflicts = 0;          // a newer copy found where we meant to write
+    std::uint64_t view_updates = 0;             // polls that found a view with a new epoch
+};
+
+struct UpstreamSample {
+    std::string server;
+    bool up = false;
+    std::uint64_t requests = 0, errors = 0, connect_failures = 0;
+};
+
+struct StatsContext {
+    const AgentStats* stats = nullptr;
+    std::vector<UpstreamSample> upstreams;
+    std::chrono::seconds uptime{0};
+    bool view_present = false;
+    double view_age_seconds = 0;   // now - written_ms of the view in use
+    std::uint64_t view_epoch = 0;
+    std::uint64_t incarnation = 0;  // this backend's, per the view (0: unknown)
+    std::uint64_t locks_held = 0;   // right now, by this agent's clients
+    std::string backend, cluster, version;
+};
+
+// "STAT name value\r\n" lines then "END\r\n".
+std::string render_memcached_stats(const StatsContext& context);
+std::string render_prometheus(const StatsContext& context);
+
+}  // namespace stickylb::agent

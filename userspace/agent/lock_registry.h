@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The session locks this agent holds for its clients, and the clients waiting
+// for one of them. A lock released here wakes its local waiters at once, so
+// requests queued on one backend take the lock in turn without sleeping out
+// their retry interval.
+// <utility> first: Boost 1.74 Asio uses std::exchange without including it (C++20, GCC 12).
+#include <utility>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace stickylb::agent {
+
+class UpstreamServer;
+
+struct HeldLock {
+    std::string key;         // the client's lock key, also the upstream key
+    std::string session_id;
+    UpstreamServer* server = nullptr;
+    std::string tag;         // encoded LockTag: the upstream value
+    std::uint64_t token = 0;
+    std::uint64_t cas = 0;   // upstream CAS of our value, updated by renewals
+    std::uint64_t owner = 0; // client connection id
+    bool lost = false;       // found taken over or gone: writes under it are refused
+};
+
+class LockRegistry {
+public:
+    HeldLock* find(const std::string& key);
+    bool token_held(std::uint64_t token) const { return tokens_.contains(token); }
+    std::size_t size() const { return locks_.size(); }
+
+    HeldLock& add(HeldLock lock);
+    // Forgets the lock (if `token` still names it) and wakes its waiters.
+    void remove(const std::string& key, std::uint64_t token);
+
+    // Keys of every held lock (a copy: renewals run while locks come and go).
+    std::vector<std::string> keys() const;
+
+    // A waiter's timer is cancelled when the lock is released here.
+    void add_waiter(const std::string& key, boost::asio::steady_timer* timer);
+    void remove_waiter(const std::string& key, boost::asio::steady_timer* timer);
+
+private:
+    std::map<std::string, HeldLock> locks_;
+    std::set<std::uint64_t> tokens_;
+    std::map<std::string, std::vector<boost::asio::steady_timer*>> waiters_;
+};
+
+}  // namespace stickylb::agent

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/session_record.h"
+
+namespace stickylb::agent {
+
+namespace {
+
+constexpr std::string_view kMagic{"SLB\x01", 4};
+
+void put_u64(std::string& out, std::uint64_t value) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+std::uint64_t get_u64(std::string_view in) {
+    std::uint64_t value = 0;
+    for (int i = 7; i >= 0; --i) value = (value << 8) | static_cast<unsigned char>(in[i]);
+    return value;
+}
+
+}  // namespace
+
+std::string encode_session_record(const SessionRecord& record) {
+    std::string out;
+    out.reserve(kSessionRecordHeaderBytes + record.payload.size());
+    out += kMagic;
+    put_u64(out, record.version);
+    put_u64(out, record.write_id);
+    out += record.payload;
+    return out;
+}
+
+SessionRecord decode_session_record(std::string_view stored) {
+    if (stored.size() < kSessionRecordHeaderBytes || !stored.starts_with(kMagic)) {
+        return SessionRecord{0, 0, std::string(stored)};
+    }
+    return SessionRecord{get_u64(stored.substr(4, 8)), get_u64(stored.substr(12, 8)),
+                         std::string(stored.substr(kSessionRecordHeaderBytes))};
+}
+
+bool newer_than(const SessionRecord& a, const SessionRecord& b) {
+    if (a.version != b.version) return a.version > b.version;
+    return a.write_id > b.write_id;
+}
+
+}  // namespace stickylb::agent

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// How a session is stored upstream: the client's bytes behind a 20-byte
+// header, so replicas can be compared and a stale one repaired.
+//   "SLB\x01" | version (u64 LE) | write id (u64 LE) | payload
+// version grows by one per write; write id is random per write, so two writes
+// of the same version (a split brain) are told apart. A value without the
+// header (written by a client that bypassed the agent) reads as version 0.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace stickylb::agent {
+
+struct SessionRecord {
+    std::uint64_t version = 0;
+    std::uint64_t write_id = 0;
+    std::string payload;
+    bool operator==(const SessionRecord&) const = default;
+};
+
+inline constexpr std::size_t kSessionRecordHeaderBytes = 20;
+
+std::string encode_session_record(const SessionRecord& record);
+SessionRecord decode_session_record(std::string_view stored);
+
+// Which of two copies is the newer: higher version, then higher write id.
+bool newer_than(const SessionRecord& a, const SessionRecord& b);
+
+}  // namespace stickylb::agent

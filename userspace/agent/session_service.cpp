@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/session_service.h"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <charconv>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/session_keys.h"
+
+namespace stickylb::agent {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// A lock attempt that keeps meeting a changing lock gives up after this many rounds.
+constexpr int kMaxLockRounds = 64;
+// How often a waiter looks again at a lock held by another host.
+constexpr std::chrono::milliseconds kRemotePoll{20};
+// Write attempts per replica when its copy changed under us without conflict.
+constexpr int kWriteRetries = 3;
+
+std::string meta_set(std::string_view key, std::string_view value, std::string_view flags) {
+    std::string wire;
+    wire.reserve(key.size() + value.size() + flags.size() + 32);
+    wire += "ms ";
+    wire += key;
+    wire += ' ';
+    wire += std::to_string(value.size());
+    if (!flags.empty()) {
+        wire += ' ';
+        wire += flags;
+    }
+    wire += "\r\n";
+    wire += value;
+    wire += "\r\n";
+    return wire;
+}
+
+std::string meta_get(std::string_view key, std::string_view flags) {
+    std::string wire = "mg " + std::string(key);
+    if (!flags.empty()) wire += ' ' + std::string(flags);
+    return wire + "\r\n";
+}
+
+std::uint64_t reply_number(const Reply& reply, char flag) {
+    std::uint64_t value = 0;
+    if (auto text = reply.flag(flag)) std::from_chars(text->data(), text->data() + text->size(), value);
+    return value;
+}
+
+// memcached's clock ticks in whole seconds, so "T<n>" lives between n-1 and n
+// seconds: one more second keeps a lock for at least its lease.
+std::string lease_flag(std::chrono::milliseconds lease) {
+    auto seconds = std::chrono::ceil<std::chrono::seconds>(lease).count();
+    return "T" + std::to_string(std::max<long long>(1, seconds) + 1);
+}
+
+std::string upstream_failure(const UpstreamServer& server, const CallResult& result) {
+    if (result.error) return server_error("upstream " + server.name() + ": " + result.error.message());
+    return server_error("upstream " + server.name() + ": unexpected reply '" + result.reply.line + "'");
+}
+
+bool is_storage(Command command) {
+    switch (command) {
+    case Command::set: case Command::add: case Command::replace:
+    case Command::append: case Command::prepend: case Command::cas:
+        return true;
+    default:
+        return false;
+    }
+}
+
+// The request as memcached's classic text protocol, always asking for a reply
+// (the agent needs it to know the outcome even when its client said noreply).
+std::string classic_wire(const Request& request) {
+    std::string wire(command_name(request.command));
+    for (const std::string& key : request.keys) {
+        wire += ' ';
+        wire += key;
+    }
+    if (is_storage(request.command)) {
+        wire += ' ' + std::to_string(request.flags) + ' ' + std::to_string(request.exptime) + ' ' +
+                std::to_string(request.data.size());
+        if (request.command == Command::cas) wire += ' ' + std::to_string(request.cas_unique);
+        wire += "\r\n";
+        wire += request.data;
+    } else if (request.command == Command::touch) {
+        wire += ' ' + std::to_string(request.exptime);
+    } else if (request.command == Command::incr || request.command == Command::decr) {
+        wire += ' ' + std::to_string(request.delta);
+    }
+    wire += "\r\n";
+    return wire;
+}
+
+}  // namespace
+
+SessionService::SessionService(const AgentConfig& config, UpstreamGroup& upstreams, AgentStats& stats)
+    : config_(config), upstreams_(upstreams), stats_(stats), random_(std::random_device{}()) {
+    self_.backend = config.backend;
+    do {
+        self_.instance = random64();
+    } while (self_.instance == 0);
+}
+
+std::uint64_t SessionService::incarnation() const {
+    if (!view_) return 0;
+    const session::Member* member = view_->find(self_.backend);
+    return member == nullptr ? 0 : member->incarnation;
+}
+
+UpstreamServer& SessionService::lock_server(const std::string& key) {
+    return *upstreams_.placement(key, 1).front();
+}
+
+asio::awaitable<std::string> SessionService::handle(ClientState& client, const Request& request) {
+    switch (request.command) {
+    case Command::get:
+    case Command::gets:
+        co_return co_await get(client, request);
+    case Command::version:
+        co_return "VERSION 1.6.0-stickylb-agent-" STICKYLB_VERSION "\r\n";
+    case Command::verbosity:
+        co_return std::string(kOk);
+    case Command::quit:
+    case Command::stats:
+        co_return std::string();  // the connection answers these itself
+    default:
+        break;
+    }
+    const std::string& key = request.keys.at(0);
+    SessionKey kind = classify_key(key, config_.session_prefix);
+    if (kind.kind == SessionKey::Kind::lock) {
+        if (request.command == Command::add) co_return co_await lock(client, request, kind.session_id);
+        if (request.command == Command::del) co_return co_await unlock(client, key);
+    } else if (kind.kind == SessionKey::Kind::data) {
+        switch (request.command) {
+        case Command::set:
+        case Command::add:
+        case Command::replace:
+            co_return co_await write_session(client, request, kind.session_id);
+        case Command::del:
+            co_return co_await delete_session(client, request, kind.session_id);
+        case Command::touch:
+            co_return co_await touch_session(request);
+        default:
+            co_return client_error("command not supported on session keys (they are versioned and replicated)");
+        }
+    }
+    co_return co_await pass_through(request);
+}
+
+asio::awaitable<std::string> SessionService::get(ClientState& client, const Request& request) {
+    std::string out;
+    const bool with_cas = request.command == Command::gets;
+    for (const std::string& key : request.keys) {
+        SessionKey kind = classify_key(key, config_.session_prefix);
+        if (kind.kind == SessionKey::Kind::data) {
+            ClientState::SessionRead read = co_await read_session(key);
+            if (read.newest) {
+                // A session's CAS for the client is its version: gets/cas on sessions is not offered.
+                out += value_reply(key, read.flags, read.newest->payload,
+                                   with_cas ? std::optional<std::uint64_t>(read.newest->version) : std::nullopt);
+            }
+            client.reads[std::string(kind.session_id)] = std::move(read);
+            continue;
+        }
+        UpstreamServer& server = *upstreams_.placement(key, 1).front();
+        CallResult result = co_await call(server, std::string(with_cas ? "gets " : "get ") + key + "\r\n",
+                                          ReplyShape::values);
+        if (!result.ok() || result.reply.line != "END") co_return upstream_failure(server, result);
+        for (const Reply::Value& value : result.reply.values) {
+            out += value_reply(value.key, value.flags, value.data, with_cas ? value.cas : std::nullopt);
+        }
+    }
+    out += kEnd;
+    co_return out;
+}
+
+asio::awaitable<std::string> SessionService::lock(ClientState& client, const Request& request, std::string_view sid) {
+    const std::string& key = request.keys[0];
+    if (client.locks.contains(key)) co_return std::string(kNotStored);
+    const auto first_try = client.lock_attempts.try_emplace(key, Clock::now()).first->second;
+    const auto deadline = Clock::now() + config_.lock_wait;
+    const std::string lease = lease_flag(config_.lock_lease);
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(executor);
+
+    for (int round = 0; round < kMaxLockRounds; ++round) {
+        UpstreamServer& server = lock_server(key);
+        LockTag tag{self_.backend, incarnation(), self_.instance, random64()};
+        const std::string value = encode_lock_tag(tag);
+        auto take = [&](const HeldLock& held) {
+            locks_.add(held);
+            client.locks.insert(key);
+            client.lock_attempts.erase(key);
+            ++stats_.locks_taken;
+            stats_.lock_wait_seconds.observe(std::chrono::duration<double>(Clock::now() - first_try).count());
+        };
+
+        CallResult added = co_await call(server, meta_set(key, value, "ME " + lease + " c"), ReplyShape::meta);
+        if (!added.ok()) co_return upstream_failure(server, added);
+        if (added.reply.meta_code() == "HD") {
+            take(HeldLock{key, std::string(sid), &server, value, tag.token, reply_number(added.reply, 'c'), client.id});
+            co_return std::string(kStored);
+        }
+        if (added.reply.meta_code() != "NS") co_return upstream_failure(server, added);
+
+        // Held: by whom, and may it be broken?
+        CallResult holder = co_await call(server, meta_get(key, "v c"), ReplyShape::meta);
+        if (!holder.ok()) co_return upstream_failure(server, holder);
+        if (holder.reply.meta_code() == "EN") continue;  // released in between: try again now
+        bool held_here = false;
+        if (holder.reply.meta_code() == "VA") {
+            if (auto owner = parse_lock_tag(holder.reply.data)) {
+                held_here = owner->instance == self_.instance && locks_.token_held(owner->token);
+                BreakReason reason = break_reason(*owner, view_, self_, held_here);
+                if (reason != BreakReason::none) {
+                    const std::uint64_t their_cas = reply_number(holder.reply, 'c');
+                    CallResult taken = co_await call(
+                        server, meta_set(key, value, "C" + std::to_string(their_cas) + ' ' + lease + " c"),
+                        ReplyShape::meta);
+                    if (!taken.ok()) co_return upstream_failure(server, taken);
+                    if (taken.reply.meta_code() == "HD") {
+                        ++stats_.locks_broken[static_cast<std::size_t>(reason)];
+                        spdlog::warn("lock {} broken ({}): held by backend {} incarnation {} agent {:016x}", key,
+                                     to_string(reason), owner->backend, owner->incarnation, owner->instance);
+                        take(HeldLock{key, std::string(sid), &server, value, tag.token,
+                                      reply_number(taken.reply, 'c'), client.id});
+                        co_return std::string(kStored);
+                    }
+                    continue;  // it changed while we decided: look again
+                }
+            }
+        }
+        // A live owner: wait, woken at once if the holder is one of ours.
+        const auto now = Clock::now();
+        if (now >= deadline) break;
+        timer.expires_at(held_here ? deadline : std::min(deadline, now + kRemotePoll));
+        if (held_here) locks_.add_waiter(key, &timer);
+        boost::system::error_code ignored;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        if (held_here) locks_.remove_waiter(key, &timer);
+    }
+    ++stats_.locks_busy;
+    co_return std::string(kNotStored);
+}
+
+asio::awaitable<bool> SessionService::release(HeldLock held) {
+    // A renewal may have moved the CAS since `held` was copied: one fresh look.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        CallResult deleted =
+            co_await call(*held.server, "md " + held.key + " C" + std::to_string(held.cas) + "\r\n", ReplyShape::meta);
+        if (!deleted.ok()) co_return false;
+        if (deleted.reply.meta_code() == "HD") co_return true;
+        if (deleted.reply.meta_code() != "EX") co_return false;
+        CallResult current = co_await call(*held.server, meta_get(held.key, "v c"), ReplyShape::meta);
+        if (!current.ok() || current.reply.meta_code() != "VA" || current.reply.data != held.tag) co_return false;
+        held.cas = reply_number(current.reply, 'c');
+    }
+    co_return false;
+}
+
+asio::awaitable<std::string> SessionService::unlock(ClientState& client, const std::string& key) {
+    HeldLock* held = locks_.find(key);
+    if (held != nullptr && held->owner == client.id) {
+        HeldLock copy = *held;
+        client.locks.erase(key);
+        locks_.remove(key, copy.token);
+        const bool released = co_await release(copy);
+        if (released) {
+            ++stats_.locks_released;
+            co_return std::string(kDeleted);
+        }
+        ++stats_.locks_lost;
+        co_return std::string(kNotFound);
+    }
+    UpstreamServer& server = lock_server(key);
+    CallResult current = co_await call(server, meta_get(key, "v"), ReplyShape::meta);
+    if (!current.ok()) co_return upstream_failure(server, current);
+    if (current.reply.meta_code() == "EN") co_return std::string(kNotFound);
+    ++stats_.fenced_unlocks_refused;
+    co_return server_error("fenced: lock " + key + " is held by another owner; not deleted");
+}
+
+asio::awaitable<void> SessionService::disconnect(ClientState& client) {
+    for (const std::string& key : std::set<std::string>(client.locks)) {
+        HeldLock* held = locks_.find(key);
+        if (held == nullptr || held->owner != client.id) continue;
+        HeldLock copy = *held;
+        locks_.remove(key, copy.token);
+        const bool released = co_await release(copy);
+        if (released) {
+            ++stats_.locks_released_on_disconnect;
+        } else {
+            ++stats_.locks_lost;
+        }
+    }
+    client.locks.clear();
+}
+
+asio::awaitable<void> SessionService::renew_locks() {
+    const std::string lease = lease_flag(config_.lock_lease);
+    for (const std::string& key : locks_.keys()) {
+        HeldLock* held = locks_.find(key);
+        if (held == nullptr || held->lost) continue;
+        const std::uint64_t token = held->token;
+        CallResult renewed = co_await call(
+            *held->server, meta_set(key, held->tag, "C" + std::to_string(held->cas) + ' ' + lease + " c"),
+            ReplyShape::meta);
+        held = locks_.find(key);
+        if (held == nullptr || held->token != token || !renewed.ok()) continue;  // released meanwhile, or retry later
+        if (renewed.reply.meta_code() == "HD") {
+            held->cas = reply_number(renewed.reply, 'c');
+            ++stats_.lock_renewals;
+        } else {
+            held->lost = true;
+            ++stats_.locks_lost;
+            spdlog::warn("lock {} lost while held (upstream answered {}): writes under it will be refused", key,
+                         renewed.reply.line);
+        }
+    }
+}
+
+asio::awaitable<std::optional<std::string>> SessionService::fence(ClientState& client, std::string_view sid) {
+    const std::string lock_key = lock_key_of(config_.session_prefix, sid);
+    if (client.locks.contains(lock_key)) {
+        HeldLock* held = locks_.find(lock_key);
+        if (held == nullptr || held->lost) {
+            ++stats_.fenced_writes_refused;
+            co_return server_error("fenced: this connection lost the lock of session " + std::string(sid));
+        }
+        co_return std::nullopt;
+    }
+    UpstreamServer& server = lock_server(lock_key);
+    CallResult current = co_await call(server, meta_get(lock_key, ""), ReplyShape::meta);
+    // Unreachable lock server: go on; the versioned write still refuses to replace unseen data.
+    if (current.ok() && current.reply.meta_code() != "EN") {
+        ++stats_.fenced_writes_refused;
+        co_return server_error("fenced: session " + std::string(sid) + " is locked by another owner");
+    }
+    co_return std::nullopt;
+}
+
+asio::awaitable<ClientState::SessionRead> SessionService::read_session(const std::string& key) {
+    ++stats_.session_reads;
+    ClientState::SessionRead read;
+    std::vector<UpstreamCall> calls;
+    for (UpstreamServer* server : upstreams_.placement(key, config_.replicas)) {
+        read.replicas.push_back({server, false, false, 0});
+        calls.push_back({server, meta_get(key, "v c f t"), ReplyShape::meta});
+    }
+    std::vector<CallResult> results = co_await call_all(std::move(calls));
+    std::vector<std::optional<SessionRecord>> copies(results.size());
+    std::int64_t ttl = 0;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        const CallResult& result = results[i];
+        if (!result.ok()) continue;
+        std::string_view code = result.reply.meta_code();
+        if (code != "VA" && code != "EN") continue;
+        read.replicas[i].reachable = true;
+        if (code == "EN") continue;
+        read.replicas[i].present = true;
+        read.replicas[i].cas = reply_number(result.reply, 'c');
+        copies[i] = decode_session_record(result.reply.data);
+        if (!read.newest || newer_than(*copies[i], *read.newest)) {
+            read.newest = copies[i];
+            read.flags = static_cast<std::uint32_t>(reply_number(result.reply, 'f'));
+            auto t = result.reply.flag('t');
+            ttl = (t && *t != "-1") ? static_cast<std::int64_t>(reply_number(result.reply, 't')) : 0;
+        }
+    }
+    if (!read.newest) co_return read;
+    // Repair every reachable replica that is missing the newest copy or holds an older one.
+    const std::string stored = encode_session_record(*read.newest);
+    for (std::size_t i = 0; i < read.replicas.size(); ++i) {
+        ClientState::ReplicaCopy& replica = read.replicas[i];
+        if (!replica.reachable || (copies[i] && !newer_than(*read.newest, *copies[i]))) continue;
+        std::string condition = replica.present ? "C" + std::to_string(replica.cas) : "ME";
+        CallResult repaired = co_await call(
+            *replica.server,
+            meta_set(key, stored, condition + " T" + std::to_string(ttl) + " F" + std::to_string(read.flags) + " c"),
+            ReplyShape::meta);
+        if (repaired.ok() && repaired.reply.meta_code() == "HD") {
+            replica.present = true;
+            replica.cas = reply_number(repaired.reply, 'c');
+            ++stats_.replica_repairs;
+            spdlog::info("session key {}: replica on {} repaired to version {}", key, replica.server->name(),
+                         read.newest->version);
+        }
+    }
+    co_return read;
+}
+
+asio::awaitable<std::string> SessionService::write_session(ClientState& client, const Request& request,
+                                                           std::string_view sid) {
+    std::optional<std::string> refused = co_await fence(client, sid);
+    if (refused) co_return *refused;
+    const std::string& key = request.keys[0];
+    const std::string sid_text(sid);
+
+    // Writes are conditional on what this connection read; read now if it has not.
+    std::vector<UpstreamServer*> placement = upstreams_.placement(key, config_.replicas);
+    auto known = client.reads.find(sid_text);
+    bool same_placement = known != client.reads.end() && known->second.replicas.size() == placement.size();
+    for (std::size_t i = 0; same_placement && i < placement.size(); ++i) {
+        same_placement = known->second.replicas[i].server == placement[i];
+    }
+    if (!same_placement) {
+        ClientState::SessionRead fresh = co_await read_session(key);
+        client.reads[sid_text] = std::move(fresh);
+        known = client.reads.find(sid_text);
+    }
+    ClientState::SessionRead& read = known->second;
+    if (request.command == Command::add && read.newest) co_return std::string(kNotStored);
+    if (request.command == Command::replace && !read.newest) co_return std::string(kNotStored);
+
+    SessionRecord record{read.newest ? read.newest->version + 1 : 1, random64(), request.data};
+    const std::string stored = encode_session_record(record);
+    const std::string common = " T" + std::to_string(request.exptime) + " F" + std::to_string(request.flags) + " c";
+    std::size_t written = 0;
+    // In placement order: a conflict on the first copy stops the write before it touches the second.
+    for (ClientState::ReplicaCopy& replica : read.replicas) {
+        for (int attempt = 0; attempt < kWriteRetries; ++attempt) {
+            std::string condition = replica.present ? "C" + std::to_string(replica.cas) : "ME";
+            CallResult result = co_await call(*replica.server, meta_set(key, stored, condition + common), ReplyShape::meta);
+            if (!result.ok()) break;  // this copy is unreachable; the others carry the write
+            std::string_view code = result.reply.meta_code();
+            if (code == "HD") {
+                replica.reachable = replica.present = true;
+                replica.cas = reply_number(result.reply, 'c');
+                ++written;
+                break;
+            }
+            if (code != "EX" && code != "NS" && code != "NF") break;
+            // The copy changed since we read it: whose write is it?
+            CallResult now = co_await call(*replica.server, meta_get(key, "v c"), ReplyShape::meta);
+            if (!now.ok()) break;
+            if (now.reply.meta_code() == "EN") {
+                replica.present = false;
+                continue;
+            }
+            if (now.reply.meta_code() != "VA") break;
+            SessionRecord theirs = decode_session_record(now.reply.data);
+            if (theirs.version >= record.version && theirs.write_id != record.write_id) {
+                ++stats_.write_conflicts;
+                spdlog::warn("session {}: write of version {} refused, {} holds version {} by another writer", sid,
+                             record.version, replica.server->name(), theirs.version);
+                client.reads.erase(sid_text);  // `replica` dies here: the next write reads afresh
+                co_return server_error("conflict: session " + sid_text + " was written by another owner (version " +
+                                       std::to_string(theirs.version) + ")");
+            }
+            replica.present = true;  // an older copy (a repair, a stale replica): replace it
+            replica.cas = reply_number(now.reply, 'c');
+        }
+    }
+    if (written == 0) {
+        client.reads.erase(sid_text);
+        co_return server_error("no memcached server stored session " + sid_text);
+    }
+    read.newest = std::move(record);
+    read.flags = request.flags;
+    ++stats_.session_writes;
+    co_return std::string(kStored);
+}
+
+asio::awaitable<std::string> SessionService::delete_session(ClientState& client, const Request& request,
+                                                            std::string_view sid) {
+    std::optional<std::string> refused = co_await fence(client, sid);
+    if (refused) co_return *refused;
+    const std::string& key = request.keys[0];
+    std::vector<UpstreamCall> calls;
+    for (UpstreamServer* server : upstreams_.ranked(key)) calls.push_back({server, "md " + key + "\r\n", ReplyShape::meta});
+    bool deleted = false;
+    std::vector<CallResult> results = co_await call_all(std::move(calls));
+    for (const CallResult& result : results) {
+        deleted = deleted || (result.ok() && result.reply.meta_code() == "HD");
+    }
+    client.reads.erase(std::string(sid));
+    co_return std::string(deleted ? kDeleted : kNotFound);
+}
+
+asio::awaitable<std::string> SessionService::touch_session(const Request& request) {
+    const std::string& key = request.keys[0];
+    std::vector<UpstreamCall> calls;
+    for (UpstreamServer* server : upstreams_.placement(key, config_.replicas)) {
+        calls.push_back({server, "touch " + key + ' ' + std::to_string(request.exptime) + "\r\n", ReplyShape::line});
+    }
+    bool touched = false;
+    std::vector<CallResult> results = co_await call_all(std::move(calls));
+    for (const CallResult& result : results) {
+        touched = touched || (result.ok() && result.reply.line == "TOUCHED");
+    }
+    co_return std::string(touched ? kTouched : kNotFound);
+}
+
+asio::awaitable<std::string> SessionService::pass_through(const Request& request) {
+    UpstreamServer& server = *upstreams_.placement(request.keys.at(0), 1).front();
+    CallResult result = co_await call(server, classic_wire(request), ReplyShape::line);
+    if (!result.ok()) co_return upstream_failure(server, result);
+    co_return result.reply.line + "\r\n";
+}
+
+}  // namespace stickylb::agent
