@@ -267,6 +267,27 @@ protected:
         return ok;
     }
 
+    struct ConcurrentOutcome {
+        int ok = 0;     // requests answered 200
+        long rise = 0;  // how much the counter rose
+        std::string failures;
+    };
+    // One user's session, then kConcurrentRequests requests of `page` at once with its
+    // cookie; the outcome recorded under `label`.
+    ConcurrentOutcome concurrent_counter_run(const std::string& page, const std::string& label) {
+        ConcurrentOutcome outcome;
+        const Counter first = count(1, "");
+        EXPECT_FALSE(first.sid.empty());
+        outcome.ok = concurrent_requests(page, first.sid, outcome.failures);
+        const Counter last = count(1, first.sid);
+        outcome.rise = last.n - first.n - 1;
+        record(label + " " + page + " successes", std::to_string(outcome.ok) + "/" +
+                                                      std::to_string(kConcurrentRequests) + " (failed: " +
+                                                      outcome.failures + ")");
+        record(label + " " + page + " counter rise", std::to_string(outcome.rise));
+        return outcome;
+    }
+
     bool lab_requested_ = false;
 };
 
@@ -283,22 +304,13 @@ protected:
 TEST_P(SessionLab, ConcurrentRequestsOfOneUserAllIncrementTheCounter) {
     ASSERT_NO_FATAL_FAILURE(up(sessions()));
     for (const std::string page : {"/counter.php", "/hold.php?ms=50"}) {
-        const Counter first = count(1, "");
-        ASSERT_FALSE(first.sid.empty());
-        std::string failures;
-        const int ok = concurrent_requests(page, first.sid, failures);
-        const Counter last = count(1, first.sid);
-        const long rise = last.n - first.n - 1;
-        record(to_string(sessions()) + " " + page + " successes", std::to_string(ok) + "/" +
-                                                                     std::to_string(kConcurrentRequests) +
-                                                                     " (failed: " + failures + ")");
-        record(to_string(sessions()) + " " + page + " counter rise", std::to_string(rise));
+        const ConcurrentOutcome outcome = concurrent_counter_run(page, to_string(sessions()));
         if (agent()) {
-            EXPECT_EQ(ok, kConcurrentRequests) << page << ": failed requests answered " << failures;
-            EXPECT_EQ(rise, kConcurrentRequests) << page;
+            EXPECT_EQ(outcome.ok, kConcurrentRequests) << page << ": failed requests answered " << outcome.failures;
+            EXPECT_EQ(outcome.rise, kConcurrentRequests) << page;
         } else {
-            EXPECT_GE(ok, 1) << page;
-            EXPECT_LE(rise, kConcurrentRequests) << page;
+            EXPECT_GE(outcome.ok, 1) << page;
+            EXPECT_LE(outcome.rise, kConcurrentRequests) << page;
         }
     }
 }
@@ -308,16 +320,9 @@ TEST_P(SessionLab, ConcurrentRequestsOfOneUserAllIncrementTheCounter) {
 TEST_F(SessionLabTest, StockHandlerWithDefaultLockSettingsUnderConcurrentRequests) {
     ASSERT_NO_FATAL_FAILURE(up(Sessions::stock, kStockLockDefaults));
     for (const std::string page : {"/counter.php", "/hold.php?ms=50"}) {
-        const Counter first = count(1, "");
-        ASSERT_FALSE(first.sid.empty());
-        std::string failures;
-        const int ok = concurrent_requests(page, first.sid, failures);
-        const Counter last = count(1, first.sid);
-        record("stock defaults " + page + " successes",
-               std::to_string(ok) + "/" + std::to_string(kConcurrentRequests) + " (failed: " + failures + ")");
-        record("stock defaults " + page + " counter rise", std::to_string(last.n - first.n - 1));
-        EXPECT_GE(ok, 1) << page;
-        EXPECT_LE(last.n - first.n - 1, kConcurrentRequests) << page;
+        const ConcurrentOutcome outcome = concurrent_counter_run(page, "stock defaults");
+        EXPECT_GE(outcome.ok, 1) << page;
+        EXPECT_LE(outcome.rise, kConcurrentRequests) << page;
     }
 }
 

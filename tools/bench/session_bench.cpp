@@ -225,6 +225,7 @@ public:
     }
 
     std::uint64_t lock_retries() const { return lock_retries_; }
+    std::uint64_t unlocks_not_found() const { return unlocks_not_found_; }
 
     // One cycle; returns its duration. Throws on any unexpected reply.
     Clock::duration cycle() {
@@ -248,7 +249,7 @@ public:
             session_->last_written = written;
             ++session_->count;
         }
-        if (row_.locked) expect(connection.command("delete " + lock_key_), "DELETED\r\n", "delete " + lock_key_);
+        if (row_.locked) unlock(connection);
         return Clock::now() - start;
     }
 
@@ -272,12 +273,25 @@ private:
         }
     }
 
+    // Under one shared session the agent may already have handed the lock to a
+    // waiter while this release was in flight (it then answers NOT_FOUND); the
+    // reads still prove whether that lost an update, and the count is reported.
+    void unlock(MemcacheTextClient& connection) {
+        std::string reply = connection.command("delete " + lock_key_);
+        if (reply == "NOT_FOUND\r\n" && row_.shared_session) {
+            ++unlocks_not_found_;
+            return;
+        }
+        expect(reply, "DELETED\r\n", "delete " + lock_key_);
+    }
+
     std::uint16_t port_;
     Row row_;
     std::shared_ptr<SessionState> session_;
     std::string data_key_, lock_key_;
     std::optional<MemcacheTextClient> kept_;
     std::uint64_t lock_retries_ = 0;
+    std::uint64_t unlocks_not_found_ = 0;
 };
 
 // ------------------------------------------------------------ measuring
@@ -285,7 +299,8 @@ private:
 struct Measured {
     std::vector<Clock::duration> latencies;
     Clock::duration wall{};
-    std::uint64_t lock_retries = 0;  // NOT_STORED answers to lock attempts
+    std::uint64_t lock_retries = 0;       // NOT_STORED answers to lock attempts
+    std::uint64_t unlocks_not_found = 0;  // NOT_FOUND answers to unlocks (one session only)
     bool capped = false;
 };
 
@@ -300,7 +315,10 @@ std::string random_sid_prefix() {
 // One row against one target: its clients, kept across rounds.
 class Phase {
 public:
-    Phase(std::uint16_t port, const Row& row, const std::string& sid_prefix) {
+    Phase(const std::string& target, std::uint16_t port, const Row& row, const std::string& sid_prefix)
+        : what_(target + " on 127.0.0.1:" + std::to_string(port) + ", " + (row.locked ? "locked" : "get+set") +
+                " cycles, " + (row.new_connection ? "new" : "kept") + " connections, " +
+                std::to_string(row.clients) + (row.shared_session ? " clients on one session" : " clients")) {
         std::shared_ptr<SessionState> shared;
         for (int i = 0; i < row.clients; ++i) {
             if (!shared || !row.shared_session) {
@@ -315,7 +333,7 @@ public:
     void run(int cycles, Clock::time_point deadline, Measured* into) {
         std::vector<std::vector<Clock::duration>> latencies(clients_.size());
         std::vector<std::exception_ptr> errors(clients_.size());
-        const std::uint64_t retries_before = lock_retries();
+        const std::uint64_t retries_before = lock_retries(), not_found_before = unlocks_not_found();
         std::atomic<bool> failed{false}, capped{false};
         std::latch ready(static_cast<std::ptrdiff_t>(clients_.size())), go(1);
         std::vector<std::thread> threads;
@@ -351,11 +369,18 @@ public:
         go.count_down();
         for (auto& thread : threads) thread.join();
         const auto wall = Clock::now() - start;
-        for (auto& error : errors)
-            if (error) std::rethrow_exception(error);
+        for (auto& error : errors) {
+            if (!error) continue;
+            try {
+                std::rethrow_exception(error);
+            } catch (const std::exception& failure) {
+                throw std::runtime_error(what_ + ": " + failure.what());
+            }
+        }
         if (into == nullptr) return;
         into->wall += wall;
         into->lock_retries += lock_retries() - retries_before;
+        into->unlocks_not_found += unlocks_not_found() - not_found_before;
         into->capped = into->capped || capped;
         for (auto& client : latencies) into->latencies.insert(into->latencies.end(), client.begin(), client.end());
     }
@@ -365,8 +390,14 @@ public:
         for (const auto& client : clients_) total += client->lock_retries();
         return total;
     }
+    std::uint64_t unlocks_not_found() const {
+        std::uint64_t total = 0;
+        for (const auto& client : clients_) total += client->unlocks_not_found();
+        return total;
+    }
 
 private:
+    std::string what_;
     std::vector<std::unique_ptr<Client>> clients_;
 };
 
@@ -425,10 +456,10 @@ int run(const Options& options) {
     for (std::size_t r = 0; r < rows.size(); ++r) {
         const std::string prefix = sid_prefix + "r" + std::to_string(r) + "c";
         if (!rows[r].shared_session) {
-            runs[r].direct.emplace(direct.port(), rows[r], prefix);
+            runs[r].direct.emplace("memcached", direct.port(), rows[r], prefix);
             phases_left += options.rounds;
         }
-        runs[r].agent.emplace(agent.port(), rows[r], prefix);
+        runs[r].agent.emplace("stickylb-agent", agent.port(), rows[r], prefix);
         phases_left += options.rounds;
     }
 
@@ -501,15 +532,18 @@ int run(const Options& options) {
         } else {
             std::printf("- | - | - | %s | %s | %s | - | - |\n", micros(agent_summary.p50_us).c_str(),
                         micros(agent_summary.p99_us).c_str(), rate(agent_summary.per_second).c_str());
-            shared_note = "\nOne session: the " + std::to_string(row.clients) +
-                          " clients queue on its lock, so a cycle's time is mostly the wait for the others and "
-                          "cycles/s is the session's serial rate; " +
-                          std::to_string(agent_summary.cycles) + " cycles, each read saw the previous writer's "
-                          "value; the agent answered NOT_STORED (the client retried at once, as php-memcached "
-                          "does after its sleep) " +
-                          std::to_string(row_run.agent_measured.lock_retries) +
-                          " times. With the stock handler this needs client-side sleeps between lock attempts, so "
-                          "it has no direct row.\n";
+            const Measured& measured = row_run.agent_measured;
+            shared_note =
+                "\nOne session, " + std::to_string(row.clients) +
+                " clients: they queue on its lock, so a cycle is mostly the wait for the others and\n"
+                "cycles/s is the session's serial rate. " + std::to_string(agent_summary.cycles) +
+                " cycles; every read saw the previous writer's value. Lock attempts answered\n"
+                "NOT_STORED (the agent holds each up to its lock_wait, 100 ms; the client retried at once, as\n"
+                "php-memcached does after its sleep): " + std::to_string(measured.lock_retries) +
+                ". Unlocks answered NOT_FOUND (the agent had already passed the lock\n"
+                "to a waiter while the release was in flight): " + std::to_string(measured.unlocks_not_found) +
+                ". The stock handler needs client-side sleeps between lock\n"
+                "attempts for this, so the row has no direct baseline.\n";
         }
     }
     std::fputs(shared_note.c_str(), stdout);
