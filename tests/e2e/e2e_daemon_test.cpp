@@ -2,22 +2,19 @@
 // stickylbd in the namespace lab, as an operator uses it: a backend's server
 // dies and comes back, the daemon is killed with -9 under load and restarted,
 // the config file is reloaded with SIGHUP (good and broken).
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/mount.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/daemon_lab.h"
 #include "support/lab.h"
 #include "support/privileges.h"
 
@@ -27,54 +24,24 @@ namespace {
 using namespace lab;
 using namespace std::chrono_literals;
 
-constexpr const char* kVip = "10.89.0.250";
 constexpr int kBackends = 3;
 constexpr int kClients = 12;  // client addresses 10.89.0.101..
 
-class Daemon : public ::testing::Test {
+class Daemon : public DaemonLabTest {
 protected:
     void SetUp() override {
         STICKYLB_REQUIRE_ROOT();
-        lab_up_ = true;
-        const auto up = run_command(lab_command("up --mode l2 --backends " + std::to_string(kBackends)));
-        ASSERT_EQ(up.exit_code, 0) << up.output;
-        char pattern[] = "/tmp/stickylb-e2e-daemon-XXXXXX";
-        dir_ = mkdtemp(pattern);
-        // The daemon runs inside the LB's network namespace, where `ip netns exec`
-        // remounts /sys: its pins live in a bpffs of our own, mounted out here.
-        std::filesystem::create_directories(dir_ + "/bpffs");
-        ASSERT_EQ(mount("bpf", (dir_ + "/bpffs").c_str(), "bpf", 0, nullptr), 0) << std::strerror(errno);
+        ASSERT_NO_FATAL_FAILURE(build_lab("up --mode l2 --backends " + std::to_string(kBackends), "daemon"));
         write_config(config_text());
         start_daemon();
     }
 
-    void TearDown() override {
-        stop_daemon(SIGTERM);
-        if (!dir_.empty()) {
-            if (lab_up_)
-                run_command(in_ns(lab_ns("lb"), daemon_binary() + " --detach --config " + config_path()));
-            umount2((dir_ + "/bpffs").c_str(), MNT_DETACH);
-            std::filesystem::remove_all(dir_);
-        }
-        if (lab_up_)
-            run_command(lab_command("down"));
-        EXPECT_TRUE(lab_namespaces_left().empty());
-    }
-
-    std::string config_path() const { return dir_ + "/stickylbd.yaml"; }
-    static std::string daemon_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/daemon/stickylbd"; }
-    static std::string cli_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/cli/stickylb"; }
-
     std::string config_text(const std::string& extra_backend = "", std::uint32_t be2_weight = 1) const {
         std::ostringstream yaml;
-        yaml << "interface: eth0\n"
-             << "pin_dir: " << dir_ << "/bpffs/stickylb\n"
-             << "state_file: " << dir_ << "/state.json\n"
-             << "control_socket: " << dir_ << "/control.sock\n"
-             << "metrics_listen: 127.0.0.1:19478\n"
+        yaml << config_preamble()
              << "vips:\n"
              << "  - name: web\n"
-             << "    address: " << kVip << "\n"
+             << "    address: " << kLabVip << "\n"
              << "    port: 80\n"
              << "    persistence: {enabled: true, timeout_s: 300}\n"
              << "    health: {kind: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}\n"
@@ -90,90 +57,6 @@ protected:
         return yaml.str();
     }
 
-    void write_config(const std::string& text) const { std::ofstream(config_path()) << text; }
-
-    void start_daemon() {
-        const std::string log = dir_ + "/stickylbd.log";
-        daemon_pid_ = fork();
-        ASSERT_GE(daemon_pid_, 0);
-        if (daemon_pid_ == 0) {
-            setsid();
-            const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-            dup2(fd, 1);
-            dup2(fd, 2);
-            const std::string ns = lab_ns("lb"), binary = daemon_binary(), config = config_path();
-            execlp("ip", "ip", "netns", "exec", ns.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
-            _exit(127);
-        }
-        // Ready when the control socket answers and every backend has a health verdict.
-        for (int tries = 0; tries < 100; ++tries) {
-            const auto shown = cli("backend show");
-            if (shown.exit_code == 0 && shown.output.find("unknown") == std::string::npos)
-                return;
-            std::this_thread::sleep_for(100ms);
-        }
-        FAIL() << "stickylbd did not become ready; log:\n" << daemon_log();
-    }
-
-    void stop_daemon(int signal) {
-        if (daemon_pid_ <= 0)
-            return;
-        kill(daemon_pid_, signal);
-        int status = 0;
-        waitpid(daemon_pid_, &status, 0);
-        daemon_pid_ = -1;
-    }
-
-    std::string daemon_log() const {
-        std::ifstream file(dir_ + "/stickylbd.log");
-        return std::string(std::istreambuf_iterator<char>(file), {});
-    }
-
-    CommandResult cli(const std::string& arguments) const {
-        return run_command(cli_binary() + " -j -s " + shell_quote(dir_ + "/control.sock") + " " + arguments);
-    }
-
-    nlohmann::json cli_json(const std::string& arguments) const {
-        const auto result = cli(arguments);
-        EXPECT_EQ(result.exit_code, 0) << arguments << ": " << result.output;
-        return nlohmann::json::parse(result.output, nullptr, false);
-    }
-
-    std::map<std::string, std::string> backend_states() const {
-        std::map<std::string, std::string> states;
-        for (const auto& backend : cli_json("backend show"))
-            states[backend["name"]] = backend["state"];
-        return states;
-    }
-
-    // Polls (bounded) until the backend reaches the state; returns how long it took.
-    std::chrono::milliseconds wait_for_state(const std::string& backend, const std::string& state) const {
-        const auto start = std::chrono::steady_clock::now();
-        for (int tries = 0; tries < 100; ++tries) {
-            if (backend_states()[backend] == state)
-                break;
-            std::this_thread::sleep_for(50ms);
-        }
-        EXPECT_EQ(backend_states()[backend], state) << daemon_log();
-        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-    }
-
-    // One request from client address N: the backend that answered, or "" on failure.
-    static std::string request_from(int client) {
-        const auto answer = run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 --interface 10.89.0." +
-                                                                     std::to_string(100 + client) + " http://" +
-                                                                     kVip + "/"));
-        const std::string body = trim(answer.output);
-        return answer.exit_code == 0 && body.rfind("backend=", 0) == 0 ? body.substr(8) : "";
-    }
-
-    std::string metrics() const {
-        return run_command(in_ns(lab_ns("lb"), "curl -sS --max-time 3 http://127.0.0.1:19478/metrics")).output;
-    }
-
-    std::string dir_;
-    pid_t daemon_pid_ = -1;
-    bool lab_up_ = false;
     bool skip_third_ = false;
 };
 
@@ -188,8 +71,7 @@ TEST_F(Daemon, DeadBackendIsMarkedDownItsClientsMoveAndItGetsOnlyNewClientsBack)
     std::cout << "be1 marked down " << down_after.count() << " ms after its server stopped\n";
     EXPECT_NE(metrics().find("stickylb_backend_health_check_up{vip=\"web\",backend=\"be1\"} 0"), std::string::npos)
         << metrics();
-    const auto linted = run_command(in_ns(lab_ns("lb"), "curl -sS --max-time 3 http://127.0.0.1:19478/metrics") +
-                                    " | promtool check metrics");
+    const auto linted = lint_metrics();
     EXPECT_EQ(linted.exit_code, 0) << "promtool on the live scrape: " << linted.output;
 
     std::map<int, std::string> moved;
@@ -220,7 +102,7 @@ TEST_F(Daemon, KillNineUnderLoadDropsNothingAndTheRestartAdoptsEveryFlow) {
     {
         std::ofstream script(dir_ + "/load.sh");
         script << "urls=''\n"
-               << "for i in $(seq " << kPerConnection << "); do urls=\"$urls -o /dev/null http://" << kVip
+               << "for i in $(seq " << kPerConnection << "); do urls=\"$urls -o /dev/null http://" << kLabVip
                << "/\"; done\n"
                << "for round in $(seq " << kRounds << "); do\n"
                << "  for c in $(seq " << kConnections << "); do\n"

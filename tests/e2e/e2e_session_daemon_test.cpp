@@ -5,24 +5,21 @@
 // stops neither traffic nor failover and the view is back once memcached is;
 // and a daemon that loses its pinned maps (a new LB host) gets every client's
 // affinity back from memcached before it forwards anything.
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
-#include <regex>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "session/membership_view.h"
+#include "support/daemon_lab.h"
 #include "support/lab.h"
 #include "support/memcached_process.h"
 #include "support/privileges.h"
@@ -33,7 +30,6 @@ namespace {
 using namespace lab;
 using namespace std::chrono_literals;
 
-constexpr const char* kVip = "10.89.0.250";
 constexpr int kBackends = 3;
 constexpr int kClients = 12;  // client addresses 10.89.0.101..
 constexpr const char* kMemcached = "127.0.0.1:11211";  // inside the LB's namespace
@@ -65,7 +61,7 @@ struct Settings {
     std::string save_interval = "60s";
 };
 
-class SessionDaemon : public ::testing::Test {
+class SessionDaemon : public DaemonLabTest {
 protected:
     void SetUp() override {
         STICKYLB_REQUIRE_ROOT();
@@ -74,44 +70,21 @@ protected:
                 FAIL() << "memcached is not installed and STICKYLB_REQUIRE_PRIVILEGED=1 forbids skipping";
             GTEST_SKIP() << "memcached is not installed: apt-get install memcached, or tools/install-deps.sh";
         }
-        lab_up_ = true;
-        const auto up = run_command(lab_command("up --mode l2 --backends " + std::to_string(kBackends)));
-        ASSERT_EQ(up.exit_code, 0) << up.output;
-        char pattern[] = "/tmp/stickylb-e2e-session-XXXXXX";
-        dir_ = mkdtemp(pattern);
-        // `ip netns exec` remounts /sys: the daemon's pins live in a bpffs mounted out here.
-        std::filesystem::create_directories(dir_ + "/bpffs");
-        ASSERT_EQ(mount("bpf", (dir_ + "/bpffs").c_str(), "bpf", 0, nullptr), 0) << std::strerror(errno);
+        metrics_listen_ = kMetrics;
+        ASSERT_NO_FATAL_FAILURE(build_lab("up --mode l2 --backends " + std::to_string(kBackends), "session"));
         std::ofstream(dir_ + "/mcget.py") << kGetScript;
         start_memcached();
     }
 
     void TearDown() override {
-        stop_daemon(SIGTERM);
+        stop_daemon(SIGTERM);  // before memcached: it saves its affinities on the way out
         stop_memcached();
-        if (!dir_.empty()) {
-            if (lab_up_)
-                run_command(in_ns(lab_ns("lb"), daemon_binary() + " --detach --config " + config_path()));
-            umount2((dir_ + "/bpffs").c_str(), MNT_DETACH);
-            std::filesystem::remove_all(dir_);
-        }
-        if (lab_up_)
-            run_command(lab_command("down"));
-        EXPECT_TRUE(lab_namespaces_left().empty());
+        DaemonLabTest::TearDown();
     }
-
-    std::string config_path() const { return dir_ + "/stickylbd.yaml"; }
-    std::string pin_dir() const { return dir_ + "/bpffs/stickylb"; }
-    static std::string daemon_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/daemon/stickylbd"; }
-    static std::string cli_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/cli/stickylb"; }
 
     void write_config(const Settings& settings) const {
         std::ofstream yaml(config_path());
-        yaml << "interface: eth0\n"
-             << "pin_dir: " << pin_dir() << "\n"
-             << "state_file: " << dir_ << "/state.json\n"
-             << "control_socket: " << dir_ << "/control.sock\n"
-             << "metrics_listen: " << kMetrics << "\n"
+        yaml << config_preamble()
              << "memcached_servers: [" << kMemcached << "]\n"
              << "session:\n"
              << "  view_refresh_interval: " << settings.refresh << "\n"
@@ -121,33 +94,13 @@ protected:
              << "  memcached_timeout: 200ms\n"
              << "vips:\n"
              << "  - name: web\n"
-             << "    address: " << kVip << "\n"
+             << "    address: " << kLabVip << "\n"
              << "    port: 80\n"
              << "    persistence: {enabled: true, timeout_s: 300}\n"
              << "    health: {kind: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}\n"
              << "    backends:\n";
         for (int n = 1; n <= kBackends; ++n)
             yaml << "      - name: be" << n << "\n        address: 10.89.0." << 20 + n << "\n";
-    }
-
-    // Runs `command` in the LB's namespace as its own process: its PID is the command's.
-    pid_t spawn_in_lb(std::vector<std::string> command, const std::string& log) const {
-        const pid_t pid = fork();
-        if (pid == 0) {
-            setsid();
-            const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-            dup2(fd, 1);
-            dup2(fd, 2);
-            std::vector<std::string> args = {"ip", "netns", "exec", lab_ns("lb")};
-            args.insert(args.end(), command.begin(), command.end());
-            std::vector<char*> argv;
-            for (auto& arg : args)
-                argv.push_back(arg.data());
-            argv.push_back(nullptr);
-            execvp("ip", argv.data());
-            _exit(127);
-        }
-        return pid;
     }
 
     void start_memcached() {
@@ -171,54 +124,6 @@ protected:
         kill(memcached_pid_, SIGKILL);
         waitpid(memcached_pid_, nullptr, 0);
         memcached_pid_ = -1;
-    }
-
-    void start_daemon() {
-        daemon_pid_ = spawn_in_lb({daemon_binary(), "--config", config_path()}, dir_ + "/stickylbd.log");
-        ASSERT_GT(daemon_pid_, 0);
-        for (int tries = 0; tries < 100; ++tries) {
-            const auto shown = cli("backend show");
-            if (shown.exit_code == 0 && shown.output.find("unknown") == std::string::npos)
-                return;
-            std::this_thread::sleep_for(100ms);
-        }
-        FAIL() << "stickylbd did not become ready; log:\n" << daemon_log();
-    }
-
-    void stop_daemon(int signal) {
-        if (daemon_pid_ <= 0)
-            return;
-        kill(daemon_pid_, signal);
-        waitpid(daemon_pid_, nullptr, 0);
-        daemon_pid_ = -1;
-    }
-
-    std::string daemon_log() const {
-        std::ifstream file(dir_ + "/stickylbd.log");
-        return std::string(std::istreambuf_iterator<char>(file), {});
-    }
-
-    CommandResult cli(const std::string& arguments) const {
-        return run_command(cli_binary() + " -j -s " + shell_quote(dir_ + "/control.sock") + " " + arguments);
-    }
-
-    nlohmann::json cli_json(const std::string& arguments) const {
-        const auto result = cli(arguments);
-        EXPECT_EQ(result.exit_code, 0) << arguments << ": " << result.output;
-        return nlohmann::json::parse(result.output, nullptr, false);
-    }
-
-    std::string backend_state(const std::string& name) const {
-        for (const auto& backend : cli_json("backend show vip web"))
-            if (backend["name"] == name)
-                return backend["state"];
-        return "";
-    }
-
-    void wait_for_state(const std::string& backend, const std::string& state) const {
-        for (int tries = 0; tries < 100 && backend_state(backend) != state; ++tries)
-            std::this_thread::sleep_for(50ms);
-        ASSERT_EQ(backend_state(backend), state) << daemon_log();
     }
 
     // The view as memcached holds it, read with the agent's parser; nullopt if absent.
@@ -247,32 +152,7 @@ protected:
         return std::nullopt;
     }
 
-    static std::string request_from(int client) {
-        const auto answer = run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 --interface 10.89.0." +
-                                                                     std::to_string(100 + client) + " http://" +
-                                                                     kVip + "/"));
-        const std::string body = trim(answer.output);
-        return answer.exit_code == 0 && body.rfind("backend=", 0) == 0 ? body.substr(8) : "";
-    }
-
-    std::string metrics() const {
-        return run_command(in_ns(lab_ns("lb"), std::string("curl -sS --max-time 3 http://") + kMetrics + "/metrics"))
-            .output;
-    }
-
-    // The value of one sample line, or nullopt.
-    std::optional<double> metric(const std::string& series) const {
-        const std::string text = metrics();
-        const auto at = text.find("\n" + series + " ");
-        if (at == std::string::npos)
-            return std::nullopt;
-        return std::stod(text.substr(at + series.size() + 2));
-    }
-
-    std::string dir_;
-    pid_t daemon_pid_ = -1;
     pid_t memcached_pid_ = -1;
-    bool lab_up_ = false;
 };
 
 session::MemberState state_of(const session::MembershipView& view, const std::string& backend) {
@@ -320,8 +200,7 @@ TEST_F(SessionDaemon, ViewSaysDownAtOnceAndIncarnationGrowsWhenBack) {
     EXPECT_EQ(shown["clusters"][0]["epoch"], back->epoch);
     EXPECT_EQ(shown["servers"][0]["server"], kMemcached);
     EXPECT_EQ(shown["servers"][0]["up"], true);
-    const auto linted = run_command(in_ns(lab_ns("lb"), std::string("curl -sS --max-time 3 http://") + kMetrics +
-                                                            "/metrics | promtool check metrics"));
+    const auto linted = lint_metrics();
     EXPECT_EQ(linted.exit_code, 0) << linted.output;
 }
 

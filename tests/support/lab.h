@@ -117,6 +117,18 @@ inline CommandResult memcached_request(const std::string& ns, const std::string&
                                      std::to_string(port) + " " + shell_quote(request)));
 }
 
+// The value of KEY on the memcached server at ADDRESS:PORT, read from namespace NS:
+// exit code 0 and the value as output, or non-zero when the key is missing or the
+// server does not answer.
+inline CommandResult memcached_get(const std::string& ns, const std::string& address, int port,
+                                   const std::string& key) {
+    const std::string script =
+        "exec 3<>\"/dev/tcp/$0/$1\" && printf 'get %s\\r\\n' \"$2\" >&3 && IFS=' ' read -r word _ _ bytes <&3 && "
+        "[ \"$word\" = VALUE ] && head -c \"${bytes%$'\\r'}\" <&3";
+    return run_command(in_ns(ns, "timeout 3 bash -c " + shell_quote(script) + " " + shell_quote(address) + " " +
+                                     std::to_string(port) + " " + shell_quote(key)));
+}
+
 // A shell command that runs while the test goes on (e.g. a request that holds a
 // session lock): it leads its own process group, its stdout and stderr are
 // collected by wait(). Still running when destroyed: its group is killed.

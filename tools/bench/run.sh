@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # One command for the benchmarks: builds what is missing, runs xdp_bench (XDP
 # per-packet cost as ratios to a MAC-swap + XDP_TX floor, BPF_PROG_TEST_RUN),
-# maglev_bench (ring build time) and session_bench (PHP session cycles through
-# stickylb-agent vs memcached direct), and writes docs/benchmarks.md with the
+# maglev_bench (ring build time), session_bench (PHP session cycles through
+# stickylb-agent vs memcached direct) and affinity_restore_bench (a new LB host
+# restoring 1 million affinities from memcached), and writes docs/benchmarks.md with the
 # tables, the machine facts, the date and the command that made them.
 #
 #   tools/bench/run.sh [--quick] [--build-dir DIR] [-- XDP_BENCH_ARGS...]
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
         build=$2
         shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -46,21 +47,25 @@ fi
 if [ ! -f "$build/CMakeCache.txt" ] || ! grep -q '^STICKYLB_BUILD_BENCH:BOOL=ON$' "$build/CMakeCache.txt"; then
     cmake -S "$repo" -B "$build" -DSTICKYLB_BUILD_BENCH=ON >&2
 fi
-cmake --build "$build" --target xdp_bench maglev_bench session_bench stickylb-agent -j "$(nproc)" >&2
+cmake --build "$build" --target xdp_bench maglev_bench session_bench stickylb-agent affinity_restore_bench \
+    -j "$(nproc)" >&2
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/stickylb-bench.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
+memcached_pid=""
+trap '[ -z "$memcached_pid" ] || kill "$memcached_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
 
 if [ "$quick" -eq 1 ]; then
     output=$(mktemp "${TMPDIR:-/tmp}/stickylb-benchmarks.XXXXXX.md")
     xdp_args="--quick"
     maglev_args="--benchmark_min_time=0.01"
     session_args="--quick"
+    affinity_args="--entries 100000 --rounds 1"
 else
     output=$repo/docs/benchmarks.md
     xdp_args=""
     maglev_args="--benchmark_repetitions=5 --benchmark_report_aggregates_only=true"
     session_args=""
+    affinity_args="--entries 1000000 --rounds 3"
 fi
 json=$build/xdp_bench.json
 
@@ -73,6 +78,20 @@ echo "run.sh: maglev_bench $maglev_args" >&2
 echo "run.sh: session_bench $session_args" >&2
 # shellcheck disable=SC2086
 "$build/tools/bench/session_bench" $session_args --agent "$build/userspace/agent/stickylb-agent" >"$scratch/session.md"
+
+# The affinity snapshot goes through a memcached of our own on a free loopback port.
+memcached_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+memcached -u nobody -l 127.0.0.1 -p "$memcached_port" -m 256 -U 0 &
+memcached_pid=$!
+tries=0
+until python3 -c "import socket; socket.create_connection(('127.0.0.1', $memcached_port), 0.2)" 2>/dev/null; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 50 ] || { echo "run.sh: memcached did not start on port $memcached_port" >&2; exit 1; }
+    sleep 0.1
+done
+echo "run.sh: affinity_restore_bench $affinity_args" >&2
+# shellcheck disable=SC2086
+"$build/tools/bench/affinity_restore_bench" $affinity_args --memcached "127.0.0.1:$memcached_port" >"$scratch/affinity.txt"
 
 {
     echo "# Benchmarks"
@@ -101,6 +120,17 @@ echo "run.sh: session_bench $session_args" >&2
     echo '```'
     echo
     cat "$scratch/session.md"
+    echo
+    echo "## Affinity restore on a new LB host: affinity_restore_bench"
+    echo
+    echo "\`affinity_restore_bench $affinity_args\`: what stickylbd does when it starts without pinned"
+    echo "maps, step by step (median of the rounds): load the snapshot from memcached, decode, plan (names"
+    echo "to this host's indexes, expiry, clocks), fill the LRU affinity map; and the save side (snapshot,"
+    echo "encode, save). The restore is load + decode + plan + fill."
+    echo
+    echo '```'
+    cat "$scratch/affinity.txt"
+    echo '```'
 } >"$output"
 
 if [ "$quick" -eq 1 ]; then

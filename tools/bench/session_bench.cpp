@@ -18,7 +18,6 @@
 //                 [--clients N] [--max-seconds S]
 //
 // Prints a Markdown section on stdout; progress on stderr.
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -225,7 +224,6 @@ public:
     }
 
     std::uint64_t lock_retries() const { return lock_retries_; }
-    std::uint64_t unlocks_not_found() const { return unlocks_not_found_; }
 
     // One cycle; returns its duration. Throws on any unexpected reply.
     Clock::duration cycle() {
@@ -273,16 +271,8 @@ private:
         }
     }
 
-    // Under one shared session the agent may already have handed the lock to a
-    // waiter while this release was in flight (it then answers NOT_FOUND); the
-    // reads still prove whether that lost an update, and the count is reported.
     void unlock(MemcacheTextClient& connection) {
-        std::string reply = connection.command("delete " + lock_key_);
-        if (reply == "NOT_FOUND\r\n" && row_.shared_session) {
-            ++unlocks_not_found_;
-            return;
-        }
-        expect(reply, "DELETED\r\n", "delete " + lock_key_);
+        expect(connection.command("delete " + lock_key_), "DELETED\r\n", "delete " + lock_key_);
     }
 
     std::uint16_t port_;
@@ -291,7 +281,6 @@ private:
     std::string data_key_, lock_key_;
     std::optional<MemcacheTextClient> kept_;
     std::uint64_t lock_retries_ = 0;
-    std::uint64_t unlocks_not_found_ = 0;
 };
 
 // ------------------------------------------------------------ measuring
@@ -300,7 +289,6 @@ struct Measured {
     std::vector<Clock::duration> latencies;
     Clock::duration wall{};
     std::uint64_t lock_retries = 0;       // NOT_STORED answers to lock attempts
-    std::uint64_t unlocks_not_found = 0;  // NOT_FOUND answers to unlocks (one session only)
     bool capped = false;
 };
 
@@ -333,7 +321,7 @@ public:
     void run(int cycles, Clock::time_point deadline, Measured* into) {
         std::vector<std::vector<Clock::duration>> latencies(clients_.size());
         std::vector<std::exception_ptr> errors(clients_.size());
-        const std::uint64_t retries_before = lock_retries(), not_found_before = unlocks_not_found();
+        const std::uint64_t retries_before = lock_retries();
         std::atomic<bool> failed{false}, capped{false};
         std::latch ready(static_cast<std::ptrdiff_t>(clients_.size())), go(1);
         std::vector<std::thread> threads;
@@ -380,7 +368,6 @@ public:
         if (into == nullptr) return;
         into->wall += wall;
         into->lock_retries += lock_retries() - retries_before;
-        into->unlocks_not_found += unlocks_not_found() - not_found_before;
         into->capped = into->capped || capped;
         for (auto& client : latencies) into->latencies.insert(into->latencies.end(), client.begin(), client.end());
     }
@@ -388,11 +375,6 @@ public:
     std::uint64_t lock_retries() const {
         std::uint64_t total = 0;
         for (const auto& client : clients_) total += client->lock_retries();
-        return total;
-    }
-    std::uint64_t unlocks_not_found() const {
-        std::uint64_t total = 0;
-        for (const auto& client : clients_) total += client->unlocks_not_found();
         return total;
     }
 
@@ -540,8 +522,6 @@ int run(const Options& options) {
                 " cycles; every read saw the previous writer's value. Lock attempts answered\n"
                 "NOT_STORED (the agent holds each up to its lock_wait, 100 ms; the client retried at once, as\n"
                 "php-memcached does after its sleep): " + std::to_string(measured.lock_retries) +
-                ". Unlocks answered NOT_FOUND (the agent had already passed the lock\n"
-                "to a waiter while the release was in flight): " + std::to_string(measured.unlocks_not_found) +
                 ". The stock handler needs client-side sleeps between lock\n"
                 "attempts for this, so the row has no direct baseline.\n";
         }

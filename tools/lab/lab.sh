@@ -120,8 +120,10 @@ usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
        $0 status
        $0 stop-backend N       stop backend N's HTTP server (its namespace stays: a dead server)
        $0 start-backend N      start it again
+       $0 crash-backend N      backend N's HTTP server and agent die at once (SIGKILL, the
+                               agent first: it releases no session lock); the host stays up
        $0 kill-host N          host death of backend N: its bridge port deleted, SIGKILL to
-                               its HTTP server and agent, its namespace deleted
+                               its agent and HTTP server, its namespace deleted
        $0 stop-agent N         stop backend N's stickylb-agent
        $0 start-agent N        start it again
        $0 stop-memcached M     stop memcached server M (its namespace stays)
@@ -529,6 +531,9 @@ start_php_backend() {
         die "apache2 -t rejects ${dir}/apache2.conf (its complaint above)"
     fi
     rm -f "${dir}/run/hold.pid"
+    # A crashed Apache (crash-backend) leaves its PidFile, and Apache refuses to start
+    # while the PID in it exists (a zombie not yet reaped, or a recycled PID).
+    rm -f "${dir}/apache2.pid"
     spawn_in_ns "${ns}" "${pidfile}" "${logfile}" "${apache}" -f "${dir}/apache2.conf" -DFOREGROUND
     # A subshell: its die must not skip the error log below.
     if ! (wait_until_ready "backend ${name} (Apache + mod_php) in ${ns}" "${pidfile}" backend "${logfile}" \
@@ -811,8 +816,35 @@ cmd_start_backend() {
     start_backend "${index}"
 }
 
+# SIGKILL to backend N's agent, then to its HTTP server (their process groups). The
+# agent is dead before the server's workers die, so it never sees their connections
+# close and releases none of their session locks: a crash, not a stop.
+kill_backend_services() {
+    local index="$1" pidfile pid tries
+    for pidfile in "${STATE_DIR}/be${index}-agent.pid" "${STATE_DIR}/be${index}.pid"; do
+        if pid="$(pidfile_process "${pidfile}" "$(pidfile_kind "${pidfile}")")"; then
+            log "SIGKILL to process group ${pid} ($(basename "${pidfile}" .pid))"
+            kill -KILL -- "-${pid}" 2>/dev/null || true
+            for ((tries = 0; tries < 100; tries++)); do
+                group_alive "${pid}" || break
+                sleep 0.01
+            done
+        fi
+        rm -f "${pidfile}"
+    done
+}
+
+cmd_crash_backend() {
+    local index
+    index="$(number_argument crash-backend "${1:-}")"
+    require_namespace "$(backend_ns "${index}")"
+    pidfile_process "${STATE_DIR}/be${index}.pid" backend >/dev/null || die "backend be${index} is not running"
+    log "crash of be${index}: its HTTP server and agent die, the host stays up"
+    kill_backend_services "${index}"
+}
+
 cmd_kill_host() {
-    local index ns pidfile pid
+    local index ns
     index="$(number_argument kill-host "${1:-}")"
     ns="$(backend_ns "${index}")"
     require_namespace "${ns}"
@@ -820,13 +852,7 @@ cmd_kill_host() {
     # lost power, not one that shut down.
     log "host death of be${index}: deleting its bridge port p-be${index}"
     ip -n "${NS_BRIDGE}" link del "p-be${index}" 2>/dev/null || true
-    for pidfile in "${STATE_DIR}/be${index}.pid" "${STATE_DIR}/be${index}-agent.pid"; do
-        if pid="$(pidfile_process "${pidfile}" "$(pidfile_kind "${pidfile}")")"; then
-            log "SIGKILL to process group ${pid} ($(basename "${pidfile}" .pid))"
-            kill -KILL -- "-${pid}" 2>/dev/null || true
-        fi
-        rm -f "${pidfile}"
-    done
+    kill_backend_services "${index}"
     stop_namespace_processes "${ns}" KILL
     log "deleting namespace ${ns}"
     ip netns del "${ns}"
@@ -891,8 +917,8 @@ main() {
     local command="$1"
     shift
     case "${command}" in
-    up | down | status | stop-backend | start-backend | kill-host | stop-agent | start-agent | \
-        stop-memcached | start-memcached | restart-memcached) ;;
+    up | down | status | stop-backend | start-backend | crash-backend | kill-host | stop-agent | \
+        start-agent | stop-memcached | start-memcached | restart-memcached) ;;
     -h | --help)
         usage
         exit 0
@@ -910,6 +936,7 @@ main() {
     status) cmd_status ;;
     stop-backend) cmd_stop_backend "$@" ;;
     start-backend) cmd_start_backend "$@" ;;
+    crash-backend) cmd_crash_backend "$@" ;;
     kill-host) cmd_kill_host "$@" ;;
     stop-agent) cmd_stop_agent "$@" ;;
     start-agent) cmd_start_agent "$@" ;;

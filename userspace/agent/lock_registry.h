@@ -28,6 +28,7 @@ struct HeldLock {
     std::uint64_t cas = 0;   // upstream CAS of our value, updated by renewals
     std::uint64_t owner = 0; // client connection id
     bool lost = false;       // found taken over or gone: writes under it are refused
+    bool releasing = false;  // its delete is on the way: renewals leave it alone
 };
 
 class LockRegistry {

@@ -271,10 +271,13 @@ asio::awaitable<bool> SessionService::release(HeldLock held) {
 asio::awaitable<std::string> SessionService::unlock(ClientState& client, const std::string& key) {
     HeldLock* held = locks_.find(key);
     if (held != nullptr && held->owner == client.id) {
+        held->releasing = true;
         HeldLock copy = *held;
         client.locks.erase(key);
-        locks_.remove(key, copy.token);
+        // Forgotten only once memcached has it: meanwhile a local waiter must still see
+        // the token as held, or it would take the lock for an orphan.
         const bool released = co_await release(copy);
+        locks_.remove(key, copy.token);
         if (released) {
             ++stats_.locks_released;
             co_return std::string(kDeleted);
@@ -294,9 +297,10 @@ asio::awaitable<void> SessionService::disconnect(ClientState& client) {
     for (const std::string& key : std::set<std::string>(client.locks)) {
         HeldLock* held = locks_.find(key);
         if (held == nullptr || held->owner != client.id) continue;
+        held->releasing = true;
         HeldLock copy = *held;
-        locks_.remove(key, copy.token);
         const bool released = co_await release(copy);
+        locks_.remove(key, copy.token);
         if (released) {
             ++stats_.locks_released_on_disconnect;
         } else {
@@ -310,13 +314,14 @@ asio::awaitable<void> SessionService::renew_locks() {
     const std::string lease = lease_flag(config_.lock_lease);
     for (const std::string& key : locks_.keys()) {
         HeldLock* held = locks_.find(key);
-        if (held == nullptr || held->lost) continue;
+        if (held == nullptr || held->lost || held->releasing) continue;
         const std::uint64_t token = held->token;
         CallResult renewed = co_await call(
             *held->server, meta_set(key, held->tag, "C" + std::to_string(held->cas) + ' ' + lease + " c"),
             ReplyShape::meta);
         held = locks_.find(key);
-        if (held == nullptr || held->token != token || !renewed.ok()) continue;  // released meanwhile, or retry later
+        // Released (or being released) meanwhile, or an upstream error: try again next round.
+        if (held == nullptr || held->token != token || held->releasing || !renewed.ok()) continue;
         if (renewed.reply.meta_code() == "HD") {
             held->cas = reply_number(renewed.reply, 'c');
             ++stats_.lock_renewals;
