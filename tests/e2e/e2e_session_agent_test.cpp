@@ -29,6 +29,7 @@
 #include <gtest/gtest.h>
 
 #include "support/lab.h"
+#include "support/session_lab.h"
 #include "support/privileges.h"
 
 #ifndef STICKYLB_SOURCE_DIR
@@ -85,29 +86,6 @@ std::ostream& operator<<(std::ostream& out, const Reply& reply) {
                << "'";
 }
 
-// "backend=be1 n=3 sid=abc": the counter and session id counter.php and hold.php answer.
-struct Counter {
-    std::string backend;
-    long n = -1;
-    std::string sid;
-};
-
-std::optional<Counter> parse_counter(const std::string& body) {
-    std::istringstream fields(trim(body));
-    std::string field;
-    Counter counter;
-    while (fields >> field) {
-        if (field.rfind("backend=", 0) == 0)
-            counter.backend = field.substr(8);
-        else if (field.rfind("n=", 0) == 0)
-            counter.n = std::strtol(field.c_str() + 2, nullptr, 10);
-        else if (field.rfind("sid=", 0) == 0)
-            counter.sid = field.substr(4);
-    }
-    if (counter.backend.empty() || counter.n < 0 || counter.sid.empty())
-        return std::nullopt;
-    return counter;
-}
 
 std::string curl_command(int backend, const std::string& path, const std::string& sid, int max_time_s) {
     std::string command =

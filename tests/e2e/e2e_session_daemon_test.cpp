@@ -21,6 +21,7 @@
 #include "session/membership_view.h"
 #include "support/daemon_lab.h"
 #include "support/lab.h"
+#include "support/session_lab.h"
 #include "support/memcached_process.h"
 #include "support/privileges.h"
 
@@ -35,25 +36,6 @@ constexpr int kClients = 12;  // client addresses 10.89.0.101..
 constexpr const char* kMemcached = "127.0.0.1:11211";  // inside the LB's namespace
 constexpr const char* kMetrics = "127.0.0.1:19479";
 
-// Reads one key from the memcached inside the LB's namespace: exit 0 and the
-// value, or exit 1 when it is missing or memcached does not answer.
-constexpr const char* kGetScript = R"(import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", 11211), timeout=2)
-    s.sendall(b"get " + sys.argv[1].encode() + b"\r\n")
-    data = b""
-    while not data.endswith(b"END\r\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-except OSError:
-    sys.exit(1)
-if not data.startswith(b"VALUE"):
-    sys.exit(1)
-header, rest = data.split(b"\r\n", 1)
-sys.stdout.write(rest[: int(header.split()[3])].decode())
-)";
 
 struct Settings {
     std::string refresh = "200ms";
@@ -72,7 +54,6 @@ protected:
         }
         metrics_listen_ = kMetrics;
         ASSERT_NO_FATAL_FAILURE(build_lab("up --mode l2 --backends " + std::to_string(kBackends), "session"));
-        std::ofstream(dir_ + "/mcget.py") << kGetScript;
         start_memcached();
     }
 
@@ -128,14 +109,7 @@ protected:
 
     // The view as memcached holds it, read with the agent's parser; nullopt if absent.
     std::optional<session::MembershipView> stored_view() const {
-        const auto got = run_command(in_ns(lab_ns("lb"), "python3 " + shell_quote(dir_ + "/mcget.py") + " " +
-                                                             session::members_key("web")));
-        if (got.exit_code != 0)
-            return std::nullopt;
-        std::string problem;
-        auto view = session::parse_view(got.output, &problem);
-        EXPECT_TRUE(view) << problem << ": " << got.output;
-        return view;
+        return read_membership_view(lab_ns("lb"), "127.0.0.1", 11211, "web");
     }
 
     // Polls (bounded) until the stored view satisfies `wanted`.

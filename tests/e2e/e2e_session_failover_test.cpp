@@ -34,6 +34,7 @@
 #include "session/membership_view.h"
 #include "support/daemon_lab.h"
 #include "support/lab.h"
+#include "support/session_lab.h"
 #include "support/privileges.h"
 
 namespace stickylb::testing {
@@ -83,30 +84,6 @@ struct Reply {
 
 std::ostream& operator<<(std::ostream& out, const Reply& reply) {
     return out << "HTTP " << reply.status << ": '" << trim(reply.body) << "'";
-}
-
-// "backend=be2 n=3 sid=abc": what counter.php and hold.php answer.
-struct Counter {
-    std::string backend;
-    long n = -1;
-    std::string sid;
-};
-
-std::optional<Counter> parse_counter(const std::string& body) {
-    std::istringstream fields(trim(body));
-    std::string field;
-    Counter counter;
-    while (fields >> field) {
-        if (field.rfind("backend=", 0) == 0)
-            counter.backend = field.substr(8);
-        else if (field.rfind("n=", 0) == 0)
-            counter.n = std::strtol(field.c_str() + 2, nullptr, 10);
-        else if (field.rfind("sid=", 0) == 0)
-            counter.sid = field.substr(4);
-    }
-    if (counter.backend.rfind("be", 0) != 0 || counter.n < 0 || counter.sid.empty())
-        return std::nullopt;
-    return counter;
 }
 
 int backend_index(const std::string& name) { return std::atoi(name.c_str() + 2); }
@@ -183,14 +160,7 @@ protected:
 
     // The view in memcached server 1, read from the client's namespace with the agent's parser.
     static std::optional<session::MembershipView> stored_view() {
-        const auto got = memcached_get(lab_ns("client"), memcached_address(1), kMemcachedPort,
-                                       session::members_key(kCluster));
-        if (got.exit_code != 0)
-            return std::nullopt;
-        std::string problem;
-        auto view = session::parse_view(got.output, &problem);
-        EXPECT_TRUE(view) << problem << ": " << got.output;
-        return view;
+        return read_membership_view(lab_ns("client"), memcached_address(1), kMemcachedPort, kCluster);
     }
 
     static Counter count(const std::string& sid) {

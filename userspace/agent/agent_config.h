@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "agent/session_keys.h"
+
 namespace stickylb::agent {
 
 struct AgentConfig {
@@ -17,7 +19,7 @@ struct AgentConfig {
     std::string listen = "127.0.0.1:11311";      // where PHP's session.save_path points
     std::vector<std::string> upstreams;          // required: memcached servers, "host:port"
     std::string metrics_listen = "127.0.0.1:9479";  // "" or "off": no /metrics
-    std::string session_prefix = "memc.sess.key.";  // php-memcached's memcached.sess_prefix
+    std::string session_prefix{kDefaultSessionPrefix};  // php-memcached's memcached.sess_prefix
     std::size_t replicas = 2;                    // copies of each session (1..number of upstreams)
     std::chrono::milliseconds lock_lease{5000};  // upstream expiry of a held lock, renewed every third of it
     std::chrono::milliseconds lock_wait{100};    // longest a lock attempt is held before NOT_STORED
