@@ -11,11 +11,11 @@ HeldLock* LockRegistry::find(const std::string& key) {
 }
 
 HeldLock& LockRegistry::add(HeldLock lock) {
+    // A lost lock of another connection may still sit under this key: the new one replaces it.
+    if (auto old = locks_.find(lock.key); old != locks_.end()) tokens_.erase(old->second.token);
     tokens_.insert(lock.token);
     std::string key = lock.key;
-    auto [it, inserted] = locks_.insert_or_assign(std::move(key), std::move(lock));
-    (void)inserted;
-    return it->second;
+    return locks_.insert_or_assign(std::move(key), std::move(lock)).first->second;
 }
 
 void LockRegistry::remove(const std::string& key, std::uint64_t token) {
