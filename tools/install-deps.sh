@@ -15,6 +15,8 @@ packages=(
   libmemcached-dev memcached
   # lab (network namespaces, HTTP backends and client; Apache + mod_php + php-memcached)
   iproute2 ethtool curl python3 procps apache2 libapache2-mod-php php-cli php-memcached
+  # Vagrant lab (vagrant/; `vagrant validate` is a unit test)
+  vagrant vagrant-libvirt
 )
 
 missing=()

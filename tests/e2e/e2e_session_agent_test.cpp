@@ -6,7 +6,7 @@
 //   Stock  PHP talks to the memcached servers directly (the stock handler), with the
 //          same php.ini: what happens is recorded (printed, RecordProperty) beside the
 //          agent's figures, and only checked for sanity.
-// Both run with the lock settings lab.sh documents (SESSION_LOCK_* there); the
+// Both run with the lock settings stickylb documents (tools/provision/php-settings.sh); the
 // comparison runs with php-memcached's defaults say so.
 //
 // Needs root. Every test builds its lab with tools/lab/lab.sh and removes it after.

@@ -40,10 +40,13 @@
 #     program decap.bpf.o (section "tc") strips the outer header. Each runs
 #     tools/lab/http_backend.py on port 80 (GET / -> "backend=beN").
 #     With --app php each runs Apache 2.4 prefork + mod_php instead, from its own
-#     generated config (tools/lab/apache2.conf.in -> STATE_DIR/beN/apache2.conf) and a
-#     copy of tools/lab/php/ as document root: GET / -> "backend=beN", counter.php,
+#     generated config (tools/lab/apache2.conf.in -> STATE_DIR/beN/apache2.conf, which
+#     includes the application's config STATE_DIR/beN/app.conf from
+#     tools/provision/apache-app-conf.sh) and a copy of tools/provision/php/ as
+#     document root: GET / -> "backend=beN", counter.php,
 #     hold.php?ms=N (its worker's PID in STATE_DIR/beN/run/hold.pid), ini.php?name=X.
-#     PHP keeps its sessions in memcached (session.save_handler=memcached):
+#     PHP keeps its sessions in memcached (session.save_handler=memcached; every PHP
+#     setting from tools/provision/php-settings.sh):
 #       --sessions stock  save_path lists the memcached servers directly;
 #       --sessions agent  each backend runs stickylb-agent on 127.0.0.1:11311 (metrics
 #                         on 0.0.0.0:9479) and save_path is that agent.
@@ -60,6 +63,7 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "${SCRIPT_DIR}/../.." && pwd)"
+readonly PROVISION_DIR="${REPO_DIR}/tools/provision"
 readonly SCRIPT_DIR REPO_DIR
 readonly PREFIX="${STICKYLB_LAB_PREFIX:-slb}"
 readonly BUILD_DIR="${STICKYLB_BUILD_DIR:-${REPO_DIR}/build}"
@@ -97,14 +101,9 @@ readonly AGENT_LISTEN_PORT=11311
 readonly AGENT_METRICS_LISTEN=0.0.0.0:9479
 readonly AGENT_CLUSTER=web
 
-# The php.ini lock settings stickylb documents: with them, 20 requests of one user
-# queued on its session lock all get it in turn (the waiting handler retries often
-# enough and long enough). The lab and its tests run with exactly these; tune them
-# here only. memcached.sess_lock_wait_min (ms), memcached.sess_lock_wait_max (ms),
-# memcached.sess_lock_retries.
-readonly SESSION_LOCK_WAIT_MIN=20
-readonly SESSION_LOCK_WAIT_MAX=100
-readonly SESSION_LOCK_RETRIES=100
+# The php.ini settings (SESSION_LOCK_* and the rest), the Apache config of the PHP app,
+# the agent's settings and memcached's command line come from tools/provision/, shared
+# with the Vagrant VMs (vagrant/): the lab only places them in its namespaces.
 
 log() { printf 'lab: %s\n' "$*"; }
 die() {
@@ -399,8 +398,9 @@ start_memcached() {
     ns="$(memcached_ns "${index}")"
     pidfile="${STATE_DIR}/mc${index}.pid"
     logfile="${STATE_DIR}/mc${index}.log"
-    spawn_in_ns "${ns}" "${pidfile}" "${logfile}" \
-        memcached -u nobody -l 0.0.0.0 -l '[::]' -p "${MEMCACHED_PORT}"
+    local -a args
+    mapfile -t args < <("${PROVISION_DIR}/memcached-args.sh" --port "${MEMCACHED_PORT}")
+    spawn_in_ns "${ns}" "${pidfile}" "${logfile}" memcached "${args[@]}"
     wait_until_ready "memcached mc${index} in ${ns}" "${pidfile}" memcached "${logfile}" "${SERVICE_WAIT_TENTHS}" \
         memcached_answers "${ns}"
 }
@@ -416,9 +416,13 @@ start_agent() {
     for ((server = 1; server <= memcached; server++)); do
         upstreams+=(--upstream "$(memcached_address "${server}"):${MEMCACHED_PORT}")
     done
+    mkdir -p "$(backend_dir "${index}")"
+    "${PROVISION_DIR}/agent-config.sh" --backend "be${index}" --cluster "${AGENT_CLUSTER}" \
+        --listen "${AGENT_LISTEN_HOST}:${AGENT_LISTEN_PORT}" --metrics-listen "${AGENT_METRICS_LISTEN}" \
+        "${upstreams[@]}" >"$(backend_dir "${index}")/agent.yaml"
+    # --backend first as well: lab_process_kind knows the agent by "stickylb-agent --backend".
     spawn_in_ns "${ns}" "${pidfile}" "${logfile}" "${AGENT_BINARY}" --backend "be${index}" \
-        --cluster "${AGENT_CLUSTER}" --listen "${AGENT_LISTEN_HOST}:${AGENT_LISTEN_PORT}" "${upstreams[@]}" \
-        --metrics-listen "${AGENT_METRICS_LISTEN}"
+        --config "$(backend_dir "${index}")/agent.yaml"
     wait_until_ready "stickylb-agent of be${index} in ${ns}" "${pidfile}" agent "${logfile}" \
         "${SERVICE_WAIT_TENTHS}" answers_version "${ns}" "${AGENT_LISTEN_HOST}" "${AGENT_LISTEN_PORT}"
 }
@@ -452,11 +456,9 @@ start_python_backend() {
     die "backend ${name} did not answer HTTP within $((HTTP_WAIT_TENTHS / 10)) s"
 }
 
-# The PHP settings of the lab, "NAME VALUE" a line: the session settings of MODE
-# (stock|agent), then the NAME=VALUE overrides (replacing a default in place).
-php_settings() {
-    local mode="$1" save_path="" server memcached override name
-    shift
+# PHP's session.save_path for MODE (stock|agent): the agent, or the memcached servers.
+session_save_path() {
+    local mode="$1" save_path="" server memcached
     memcached="$(lab_setting memcached)"
     if [[ "${mode}" == agent ]]; then
         save_path="${AGENT_LISTEN_HOST}:${AGENT_LISTEN_PORT}"
@@ -465,52 +467,34 @@ php_settings() {
             save_path+="${save_path:+,}$(memcached_address "${server}"):${MEMCACHED_PORT}"
         done
     fi
-    local -a names=(display_errors log_errors max_execution_time session.save_handler session.save_path
-        memcached.sess_binary_protocol memcached.sess_locking memcached.sess_lock_wait_min
-        memcached.sess_lock_wait_max memcached.sess_lock_retries)
-    # max_execution_time: php.ini-production's, pinned, as the stock handler's lock
-    # expiry follows it. sess_binary_protocol Off: the agent speaks the text protocol.
-    local -A values=(
-        [display_errors]=Off
-        [log_errors]=On
-        [max_execution_time]=30
-        [session.save_handler]=memcached
-        [session.save_path]="${save_path}"
-        [memcached.sess_binary_protocol]=Off
-        [memcached.sess_locking]=On
-        [memcached.sess_lock_wait_min]="${SESSION_LOCK_WAIT_MIN}"
-        [memcached.sess_lock_wait_max]="${SESSION_LOCK_WAIT_MAX}"
-        [memcached.sess_lock_retries]="${SESSION_LOCK_RETRIES}"
-    )
-    for override in "$@"; do
-        name="${override%%=*}"
-        [[ -v "values[${name}]" ]] || names+=("${name}")
-        values["${name}"]="${override#*=}"
-    done
-    for name in "${names[@]}"; do
-        printf '%s %s\n' "${name}" "${values[${name}]}"
-    done
+    printf '%s' "${save_path}"
 }
 
-# STATE_DIR/beN/: apache2.conf (from apache2.conf.in), www/ (a copy of tools/lab/php,
-# readable by www-data), run/ (writable by www-data: hold.pid), runtime/, logs.
+# STATE_DIR/beN/: apache2.conf (from apache2.conf.in), app.conf (the PHP app's config
+# with the PHP settings of MODE and the NAME=VALUE overrides), www/ (a copy of
+# tools/provision/php, readable by www-data), run/ (writable by www-data: hold.pid),
+# runtime/, logs.
 write_php_backend() {
-    local index="$1" mode="$2" dir name settings="" template name_value
+    local index="$1" mode="$2" dir name template
     shift 2
     dir="$(backend_dir "${index}")"
     name="be${index}"
     mkdir -p "${dir}/www" "${dir}/run" "${dir}/runtime"
-    cp "${SCRIPT_DIR}"/php/*.php "${dir}/www/"
+    cp "${PROVISION_DIR}"/php/*.php "${dir}/www/"
     chmod 0755 "${STATE_DIR}" "${dir}" "${dir}/www"
     chmod 0644 "${dir}"/www/*.php
     chown www-data:www-data "${dir}/run"
-    while IFS= read -r name_value; do
-        settings+="php_admin_value ${name_value%% *} \"${name_value#* }\""$'\n'
-    done < <(php_settings "${mode}" "$@")
+    local -a overrides=()
+    local setting
+    for setting in "$@"; do
+        overrides+=(--php-ini "${setting}")
+    done
+    "${PROVISION_DIR}/apache-app-conf.sh" --name "${name}" --doc-root "${dir}/www" --run-dir "${dir}/run" \
+        --access-log "${dir}/access.log" --save-path "$(session_save_path "${mode}")" "${overrides[@]}" \
+        >"${dir}/app.conf"
     template="$(<"${SCRIPT_DIR}/apache2.conf.in")"
     template="${template//@DIR@/${dir}}"
     template="${template//@NAME@/${name}}"
-    template="${template//@PHP_SETTINGS@/${settings}}"
     printf '%s\n' "${template}" >"${dir}/apache2.conf"
     # The workers run as www-data: a state dir it cannot reach would only show as 403s.
     setpriv --reuid=www-data --regid=www-data --clear-groups test -r "${dir}/www/index.php" ||
