@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Failover that keeps a PHP session, through the whole stack (issue 5's acceptance):
+// The whole stack as users meet it: stickiness of 20 clients, 20 parallel requests of
+// one session losing no update, and failover that keeps a PHP session (issue 5's
+// acceptance):
 // the lab client talks to the VIP through stickylbd's XDP data plane (persistence,
 // HTTP health checks every 200 ms, fall 2); three Apache + mod_php backends keep
 // their sessions through their own stickylb-agent in two memcached servers, and
@@ -24,7 +26,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -251,6 +255,79 @@ protected:
         EXPECT_EQ(later.n, before.n + 2);
     }
 };
+
+// The seeds' stickiness: 1,000 requests from each of 20 client addresses, each on a
+// new connection (new flows: the affinity table, not one TCP connection, keeps them
+// together). Every client sees exactly one backend, and the clients use all three.
+TEST_F(SessionFailover, TwentyClientsEachSeeOneBackendOverAThousandRequests) {
+    constexpr int kClients = 20, kRequests = 1000;
+    // One curl per client: URL globbing gives kRequests requests, "Connection: close"
+    // a new connection for each; the 20 clients run at once.
+    // index.php answers "backend=beN\n"; each line out is "<client> <count> backend=beN".
+    const std::string one_client = "curl -sS --max-time 120 --interface 10.89.0.$0 -H 'Connection: close' 'http://" +
+                                   std::string(kLabVip) + "/?i=[1-" + std::to_string(kRequests) +
+                                   "]' | sort | uniq -c | sed \"s/^/$0 /\"";
+    const auto run = run_command(in_ns(lab_ns("client"),
+                                       "bash -c " + shell_quote("seq 101 " + std::to_string(100 + kClients) +
+                                                                " | xargs -P " + std::to_string(kClients) +
+                                                                " -I{} bash -c " + shell_quote(one_client) + " {}")));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    std::map<std::string, std::map<std::string, int>> seen;
+    std::istringstream lines(run.output);
+    for (std::string client, backend; lines >> client;) {
+        int requests = 0;
+        lines >> requests >> backend;
+        seen[client][backend] += requests;
+    }
+    std::set<std::string> used;
+    ASSERT_EQ(seen.size(), static_cast<std::size_t>(kClients)) << run.output;
+    for (const auto& [client, backends] : seen) {
+        ASSERT_EQ(backends.size(), 1u) << "client 10.89.0." << client << " saw several backends:\n" << run.output;
+        EXPECT_EQ(backends.begin()->second, kRequests) << "client 10.89.0." << client;
+        EXPECT_EQ(backends.begin()->first.rfind("backend=be", 0), 0u) << backends.begin()->first;
+        used.insert(backends.begin()->first);
+    }
+    EXPECT_EQ(used.size(), static_cast<std::size_t>(kBackends)) << "20 clients did not spread over the backends";
+    record("sticky clients", std::to_string(seen.size()) + " clients x " + std::to_string(kRequests) +
+                                 " new connections, each on one backend; backends used: " +
+                                 std::to_string(used.size()));
+}
+
+// No lost updates through the VIP: 20 parallel requests of one session each
+// increment its counter; all answer 200 and the counter rises by exactly 20.
+TEST_F(SessionFailover, TwentyParallelRequestsOfOneSessionThroughTheVipLoseNoUpdate) {
+    constexpr int kParallel = 20;
+    const Counter first = count("");
+    ASSERT_FALSE(first.sid.empty());
+    const std::string one_request = user_curl("/counter.php", first.sid) + "; echo";
+    const auto run = run_command("seq " + std::to_string(kParallel) + " | xargs -P " + std::to_string(kParallel) +
+                                 " -I{} sh -c " + shell_quote(one_request));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    int ok = 0;
+    for (std::size_t at = run.output.find("HTTP_STATUS 200"); at != std::string::npos;
+         at = run.output.find("HTTP_STATUS 200", at + 1))
+        ++ok;
+    EXPECT_EQ(ok, kParallel) << run.output;
+    const Counter last = count(first.sid);
+    EXPECT_EQ(last.backend, first.backend) << "the user's requests did not stay on one backend";
+    EXPECT_EQ(last.n, first.n + kParallel + 1) << "updates were lost";
+    record("parallel requests through the VIP", std::to_string(ok) + "/" + std::to_string(kParallel) +
+                                                    " answered 200, counter rose by " +
+                                                    std::to_string(last.n - first.n - 1));
+
+    // The app's health page does a session round trip on each backend: its count goes on.
+    for (int backend = 1; backend <= kBackends; ++backend) {
+        const std::string health = "curl -sS --max-time 5 http://" + backend_address(backend) + "/health.php";
+        const auto once = run_command(in_ns(lab_ns("client"), health));
+        const auto twice = run_command(in_ns(lab_ns("client"), health));
+        EXPECT_NE(once.output.find("health=ok checks="), std::string::npos) << once.output;
+        const auto checks = [](const std::string& text) {
+            const auto at = text.find("checks=");
+            return at == std::string::npos ? -1 : std::atol(text.c_str() + at + 7);
+        };
+        EXPECT_EQ(checks(twice.output), checks(once.output) + 1) << once.output << twice.output;
+    }
+}
 
 TEST_F(SessionFailover, CrashedBackendHoldingTheSessionLockTheUserGoesOnElsewhere) {
     lose_backend_holding_the_lock("crash-backend", "crash");
