@@ -44,7 +44,6 @@ namespace {
 
 using namespace lab;
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 constexpr int kBackends = 2;
 constexpr int kMemcached = 2;
@@ -67,48 +66,15 @@ void PrintTo(Sessions sessions, std::ostream* out) { *out << to_string(sessions)
 
 std::string url(int backend, const std::string& path) { return "http://" + backend_address(backend) + path; }
 
-double seconds(Clock::duration elapsed) { return std::chrono::duration<double>(elapsed).count(); }
-
-std::int64_t milliseconds(Clock::duration elapsed) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
-}
-
-// One HTTP exchange: status 0 when curl got no answer (its error is in body). Elapsed:
-// curl's own time_total, or for get() the whole command (conservative).
-struct Reply {
-    int status = 0;
-    std::string body;
-    Clock::duration elapsed{};
-};
-
-std::ostream& operator<<(std::ostream& out, const Reply& reply) {
-    return out << "HTTP " << reply.status << " after " << seconds(reply.elapsed) << " s: '" << trim(reply.body)
-               << "'";
-}
-
 
 std::string curl_command(int backend, const std::string& path, const std::string& sid, int max_time_s) {
     std::string command =
-        "curl -sS --max-time " + std::to_string(max_time_s) + " -w '\\nHTTP_STATUS %{http_code} %{time_total}'";
+        "curl -sS --max-time " + std::to_string(max_time_s) + kCurlStatusFormat;
     if (!sid.empty())
         command += " -H " + shell_quote("Cookie: PHPSESSID=" + sid);
     return in_ns(lab_ns("client"), command + " " + shell_quote(url(backend, path)));
 }
 
-Reply parse_reply(const CommandResult& result) {
-    Reply reply;
-    const auto marker = result.output.rfind("HTTP_STATUS ");
-    if (marker == std::string::npos) {
-        reply.body = result.output;
-        return reply;
-    }
-    std::istringstream fields(result.output.substr(marker + 12));
-    double curl_seconds = 0;
-    fields >> reply.status >> curl_seconds;
-    reply.elapsed = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(curl_seconds));
-    reply.body = result.output.substr(0, marker);
-    return reply;
-}
 
 // The membership view stickylbd writes (written by the test here: no LB daemon runs).
 std::string membership_view(std::uint64_t epoch, const std::map<std::string, std::string>& states) {
@@ -125,10 +91,6 @@ std::string membership_view(std::uint64_t epoch, const std::map<std::string, std
     return json + "}}";
 }
 
-void record(const std::string& key, const std::string& value) {
-    std::cout << "[ MEASURE  ] " << key << ": " << value << std::endl;
-    ::testing::Test::RecordProperty(key, value);
-}
 
 // Builds and removes the lab; the requests, lock holders and views the cases use.
 class SessionLabTest : public ::testing::Test {

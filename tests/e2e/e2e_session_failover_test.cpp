@@ -46,7 +46,6 @@ namespace {
 
 using namespace lab;
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 constexpr int kBackends = 3;
 constexpr int kMemcached = 2;
@@ -71,44 +70,19 @@ constexpr auto kPollLimit = 20s;
 constexpr const char* kConnectTimeoutS = "0.2";
 constexpr int kRequestMaxTimeS = 15;
 
-std::int64_t milliseconds(Clock::duration elapsed) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
-}
 
-void record(const std::string& key, const std::string& value) {
-    std::cout << "[ MEASURE  ] " << key << ": " << value << std::endl;
-    ::testing::Test::RecordProperty(key, value);
-}
-
-// One HTTP exchange: status 0 when curl got no answer (its error is in body).
-struct Reply {
-    int status = 0;
-    std::string body;
-};
-
-std::ostream& operator<<(std::ostream& out, const Reply& reply) {
-    return out << "HTTP " << reply.status << ": '" << trim(reply.body) << "'";
-}
 
 int backend_index(const std::string& name) { return std::atoi(name.c_str() + 2); }
 
 // The user's request for PATH through the VIP, with session SID ("" = a new session).
 std::string user_curl(const std::string& path, const std::string& sid, int max_time_s = kRequestMaxTimeS) {
     std::string command = std::string("curl -sS --interface ") + kUser + " --connect-timeout " + kConnectTimeoutS +
-                          " --max-time " + std::to_string(max_time_s) + " -w '\\nHTTP_STATUS %{http_code}'";
+                          " --max-time " + std::to_string(max_time_s) + kCurlStatusFormat;
     if (!sid.empty())
         command += " -H " + shell_quote("Cookie: PHPSESSID=" + sid);
     return in_ns(lab_ns("client"), command + " " + shell_quote(std::string("http://") + kLabVip + path));
 }
 
-Reply parse_reply(const CommandResult& result) {
-    Reply reply;
-    const auto marker = result.output.rfind("HTTP_STATUS ");
-    reply.body = result.output.substr(0, marker);
-    if (marker != std::string::npos)
-        reply.status = std::atoi(result.output.c_str() + marker + 12);
-    return reply;
-}
 
 Reply user_request(const std::string& path, const std::string& sid) {
     return parse_reply(run_command(user_curl(path, sid)));

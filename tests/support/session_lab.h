@@ -4,7 +4,10 @@
 // answers and the membership view stickylbd keeps in memcached.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
+#include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -13,6 +16,49 @@
 #include "support/lab.h"
 
 namespace stickylb::testing::lab {
+
+using Clock = std::chrono::steady_clock;
+
+inline std::int64_t milliseconds(Clock::duration elapsed) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
+}
+
+// A figure the acceptance asks for: printed, and kept in the test's XML report.
+inline void record(const std::string& key, const std::string& value) {
+    std::cout << "[ MEASURE  ] " << key << ": " << value << std::endl;
+    ::testing::Test::RecordProperty(key, value);
+}
+
+// curl's -w for parse_reply: the status (000 when nothing answered) and curl's time.
+inline constexpr const char* kCurlStatusFormat = " -w '\\nHTTP_STATUS %{http_code} %{time_total}'";
+
+// One HTTP exchange: status 0 when curl got no answer (its error is in body);
+// elapsed is curl's own time_total.
+struct Reply {
+    int status = 0;
+    std::string body;
+    Clock::duration elapsed{};
+};
+
+inline std::ostream& operator<<(std::ostream& out, const Reply& reply) {
+    return out << "HTTP " << reply.status << " after " << milliseconds(reply.elapsed) << " ms: '" << trim(reply.body)
+               << "'";
+}
+
+inline Reply parse_reply(const CommandResult& result) {
+    Reply reply;
+    const auto marker = result.output.rfind("HTTP_STATUS ");
+    if (marker == std::string::npos) {
+        reply.body = result.output;
+        return reply;
+    }
+    std::istringstream fields(result.output.substr(marker + 12));
+    double curl_seconds = 0;
+    fields >> reply.status >> curl_seconds;
+    reply.elapsed = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(curl_seconds));
+    reply.body = result.output.substr(0, marker);
+    return reply;
+}
 
 // "backend=be2 n=3 sid=abc": what counter.php and hold.php answer.
 struct Counter {

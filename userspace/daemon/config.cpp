@@ -87,6 +87,12 @@ int line_of(const YAML::Node& node, int fallback) {
     return mark.is_null() || mark.line < 0 ? fallback : mark.line;
 }
 
+// The line of FIELD inside a mapping entry (where a duplicate is named), else the entry's.
+int field_line(const Entry& entry, const char* field) {
+    if (entry.value.IsMap() && entry.value[field]) return line_of(entry.value[field], entry.line);
+    return entry.line;
+}
+
 std::string protocol_name(std::uint8_t protocol) { return protocol == IPPROTO_UDP ? "udp" : "tcp"; }
 
 class Parser;
@@ -415,10 +421,7 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
         if (!vip_config.name.empty()) {
             const auto [existing, inserted] = seen_names.try_emplace(vip_config.name, item.path);
             if (!inserted) {
-                int line = item.line;
-                if (item.value.IsMap() && item.value["name"])
-                    line = line_of(item.value["name"], item.line);
-                report(line, item.path + ".name",
+                report(field_line(item, "name"), item.path + ".name",
                        "duplicate VIP name " + quoted(vip_config.name) + " (already " + existing->second + ")");
             }
         }
@@ -511,30 +514,21 @@ VipConfig Parser::vip(const Entry& entry, std::uint32_t ring_size, bool names_in
         BackendConfig backend_config = backend(item);
         if (names_in_keys && !backend_config.name.empty()) {
             if (auto problem = session::name_problem(backend_config.name)) {
-                int line = item.line;
-                if (item.value.IsMap() && item.value["name"])
-                    line = line_of(item.value["name"], item.line);
-                report(line, item.path + ".name",
+                report(field_line(item, "name"), item.path + ".name",
                        quoted(backend_config.name) + " cannot name a backend in the membership view: " + *problem);
             }
         }
         if (!backend_config.name.empty()) {
             const auto [existing, inserted] = names.try_emplace(backend_config.name, item.path);
             if (!inserted) {
-                int line = item.line;
-                if (item.value.IsMap() && item.value["name"])
-                    line = line_of(item.value["name"], item.line);
-                report(line, item.path + ".name",
+                report(field_line(item, "name"), item.path + ".name",
                        "duplicate backend name " + quoted(backend_config.name) + " (already " + existing->second + ")");
             }
         }
         if (backend_config.address.family() != STICKYLB_FAMILY_NONE) {
             const auto [existing, inserted] = addresses.try_emplace(backend_config.address, item.path);
             if (!inserted) {
-                int line = item.line;
-                if (item.value.IsMap() && item.value["address"])
-                    line = line_of(item.value["address"], item.line);
-                report(line, item.path + ".address",
+                report(field_line(item, "address"), item.path + ".address",
                        "duplicate backend address " + backend_config.address.to_string() + " (already " +
                            existing->second + ")");
             }
