@@ -252,11 +252,11 @@ TEST_F(AgentTest, AWaiterIsWokenWhenALocalHolderReleases) {
 
 TEST_F(AgentTest, AHeldLockIsRenewedPastItsLease) {
     AgentConfig settings = config("be1");
-    settings.lock_lease = 1s;
+    settings.lock_lease = 2s;
     RunningAgent agent(settings);
     auto holder = agent.client();
     EXPECT_EQ(holder->store("add", lock_key("s4"), "1", 0, 1), "STORED\r\n");
-    std::this_thread::sleep_for(2500ms);  // 2.5 leases
+    std::this_thread::sleep_for(5s);  // 2.5 leases
     auto other = agent.client();
     EXPECT_EQ(other->store("add", lock_key("s4"), "1", 0, 1), "NOT_STORED\r\n");
     EXPECT_GE(agent.stat("lock_renewals"), 2u);

@@ -97,7 +97,7 @@ says their backend is down. Sessions are kept on --replicas servers.
   --metrics-listen ADDR:PORT|off   Prometheus /metrics (default 127.0.0.1:9479)
   --session-prefix TEXT    memcached.sess_prefix of php-memcached (default memc.sess.key.)
   --replicas N             copies of each session (default 2)
-  --lock-lease DURATION    upstream expiry of a held lock, renewed (default 5s)
+  --lock-lease DURATION    upstream expiry of a held lock, renewed; at least 2s (default 5s)
   --lock-wait DURATION     longest a lock attempt waits before NOT_STORED (default 100ms)
   --view-poll DURATION     membership view refresh (default 250ms)
   --upstream-timeout DURATION   per request to memcached (default 500ms)
@@ -132,7 +132,9 @@ void validate(const AgentConfig& config) {
     if (auto problem = key_problem(config.session_prefix + "x")) {
         throw AgentConfigError("--session-prefix: " + *problem);
     }
-    if (config.lock_lease < std::chrono::seconds(1)) throw AgentConfigError("--lock-lease must be at least 1s");
+    // memcached expires by a whole-second clock that can step by two on a busy host: a
+    // lease under 2 s could expire between two renewals (every third of it).
+    if (config.lock_lease < std::chrono::seconds(2)) throw AgentConfigError("--lock-lease must be at least 2s");
     if (config.view_poll < std::chrono::milliseconds(10)) throw AgentConfigError("--view-poll must be at least 10ms");
     if (config.upstream_timeout < std::chrono::milliseconds(1)) {
         throw AgentConfigError("--upstream-timeout must be at least 1ms");

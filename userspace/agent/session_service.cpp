@@ -56,7 +56,8 @@ std::uint64_t reply_number(const Reply& reply, char flag) {
 }
 
 // memcached's clock ticks in whole seconds, so "T<n>" lives between n-1 and n
-// seconds: one more second keeps a lock for at least its lease.
+// seconds: one more second keeps a lock for at least its lease (at least 2 s, so
+// that a clock stepping by two between renewals cannot expire it).
 std::string lease_flag(std::chrono::milliseconds lease) {
     auto seconds = std::chrono::ceil<std::chrono::seconds>(lease).count();
     return "T" + std::to_string(std::max<long long>(1, seconds) + 1);
