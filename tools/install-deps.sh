@@ -15,6 +15,10 @@ packages=(
   libmemcached-dev memcached
   # lab (network namespaces, HTTP backends and client; Apache + mod_php + php-memcached)
   iproute2 ethtool curl python3 procps apache2 libapache2-mod-php php-cli php-memcached
+  # peers the benchmarks compare against (tools/bench/traffic), and their load generator
+  haproxy nginx-light libnginx-mod-stream wrk
+  # robustness tier: libFuzzer targets (clang), static analysis
+  libfuzzer-14-dev clang-tidy cppcheck
   # Vagrant lab (vagrant/; `vagrant validate` is a unit test)
   vagrant vagrant-libvirt
 )

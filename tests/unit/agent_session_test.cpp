@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <map>
@@ -24,6 +25,7 @@
 #include "support/memcache_text_client.h"
 #include "support/memcached_process.h"
 #include "support/promtool.h"
+#include "support/reply_delaying_proxy.h"
 
 namespace stickylb::agent {
 namespace {
@@ -31,6 +33,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::MemcachedProcess;
 using testing::MemcacheTextClient;
+using testing::ReplyDelayingProxy;
 
 const std::string kPrefix = "memc.sess.key.";
 
@@ -223,6 +226,78 @@ TEST_F(AgentTest, ALockBelongsToTheConnectionThatTookIt) {
     auto tag = parse_lock_tag(*stored);
     ASSERT_TRUE(tag.has_value()) << *stored;
     EXPECT_EQ(tag->backend, "be1");
+}
+
+// Many workers of one backend queue on one session, as PHP workers do: at no
+// moment do two of them hold its lock, and no increment is lost. (The agent
+// spreads requests over two connections per server, so the reply to one
+// worker's add can arrive after another worker already sees the new lock.)
+TEST_F(AgentTest, ConcurrentWorkersNeverHoldALockTogetherAndLoseNoUpdate) {
+    AgentConfig settings = config("be1");
+    settings.lock_wait = 2s;
+    RunningAgent agent(settings);
+    constexpr int kWorkers = 16;
+    constexpr int kRounds = 40;
+    std::atomic<int> inside{0};
+    std::atomic<int> overlaps{0};
+    std::atomic<int> gave_up{0};
+    EXPECT_EQ(agent.client()->store("set", data_key("c1"), "0"), "STORED\r\n");
+    auto worker = [&] {
+        for (int round = 0; round < kRounds; ++round) {
+            auto client = agent.client();  // a new connection per request, like a PHP worker
+            int tries = 0;
+            while (client->store("add", lock_key("c1"), "1", 0, 30) != "STORED\r\n") {
+                if (++tries == 200) {
+                    ++gave_up;
+                    return;
+                }
+            }
+            if (inside.fetch_add(1) != 0) ++overlaps;
+            std::optional<std::string> value = client->get(data_key("c1"));
+            int n = value ? std::stoi(*value) : -1000000;
+            client->store("set", data_key("c1"), std::to_string(n + 1));
+            inside.fetch_sub(1);
+            client->command("delete " + lock_key("c1"));
+        }
+    };
+    std::vector<std::thread> workers;
+    for (int i = 0; i < kWorkers; ++i) workers.emplace_back(worker);
+    for (std::thread& thread : workers) thread.join();
+    EXPECT_EQ(gave_up.load(), 0);
+    EXPECT_EQ(overlaps.load(), 0) << "two workers held the lock at the same time";
+    EXPECT_EQ(agent.client()->get(data_key("c1")), std::to_string(kWorkers * kRounds));
+    EXPECT_EQ(agent.stat("locks_broken_orphaned"), 0u);
+}
+
+// The reply that gives a worker its lock is late on one upstream connection
+// while another worker, on the agent's other connection to the same server,
+// already sees the new lock: it must wait for it, not break it as an orphan.
+TEST_F(AgentTest, ALockWhoseReplyIsLateIsNotTakenForAnOrphan) {
+    std::unique_ptr<ReplyDelayingProxy> proxies[2] = {std::make_unique<ReplyDelayingProxy>(server(0).port()),
+                                                      std::make_unique<ReplyDelayingProxy>(server(1).port())};
+    AgentConfig settings = config("be1");
+    settings.upstreams = {proxies[0]->address(), proxies[1]->address()};
+    settings.lock_wait = 1s;
+    RunningAgent agent(settings);
+    auto holder = agent.client();
+    for (int i = 0; i < 8; ++i) holder->get("warm-up-" + std::to_string(i));  // both connections of each server open
+
+    for (auto& proxy : proxies) proxy->arm("ms " + lock_key("o1"), 400ms);
+    auto held = std::async(std::launch::async, [&] { return holder->store("add", lock_key("o1"), "1", 0, 30); });
+    std::this_thread::sleep_for(50ms);
+    constexpr int kContenders = 6;
+    std::vector<std::unique_ptr<MemcacheTextClient>> contenders;
+    std::vector<std::future<std::string>> attempts;
+    for (int i = 0; i < kContenders; ++i) contenders.push_back(agent.client());
+    for (auto& contender : contenders) {
+        attempts.push_back(std::async(std::launch::async, [&contender] {
+            return contender->store("add", lock_key("o1"), "1", 0, 30);
+        }));
+    }
+    EXPECT_EQ(held.get(), "STORED\r\n");
+    for (auto& attempt : attempts) EXPECT_EQ(attempt.get(), "NOT_STORED\r\n") << "two owners of one lock";
+    EXPECT_EQ(agent.stat("locks_broken_orphaned"), 0u);
+    EXPECT_EQ(holder->command("delete " + lock_key("o1")), "DELETED\r\n");
 }
 
 TEST_F(AgentTest, ClosingTheConnectionReleasesItsLocksAtOnce) {

@@ -13,9 +13,14 @@ HeldLock* LockRegistry::find(const std::string& key) {
 HeldLock& LockRegistry::add(HeldLock lock) {
     // A lost lock of another connection may still sit under this key: the new one replaces it.
     if (auto old = locks_.find(lock.key); old != locks_.end()) tokens_.erase(old->second.token);
+    pending_.erase(lock.token);
     tokens_.insert(lock.token);
     std::string key = lock.key;
     return locks_.insert_or_assign(std::move(key), std::move(lock)).first->second;
+}
+
+void LockRegistry::unreserve(const std::string& key, std::uint64_t token) {
+    if (pending_.erase(token) != 0) wake(key);
 }
 
 void LockRegistry::remove(const std::string& key, std::uint64_t token) {
@@ -23,6 +28,10 @@ void LockRegistry::remove(const std::string& key, std::uint64_t token) {
     if (it == locks_.end() || it->second.token != token) return;
     tokens_.erase(token);
     locks_.erase(it);
+    wake(key);
+}
+
+void LockRegistry::wake(const std::string& key) {
     if (auto waiting = waiters_.find(key); waiting != waiters_.end()) {
         for (boost::asio::steady_timer* timer : waiting->second) timer->cancel();
     }

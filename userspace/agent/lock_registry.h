@@ -34,10 +34,18 @@ struct HeldLock {
 class LockRegistry {
 public:
     HeldLock* find(const std::string& key);
-    bool token_held(std::uint64_t token) const { return tokens_.contains(token); }
+    // Held, or being taken: an attempt's token counts as ours from before its request
+    // leaves, since with several upstream connections another attempt can see the
+    // new lock upstream before this one has the reply that says it got it.
+    bool token_held(std::uint64_t token) const { return tokens_.contains(token) || pending_.contains(token); }
     std::size_t size() const { return locks_.size(); }
 
-    HeldLock& add(HeldLock lock);
+    // An attempt to take a lock with `token` is on its way upstream.
+    void reserve(std::uint64_t token) { pending_.insert(token); }
+    // The attempt ended without taking the lock: wake the waiters that saw the token.
+    void unreserve(const std::string& key, std::uint64_t token);
+
+    HeldLock& add(HeldLock lock);  // also ends the token's reservation
     // Forgets the lock (if `token` still names it) and wakes its waiters.
     void remove(const std::string& key, std::uint64_t token);
 
@@ -49,8 +57,11 @@ public:
     void remove_waiter(const std::string& key, boost::asio::steady_timer* timer);
 
 private:
+    void wake(const std::string& key);
+
     std::map<std::string, HeldLock> locks_;
     std::set<std::uint64_t> tokens_;
+    std::set<std::uint64_t> pending_;
     std::map<std::string, std::vector<boost::asio::steady_timer*>> waiters_;
 };
 

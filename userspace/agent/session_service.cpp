@@ -101,6 +101,24 @@ std::string classic_wire(const Request& request) {
     return wire;
 }
 
+// A lock attempt's token counts as ours from before its request leaves (see
+// LockRegistry::reserve) until the attempt is over, however it ends.
+class TokenReservation {
+public:
+    TokenReservation(LockRegistry& registry, const std::string& key, std::uint64_t token)
+        : registry_(registry), key_(key), token_(token) {
+        registry_.reserve(token_);
+    }
+    TokenReservation(const TokenReservation&) = delete;
+    TokenReservation& operator=(const TokenReservation&) = delete;
+    ~TokenReservation() { registry_.unreserve(key_, token_); }
+
+private:
+    LockRegistry& registry_;
+    const std::string& key_;
+    std::uint64_t token_;
+};
+
 }  // namespace
 
 SessionService::SessionService(const AgentConfig& config, UpstreamGroup& upstreams, AgentStats& stats)
@@ -198,6 +216,7 @@ asio::awaitable<std::string> SessionService::lock(ClientState& client, const Req
         UpstreamServer& server = lock_server(key);
         LockTag tag{self_.backend, incarnation(), self_.instance, random64()};
         const std::string value = encode_lock_tag(tag);
+        const TokenReservation reservation(locks_, key, tag.token);
         auto take = [&](const HeldLock& held) {
             locks_.add(held);
             client.locks.insert(key);
