@@ -96,6 +96,14 @@ struct {
     __uint(max_entries, 1);
 } runtime_config SEC(".maps");
 
+/* The new-flow guard's window, per CPU: no CPU ever waits for another's count. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __type(key, __u32);
+    __type(value, struct stickylb_new_flow_window);
+    __uint(max_entries, 1);
+} new_flow_window SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __type(key, __u32);

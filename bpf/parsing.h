@@ -62,6 +62,9 @@ static __always_inline int parse_ports(void *l4, void *data_end, __be16 *sport, 
 static __always_inline enum parse_result parse_l4(struct packet *pkt, void *data, void *data_end,
                                                  __u32 l4_offset, __u32 l4_length)
 {
+    /* Too deep to parse is malformed only for a protocol a VIP could match. */
+    if (pkt->flow.proto != IPPROTO_TCP && pkt->flow.proto != IPPROTO_UDP)
+        return PARSE_OTHER;
     if (l4_offset > MAX_L4_OFFSET)
         return PARSE_MALFORMED;
     void *l4 = data + l4_offset;
@@ -77,32 +80,52 @@ static __always_inline enum parse_result parse_l4(struct packet *pkt, void *data
         pkt->tcp_flags = ((__u8 *)tcp)[13];
         return PARSE_FLOW;
     }
-    if (pkt->flow.proto == IPPROTO_UDP) {
-        struct udphdr *udp = l4;
-        if ((void *)(udp + 1) > data_end)
-            return PARSE_MALFORMED;
-        __u32 udp_length = bpf_ntohs(udp->len);
-        if (udp_length < sizeof(*udp) || udp_length > l4_length)
-            return PARSE_MALFORMED;
-        pkt->flow.sport = udp->source;
-        pkt->flow.dport = udp->dest;
-        return PARSE_FLOW;
-    }
-    return PARSE_OTHER;
+    struct udphdr *udp = l4;
+    if ((void *)(udp + 1) > data_end)
+        return PARSE_MALFORMED;
+    __u32 udp_length = bpf_ntohs(udp->len);
+    if (udp_length < sizeof(*udp) || udp_length > l4_length)
+        return PARSE_MALFORMED;
+    pkt->flow.sport = udp->source;
+    pkt->flow.dport = udp->dest;
+    return PARSE_FLOW;
+}
+
+/*
+ * A fragment is malformed if it breaks what reassembly relies on: every
+ * fragment but the last carries a multiple of 8 bytes (RFC 791, RFC 8200), none
+ * ends past 65535 bytes (ping of death), a first fragment holds at least the
+ * 8 bytes with the ports, and no TCP fragment starts at byte 8, where it would
+ * overwrite the first fragment's flags (RFC 1858).
+ */
+static __always_inline enum parse_result check_fragment(const struct packet *pkt, __u32 length,
+                                                       __u32 offset_units, int more)
+{
+    if (more && (length & 7))
+        return PARSE_MALFORMED;
+    if (offset_units * 8 + length > 65535)
+        return PARSE_MALFORMED;
+    if (offset_units == 0 && length < 8)
+        return PARSE_MALFORMED;
+    if (offset_units == 1 && pkt->flow.proto == IPPROTO_TCP)
+        return PARSE_MALFORMED;
+    return PARSE_FRAGMENT;
 }
 
 /*
  * The quoted header inside an ICMP error is the packet the VIP (via a backend,
  * DSR) sent to the client: VIP -> client. The flow it belongs to is the
  * reverse, client -> VIP, and the quote must come from the ICMP's destination.
+ * The quote ends where the ICMP packet's IP length says (ip_end), not at the
+ * end of the frame: Ethernet padding is quoting nothing.
  */
 static __always_inline enum parse_result parse_quoted_ipv4(struct packet *pkt, void *data, void *data_end,
-                                                          __u32 offset)
+                                                          __u32 offset, __u32 ip_end)
 {
     if (offset > MAX_L4_OFFSET)
         return PARSE_MALFORMED;
     struct iphdr *inner = data + offset;
-    if ((void *)(inner + 1) > data_end)
+    if ((void *)(inner + 1) > data_end || offset + sizeof(*inner) > ip_end)
         return PARSE_MALFORMED;
     if (inner->version != 4 || inner->ihl < 5)
         return PARSE_MALFORMED;
@@ -110,8 +133,10 @@ static __always_inline enum parse_result parse_quoted_ipv4(struct packet *pkt, v
         return PARSE_OTHER; /* quotes somebody else's packet */
     if (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP)
         return PARSE_OTHER;
+    if (inner->frag_off & bpf_htons(IPV4_FRAG_OFFSET_MASK))
+        return PARSE_OTHER; /* a later fragment: what follows its header is no port */
     __u32 quoted_l4 = offset + inner->ihl * 4;
-    if (quoted_l4 > MAX_L4_OFFSET + 60)
+    if (quoted_l4 > MAX_L4_OFFSET + 60 || quoted_l4 + 4 > ip_end)
         return PARSE_MALFORMED;
     __be16 sport, dport;
     if (parse_ports(data + quoted_l4, data_end, &sport, &dport))
@@ -124,12 +149,12 @@ static __always_inline enum parse_result parse_quoted_ipv4(struct packet *pkt, v
 }
 
 static __always_inline enum parse_result parse_quoted_ipv6(struct packet *pkt, void *data, void *data_end,
-                                                          __u32 offset)
+                                                          __u32 offset, __u32 ip_end)
 {
     if (offset > MAX_L4_OFFSET)
         return PARSE_MALFORMED;
     struct ipv6hdr *inner = data + offset;
-    if ((void *)(inner + 1) > data_end)
+    if ((void *)(inner + 1) > data_end || offset + sizeof(*inner) + 4 > ip_end)
         return PARSE_MALFORMED;
     if (inner->version != 6)
         return PARSE_MALFORMED;
@@ -168,17 +193,18 @@ static __always_inline enum parse_result parse_ipv4(struct packet *pkt, void *da
         pkt->l3_offset + total_length > (__u32)(data_end - data))
         return PARSE_MALFORMED;
     pkt->ip_length = total_length;
-    if (ip->frag_off & bpf_htons(IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK))
-        return PARSE_FRAGMENT;
     __u32 l4_offset = pkt->l3_offset + header_length;
     __u32 l4_length = total_length - header_length;
+    if (ip->frag_off & bpf_htons(IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK))
+        return check_fragment(pkt, l4_length, bpf_ntohs(ip->frag_off) & IPV4_FRAG_OFFSET_MASK,
+                              !!(ip->frag_off & bpf_htons(IPV4_FLAG_MF)));
     if (ip->protocol == IPPROTO_ICMP) {
         struct icmphdr *icmp = data + l4_offset;
-        if (l4_offset > MAX_L4_OFFSET || (void *)(icmp + 1) > data_end)
+        if (l4_offset > MAX_L4_OFFSET || (void *)(icmp + 1) > data_end || l4_length < sizeof(*icmp))
             return PARSE_OTHER;
         if (icmp->type != ICMP_DEST_UNREACH || icmp->code != ICMP_FRAG_NEEDED)
             return PARSE_OTHER;
-        return parse_quoted_ipv4(pkt, data, data_end, l4_offset + sizeof(*icmp));
+        return parse_quoted_ipv4(pkt, data, data_end, l4_offset + sizeof(*icmp), pkt->l3_offset + total_length);
     }
     return parse_l4(pkt, data, data_end, l4_offset, l4_length);
 }
@@ -213,14 +239,18 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *da
         __u8 *ext = data + offset;
         if ((void *)(ext + 8) > data_end || offset + 8 > ip_end)
             return PARSE_MALFORMED;
+        /* Hop-by-hop only right after the IPv6 header; a routing header with segments
+         * left sends the packet on to another destination: not a packet for a VIP. */
+        if ((next_header == NEXTHDR_HOP && i > 0) || (next_header == NEXTHDR_ROUTING && ext[3] != 0))
+            return PARSE_MALFORMED;
         if (next_header == NEXTHDR_FRAGMENT) {
-            __be16 offset_and_flags = *(__be16 *)(ext + 2);
+            __u16 offset_and_flags = bpf_ntohs(*(__be16 *)(ext + 2));
             next_header = ext[0];
             pkt->flow.proto = next_header;
             offset += 8;
             /* offset 0 without "more fragments" is an atomic fragment: a whole packet */
-            if (offset_and_flags & bpf_htons(0xfff9))
-                return PARSE_FRAGMENT;
+            if (offset_and_flags & 0xfff9)
+                return check_fragment(pkt, ip_end - offset, offset_and_flags >> 3, offset_and_flags & 1);
             continue;
         }
         next_header = ext[0];
@@ -234,11 +264,11 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *da
         return PARSE_MALFORMED; /* chain longer than we walk */
     if (next_header == IPPROTO_ICMPV6) {
         struct icmp6hdr *icmp = data + offset;
-        if (offset > MAX_L4_OFFSET || (void *)(icmp + 1) > data_end)
+        if (offset > MAX_L4_OFFSET || (void *)(icmp + 1) > data_end || offset + sizeof(*icmp) > ip_end)
             return PARSE_OTHER;
         if (icmp->icmp6_type != ICMPV6_PKT_TOOBIG)
             return PARSE_OTHER;
-        return parse_quoted_ipv6(pkt, data, data_end, offset + sizeof(*icmp));
+        return parse_quoted_ipv6(pkt, data, data_end, offset + sizeof(*icmp), ip_end);
     }
     return parse_l4(pkt, data, data_end, offset, ip_end - offset);
 }

@@ -20,6 +20,7 @@ struct choice {
     __u8 new_flow;
     __u8 affinity_hit;
     __u8 affinity_miss;
+    __u8 flow_not_recorded; /* over the new-flow limit: balanced by the ring, recorded nowhere */
 };
 
 static __always_inline struct stickylb_config *runtime_settings(void)
@@ -153,6 +154,31 @@ static __always_inline void refresh_affinity_from_flow(const struct packet *pkt,
     bpf_map_update_elem(&affinity, &key, &fresh, BPF_ANY);
 }
 
+/*
+ * The new-flow guard: may this CPU record one more flow (and client) this second?
+ * Past the limit a new flow is still forwarded (the ring picks the same backend
+ * for every packet while it is unchanged), but inserts nothing, so a flood of
+ * spoofed handshakes cannot push real users' entries out of the LRU tables.
+ */
+static __always_inline int admit_new_flow(const struct stickylb_config *config, struct choice *choice)
+{
+    __u32 zero = 0;
+    struct stickylb_new_flow_window *window = bpf_map_lookup_elem(&new_flow_window, &zero);
+    if (!window)
+        return 1;
+    const __u64 now = bpf_ktime_get_coarse_ns();
+    if (now - window->start_ns >= STICKYLB_NEW_FLOW_WINDOW_NS) {
+        window->start_ns = now;
+        window->recorded = 0;
+    }
+    if (config->new_flow_limit && window->recorded >= config->new_flow_limit) {
+        choice->flow_not_recorded = 1;
+        return 0;
+    }
+    window->recorded++;
+    return 1;
+}
+
 static __always_inline void record_flow(const struct packet *pkt, const struct stickylb_vip_meta *vip,
                                         const struct stickylb_config *config, struct choice *choice, __u64 now)
 {
@@ -241,7 +267,7 @@ static __always_inline int choose_backend(const struct packet *pkt, const struct
                 choice->backend = backend;
                 choice->backend_index = entry->backend_index;
                 choice->affinity_hit = 1;
-                if (creates_state)
+                if (creates_state && admit_new_flow(config, choice))
                     record_flow(pkt, vip, config, choice, now);
                 return 0;
             }
@@ -262,7 +288,7 @@ static __always_inline int choose_backend(const struct packet *pkt, const struct
         return -1;
     choice->backend = backend;
     choice->backend_index = index;
-    if (!creates_state)
+    if (!creates_state || !admit_new_flow(config, choice))
         return 0;
     if (persistent) {
         struct stickylb_affinity fresh = {.backend_index = index, .last_seen_ns = now};

@@ -65,6 +65,8 @@ static __always_inline int forward_counted(struct xdp_md *ctx, const struct pack
         counters->fragments_steered++;
     if (counters && kind == PARSE_ICMP_TOO_BIG)
         counters->icmp_too_big_steered++;
+    if (counters && choice->flow_not_recorded)
+        counters->flows_not_recorded++;
     return forward(ctx, pkt, vip, choice, counters);
 }
 

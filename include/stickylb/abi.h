@@ -25,6 +25,17 @@
  * bounce the entry's cache line between CPUs for no gain in precision. */
 #define STICKYLB_AFFINITY_REFRESH_NS 1000000000ull
 
+/*
+ * New-flow guard (like Katran's max connections per second): past this many
+ * flows recorded by one CPU in one second, further new flows are still balanced
+ * by the ring but recorded nowhere, so a flood of spoofed handshakes cannot
+ * evict the flow and affinity entries of established users. A CPU handles a
+ * few hundred thousand inserts a second at best; real new-connection rates per
+ * CPU stay far below this.
+ */
+#define STICKYLB_DEFAULT_NEW_FLOW_LIMIT 125000u
+#define STICKYLB_NEW_FLOW_WINDOW_NS 1000000000ull
+
 enum stickylb_family {
     STICKYLB_FAMILY_NONE = 0,
     STICKYLB_FAMILY_IPV4 = 4,
@@ -150,9 +161,16 @@ struct stickylb_affinity {
 /* Settings the daemon may change at run time without reloading the program. */
 struct stickylb_config {
     __u32 hash_seed;              /* same on every LB host: same flow -> same slot */
-    __u32 pad0;
+    __u32 new_flow_limit;         /* flows recorded per CPU per second (guard); 0: no limit */
     union stickylb_addr tunnel_source_v4;   /* outer source base; low 16 bits get the flow hash */
     union stickylb_addr tunnel_source_v6;   /* outer source base; low 32 bits get the flow hash */
+};
+
+/* new_flow_window (per-CPU array, one slot): the guard's current one-second window. */
+struct stickylb_new_flow_window {
+    __u64 start_ns;               /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
+    __u32 recorded;               /* flows recorded by this CPU since start_ns */
+    __u32 pad0;
 };
 
 /*
@@ -191,6 +209,8 @@ static_assert(sizeof(struct stickylb_affinity_key) == 24);
 static_assert(offsetof(struct stickylb_affinity_key, client) == 8);
 static_assert(sizeof(struct stickylb_affinity) == 16);
 static_assert(sizeof(struct stickylb_config) == 40);
+static_assert(offsetof(struct stickylb_config, new_flow_limit) == 4);
+static_assert(sizeof(struct stickylb_new_flow_window) == 16);
 static_assert(sizeof(struct stickylb_slow_path_meta) == 28);
 #endif
 

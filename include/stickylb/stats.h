@@ -25,6 +25,7 @@ struct stickylb_global_stats {
     /* of which */
     __u64 fragments_steered;      /* fragments of a source-hashed VIP forwarded */
     __u64 icmp_too_big_steered;   /* ICMP frag-needed / packet-too-big sent to a flow's backend */
+    __u64 flows_not_recorded;     /* packets of new flows forwarded by the ring, not recorded: over the new-flow limit */
 };
 
 struct stickylb_vip_stats {
@@ -41,7 +42,7 @@ struct stickylb_backend_stats {
 };
 
 #ifdef __cplusplus
-static_assert(sizeof(struct stickylb_global_stats) == 12 * 8);
+static_assert(sizeof(struct stickylb_global_stats) == 13 * 8);
 static_assert(sizeof(struct stickylb_vip_stats) == 5 * 8);
 static_assert(sizeof(struct stickylb_backend_stats) == 2 * 8);
 #endif

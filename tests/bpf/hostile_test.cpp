@@ -751,10 +751,11 @@ TEST_F(Hostile, IcmpTooBigQuotingATruncatedHeaderIsNotForwarded) {
 
 // --- 7. fragments -----------------------------------------------------------------
 
+// Every fragment but the last carries a multiple of 8 bytes: 20 + 60 of TCP, 8 + 64 of UDP.
 PacketSpec first_fragment(PacketSpec spec) {
     spec.more_fragments = true;
     spec.tcp_flags = kTcpAck;
-    spec.payload_bytes = 64;
+    spec.payload_bytes = spec.protocol == IPPROTO_TCP ? 60 : 64;
     return spec;
 }
 

@@ -60,6 +60,8 @@ TEST(Config, ShippedExampleParsesWithTheValuesItDocuments) {
     EXPECT_EQ(config.metrics_listen, "127.0.0.1:9478");
     EXPECT_EQ(config.hash_seed, 0u);
     EXPECT_EQ(config.ring_size, 65537u);
+    EXPECT_EQ(config.new_flow_limit_per_cpu, 125000u);
+    EXPECT_EQ(config.new_flow_limit_per_cpu, DaemonConfig{}.new_flow_limit_per_cpu);  // spelled-out default
     EXPECT_EQ(config.memcached_servers, (std::vector<std::string>{"10.0.1.20:11211", "[fd00:1::20]:11211"}));
     EXPECT_TRUE(config.session_enabled());
     EXPECT_EQ(config.session, SessionConfig{});  // the example spells out the defaults
@@ -159,6 +161,16 @@ vips:
       - address: 10.0.0.300
 )",
                    "lb.yaml:10: vips[1].backends[0].address: '10.0.0.300' is not an IP address");
+}
+
+TEST(Config, NewFlowLimitIsACountPerCpuAndZeroTurnsItOff) {
+    EXPECT_EQ(parse_config(minimal_vip_with("new_flow_limit_per_cpu: 0\n"), "lb.yaml").new_flow_limit_per_cpu, 0u);
+    EXPECT_EQ(parse_config(minimal_vip_with("new_flow_limit_per_cpu: 5000\n"), "lb.yaml").new_flow_limit_per_cpu,
+              5000u);
+    const auto problems = problems_of(minimal_vip_with("new_flow_limit_per_cpu: -1\n"));
+    ASSERT_EQ(problems.size(), 1u) << joined(problems);
+    EXPECT_NE(problems[0].find("new_flow_limit_per_cpu: must not be negative, got -1"), std::string::npos)
+        << problems[0];
 }
 
 TEST(Config, EveryProblemIsReportedInLineOrder) {

@@ -167,6 +167,20 @@ TEST_F(ControlServerTest, MalformedRequests) {
     EXPECT_TRUE(client.call(R"({"object":"echo","verb":"x"})")["ok"].get<bool>()) << "connection still usable";
 }
 
+// A request nested thousands of levels deep (found by tests/fuzz/control_fuzz under
+// ASan: copying it overflowed the stack) is refused like any malformed one.
+TEST_F(ControlServerTest, DeeplyNestedRequestIsRefused) {
+    start();
+    Client client(path_);
+    const int levels = 30000;
+    const std::string deep = R"({"object":"echo","verb":"x","args":{"a":)" + std::string(levels, '[') +
+                             std::string(levels, ']') + "}}";
+    json response = client.call(deep);
+    EXPECT_EQ(response["ok"], false);
+    EXPECT_NE(response["error"].get<std::string>().find("nested deeper than"), std::string::npos) << response;
+    EXPECT_TRUE(client.call(R"({"object":"echo","verb":"x","args":{"a":[[1]]}})")["ok"].get<bool>());
+}
+
 TEST_F(ControlServerTest, OversizedRequestIsRefusedAndClosed) {
     start();
     Client client(path_);

@@ -372,5 +372,51 @@ TEST(MaglevEdgeCases, RingAsSmallAsBackendCountGivesEachOneSlot) {
     }
 }
 
+// The reconciler keeps one MaglevRing per VIP: whatever sequence of changes it sees, each
+// ring it writes must be the one a fresh build gives (another LB host, a restart).
+TEST(MaglevRingUpdates, EveryUpdateEqualsAFreshBuildAndRepeatsGiveNothing) {
+    MaglevRing cached;
+    auto backends = make_backends(20);
+    const auto expect_fresh = [&](const char* step) {
+        const auto ring = cached.update(backends, kRingSize, kSeed);
+        ASSERT_TRUE(ring.has_value()) << step;
+        EXPECT_EQ(*ring, build_maglev_ring(backends, kRingSize, kSeed)) << step;
+        EXPECT_FALSE(cached.update(backends, kRingSize, kSeed).has_value()) << step << ": nothing changed";
+    };
+    expect_fresh("first build");
+    backends[3].in_service = false;
+    expect_fresh("one down");
+    backends[7].in_service = false;
+    expect_fresh("two down");
+    backends[3].in_service = true;
+    expect_fresh("one back");
+    backends[5].index = 99;
+    expect_fresh("renumbered");
+    backends[9].weight = 3;
+    expect_fresh("weight change");
+    backends.push_back({.name = "added", .index = 100, .weight = 1, .in_service = true});
+    expect_fresh("backend added");
+    std::ranges::reverse(backends);
+    EXPECT_FALSE(cached.update(backends, kRingSize, kSeed).has_value()) << "input order does not matter";
+    for (MaglevBackend& backend : backends)
+        backend.in_service = false;
+    expect_fresh("all down");
+    backends[0].in_service = true;
+    expect_fresh("one up again");
+    const auto other_seed = cached.update(backends, kRingSize, kSeed + 1);
+    ASSERT_TRUE(other_seed.has_value());
+    EXPECT_EQ(*other_seed, build_maglev_ring(backends, kRingSize, kSeed + 1));
+}
+
+TEST(MaglevRingUpdates, FailedUpdateKeepsTheLastRing) {
+    MaglevRing cached;
+    auto backends = make_backends(5);
+    ASSERT_TRUE(cached.update(backends, kRingSize, kSeed).has_value());
+    auto duplicate = backends;
+    duplicate.push_back(duplicate.front());
+    EXPECT_THROW(cached.update(duplicate, kRingSize, kSeed), std::invalid_argument);
+    EXPECT_FALSE(cached.update(backends, kRingSize, kSeed).has_value());
+}
+
 }  // namespace
 }  // namespace stickylb

@@ -190,9 +190,10 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
     MetricsSnapshot s;
     s.global = {.pass_not_ip = 1, .pass_not_vip = 2, .pass_malformed = 3, .pass_slow_path = 4,
                 .drop_malformed = 5, .drop_no_backend = 6, .drop_fragment = 7, .drop_error = 8,
-                .tx = 9, .redirect = 10, .fragments_steered = 11, .icmp_too_big_steered = 12};
+                .tx = 9, .redirect = 10, .fragments_steered = 11, .icmp_too_big_steered = 12, .flows_not_recorded = 13};
     s.vips.push_back({"tcp 10.0.0.1:80", {.packets = 100, .bytes = 6400, .new_flows = 7, .affinity_hits = 3,
-                                          .affinity_misses = 4}});
+                                          .affinity_misses = 4},
+                      2, 65537});
     s.vips.push_back({"udp [fd00::1]:53", {.packets = 5, .bytes = 500, .new_flows = 5, .affinity_hits = 0,
                                            .affinity_misses = 0}});
     s.backends.push_back({.vip = "tcp 10.0.0.1:80", .backend = "10.1.0.2:80", .stats = {60, 3840}, .state = 0,
@@ -243,11 +244,14 @@ TEST(RenderMetrics, HasEveryFamily) {
              "stickylb_packets_forwarded_redirect_total 10\n",
              "stickylb_fragments_steered_total 11\n",
              "stickylb_icmp_too_big_steered_total 12\n",
+             "stickylb_flows_not_recorded_total 13\n",
              "stickylb_vip_packets_total{vip=\"tcp 10.0.0.1:80\"} 100\n",
              "stickylb_vip_bytes_total{vip=\"tcp 10.0.0.1:80\"} 6400\n",
              "stickylb_vip_new_flows_total{vip=\"tcp 10.0.0.1:80\"} 7\n",
              "stickylb_vip_affinity_hits_total{vip=\"tcp 10.0.0.1:80\"} 3\n",
              "stickylb_vip_affinity_misses_total{vip=\"tcp 10.0.0.1:80\"} 4\n",
+             "stickylb_vip_ring_rewrites_total{vip=\"tcp 10.0.0.1:80\"} 2\n",
+             "stickylb_vip_ring_slots_written_total{vip=\"tcp 10.0.0.1:80\"} 65537\n",
              "stickylb_backend_packets_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 60\n",
              "stickylb_backend_bytes_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 3840\n",
              "stickylb_backend_state{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 2\n",
@@ -383,6 +387,20 @@ public:
         return response;
     }
 
+    // Feeds what arrives to ON_BYTES (with the read's error) until it returns false or 5 s pass.
+    void read_raw(const std::function<bool(beast::error_code, std::string_view)>& on_bytes) {
+        bool more = true;
+        while (more) {
+            bool done = false;
+            stream_.expires_after(5s);
+            stream_.async_read_some(asio::buffer(scratch_), [&](beast::error_code ec, std::size_t n) {
+                more = on_bytes(ec, std::string_view(scratch_, n)) && !ec;
+                done = true;
+            });
+            run_until(io_, done, &stream_);
+        }
+    }
+
     // True if the server closed the connection (EOF or reset) within 5 s.
     bool closed_by_server() {
         bool done = false;
@@ -475,12 +493,12 @@ TEST_F(MetricsServerTest, OtherPathsAre404) {
 }
 
 TEST_F(MetricsServerTest, OtherMethodsAre405) {
-    for (const char* method : {"POST", "PUT", "DELETE", "HEAD"}) {
+    for (const char* method : {"POST", "PUT", "DELETE", "OPTIONS"}) {
         auto response = request(io_, port_,
                                 std::string(method) + " /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         ASSERT_TRUE(response) << method;
         EXPECT_EQ(response->result(), http::status::method_not_allowed) << method;
-        EXPECT_EQ((*response)[http::field::allow], "GET");
+        EXPECT_EQ((*response)[http::field::allow], "GET, HEAD");
     }
     EXPECT_EQ(scrapes_, 0);
 }
@@ -573,6 +591,62 @@ TEST(MetricsServer, LiveScrapePassesPromtool) {
     ASSERT_TRUE(response);
     ASSERT_EQ(response->result(), http::status::ok);
     expect_promtool_passes(response->body());
+}
+
+
+// Everything the server sends on one connection until it closes it (or 5 s pass).
+std::string exchange_raw(asio::io_context& io, std::uint16_t port, const std::string& raw) {
+    Client client(io, port);
+    EXPECT_FALSE(client.connect_error()) << client.connect_error().message();
+    client.send(raw);
+    std::string received;
+    client.read_raw([&](beast::error_code, std::string_view bytes) {
+        received.append(bytes);
+        return true;
+    });
+    return received;
+}
+
+TEST_F(MetricsServerTest, HeadAnswersTheHeadersOfGetWithoutABody) {
+    const std::string raw = exchange_raw(io_, port_, "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(raw.rfind("HTTP/1.1 200", 0), 0u) << raw;
+    EXPECT_NE(raw.find("Content-Length: " + std::to_string(text_.size()) + "\r\n"), std::string::npos) << raw;
+    EXPECT_NE(raw.find("text/plain; version=0.0.4"), std::string::npos) << raw;
+    EXPECT_TRUE(raw.ends_with("\r\n\r\n")) << "a body followed the headers: " << raw;
+}
+
+// Slowloris: a byte every 100 ms never lets an idle timer fire; the request's
+// deadline closes the connection all the same, long before the drip ends.
+TEST(MetricsServer, ClientDrippingHeaderBytesIsClosedAtTheDeadline) {
+    asio::io_context io;
+    int scrapes = 0;
+    MetricsServer server(io, "127.0.0.1:0", [&] { return std::to_string(++scrapes); }, {.timeout = 500ms});
+    Client slow(io, server.port());
+    ASSERT_FALSE(slow.send("GET /metrics HTTP/1.1\r\nX-Slow: "));
+    bool refused = false;
+    for (int byte = 0; byte < 30 && !refused; ++byte) {  // 3 s of drip: 6 timeouts' worth
+        refused = static_cast<bool>(slow.send("a"));
+        io.restart();
+        io.run_for(100ms);
+    }
+    EXPECT_TRUE(refused || slow.closed_by_server()) << "the dripping client was still connected after 3 s";
+    EXPECT_EQ(scrapes, 0);
+}
+
+TEST(MetricsServer, ConnectionsOverTheLimitAreClosedAtOnce) {
+    asio::io_context io;
+    MetricsServer server(io, "127.0.0.1:0", [] { return std::string("ok\n"); }, {.max_connections = 2});
+    Client first(io, server.port()), second(io, server.port());
+    first.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");  // both are sessions before the third arrives
+    second.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(first.receive());
+    ASSERT_TRUE(second.receive());
+    Client third(io, server.port());
+    EXPECT_TRUE(third.closed_by_server());
+    first.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");  // the ones inside keep being served
+    auto response = first.receive();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body(), "ok\n");
 }
 
 }  // namespace

@@ -2,10 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # One command for the benchmarks: builds what is missing, runs xdp_bench (XDP
 # per-packet cost as ratios to a MAC-swap + XDP_TX floor, BPF_PROG_TEST_RUN),
-# maglev_bench (ring build time), session_bench (PHP session cycles through
-# stickylb-agent vs memcached direct) and affinity_restore_bench (a new LB host
-# restoring 1 million affinities from memcached), and writes docs/benchmarks.md with the
-# tables, the machine facts, the date and the command that made them.
+# traffic.sh (wrk and UDP through the namespace lab: direct, stickylb, HAProxy,
+# nginx stream), maglev_bench (ring build time), control_plane_bench (ring updates,
+# reconcile of 100 VIPs x 50 backends), failover.sh (kill to first successful request,
+# stickylb vs HAProxy), memory_bench (kernel memory of the maps), session_bench (PHP
+# session cycles through stickylb-agent vs memcached direct) and affinity_restore_bench
+# (a new LB host restoring 1 million affinities from memcached), and writes
+# docs/benchmarks.md with the tables, the machine facts, the date and the command that
+# made them.
 #
 #   tools/bench/run.sh [--quick] [--build-dir DIR] [-- XDP_BENCH_ARGS...]
 #
@@ -48,6 +52,7 @@ if [ ! -f "$build/CMakeCache.txt" ] || ! grep -q '^STICKYLB_BUILD_BENCH:BOOL=ON$
     cmake -S "$repo" -B "$build" -DSTICKYLB_BUILD_BENCH=ON >&2
 fi
 cmake --build "$build" --target xdp_bench maglev_bench session_bench stickylb-agent affinity_restore_bench \
+    control_plane_bench memory_bench stickylbd stickylb \
     -j "$(nproc)" >&2
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/stickylb-bench.XXXXXX")
@@ -60,12 +65,14 @@ if [ "$quick" -eq 1 ]; then
     maglev_args="--benchmark_min_time=0.01"
     session_args="--quick"
     affinity_args="--entries 100000 --rounds 1"
+    lab_args="--quick"
 else
     output=$repo/docs/benchmarks.md
     xdp_args=""
     maglev_args="--benchmark_repetitions=5 --benchmark_report_aggregates_only=true"
     session_args=""
     affinity_args="--entries 1000000 --rounds 3"
+    lab_args=""
 fi
 json=$build/xdp_bench.json
 
@@ -75,6 +82,18 @@ echo "run.sh: xdp_bench $xdp_args $*" >&2
 echo "run.sh: maglev_bench $maglev_args" >&2
 # shellcheck disable=SC2086
 "$build/tools/bench/maglev_bench" $maglev_args >"$scratch/maglev.txt" 2>"$scratch/maglev.err"
+echo "run.sh: traffic.sh $lab_args" >&2
+# shellcheck disable=SC2086
+"$repo/tools/bench/traffic.sh" $lab_args --build-dir "$build" >"$scratch/traffic.md"
+echo "run.sh: control_plane_bench $lab_args" >&2
+# shellcheck disable=SC2086
+"$build/tools/bench/control_plane_bench" $lab_args >"$scratch/control_plane.md"
+echo "run.sh: failover.sh $lab_args" >&2
+# shellcheck disable=SC2086
+"$repo/tools/bench/failover.sh" $lab_args --build-dir "$build" >"$scratch/failover.md"
+echo "run.sh: memory_bench $lab_args" >&2
+# shellcheck disable=SC2086
+"$build/tools/bench/memory_bench" $lab_args >"$scratch/memory.md"
 echo "run.sh: session_bench $session_args" >&2
 # shellcheck disable=SC2086
 "$build/tools/bench/session_bench" $session_args --agent "$build/userspace/agent/stickylb-agent" >"$scratch/session.md"
@@ -107,6 +126,8 @@ echo "run.sh: affinity_restore_bench $affinity_args" >&2
     echo
     sed '1s/^# xdp_bench: .*/## XDP data plane: xdp_bench/' "$scratch/xdp.md"
     echo
+    cat "$scratch/traffic.md"
+    echo
     echo "## Maglev ring build: maglev_bench"
     echo
     echo "\`maglev_bench $maglev_args\` (Google Benchmark): time to build one effective ring"
@@ -118,6 +139,12 @@ echo "run.sh: affinity_restore_bench $affinity_args" >&2
     cat "$scratch/maglev.err" "$scratch/maglev.txt" |
         grep -v -e '^\*\*\*WARNING\*\*\* Library was built as DEBUG' -e '_mean ' -e '_stddev ' -e '_cv ' || true
     echo '```'
+    echo
+    cat "$scratch/control_plane.md"
+    echo
+    cat "$scratch/failover.md"
+    echo
+    cat "$scratch/memory.md"
     echo
     cat "$scratch/session.md"
     echo

@@ -198,6 +198,7 @@ lab_process_kind() {
     *http_backend.py*) printf 'backend' ;;
     *apache2\ -f\ */be[0-9]*/apache2.conf\ *) printf 'backend' ;;
     *stickylb-agent\ --backend\ *) printf 'agent' ;;
+    */tools/bench/udp_echo\ *) printf 'benchmark' ;;  # tools/bench/traffic.sh's UDP responder
     memcached\ *\ -p\ "${MEMCACHED_PORT}"*) printf 'memcached' ;;
     esac
 }

@@ -83,7 +83,7 @@ private:
     boost::asio::awaitable<std::string> get(ClientState& client, const Request& request);
     boost::asio::awaitable<std::string> lock(ClientState& client, const Request& request, std::string_view sid);
     boost::asio::awaitable<std::string> unlock(ClientState& client, const std::string& key);
-    boost::asio::awaitable<bool> release(HeldLock lock);
+    boost::asio::awaitable<bool> release(HeldLock held);
     boost::asio::awaitable<std::optional<std::string>> fence(ClientState& client, std::string_view sid);
     boost::asio::awaitable<ClientState::SessionRead> read_session(const std::string& key);
     boost::asio::awaitable<std::string> write_session(ClientState& client, const Request& request, std::string_view sid);

@@ -443,7 +443,8 @@ public:
         }
         resolver_.async_resolve(
             server_->address.host, std::to_string(server_->address.port), tcp::resolver::numeric_service,
-            [self = shared_from_this()](const boost::system::error_code& error, tcp::resolver::results_type results) {
+            [self = shared_from_this()](const boost::system::error_code& error,
+                                        const tcp::resolver::results_type& results) {
                 if (self->closed_)
                     return;
                 if (error)

@@ -294,7 +294,7 @@ Invocation parse_command_line(const std::vector<std::string>& argv) {
             bool has_value = false;
             if (auto eq = name.find('='); eq != std::string::npos) {
                 value = name.substr(eq + 1);
-                name = name.substr(0, eq);
+                name.resize(eq);
                 has_value = true;
             }
             if (name == "socket") {

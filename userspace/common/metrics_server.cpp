@@ -124,10 +124,11 @@ private:
         response_.set(http::field::content_type, "text/plain; charset=utf-8");
         std::string_view target(request.target().data(), request.target().size());
         if (auto query = target.find('?'); query != std::string_view::npos) target = target.substr(0, query);
-        if (request.method() != http::verb::get) {
+        const bool head = request.method() == http::verb::head;
+        if (request.method() != http::verb::get && !head) {
             response_.result(http::status::method_not_allowed);
-            response_.set(http::field::allow, "GET");
-            response_.body() = "method not allowed: /metrics is read-only (GET)\n";
+            response_.set(http::field::allow, "GET, HEAD");
+            response_.body() = "method not allowed: /metrics is read-only (GET, HEAD)\n";
         } else if (target != "/metrics") {
             response_.result(http::status::not_found);
             response_.body() = "not found: metrics are at /metrics\n";
@@ -142,6 +143,7 @@ private:
             }
         }
         response_.prepare_payload();
+        if (head) response_.body().clear();  // the length of what GET would send, no body
         write(!response_.keep_alive());
     }
 

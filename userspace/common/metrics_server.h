@@ -2,10 +2,12 @@
 #pragma once
 // Read-only HTTP/1.1 endpoint for Prometheus (Boost.Beast, async only, on the
 // caller's io_context): GET /metrics answers the provider's text with
-// Content-Type "text/plain; version=0.0.4; charset=utf-8"; other paths 404,
-// other methods 405, request bodies 413, oversized headers 431, malformed
-// requests 400. Keep-alive is honoured; each request must arrive, and each
-// response be taken, within the timeout, or the connection is closed.
+// Content-Type "text/plain; version=0.0.4; charset=utf-8" (HEAD: its headers);
+// other paths 404, other methods 405, request bodies 413, oversized headers 431,
+// malformed requests 400. Keep-alive is honoured; each request must arrive
+// whole, and each response be taken, within the timeout (a deadline, not an idle
+// timer: a client dripping a byte a second is closed all the same), or the
+// connection is closed. Connections over max_connections are closed at accept.
 //
 // Threading: the provider and every handler run on the io_context. Call stop()
 // (and the destructor) on the io_context's thread, or while it is not running.
@@ -23,7 +25,7 @@
 namespace stickylb::metrics {
 
 struct MetricsServerOptions {
-    std::chrono::milliseconds timeout{10'000};  // per request read / response write
+    std::chrono::milliseconds timeout{5'000};  // per request read / response write
     std::size_t header_limit = 8 * 1024;        // request line + headers
     std::size_t max_connections = 64;           // more are accepted and closed at once
 };

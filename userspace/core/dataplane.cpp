@@ -354,6 +354,7 @@ void DataPlane::set_runtime_config(const RuntimeConfig& config) {
         throw std::invalid_argument("tunnel sources must be one IPv4 and one IPv6 address");
     stickylb_config abi{};
     abi.hash_seed = config.hash_seed;
+    abi.new_flow_limit = config.new_flow_limit;
     abi.tunnel_source_v4 = config.tunnel_source_v4.to_abi();
     abi.tunnel_source_v6 = config.tunnel_source_v6.to_abi();
     const std::uint32_t zero = 0;

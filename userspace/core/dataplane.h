@@ -76,6 +76,9 @@ struct RuntimeConfig {
     std::uint32_t hash_seed = 0;
     IpAddress tunnel_source_v4 = IpAddress::parse("172.16.0.0");     // low 16 bits: flow hash
     IpAddress tunnel_source_v6 = IpAddress::parse("fd00:5b1b::");    // low 32 bits: flow hash
+    // Flows (and clients) one CPU records per second; past it new flows are balanced by
+    // the ring without being recorded (SYN-flood guard). 0: no limit.
+    std::uint32_t new_flow_limit = STICKYLB_DEFAULT_NEW_FLOW_LIMIT;
 };
 
 struct AttachResult {

@@ -178,6 +178,66 @@ std::vector<const MaglevBackend*> validated_in_name_order(std::span<const Maglev
     return by_name;
 }
 
+std::vector<const MaglevBackend*> weighted_of(const std::vector<const MaglevBackend*>& by_name) {
+    std::vector<const MaglevBackend*> weighted;
+    std::ranges::copy_if(by_name, std::back_inserter(weighted), [](const MaglevBackend* b) { return b->weight > 0; });
+    return weighted;
+}
+
+// The in-service backends by weight class, in weight order (see WeightClass).
+std::vector<WeightClass> in_service_classes(const std::vector<const MaglevBackend*>& weighted, std::uint64_t seed) {
+    std::vector<WeightClass> weight_classes;
+    for (const MaglevBackend* backend : weighted) {
+        if (!backend->in_service) {
+            continue;
+        }
+        const auto weight = static_cast<double>(backend->weight);
+        auto weight_class = std::ranges::find(weight_classes, weight, &WeightClass::weight);
+        if (weight_class == weight_classes.end()) {
+            weight_class = weight_classes.insert(weight_classes.end(), {.weight = weight, .members = {}});
+        }
+        weight_class->members.push_back({.key = derive(hash_name(backend->name, seed), 3), .index = backend->index});
+    }
+    std::ranges::sort(weight_classes, {}, &WeightClass::weight);
+    return weight_classes;
+}
+
+// The base table: slot -> rank of its owner among `weighted` (weight > 0, name order),
+// every weighted backend taking part whether in service or not.
+std::vector<std::uint32_t> base_table(const std::vector<const MaglevBackend*>& weighted, std::uint32_t ring_size,
+                                      std::uint64_t seed) {
+    std::vector<PermutationCursor> cursors;
+    std::vector<TurnQueueEntry> turn_queue;
+    for (const MaglevBackend* backend : weighted) {
+        const std::uint64_t identity = hash_name(backend->name, seed);
+        const auto rank = static_cast<std::uint32_t>(cursors.size());
+        cursors.push_back({.position = derive(identity, 1) % ring_size,
+                           .skip = derive(identity, 2) % (ring_size - 1) + 1});
+        turn_queue.push_back({.turns_taken = 0, .weight = backend->weight, .rank = rank});
+    }
+    std::vector<std::uint32_t> base(ring_size, kUnclaimedSlot);
+    std::ranges::make_heap(turn_queue, due_later);
+    for (std::uint32_t claimed = 0; claimed < ring_size; ++claimed) {
+        std::ranges::pop_heap(turn_queue, due_later);
+        TurnQueueEntry& next = turn_queue.back();
+        claim_next_free_slot(cursors[next.rank], base, next.rank);
+        ++next.turns_taken;
+        std::ranges::push_heap(turn_queue, due_later);
+    }
+    return base;
+}
+
+// The effective ring from the base table: a slot keeps its base owner while that one is
+// in service, else goes to the rendezvous winner. `ring` may be `base` itself.
+template <typename Rank>
+void resolve_owners(std::span<const Rank> base, const std::vector<const MaglevBackend*>& weighted,
+                    std::span<const WeightClass> weight_classes, std::span<std::uint32_t> ring) {
+    for (std::uint32_t slot = 0; slot < ring.size(); ++slot) {
+        const MaglevBackend& base_owner = *weighted[base[slot]];
+        ring[slot] = base_owner.in_service ? base_owner.index : rendezvous_owner(slot, weight_classes);
+    }
+}
+
 }  // namespace
 
 bool is_prime(std::uint32_t n) {
@@ -199,52 +259,59 @@ bool is_prime(std::uint32_t n) {
 std::vector<std::uint32_t> build_maglev_ring(std::span<const MaglevBackend> backends,
                                              std::uint32_t ring_size, std::uint64_t seed) {
     // Name order is the canonical rank: it breaks ties, so input order cannot matter.
-    const std::vector<const MaglevBackend*> by_name = validated_in_name_order(backends, ring_size);
-
-    std::vector<const MaglevBackend*> weighted;
-    std::vector<PermutationCursor> cursors;
-    std::vector<TurnQueueEntry> turn_queue;
-    std::vector<WeightClass> weight_classes;
-    for (const MaglevBackend* backend : by_name) {
-        if (backend->weight == 0) {
-            continue;
-        }
-        const std::uint64_t identity = hash_name(backend->name, seed);
-        const auto rank = static_cast<std::uint32_t>(weighted.size());
-        weighted.push_back(backend);
-        cursors.push_back({.position = derive(identity, 1) % ring_size,
-                           .skip = derive(identity, 2) % (ring_size - 1) + 1});
-        turn_queue.push_back({.turns_taken = 0, .weight = backend->weight, .rank = rank});
-        if (backend->in_service) {
-            const auto weight = static_cast<double>(backend->weight);
-            auto weight_class = std::ranges::find(weight_classes, weight, &WeightClass::weight);
-            if (weight_class == weight_classes.end()) {
-                weight_class = weight_classes.insert(weight_classes.end(), {.weight = weight, .members = {}});
-            }
-            weight_class->members.push_back({.key = derive(identity, 3), .index = backend->index});
-        }
-    }
+    const std::vector<const MaglevBackend*> weighted = weighted_of(validated_in_name_order(backends, ring_size));
+    const std::vector<WeightClass> weight_classes = in_service_classes(weighted, seed);
     if (weight_classes.empty()) {
         return std::vector<std::uint32_t>(ring_size, kNoBackend);
     }
-
     // The ring first holds the base table as backend ranks and is then rewritten in place
     // to backend indexes, so a build allocates the ring only once.
-    std::vector<std::uint32_t> ring(ring_size, kUnclaimedSlot);
-    std::ranges::sort(weight_classes, {}, &WeightClass::weight);
-    std::ranges::make_heap(turn_queue, due_later);
-    for (std::uint32_t claimed = 0; claimed < ring_size; ++claimed) {
-        std::ranges::pop_heap(turn_queue, due_later);
-        TurnQueueEntry& next = turn_queue.back();
-        claim_next_free_slot(cursors[next.rank], ring, next.rank);
-        ++next.turns_taken;
-        std::ranges::push_heap(turn_queue, due_later);
-    }
+    std::vector<std::uint32_t> ring = base_table(weighted, ring_size, seed);
+    resolve_owners<std::uint32_t>(ring, weighted, weight_classes, ring);
+    return ring;
+}
 
-    for (std::uint32_t slot = 0; slot < ring_size; ++slot) {
-        const MaglevBackend& base_owner = *weighted[ring[slot]];
-        ring[slot] = base_owner.in_service ? base_owner.index : rendezvous_owner(slot, weight_classes);
+std::optional<std::vector<std::uint32_t>> MaglevRing::update(std::span<const MaglevBackend> backends,
+                                                             std::uint32_t ring_size, std::uint64_t seed) {
+    const std::vector<const MaglevBackend*> by_name = validated_in_name_order(backends, ring_size);
+    std::vector<Member> members;
+    members.reserve(by_name.size());
+    for (const MaglevBackend* backend : by_name) {
+        members.push_back({backend->name, backend->index, backend->weight, backend->in_service});
     }
+    const bool same_inputs = built_ && ring_size == ring_size_ && seed == seed_;
+    if (same_inputs && members == members_) {
+        return std::nullopt;
+    }
+    const bool same_base = same_inputs && !base_ranks_.empty() &&
+                           std::ranges::equal(members, members_, [](const Member& a, const Member& b) {
+                               return a.name == b.name && a.weight == b.weight;
+                           });
+
+    const std::vector<const MaglevBackend*> weighted = weighted_of(by_name);
+    const std::vector<WeightClass> weight_classes = in_service_classes(weighted, seed);
+    std::vector<std::uint32_t> ring;
+    if (weight_classes.empty()) {
+        ring.assign(ring_size, kNoBackend);
+        if (!same_base) {
+            base_ranks_.clear();
+        }
+    } else if (same_base) {
+        ring.resize(ring_size);
+        resolve_owners<std::uint16_t>(base_ranks_, weighted, weight_classes, ring);
+    } else {
+        ring = base_table(weighted, ring_size, seed);
+        if (weighted.size() < std::numeric_limits<std::uint16_t>::max()) {
+            base_ranks_.assign(ring.begin(), ring.end());
+        } else {
+            base_ranks_.clear();
+        }
+        resolve_owners<std::uint32_t>(ring, weighted, weight_classes, ring);
+    }
+    members_ = std::move(members);
+    ring_size_ = ring_size;
+    seed_ = seed;
+    built_ = true;
     return ring;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -39,6 +40,35 @@ struct MaglevBackend {
 // number of backends with weight > 0, a name or index is duplicated, or an index is 0.
 std::vector<std::uint32_t> build_maglev_ring(std::span<const MaglevBackend> backends,
                                              std::uint32_t ring_size, std::uint64_t seed);
+
+// build_maglev_ring for one VIP over time. The base table depends only on the backends'
+// names and weights, the ring size and the seed, so it is kept (2 bytes a slot): when
+// only in_service or indexes change (a health check, a drain) the ring is one pass over
+// the base table instead of a new population, and when nothing changed there is no work.
+class MaglevRing {
+public:
+    // build_maglev_ring(backends, ring_size, seed), or nullopt when the backends, ring
+    // size and seed are those of the last successful call (the ring would be the same).
+    // Throws what build_maglev_ring throws.
+    std::optional<std::vector<std::uint32_t>> update(std::span<const MaglevBackend> backends,
+                                                     std::uint32_t ring_size, std::uint64_t seed);
+
+private:
+    struct Member {
+        std::string name;
+        std::uint32_t index;
+        std::uint32_t weight;
+        bool in_service;
+        bool operator==(const Member&) const = default;
+    };
+    std::vector<Member> members_;  // in name order, as last built
+    std::uint32_t ring_size_ = 0;
+    std::uint64_t seed_ = 0;
+    bool built_ = false;
+    // Slot -> rank among the weighted backends in name order; empty when not kept
+    // (more than 65,535 weighted backends, or none in service at the last build).
+    std::vector<std::uint16_t> base_ranks_;
+};
 
 bool is_prime(std::uint32_t n);
 

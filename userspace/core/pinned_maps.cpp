@@ -5,13 +5,13 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <stdexcept>
 #include <utility>
 
@@ -311,8 +311,7 @@ AffinityWriteResult PinnedMaps::write_affinities(const std::vector<AffinityWrite
     constexpr std::size_t kBatch = 4096;
     LIBBPF_OPTS(bpf_map_batch_opts, options, .elem_flags = flags);
     std::size_t next = 0;
-    bool batches = true;
-    while (batches && next < keys.size()) {
+    while (next < keys.size()) {
         std::uint32_t count = static_cast<std::uint32_t>(std::min(kBatch, keys.size() - next));
         const int rc = bpf_map_update_batch(affinity_, keys.data() + next, values.data() + next, &count, &options);
         if (rc == 0) {
@@ -322,8 +321,7 @@ AffinityWriteResult PinnedMaps::write_affinities(const std::vector<AffinityWrite
             continue;
         }
         if (!result.batched && next == 0 && (rc == -EINVAL || rc == -EOPNOTSUPP || rc == -kEnotsupp)) {
-            batches = false;  // no batch updates here (before 5.6): one by one below
-            break;
+            break;  // no batch updates here (before 5.6): one by one below
         }
         result.written += count;
         next += count;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/config.h"
 
+#include <grp.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -37,6 +38,14 @@ namespace {
 constexpr std::string_view kDurationHint = "use e.g. 200ms, 1.5s, 2m or an integer number of milliseconds";
 
 std::string quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+// A missing group is a config problem --check-config reports, not a start failure.
+bool group_exists(const std::string& name) {
+    std::vector<char> buffer(64 * 1024);
+    group entry{};
+    group* found = nullptr;
+    return ::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == 0 && found != nullptr;
+}
 
 bool is_dns_name(std::string_view host) {
     if (host.empty() || host.size() > 253)
@@ -345,8 +354,9 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
         return config;
     }
     const Mapping top(*this, document,
-                      {"interface", "attach_mode", "pin_dir", "state_file", "control_socket", "metrics_listen",
-                       "hash_seed", "ring_size", "memcached_servers", "session", "vips"});
+                      {"interface", "attach_mode", "pin_dir", "state_file", "control_socket", "control_group",
+                       "metrics_listen", "hash_seed", "ring_size", "new_flow_limit_per_cpu", "memcached_servers",
+                       "session", "vips"});
     if (!top.ok())
         return config;
 
@@ -369,6 +379,14 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
     set(top, "pin_dir", config.pin_dir, [&](const Entry& e) { return absolute_path(e); });
     set(top, "state_file", config.state_file, [&](const Entry& e) { return absolute_path(e); });
     set(top, "control_socket", config.control_socket, [&](const Entry& e) { return absolute_path(e); });
+    set(top, "control_group", config.control_group, [&](const Entry& e) -> std::optional<std::string> {
+        auto name = non_empty_string(e);
+        if (name && !group_exists(*name)) {
+            report(e, "no group " + quoted(*name) + " on this host (its members may use the control socket)");
+            return std::nullopt;
+        }
+        return name;
+    });
     set(top, "metrics_listen", config.metrics_listen, [&](const Entry& e) { return host_port(e); });
     set(top, "hash_seed", config.hash_seed,
         [&](const Entry& e) { return integer(e, 0, std::numeric_limits<std::uint32_t>::max()); });
@@ -381,6 +399,8 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
                 config.ring_size = static_cast<std::uint32_t>(*size);
         }
     }
+    set(top, "new_flow_limit_per_cpu", config.new_flow_limit_per_cpu,
+        [&](const Entry& e) { return integer(e, 0, std::numeric_limits<std::uint32_t>::max()); });
     if (const Entry* entry = top.get("memcached_servers")) {
         std::map<std::string, std::string> seen;  // -> path
         for (const Entry& item : sequence(*entry)) {

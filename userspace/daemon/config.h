@@ -81,9 +81,13 @@ struct DaemonConfig {
     std::string pin_dir = "/sys/fs/bpf/stickylb";
     std::string state_file = "/var/lib/stickylb/state.json";
     std::string control_socket = "/run/stickylb/control.sock";
+    std::string control_group;  // "": only root and the daemon's uid may use the socket
     std::string metrics_listen = "127.0.0.1:9478";  // host:port, [v6]:port
     std::uint32_t hash_seed = 0;
     std::uint32_t ring_size = 65537;  // prime
+    // New flows each CPU records per second; past it they are forwarded by the ring
+    // without a flow entry. 0: no limit.
+    std::uint32_t new_flow_limit_per_cpu = STICKYLB_DEFAULT_NEW_FLOW_LIMIT;
     std::vector<std::string> memcached_servers;  // "host:port"; empty: no session coordination
     SessionConfig session;
     std::vector<VipConfig> vips;

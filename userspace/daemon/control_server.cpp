@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/control_server.h"
 
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -39,7 +41,51 @@ bool control_peer_allowed(unsigned peer_uid, unsigned daemon_euid) {
     return peer_uid == 0 || peer_uid == daemon_euid;
 }
 
+bool control_peer_allowed(const ControlPeer& peer, unsigned daemon_euid, std::optional<unsigned> group) {
+    if (control_peer_allowed(peer.uid, daemon_euid)) return true;
+    if (!group) return false;
+    return peer.gid == *group || std::find(peer.groups.begin(), peer.groups.end(), *group) != peer.groups.end();
+}
+
+unsigned control_group_id(const std::string& name) {
+    std::vector<char> buffer(16 * 1024);
+    group entry{};
+    group* found = nullptr;
+    int error = 0;
+    while ((error = ::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) == ERANGE &&
+           buffer.size() < 1024 * 1024)
+        buffer.resize(buffer.size() * 2);
+    if (error != 0)
+        throw std::runtime_error("control socket group " + name + ": " + std::strerror(error));
+    if (found == nullptr) throw std::runtime_error("control socket group " + name + ": no such group");
+    return found->gr_gid;
+}
+
 namespace {
+
+// The connecting process's credentials; its supplementary groups only when a
+// group is configured (they are all that could matter then).
+ControlPeer peer_of(int fd, bool with_groups) {
+    ucred credentials{};
+    socklen_t length = sizeof credentials;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0)
+        throw std::runtime_error(std::string("cannot read peer credentials: ") + std::strerror(errno));
+    ControlPeer peer{credentials.uid, credentials.gid, {}};
+    if (!with_groups) return peer;
+    std::vector<gid_t> groups(64);
+    for (;;) {
+        socklen_t bytes = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &bytes) == 0) {
+            groups.resize(bytes / sizeof(gid_t));
+            break;
+        }
+        if (errno != ERANGE || bytes <= groups.size() * sizeof(gid_t))
+            throw std::runtime_error(std::string("cannot read peer groups: ") + std::strerror(errno));
+        groups.resize(bytes / sizeof(gid_t));  // the kernel said how many there are
+    }
+    peer.groups.assign(groups.begin(), groups.end());
+    return peer;
+}
 
 struct ParsedRequest {
     std::string object, verb;
@@ -49,7 +95,12 @@ struct ParsedRequest {
 ParsedRequest parse_request(const std::string& line) {
     json request;
     try {
-        request = json::parse(line);
+        request = json::parse(line, [](int depth, json::parse_event_t, json&) {
+            if (depth > ControlServer::kMaxRequestDepth)
+                throw RequestError("malformed request: nested deeper than " +
+                                   std::to_string(ControlServer::kMaxRequestDepth) + " levels");
+            return true;
+        });
     } catch (const json::parse_error& e) {
         throw RequestError(std::string("malformed request: ") + e.what());
     }
@@ -84,7 +135,7 @@ void ControlServer::respond_async(const AsyncHandler& handler, const std::string
     };
     try {
         ParsedRequest request = parse_request(line);
-        handler(request.object, request.verb, request.args, [once](json result, std::string error) {
+        handler(request.object, request.verb, request.args, [once](json result, const std::string& error) {
             once(error.empty() ? result_line(std::move(result)) : error_line(error));
         });
     } catch (const std::exception& e) {
@@ -115,17 +166,21 @@ public:
           socket_(std::move(socket)),
           timer_(socket_.get_executor()),
           buffer_(kMaxRequestBytes + 1),  // + the newline
-          idle_timeout_(idle_timeout) {}
+          idle_timeout_(idle_timeout),
+          tokens_(server ? server->options_.rate_burst : 0),
+          refilled_(std::chrono::steady_clock::now()) {}
 
     void start() {
-        ucred credentials{};
-        socklen_t length = sizeof credentials;
-        if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
-            write(error_line(std::string("cannot read peer credentials: ") + std::strerror(errno)), true);
+        const std::optional<unsigned> group = server_->options_.group;
+        ControlPeer peer;
+        try {
+            peer = peer_of(socket_.native_handle(), group.has_value());
+        } catch (const std::exception& e) {
+            write(error_line(e.what()), true);
             return;
         }
-        if (!control_peer_allowed(credentials.uid, ::geteuid())) {
-            write(error_line("permission denied: uid " + std::to_string(credentials.uid) +
+        if (!control_peer_allowed(peer, ::geteuid(), group)) {
+            write(error_line("permission denied: uid " + std::to_string(peer.uid) +
                              " may not use the control socket"),
                   true);
             return;
@@ -189,10 +244,29 @@ private:
             return;
         }
         timer_.cancel();
+        if (!take_token()) {
+            const ControlOptions& options = server_->options_;
+            write(error_line("rate limit exceeded (" + std::to_string(static_cast<long>(options.rate_burst)) +
+                             " requests at once, then " + std::to_string(static_cast<long>(options.rate_per_second)) +
+                             " per second per connection)"),
+                  true);
+            return;
+        }
         ControlServer::respond_async(server_->handler_, line, [self = shared_from_this()](std::string answer) {
             if (self->closed_) return;
             self->write(std::move(answer), false);
         });
+    }
+
+    // The token bucket: refilled for the time since the last request.
+    bool take_token() {
+        const auto now = std::chrono::steady_clock::now();
+        const double elapsed = std::chrono::duration<double>(now - refilled_).count();
+        refilled_ = now;
+        tokens_ = std::min(server_->options_.rate_burst, tokens_ + elapsed * server_->options_.rate_per_second);
+        if (tokens_ < 1) return false;
+        tokens_ -= 1;
+        return true;
     }
 
     void write(std::string line, bool close_after) {
@@ -215,6 +289,8 @@ private:
     asio::steady_timer timer_;
     asio::streambuf buffer_;
     std::chrono::milliseconds idle_timeout_;
+    double tokens_;
+    std::chrono::steady_clock::time_point refilled_;
     bool closed_ = false;
 };
 
@@ -228,13 +304,16 @@ ControlServer::AsyncHandler answering_at_once(ControlServer::Handler handler) {
 
 }  // namespace
 
-ControlServer::ControlServer(asio::io_context& io, const std::string& path, Handler handler)
-    : ControlServer(io, path, answering_at_once(std::move(handler))) {}
+ControlServer::ControlServer(asio::io_context& io, const std::string& path, Handler handler, ControlOptions options)
+    : ControlServer(io, path, answering_at_once(std::move(handler)), options) {}
 
-ControlServer::ControlServer(asio::io_context& io, const std::string& path, AsyncHandler handler)
-    : io_(io), path_(path), handler_(std::move(handler)), acceptor_(io) {
+ControlServer::ControlServer(asio::io_context& io, const std::string& path, AsyncHandler handler,
+                             ControlOptions options)
+    : io_(io), path_(path), handler_(std::move(handler)), options_(options), acceptor_(io) {
     namespace fs = std::filesystem;
     if (!handler_) throw std::invalid_argument("control socket " + path + ": no handler");
+    if (!(options_.rate_burst >= 1) || !(options_.rate_per_second > 0))
+        throw std::invalid_argument("control socket " + path + ": rate limit needs a burst >= 1 and a rate > 0");
     try {
         local::endpoint endpoint(path);  // throws if the path is too long for sun_path
         fs::path parent = fs::path(path).parent_path();
@@ -252,11 +331,16 @@ ControlServer::ControlServer(asio::io_context& io, const std::string& path, Asyn
         }
         acceptor_.open(endpoint.protocol());
         acceptor_.bind(endpoint);
-        if (::chmod(path.c_str(), 0600) != 0) {
-            int error = errno;
+        const auto unlink_and_fail = [&](const std::string& what) {
+            const int error = errno;
             ::unlink(path.c_str());
-            throw std::runtime_error(std::string("chmod 0600: ") + std::strerror(error));
-        }
+            throw std::runtime_error(what + ": " + std::strerror(error));
+        };
+        // chown before chmod: the group's members get in only once the group is right.
+        if (options_.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *options_.group) != 0)
+            unlink_and_fail("chown to group " + std::to_string(*options_.group));
+        const mode_t mode = options_.group ? 0660 : 0600;
+        if (::chmod(path.c_str(), mode) != 0) unlink_and_fail(options_.group ? "chmod 0660" : "chmod 0600");
         acceptor_.listen();
     } catch (const std::exception& e) {
         boost::system::error_code ignored;

@@ -17,17 +17,23 @@
 //   present, must be a JSON object (keys are snake_case: vip, name, weight,
 //   force, backend, client). Anything else is answered with an error response;
 //   the connection stays open.
-// - Blank lines are ignored; a trailing "\r" is stripped.
+// - Blank lines are ignored; a trailing "\r" is stripped. A request nested deeper than
+//   kMaxRequestDepth (16) levels is refused as malformed.
 // - A line longer than kMaxRequestBytes (64 KiB, newline excluded) gets the
 //   error response "request too long ..." and the connection is closed.
 // - At most kMaxConnections (32) connections at once; the next one gets the error
 //   response "too many connections" and is closed.
 // - A connection idle (no complete request) for kIdleTimeout (30 s) is closed.
+// - Each connection may send kRateBurst requests at once, then kRatePerSecond
+//   on average (a token bucket per connection); the request over that gets the
+//   error response "rate limit exceeded ..." and the connection is closed. A
+//   runaway script cannot keep the daemon's only thread busy.
 // - Authorisation: SO_PEERCRED of the connecting process: its uid must be 0 or
-//   the daemon's effective uid; others get "permission denied" and are closed.
-//   (Issue 8 adds a configurable group.) The socket mode 0600 is the first
-//   barrier, the credential check the second (it also covers the instant
-//   between bind() and chmod()).
+//   the daemon's effective uid, or, with ControlOptions::group set, its primary
+//   or one of its supplementary groups (SO_PEERGROUPS) must be that group;
+//   others get "permission denied" and are closed. The socket mode (0600, or
+//   0660 and owned by the group) is the first barrier, the credential check the
+//   second (it also covers the instant between bind() and chmod()).
 // - The handler decides what objects and verbs mean. It runs on the io_context
 //   thread; a std::exception it throws becomes {"ok":false,"error":what()}.
 //   An AsyncHandler may answer later (work done on other threads): it gets a
@@ -43,14 +49,28 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <nlohmann/json.hpp>
 
 namespace stickylb {
+
+struct ControlOptions {
+    // Members of this group may use the socket too: it is chowned to the group and
+    // made 0660. nullopt: root and the daemon's own uid only (mode 0600).
+    std::optional<unsigned> group{};
+    double rate_burst = 100;          // requests a connection may send at once
+    double rate_per_second = 50;      // and then on average
+};
+
+// The group id of NAME; throws std::runtime_error ("control socket group NAME: no
+// such group") if there is none.
+unsigned control_group_id(const std::string& name);
 
 class ControlServer {
 public:
@@ -62,14 +82,19 @@ public:
                                             const nlohmann::json& args, Reply reply)>;
 
     static constexpr std::size_t kMaxRequestBytes = 64 * 1024;
+    // Deeper requests are refused before anything walks them: copying or printing a
+    // json value recurses once per level, and one line can nest 32,000 levels.
+    static constexpr int kMaxRequestDepth = 16;
     static constexpr std::size_t kMaxConnections = 32;
     static constexpr std::chrono::seconds kIdleTimeout{30};
 
     // Creates the parent directory, removes a stale socket file (refuses a path
     // that is not a socket, or a socket another process still listens on),
-    // binds, chmods 0600 and starts accepting.
-    ControlServer(boost::asio::io_context& io, const std::string& path, Handler handler);
-    ControlServer(boost::asio::io_context& io, const std::string& path, AsyncHandler handler);
+    // binds, chmods 0600 (with a group: chowns to it, 0660) and starts accepting.
+    ControlServer(boost::asio::io_context& io, const std::string& path, Handler handler,
+                  ControlOptions options = {});
+    ControlServer(boost::asio::io_context& io, const std::string& path, AsyncHandler handler,
+                  ControlOptions options = {});
     ~ControlServer();
     ControlServer(const ControlServer&) = delete;
     ControlServer& operator=(const ControlServer&) = delete;
@@ -96,6 +121,7 @@ private:
     boost::asio::io_context& io_;
     std::string path_;
     AsyncHandler handler_;
+    ControlOptions options_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     std::set<std::shared_ptr<Session>> sessions_;
     std::chrono::milliseconds idle_timeout_ = kIdleTimeout;
@@ -105,5 +131,14 @@ private:
 // True if a process with this uid may use the control socket of a daemon running
 // with effective uid daemon_euid.
 bool control_peer_allowed(unsigned peer_uid, unsigned daemon_euid);
+
+// The same with the configured group: the peer's primary gid or one of its
+// supplementary groups may match it.
+struct ControlPeer {
+    unsigned uid = 0;
+    unsigned gid = 0;
+    std::vector<unsigned> groups;  // supplementary
+};
+bool control_peer_allowed(const ControlPeer& peer, unsigned daemon_euid, std::optional<unsigned> group);
 
 }  // namespace stickylb

@@ -89,9 +89,7 @@ void Daemon::start() {
     if (session_)
         recovered = session_->recover_views(config_);
 
-    RuntimeConfig runtime;
-    runtime.hash_seed = config_.hash_seed;
-    plane_->set_runtime_config(runtime);
+    plane_->set_runtime_config(runtime_config());
 
     neighbours_ = std::make_unique<NeighbourTable>();
     reconciler_.emplace(*plane_, config_.hash_seed, EgressInterface{MacAddress::of_interface(config_.interface), ifindex_},
@@ -136,10 +134,14 @@ void Daemon::start() {
     spdlog::info("XDP on {}: {} mode, {}", config_.interface, to_string(attached.mode),
                  attached.replaced ? "program replaced in place" : "attached");
 
+    ControlOptions control_options;
+    if (!config_.control_group.empty())
+        control_options.group = control_group_id(config_.control_group);
     control_ = std::make_unique<ControlServer>(
         io_, config_.control_socket,
         [this](const std::string& object, const std::string& verb, const nlohmann::json& args,
-               ControlServer::Reply reply) { handle_async(object, verb, args, std::move(reply)); });
+               ControlServer::Reply reply) { handle_async(object, verb, args, std::move(reply)); },
+        control_options);
     metrics_ = std::make_unique<metrics::MetricsServer>(io_, config_.metrics_listen, [this] { return metrics_text(); });
     spdlog::info("control socket {}, metrics on http://{}/metrics", config_.control_socket, config_.metrics_listen);
     if (session_) {
@@ -196,6 +198,13 @@ void Daemon::schedule_refresh() {
     });
 }
 
+RuntimeConfig Daemon::runtime_config() const {
+    RuntimeConfig runtime;
+    runtime.hash_seed = config_.hash_seed;
+    runtime.new_flow_limit = config_.new_flow_limit_per_cpu;
+    return runtime;
+}
+
 void Daemon::reload() {
     DaemonConfig next;
     try {
@@ -210,10 +219,12 @@ void Daemon::reload() {
         return;
     }
     if (next.interface != config_.interface || next.pin_dir != config_.pin_dir || next.ring_size != config_.ring_size ||
-        next.control_socket != config_.control_socket || next.metrics_listen != config_.metrics_listen ||
+        next.hash_seed != config_.hash_seed ||
+        next.control_socket != config_.control_socket || next.control_group != config_.control_group ||
+        next.metrics_listen != config_.metrics_listen ||
         next.memcached_servers != config_.memcached_servers || next.session != config_.session)
-        spdlog::warn("reload: interface, pin_dir, ring_size, control_socket, metrics_listen, memcached_servers and "
-                     "session take effect on restart");
+        spdlog::warn("reload: interface, pin_dir, ring_size, hash_seed, control_socket, control_group, metrics_listen, "
+                     "memcached_servers and session take effect on restart");
     // A weight the file changes outranks the operator's earlier override.
     for (auto& [id, override_of] : overrides_) {
         const auto weight_in = [&](const DaemonConfig& config) -> std::optional<std::uint32_t> {
@@ -229,11 +240,16 @@ void Daemon::reload() {
     next.interface = config_.interface;
     next.pin_dir = config_.pin_dir;
     next.ring_size = config_.ring_size;
+    next.hash_seed = config_.hash_seed;
     next.control_socket = config_.control_socket;
+    next.control_group = config_.control_group;
     next.metrics_listen = config_.metrics_listen;
     next.memcached_servers = config_.memcached_servers;
     next.session = config_.session;
+    const bool runtime_changed = next.new_flow_limit_per_cpu != config_.new_flow_limit_per_cpu;
     config_ = std::move(next);
+    if (runtime_changed)
+        plane_->set_runtime_config(runtime_config());
     update_health_targets();
     reconcile("reload");
     save_state();
@@ -279,6 +295,10 @@ void Daemon::reconcile(const std::string& why) {
                 before[backend.id] = backend.state;
         desired_ = desired_state(config_, overrides_, [this](const BackendId& id) { return verdict(id); }, *indexes_);
         const ReconcileStats stats = reconciler_->apply(desired_);
+        for (const auto& [vip, slots] : stats.ring_slots_written_by_vip) {
+            ++ring_writes_[vip].rewrites;
+            ring_writes_[vip].slots += slots;
+        }
         if (stats.changed())
             spdlog::info("reconcile ({}): {} VIPs written, {} removed; {} backends written, {} removed; {} ring slots",
                          why, stats.vips_written, stats.vips_removed, stats.backends_written, stats.backends_removed,
@@ -461,11 +481,11 @@ void Daemon::force_drain(const BackendId& id, ControlServer::Reply reply) {
         if (!persistent) {
             nlohmann::json result = row;
             result["clients_moved"] = 0;
-            result["view"] = view;
+            result["view"] = std::move(view);
             reply(result, "");
             return;
         }
-        worker_->post([this, id, reply, row, view, vip_index, from, ring, seed, timeout] {
+        worker_->post([this, id, reply, row, view = std::move(view), vip_index, from, ring, seed, timeout] {
             std::size_t moved = 0;
             std::string error;
             try {
@@ -708,7 +728,9 @@ std::string Daemon::metrics_text() const {
     metrics::MetricsSnapshot snapshot;
     snapshot.global = plane_->global_stats();
     for (const DesiredVip& vip : desired_.vips) {
-        snapshot.vips.push_back({vip.name, plane_->vip_stats(vip.settings.index)});
+        const auto ring = ring_writes_.find(vip.name);
+        const RingWrites writes = ring == ring_writes_.end() ? RingWrites{} : ring->second;
+        snapshot.vips.push_back({vip.name, plane_->vip_stats(vip.settings.index), writes.rewrites, writes.slots});
         for (const DesiredBackend& backend : vip.backends) {
             metrics::BackendSample sample;
             sample.vip = vip.name;

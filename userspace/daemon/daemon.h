@@ -43,6 +43,8 @@ private:
     };
 
     void reload();
+    // What the XDP program reads from its runtime config map, from the running config.
+    RuntimeConfig runtime_config() const;
     void reconcile(const std::string& why);
     // Counts, off the io_context, the live affinity clients of backends that just went down.
     void count_moved_clients(const std::vector<DesiredBackend>& gone_down);
@@ -90,6 +92,10 @@ private:
     mutable std::uint64_t flow_entries_ = 0, affinity_entries_ = 0;
     mutable std::chrono::steady_clock::time_point tables_counted_at_{};
     std::uint64_t reconciles_ = 0;
+    struct RingWrites {
+        std::uint64_t rewrites = 0, slots = 0;
+    };
+    std::map<std::string, RingWrites> ring_writes_;  // VIP name -> reconciles that rewrote its ring
     std::uint64_t reconcile_errors_ = 0;
     std::unique_ptr<BackgroundWorker> worker_;       // table walks off the io_context
     std::unique_ptr<SessionCoordinator> session_;    // null without memcached_servers

@@ -205,13 +205,13 @@ private:
         if (stopped_)
             return;
         next_start_ = Clock::now() + spec_->interval;
-        probe_ = std::make_shared<Probe>(strand_, *spec_, [self = shared_from_this()](ProbeResult result) {
-            self->on_probe_done(std::move(result));
+        probe_ = std::make_shared<Probe>(strand_, *spec_, [self = shared_from_this()](const ProbeResult& result) {
+            self->on_probe_done(result);
         });
         probe_->start();
     }
 
-    void on_probe_done(ProbeResult result) {
+    void on_probe_done(const ProbeResult& result) {
         const auto finished = Clock::now();
         probe_.reset();
         if (stopped_)

@@ -21,6 +21,7 @@ std::vector<double> failover_bounds() { return {0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5,
 ViewsRead read_views(const std::vector<std::shared_ptr<MemcachedLink>>& links, const std::vector<std::string>& clusters,
                      std::chrono::milliseconds limit) {
     std::vector<std::string> keys;
+    keys.reserve(clusters.size());
     for (const std::string& cluster : clusters)
         keys.push_back(session::members_key(cluster));
     struct Read {

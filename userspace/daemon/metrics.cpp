@@ -36,6 +36,10 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
         {"stickylb_icmp_too_big_steered_total",
          "ICMP frag-needed / packet-too-big sent to a flow's backend (subset of forwarded packets).",
          g.icmp_too_big_steered},
+        {"stickylb_flows_not_recorded_total",
+         "Packets of new flows forwarded by the ring but not recorded: over the per-CPU new-flow limit "
+         "(a flood of new sources cannot evict established flows).",
+         g.flows_not_recorded},
     };
     for (const Outcome& o : outcomes) w.counter(o.name, o.help, {}, d(o.value));
 
@@ -50,6 +54,12 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
         w.counter("stickylb_vip_affinity_misses_total",
                   "Persistent VIP: client picked from the ring and recorded.", {{"vip", v.vip}},
                   d(v.stats.affinity_misses));
+        w.counter("stickylb_vip_ring_rewrites_total",
+                  "Reconciles that changed slots of the VIP's Maglev ring (since the daemon started).",
+                  {{"vip", v.vip}}, d(v.ring_rewrites));
+        w.counter("stickylb_vip_ring_slots_written_total",
+                  "Maglev ring slots of the VIP changed (since the daemon started).", {{"vip", v.vip}},
+                  d(v.ring_slots_written));
     }
 
     for (const BackendSample& b : s.backends) {

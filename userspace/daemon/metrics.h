@@ -16,6 +16,8 @@ enum class BackendStateValue : int { up = 0, draining = 1, down = 2 };
 struct VipSample {
     std::string vip;  // "tcp 10.0.0.1:80" (VipKey::to_string) or a configured name
     stickylb_vip_stats stats{};
+    std::uint64_t ring_rewrites = 0;       // reconciles that changed slots of its Maglev ring
+    std::uint64_t ring_slots_written = 0;  // slots they changed
 };
 
 struct BackendSample {

@@ -8,14 +8,16 @@
 namespace stickylb {
 namespace {
 
-// Lowest index not taken, from `first`.
+// Lowest index not taken, from `first`. A bitmap, not a set: a first start with
+// thousands of backends allocates them one by one.
 template <typename Map>
 std::uint32_t allocate(const Map& taken, std::uint32_t first, std::uint32_t limit, const std::string& what) {
-    std::set<std::uint32_t> used;
+    std::vector<bool> used(limit, false);
     for (const auto& [key, index] : taken)
-        used.insert(index);
+        if (index < limit)
+            used[index] = true;
     for (std::uint32_t index = first; index < limit; ++index)
-        if (!used.count(index))
+        if (!used[index])
             return index;
     throw std::runtime_error("no free " + what + " index: all " + std::to_string(limit - first) + " are in use");
 }
@@ -154,29 +156,40 @@ ReconcileStats Reconciler::apply(const DesiredState& desired) {
             if (backend.state == BackendState::up)
                 stats.backends_written += write_backend(entry);
             else
-                leaving_service.push_back(std::move(entry));
+                leaving_service.push_back(entry);
         }
         const auto current = plane_.vips().find(vip.key);
         if (current == plane_.vips().end() || current->second != vip.settings) {
             plane_.upsert_vip(vip.key, vip.settings);
             ++stats.vips_written;
         }
-        stats.ring_slots_written +=
-            plane_.write_ring(vip.settings.index, build_maglev_ring(members, plane_.ring_size(), maglev_seed_));
+        // Unchanged members: the ring is what the map holds, no rebuild, no write.
+        const auto ring = rings_[vip.settings.index].update(members, plane_.ring_size(), maglev_seed_);
+        const std::size_t slots = ring ? plane_.write_ring(vip.settings.index, *ring) : 0;
+        stats.ring_slots_written += slots;
+        if (slots > 0)
+            stats.ring_slots_written_by_vip[vip.name] = slots;
     }
     for (const BackendEntry& entry : leaving_service)
         stats.backends_written += write_backend(entry);
 
     std::set<VipKey> wanted_vips;
-    for (const DesiredVip& vip : desired.vips)
+    std::set<std::uint32_t> wanted_rings;
+    for (const DesiredVip& vip : desired.vips) {
         wanted_vips.insert(vip.key);
+        wanted_rings.insert(vip.settings.index);
+    }
     const auto written_vips = plane_.vips();  // a copy: removing changes the handle's map
     for (const auto& [key, settings] : written_vips) {
         if (wanted_vips.count(key))
             continue;
         plane_.remove_vip(key);
-        plane_.write_ring(settings.index, std::vector<std::uint32_t>(plane_.ring_size(), STICKYLB_NO_BACKEND));
         ++stats.vips_removed;
+        // A VIP that only changed address keeps its index, and the ring just written there.
+        if (wanted_rings.count(settings.index))
+            continue;
+        plane_.write_ring(settings.index, std::vector<std::uint32_t>(plane_.ring_size(), STICKYLB_NO_BACKEND));
+        rings_.erase(settings.index);
     }
     for (auto it = written_backends_.begin(); it != written_backends_.end();) {
         if (wanted_backends.count(it->first)) {

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/dataplane.h"
+#include "core/maglev.h"
 #include "daemon/config.h"
 
 namespace stickylb {
@@ -85,6 +86,7 @@ struct ReconcileStats {
     std::size_t backends_written = 0;
     std::size_t backends_removed = 0;
     std::size_t ring_slots_written = 0;
+    std::map<std::string, std::size_t> ring_slots_written_by_vip;  // VIP name -> slots; only VIPs with some
     bool changed() const {
         return vips_written || vips_removed || backends_written || backends_removed || ring_slots_written;
     }
@@ -114,6 +116,9 @@ private:
     EgressInterface egress_;
     MacResolver resolve_mac_;
     std::map<std::uint32_t, BackendEntry> written_backends_;
+    // Per VIP index: what its ring was last built from. A restart starts empty, so the
+    // first apply rebuilds every ring (and writes only the slots that differ).
+    std::map<std::uint32_t, MaglevRing> rings_;
 };
 
 }  // namespace stickylb

@@ -53,6 +53,6 @@ std::string encode_view(const MembershipView& view);
 
 // Strict: every field present with its type, states spelled as above, names
 // valid. On failure returns nullopt and, if given, sets *error to why.
-std::optional<MembershipView> parse_view(std::string_view json, std::string* error = nullptr);
+std::optional<MembershipView> parse_view(std::string_view text, std::string* error = nullptr);
 
 }  // namespace stickylb::session
