@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bpf/fixture.h"
+#include "bpf/outcomes.h"
 
 namespace stickylb::testing {
 namespace {
@@ -67,15 +68,6 @@ PacketSpec udp_to(const Family& family, const char* destination, std::uint16_t s
     spec.destination_port = kUdpPort;
     spec.payload_bytes = 16;
     return spec;
-}
-
-void set16(Bytes& frame, std::size_t offset, std::uint16_t value) {
-    frame.at(offset) = static_cast<std::uint8_t>(value >> 8);
-    frame.at(offset + 1) = static_cast<std::uint8_t>(value);
-}
-
-std::uint16_t get16(const Bytes& frame, std::size_t offset) {
-    return static_cast<std::uint16_t>(frame.at(offset) << 8 | frame.at(offset + 1));
 }
 
 // Offset of the L4 header in a frame built from spec (after IPv4 options / the hop-by-hop header).
@@ -191,47 +183,6 @@ Bytes icmp_echo(const Family& family, const char* destination) {
 
 // --- outcome counters -------------------------------------------------------------
 
-using Counter = __u64 stickylb_global_stats::*;
-struct NamedCounter {
-    const char* name;
-    Counter field;
-};
-const NamedCounter kOutcomes[] = {
-    {"pass_not_ip", &stickylb_global_stats::pass_not_ip},
-    {"pass_not_vip", &stickylb_global_stats::pass_not_vip},
-    {"pass_malformed", &stickylb_global_stats::pass_malformed},
-    {"pass_slow_path", &stickylb_global_stats::pass_slow_path},
-    {"drop_malformed", &stickylb_global_stats::drop_malformed},
-    {"drop_no_backend", &stickylb_global_stats::drop_no_backend},
-    {"drop_fragment", &stickylb_global_stats::drop_fragment},
-    {"drop_error", &stickylb_global_stats::drop_error},
-    {"tx", &stickylb_global_stats::tx},
-    {"redirect", &stickylb_global_stats::redirect},
-};
-
-std::uint64_t outcome_total(const stickylb_global_stats& stats) {
-    std::uint64_t total = 0;
-    for (const auto& outcome : kOutcomes)
-        total += stats.*outcome.field;
-    return total;
-}
-
-// The outcome fields that moved between two snapshots: "tx" if exactly tx moved by one,
-// "tx pass_not_vip" or "tx+2" otherwise, "none" if nothing moved.
-std::string moved_outcomes(const stickylb_global_stats& before, const stickylb_global_stats& after) {
-    std::string moved;
-    for (const auto& outcome : kOutcomes) {
-        const std::uint64_t delta = after.*outcome.field - before.*outcome.field;
-        if (delta == 0)
-            continue;
-        if (!moved.empty())
-            moved += ' ';
-        moved += outcome.name;
-        if (delta != 1)
-            moved += "+" + std::to_string(delta);
-    }
-    return moved.empty() ? "none" : moved;
-}
 
 // The XDP verdict an outcome goes with.
 int verdict_of(const std::string& outcome) {
@@ -244,16 +195,6 @@ int verdict_of(const std::string& outcome) {
     if (outcome.rfind("drop_", 0) == 0)
         return XDP_DROP;
     return -1;
-}
-
-std::string hex(const Bytes& bytes) {
-    static const char digits[] = "0123456789abcdef";
-    std::string text;
-    for (const std::uint8_t byte : bytes) {
-        text += digits[byte >> 4];
-        text += digits[byte & 0xf];
-    }
-    return text;
 }
 
 // --- fixture ----------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bpf/fixture.h"
+#include "bpf/outcomes.h"
 
 namespace stickylb::testing {
 namespace {
@@ -33,25 +34,6 @@ struct Family {
 const Family kV4{"ipv4", "192.0.2.10", "198.51.100.7", "192.0.2.99", 1, 3};
 const Family kV6{"ipv6", "2001:db8::10", "2001:db8:1::7", "2001:db8::99", 2, 4};
 const Family* const kFamilies[] = {&kV4, &kV6};
-
-std::string hex(const Bytes& bytes) {
-    static const char digits[] = "0123456789abcdef";
-    std::string text;
-    for (const std::uint8_t byte : bytes) {
-        text += digits[byte >> 4];
-        text += digits[byte & 0xf];
-    }
-    return text;
-}
-
-void set16(Bytes& frame, std::size_t offset, std::uint16_t value) {
-    frame.at(offset) = static_cast<std::uint8_t>(value >> 8);
-    frame.at(offset + 1) = static_cast<std::uint8_t>(value);
-}
-
-std::uint16_t get16(const Bytes& frame, std::size_t offset) {
-    return static_cast<std::uint16_t>(frame.at(offset) << 8 | frame.at(offset + 1));
-}
 
 PacketSpec tcp(const Family& family, const char* destination, std::uint8_t flags = kTcpAck) {
     PacketSpec spec;
@@ -139,32 +121,6 @@ protected:
         return {{1, IpAddress::parse("10.0.0.1")}, {2, IpAddress::parse("10.0.0.2")}, {3, IpAddress::parse("10.0.0.3")}};
     }
 
-    static std::string moved(const stickylb_global_stats& before, const stickylb_global_stats& after) {
-        const std::pair<const char*, __u64 stickylb_global_stats::*> outcomes[] = {
-            {"pass_not_ip", &stickylb_global_stats::pass_not_ip},
-            {"pass_not_vip", &stickylb_global_stats::pass_not_vip},
-            {"pass_malformed", &stickylb_global_stats::pass_malformed},
-            {"pass_slow_path", &stickylb_global_stats::pass_slow_path},
-            {"drop_malformed", &stickylb_global_stats::drop_malformed},
-            {"drop_no_backend", &stickylb_global_stats::drop_no_backend},
-            {"drop_fragment", &stickylb_global_stats::drop_fragment},
-            {"drop_error", &stickylb_global_stats::drop_error},
-            {"tx", &stickylb_global_stats::tx},
-            {"redirect", &stickylb_global_stats::redirect},
-        };
-        std::string text;
-        for (const auto& [name, field] : outcomes) {
-            const std::uint64_t delta = after.*field - before.*field;
-            if (delta == 0)
-                continue;
-            text += text.empty() ? "" : " ";
-            text += name;
-            if (delta != 1)
-                text += "+" + std::to_string(delta);
-        }
-        return text.empty() ? "none" : text;
-    }
-
     // nullopt when the kernel refuses the input (shorter than an Ethernet header).
     std::optional<Sent> try_send(const Bytes& frame) {
         const stickylb_global_stats before = plane().global_stats();
@@ -180,7 +136,7 @@ protected:
         }
         result.action = static_cast<int>(options.retval);
         result.output.resize(options.data_size_out);
-        return Sent{std::move(result), moved(before, plane().global_stats())};
+        return Sent{std::move(result), moved_outcomes(before, plane().global_stats())};
     }
 
     Sent send(const Bytes& frame) {

@@ -38,16 +38,6 @@ std::uint64_t env_number(const char* name, std::uint64_t fallback) {
     return value && *value ? std::stoull(value, nullptr, 0) : fallback;
 }
 
-std::string hex(const Bytes& bytes) {
-    static const char digits[] = "0123456789abcdef";
-    std::string text;
-    for (const std::uint8_t byte : bytes) {
-        text += digits[byte >> 4];
-        text += digits[byte & 0xf];
-    }
-    return text;
-}
-
 const char* kind_name(Kind kind) {
     switch (kind) {
     case Kind::not_ip: return "not_ip";

@@ -20,11 +20,6 @@ void put16(Bytes& out, std::uint16_t value) {
 
 void put_bytes(Bytes& out, const std::uint8_t* data, std::size_t length) { out.insert(out.end(), data, data + length); }
 
-void set16(Bytes& out, std::size_t offset, std::uint16_t value) {
-    out[offset] = static_cast<std::uint8_t>(value >> 8);
-    out[offset + 1] = static_cast<std::uint8_t>(value);
-}
-
 std::size_t address_length(const IpAddress& address) { return address.is_v4() ? 4 : 16; }
 
 std::uint32_t pseudo_header_sum(const IpAddress& source, const IpAddress& destination, std::uint8_t protocol,
@@ -141,6 +136,25 @@ Bytes build_ip_packet(const PacketSpec& spec, const Bytes& icmp_body = {}) {
 }
 
 }  // namespace
+
+void set16(Bytes& frame, std::size_t offset, std::uint16_t value) {
+    frame.at(offset) = static_cast<std::uint8_t>(value >> 8);
+    frame.at(offset + 1) = static_cast<std::uint8_t>(value);
+}
+
+std::uint16_t get16(const Bytes& frame, std::size_t offset) {
+    return static_cast<std::uint16_t>(frame.at(offset) << 8 | frame.at(offset + 1));
+}
+
+std::string hex(const Bytes& bytes) {
+    static const char digits[] = "0123456789abcdef";
+    std::string text;
+    for (const std::uint8_t byte : bytes) {
+        text += digits[byte >> 4];
+        text += digits[byte & 0xf];
+    }
+    return text;
+}
 
 std::uint16_t internet_checksum(const std::uint8_t* data, std::size_t length, std::uint32_t initial) {
     std::uint32_t sum = initial;

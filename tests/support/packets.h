@@ -5,6 +5,7 @@
 // through the XDP program with BPF_PROG_TEST_RUN.
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "core/address.h"
@@ -61,6 +62,11 @@ Bytes encapsulated(const Bytes& frame, const PacketSpec& spec, const IpAddress& 
                    const IpAddress& outer_destination, const MacAddress& source, const MacAddress& destination);
 
 std::uint16_t internet_checksum(const std::uint8_t* data, std::size_t length, std::uint32_t initial = 0);
+
+// A big-endian 16-bit field of a frame (bounds-checked), and a frame as hex for messages.
+void set16(Bytes& frame, std::size_t offset, std::uint16_t value);
+std::uint16_t get16(const Bytes& frame, std::size_t offset);
+std::string hex(const Bytes& bytes);
 
 // The flow-table key of the packet spec describes (zero padding, ports in network order).
 stickylb_flow_key flow_key_of(const PacketSpec& spec);

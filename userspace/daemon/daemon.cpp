@@ -226,7 +226,9 @@ void Daemon::reload() {
         spdlog::warn("reload: interface, pin_dir, ring_size, hash_seed, control_socket, control_group, metrics_listen, "
                      "memcached_servers and session take effect on restart");
     // A weight the file changes outranks the operator's earlier override.
-    for (auto& [id, override_of] : overrides_) {
+    for (auto& [backend_id, override_of] : overrides_) {
+        // A named copy: lambdas may not capture structured bindings before clang 16.
+        const BackendId& id = backend_id;
         const auto weight_in = [&](const DaemonConfig& config) -> std::optional<std::uint32_t> {
             for (const auto& vip : config.vips)
                 for (const auto& backend : vip.backends)
@@ -330,6 +332,7 @@ void Daemon::count_moved_clients(const std::vector<DesiredBackend>& gone_down) {
         std::chrono::seconds timeout;
     };
     std::vector<Watched> watched;
+    watched.reserve(gone_down.size());
     for (const DesiredBackend& backend : gone_down)
         watched.push_back({backend.id, backend.index, std::chrono::seconds(find_vip(backend.id.first).persistence.timeout_s)});
     worker_->post([this, watched] {
