@@ -401,6 +401,19 @@ TEST_P(SessionLab, SessionsSurviveAMemcachedServerRestartingEmpty) {
            std::to_string(continued) + " of " + std::to_string(kUsers));
 }
 
+// Logout (session_destroy) on one backend ends the session for the other backends too.
+TEST_P(SessionLab, LogoutEndsTheSessionOnEveryBackend) {
+    ASSERT_NO_FATAL_FAILURE(up(sessions()));
+    Counter user = count(1, "");
+    ASSERT_FALSE(user.sid.empty());
+    user = count(2, user.sid);
+    ASSERT_EQ(user.n, 2);
+    const Reply logout = get(1, "/logout.php", user.sid);
+    ASSERT_EQ(logout.status, 200) << logout;
+    ASSERT_NE(logout.body.find("logged_out"), std::string::npos) << logout;
+    EXPECT_EQ(count(2, user.sid).n, 1) << "be2 still knew the session logged out on be1";
+}
+
 // How long the stock handler, with php-memcached's defaults, keeps a user out after
 // the worker holding their lock was killed (anchors: about 29 s). Long: run it with
 // --gtest_also_run_disabled_tests.

@@ -40,20 +40,6 @@ struct Outcome {
     }
 };
 
-bool is_storage(Command command) {
-    switch (command) {
-    case Command::set:
-    case Command::add:
-    case Command::replace:
-    case Command::append:
-    case Command::prepend:
-    case Command::cas:
-        return true;
-    default:
-        return false;
-    }
-}
-
 void check_outcome(const Outcome& outcome, const ProtocolLimits& limits) {
     if (outcome.status == Status::request) {
         const Request& request = outcome.request;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // stickylb-agent's pure parts: settings, key classes, placement, lock tags and
-// the rules for breaking a lock, session records.
+// the rules for breaking a lock, session records, the remembered sessions.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -12,8 +12,10 @@
 #include "agent/agent_config.h"
 #include "agent/lock_tag.h"
 #include "agent/placement.h"
+#include "agent/recent_sessions.h"
 #include "agent/session_keys.h"
 #include "agent/session_record.h"
+#include "agent/session_resync.h"
 
 namespace stickylb::agent {
 namespace {
@@ -102,6 +104,66 @@ TEST(AgentConfig, ManPageListsEveryOption) {
     EXPECT_GE(in_usage.size(), 15u);
 }
 
+TEST(RecentSessions, KeepsTheMostRecentlyServedUpToItsCapacity) {
+    RecentSessions recent(3);
+    for (std::string sid : {"a", "b", "c"}) recent.remember(sid);
+    EXPECT_EQ(recent.snapshot(), (std::vector<std::string>{"c", "b", "a"}));
+    recent.remember("a");  // served again: the most recent now
+    recent.remember("d");  // over capacity: the least recent (b) is forgotten
+    EXPECT_EQ(recent.snapshot(), (std::vector<std::string>{"d", "a", "c"}));
+    EXPECT_EQ(recent.size(), 3u);
+    for (int i = 0; i < 1000; ++i) recent.remember("s" + std::to_string(i));
+    EXPECT_EQ(recent.snapshot(), (std::vector<std::string>{"s999", "s998", "s997"}));
+    recent.remember("e");
+    recent.remember("f");
+    EXPECT_EQ(recent.snapshot(), (std::vector<std::string>{"f", "e", "s999"}));
+}
+
+TEST(RecentSessions, CapacityZeroRemembersNothing) {
+    RecentSessions recent(0);
+    recent.remember("a");
+    EXPECT_EQ(recent.size(), 0u);
+    EXPECT_TRUE(recent.snapshot().empty());
+}
+
+TEST(AgentConfig, ResyncSettings) {
+    const std::vector<std::string> required = {"--backend", "be1", "--cluster", "web", "--upstream", "h:1",
+                                               "--upstream", "h:2"};
+    auto with = [&](std::vector<std::string> extra) {
+        extra.insert(extra.begin(), required.begin(), required.end());
+        return extra;
+    };
+    ParsedArgs parsed = parse(with({"--resync-sessions", "500", "--resync-rate", "300"}));
+    EXPECT_EQ(parsed.config.resync_sessions, 500u);
+    EXPECT_EQ(parsed.config.resync_rate, 300u);
+    EXPECT_EQ(parse(required).config.resync_sessions, 100000u);
+    EXPECT_EQ(parse(with({"--resync-sessions", "0"})).config.resync_sessions, 0u);
+    EXPECT_EQ(parse_error(with({"--resync-rate", "0"})),
+              "--resync-rate must be 1..100000 sessions per second");
+}
+
+TEST(ReturnDetector, SaysWhenAServerIsBackOrRestarted) {
+    ReturnDetector detector;
+    auto answered = [](std::string pid, std::uint64_t uptime, std::uint64_t connect_failures = 0) {
+        return ServerProbe{true, std::move(pid), uptime, connect_failures};
+    };
+    EXPECT_EQ(detector.observe(answered("100", 50)), std::nullopt);  // first sight: nothing missed
+    EXPECT_EQ(detector.observe(answered("100", 51)), std::nullopt);
+    // Unreachable for a while, then back (same process: a network outage).
+    EXPECT_EQ(detector.observe(ServerProbe{false, "", 0, 1}), std::nullopt);
+    EXPECT_EQ(detector.observe(ServerProbe{false, "", 0, 2}), std::nullopt);
+    EXPECT_EQ(detector.observe(answered("100", 60, 2)), "reachable again");
+    EXPECT_EQ(detector.observe(answered("100", 61, 2)), std::nullopt);
+    // Restarted between two probes, faster than any request noticed: a new pid.
+    EXPECT_EQ(detector.observe(answered("200", 1, 2)), "restarted (pid 100 -> 200)");
+    EXPECT_EQ(detector.observe(answered("200", 2, 2)), std::nullopt);
+    // Same pid (a container's pid 1), uptime gone backwards: restarted too.
+    EXPECT_EQ(detector.observe(answered("200", 0, 2)), "restarted (pid 200 -> 200)");
+    // The agent's own requests failed to connect between two probes that both answered.
+    EXPECT_EQ(detector.observe(answered("200", 5, 3)), "reachable again");
+    EXPECT_EQ(detector.observe(answered("200", 6, 3)), std::nullopt);
+}
+
 TEST(SessionKeys, ClassifiesThePhpHandlersKeys) {
     EXPECT_EQ(classify_key("memc.sess.key.abc123", kDefaultSessionPrefix).kind, SessionKey::Kind::data);
     EXPECT_EQ(classify_key("memc.sess.key.abc123", kDefaultSessionPrefix).session_id, "abc123");
@@ -178,6 +240,32 @@ TEST(SessionRecord, RoundTripsAndReadsForeignValuesAsVersionZero) {
     EXPECT_TRUE(newer_than({2, 1, ""}, {1, 9, ""}));
     EXPECT_TRUE(newer_than({2, 9, ""}, {2, 1, ""}));
     EXPECT_FALSE(newer_than({2, 1, ""}, {2, 1, ""}));
+}
+
+// Records written before tombstones existed decode exactly as before; the
+// bytes of a live record are unchanged.
+TEST(SessionRecord, ExistingRecordsKeepTheirEncoding) {
+    std::string legacy("SLB\x01", 4);
+    for (int i = 0; i < 8; ++i) legacy.push_back(i == 0 ? '\x07' : '\0');  // version 7
+    for (int i = 0; i < 8; ++i) legacy.push_back(i == 0 ? '\x2a' : '\0');  // write id 42
+    legacy += "a|s:1:\"b\";";
+    EXPECT_EQ(decode_session_record(legacy), (SessionRecord{7, 42, "a|s:1:\"b\";", false}));
+    EXPECT_EQ(encode_session_record({7, 42, "a|s:1:\"b\";"}), legacy);
+}
+
+TEST(SessionRecord, ATombstoneRoundTripsWithoutPayloadAndOrdersLikeAWrite) {
+    const SessionRecord tombstone{8, 0xabcULL, "", true};
+    const std::string stored = encode_session_record(tombstone);
+    EXPECT_EQ(stored.size(), kSessionRecordHeaderBytes);
+    EXPECT_EQ(stored.substr(0, 4), std::string("SLB\x02", 4));
+    EXPECT_EQ(decode_session_record(stored), tombstone);
+    // A payload given to a tombstone is not stored.
+    EXPECT_EQ(decode_session_record(encode_session_record({8, 0xabcULL, "left over", true})), tombstone);
+    // Above the copy it deletes, below the write that follows it.
+    EXPECT_TRUE(newer_than(tombstone, {7, 0xfffULL, "old session"}));
+    EXPECT_TRUE(newer_than({9, 1, "new session"}, tombstone));
+    // Too short for a header: a foreign value, not a tombstone.
+    EXPECT_EQ(decode_session_record(stored.substr(0, 10)), (SessionRecord{0, 0, stored.substr(0, 10), false}));
 }
 
 }  // namespace

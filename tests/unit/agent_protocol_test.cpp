@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -552,6 +553,18 @@ TEST(AgentProtocol, KeyProblemsNameTheProblem) {
     EXPECT_EQ(key_problem("a b"), "key contains a space or control character (0x20) at offset 1");
     EXPECT_EQ(key_problem("\x7f"), "key contains a space or control character (0x7f) at offset 0");
     EXPECT_EQ(key_problem("abcd", ProtocolLimits{.max_key_bytes = 3}), "key is 4 bytes, longer than the limit of 3");
+}
+
+// The agent and the fuzzer decide by it which requests carry a data block to forward.
+TEST(AgentProtocol, ExactlyTheSixStorageCommandsCarryData) {
+    const std::set<Command> storage = {Command::set,    Command::add,     Command::replace,
+                                       Command::append, Command::prepend, Command::cas};
+    for (Command command : {Command::get, Command::gets, Command::set, Command::add, Command::replace,
+                            Command::append, Command::prepend, Command::cas, Command::del, Command::touch,
+                            Command::incr, Command::decr, Command::version, Command::quit, Command::verbosity,
+                            Command::stats}) {
+        EXPECT_EQ(is_storage(command), storage.contains(command)) << command_name(command);
+    }
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "agent/agent.h"
@@ -512,6 +513,254 @@ TEST_F(AgentTest, AServerThatMissedWritesWhileDownIsRepairedOnRead) {
     auto fresh = agent.client();
     EXPECT_TRUE(eventually([&] { return fresh->get(data_key("m1")) == std::optional<std::string>("v2") &&
                                         decode_session_record(direct(1)->get(data_key("m1")).value_or("")).payload == "v2"; }));
+}
+
+// ------------------------------------------------------------ deletes (logout)
+
+// A copy as a server holds it, decoded; a miss decodes as an empty version 0.
+SessionRecord held_on(MemcacheTextClient& server, const std::string& key) {
+    return decode_session_record(server.get(key).value_or(""));
+}
+
+// The session's expiry left on a server, from memcached's own "mg <key> t".
+std::int64_t seconds_left(MemcacheTextClient& server, const std::string& key) {
+    std::string reply = server.command("mg " + key + " t");
+    std::size_t t = reply.find(" t");
+    return t == std::string::npos ? -2 : std::stoll(reply.substr(t + 2));
+}
+
+TEST_F(AgentTest, ADeletedSessionReadsAsAMissAndBothServersHoldATombstone) {
+    RunningAgent agent(config("be1"));
+    const std::string key = data_key("d1");
+    auto client = agent.client();
+    ASSERT_EQ(client->store("set", key, "user|s:5:\"alice\";", 0, 1440), "STORED\r\n");
+    EXPECT_EQ(client->command("delete " + key), "DELETED\r\n");  // what php-memcached's destroy sends and expects
+    EXPECT_EQ(client->get_raw(key), "END\r\n");
+    EXPECT_EQ(agent.client()->get_raw(key), "END\r\n");
+    // As memcached answers for a key already deleted.
+    EXPECT_EQ(client->command("delete " + key), "NOT_FOUND\r\n");
+    EXPECT_EQ(client->command("touch " + key + " 1440"), "NOT_FOUND\r\n");
+    EXPECT_EQ(client->store("replace", key, "x", 0, 1440), "NOT_STORED\r\n");
+    for (int i = 0; i < 2; ++i) {
+        SessionRecord copy = held_on(*direct(i), key);
+        EXPECT_TRUE(copy.deleted) << "server " << i;
+        EXPECT_EQ(copy.version, 2u) << "server " << i;
+        EXPECT_EQ(copy.payload, "") << "server " << i;
+        // Kept longer than the session it deleted would have lived, and bounded.
+        std::int64_t left = seconds_left(*direct(i), key);
+        EXPECT_GT(left, 1440) << "server " << i;
+        EXPECT_LE(left, 3600) << "server " << i;
+    }
+    EXPECT_EQ(agent.stat("session_deletes"), 1u);
+    EXPECT_GE(agent.stat("tombstone_reads"), 2u);
+}
+
+// The race: a read is repairing B's missing copy from what it read on A when
+// the user logs out. Its repair lands after the delete and must not bring
+// the session back (before tombstones its `add` of the old copy did).
+TEST_F(AgentTest, ARepairThatReadBeforeALogoutDoesNotBringTheSessionBack) {
+    std::unique_ptr<ReplyDelayingProxy> proxies[2] = {std::make_unique<ReplyDelayingProxy>(server(0).port()),
+                                                      std::make_unique<ReplyDelayingProxy>(server(1).port())};
+    AgentConfig settings = config("be1");
+    settings.upstreams = {proxies[0]->address(), proxies[1]->address()};
+    RunningAgent agent(settings);
+    const std::string key = data_key("x1");
+    auto user = agent.client();
+    // The logout runs under the session lock, as PHP's session_destroy does.
+    ASSERT_EQ(user->store("add", lock_key("x1"), "1", 0, 30), "STORED\r\n");
+    ASSERT_EQ(user->store("set", key, "user|s:5:\"alice\";", 0, 1440), "STORED\r\n");
+    ASSERT_EQ(direct(1)->command("delete " + key), "DELETED\r\n");  // B lost its copy: the next read repairs it
+
+    proxies[0]->arm("mg " + key, 400ms);  // that read's answer from A comes late
+    auto reader = agent.client();
+    auto repairing = std::async(std::launch::async, [&] { return reader->get(key); });
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(user->command("delete " + key), "DELETED\r\n");
+    repairing.get();  // it read before the logout, so it may still answer the session; its repair is over
+    EXPECT_EQ(agent.client()->get(key), std::nullopt) << "the logout did not log out";
+    for (int i = 0; i < 2; ++i) {
+        SessionRecord copy = held_on(*direct(i), key);
+        EXPECT_NE(copy.payload, "user|s:5:\"alice\";") << "server " << i << " holds the deleted session";
+    }
+    EXPECT_EQ(user->command("delete " + lock_key("x1")), "DELETED\r\n");
+}
+
+// B is away (stopped: requests to it time out) while the user logs out, and
+// returns with the copy it held.
+TEST_F(AgentTest, ASessionDeletedWhileAServerIsAwayStaysDeletedWhenReadAfterItReturns) {
+    AgentConfig settings = config("be1");
+    settings.resync_sessions = 0;  // no resync: the read alone meets B's old copy
+    RunningAgent agent(settings);
+    const std::string key = data_key("g1");
+    auto client = agent.client();
+    ASSERT_EQ(client->store("set", key, "user|s:5:\"alice\";", 0, 1440), "STORED\r\n");
+    server(1).pause();
+    EXPECT_EQ(client->command("delete " + key), "DELETED\r\n");
+    server(1).resume();
+    // B came back with the session the user logged out of.
+    ASSERT_EQ(held_on(*direct(1), key).payload, "user|s:5:\"alice\";");
+    ASSERT_FALSE(held_on(*direct(1), key).deleted);
+    // Every read is a miss, and one that reaches B gives it the tombstone.
+    auto reader = agent.client();
+    EXPECT_TRUE(eventually([&] {
+        EXPECT_EQ(reader->get(key), std::nullopt);
+        return held_on(*direct(1), key).deleted;
+    }, 10s)) << "B kept the deleted session";
+    EXPECT_EQ(reader->get(key), std::nullopt);
+}
+
+TEST_F(AgentTest, AResyncGivesAReturningServerTheTombstoneOfASessionDeletedWhileItWasAway) {
+    RunningAgent agent(config("be1"));
+    const std::string key = data_key("g2");
+    auto client = agent.client();
+    ASSERT_EQ(client->store("set", key, "user|s:5:\"alice\";", 0, 1440), "STORED\r\n");
+    server(1).pause();
+    EXPECT_EQ(client->command("delete " + key), "DELETED\r\n");
+    std::this_thread::sleep_for(1500ms);  // away long enough for a probe (one a second) to find it gone
+    server(1).resume();
+    // No user reads: the resync that follows B's return replaces its old copy.
+    ASSERT_TRUE(eventually([&] { return agent.stat("resync_runs") >= 1; }, 30s)) << "no resync of B finished";
+    SessionRecord on_b = held_on(*direct(1), key);
+    EXPECT_TRUE(on_b.deleted);
+    EXPECT_EQ(on_b.version, 2u);
+    EXPECT_EQ(agent.client()->get(key), std::nullopt);
+    EXPECT_TRUE(held_on(*direct(0), key).deleted);
+}
+
+// A new session under the id of a deleted one (rare, legal): it goes on above the tombstone.
+TEST_F(AgentTest, ASessionIdCanBeUsedAgainAfterItsDeletion) {
+    RunningAgent agent(config("be1"));
+    const std::string key = data_key("n1");
+    auto client = agent.client();
+    ASSERT_EQ(client->store("set", key, "old", 0, 1440), "STORED\r\n");
+    ASSERT_EQ(client->command("delete " + key), "DELETED\r\n");
+    EXPECT_EQ(client->get(key), std::nullopt);
+    EXPECT_EQ(client->store("add", key, "new", 0, 1440), "STORED\r\n");
+    EXPECT_EQ(client->get(key), "new");
+    EXPECT_EQ(agent.client()->get(key), "new");
+    for (int i = 0; i < 2; ++i) {
+        SessionRecord copy = held_on(*direct(i), key);
+        EXPECT_FALSE(copy.deleted) << "server " << i;
+        EXPECT_EQ(copy.version, 3u) << "server " << i;
+        EXPECT_EQ(copy.payload, "new") << "server " << i;
+    }
+    // And by a connection that never read it, after a second delete.
+    ASSERT_EQ(client->command("delete " + key), "DELETED\r\n");
+    auto other = agent.client();
+    EXPECT_EQ(other->store("set", key, "newer", 0, 1440), "STORED\r\n");
+    EXPECT_EQ(agent.client()->get(key), "newer");
+    EXPECT_EQ(held_on(*direct(1), key).version, 5u);
+}
+
+// ------------------------------------------------------------ resync of a returning server
+
+std::string user_value(int user, int version) {
+    return "n|i:" + std::to_string(user) + ";v|i:" + std::to_string(version) + ";";
+}
+
+// The window read repair alone leaves open: memcached A restarts empty and,
+// before any user comes back, B fails for good. The agent copied every session
+// it had served back to A as soon as A returned, so none is lost.
+TEST_F(AgentTest, SessionsAreCopiedBackToARestartedServerBeforeTheOtherFails) {
+    RunningAgent agent(config("be1"));
+    constexpr int kSessions = 200;
+    auto client = agent.client();
+    for (int user = 0; user < kSessions; ++user) {
+        for (int version = 1; version <= 2; ++version) {
+            ASSERT_EQ(client->store("set", data_key("w" + std::to_string(user)), user_value(user, version), 0, 1440),
+                      "STORED\r\n");
+        }
+    }
+    const std::string a_up = "upstream:" + server(0).address() + ":up";
+    server(0).kill();
+    ASSERT_TRUE(eventually([&] { return agent.stat(a_up) == 0; }, 10s)) << "the agent never saw A down";
+    server(0).restart();  // back, empty; no user reads or writes from here on
+    ASSERT_TRUE(eventually([&] { return agent.stat(a_up) == 1 && agent.stat("resync_runs") >= 1; }, 30s))
+        << "no resync of A finished";
+    server(1).kill();  // for good
+
+    auto later = agent.client();
+    for (int user = 0; user < kSessions; ++user) {
+        const std::string key = data_key("w" + std::to_string(user));
+        EXPECT_EQ(later->get(key), user_value(user, 2)) << "user " << user;
+        SessionRecord on_a = decode_session_record(direct(0)->get(key).value_or(""));
+        EXPECT_EQ(on_a.payload, user_value(user, 2)) << "user " << user;
+        EXPECT_EQ(on_a.version, 2u) << "user " << user;
+    }
+}
+
+// The agent remembers only the --resync-sessions most recently served
+// sessions: those are copied back, the older ones wait for their users.
+TEST_F(AgentTest, OnlyTheMostRecentlyServedSessionsAreCopiedBack) {
+    AgentConfig settings = config("be1");
+    settings.resync_sessions = 5;
+    settings.view_poll = 60s;  // no request but the probe reaches A: it alone sees the restart
+    RunningAgent agent(settings);
+    auto client = agent.client();
+    for (int user = 0; user < 10; ++user) {
+        ASSERT_EQ(client->store("set", data_key("b" + std::to_string(user)), user_value(user, 1), 0, 1440),
+                  "STORED\r\n");
+    }
+    EXPECT_EQ(client->get(data_key("b0")), user_value(0, 1));  // read last: now the most recent
+    EXPECT_EQ(agent.stat("resync_sessions_remembered"), 5u);
+    server(0).restart();
+    ASSERT_TRUE(eventually([&] { return agent.stat("resync_runs") >= 1; }, 30s)) << "no resync of A finished";
+    EXPECT_EQ(agent.stat("resync_sessions_copied"), 5u);
+    const std::set<int> remembered = {0, 6, 7, 8, 9};
+    for (int user = 0; user < 10; ++user) {
+        EXPECT_EQ(direct(0)->get(data_key("b" + std::to_string(user))).has_value(), remembered.contains(user))
+            << "user " << user;
+    }
+}
+
+// Users keep writing while a slow resync walks their sessions: every write
+// stays, on both servers (the resync's copies are conditional on what it read),
+// and a lock held meanwhile stays its owner's.
+TEST_F(AgentTest, WritesAndLocksDuringAResyncAreNotDisturbed) {
+    AgentConfig settings = config("be1");
+    settings.resync_rate = 100;  // 300 sessions: the run lasts about 3 s
+    RunningAgent agent(settings);
+    constexpr int kSessions = 300;
+    auto client = agent.client();
+    // A session whose lock lives on B, which stays up: held through the whole run.
+    std::vector<std::string> names = {server(0).address(), server(1).address()};
+    std::vector<std::string_view> views(names.begin(), names.end());
+    std::string locked = "L0";
+    for (int i = 1; rank_servers(views, lock_key(locked)).front() != 1; ++i) locked = "L" + std::to_string(i);
+    auto holder = agent.client();
+    ASSERT_EQ(holder->store("add", lock_key(locked), "1", 0, 30), "STORED\r\n");
+    ASSERT_EQ(holder->store("set", data_key(locked), "held", 0, 1440), "STORED\r\n");
+    for (int user = 0; user < kSessions; ++user) {
+        ASSERT_EQ(client->store("set", data_key("c" + std::to_string(user)), user_value(user, 1), 0, 1440),
+                  "STORED\r\n");
+    }
+    server(0).restart();
+    ASSERT_TRUE(eventually([&] { return agent.stat("resync_sessions_examined") >= 10; }, 30s))
+        << "no resync of A started";
+    // The resync walks the most recent first (c299 down); the users write from c0 up to meet it.
+    auto writer = agent.client();
+    for (int user = 0; user < kSessions; ++user) {
+        ASSERT_EQ(writer->store("set", data_key("c" + std::to_string(user)), user_value(user, 2), 0, 1440),
+                  "STORED\r\n")
+            << "user " << user;
+    }
+    ASSERT_TRUE(eventually([&] { return agent.stat("resync_runs") >= 1; }, 30s)) << "the resync of A never ended";
+    EXPECT_EQ(agent.client()->store("add", lock_key(locked), "1", 0, 30), "NOT_STORED\r\n");
+    EXPECT_EQ(holder->store("set", data_key(locked), "held, written again", 0, 1440), "STORED\r\n");
+    EXPECT_EQ(holder->command("delete " + lock_key(locked)), "DELETED\r\n");
+    EXPECT_EQ(agent.stat("locks_lost"), 0u);
+    EXPECT_EQ(decode_session_record(direct(0)->get(data_key(locked)).value_or("")).payload, "held, written again");
+    auto reader = agent.client();
+    for (int user = 0; user < kSessions; ++user) {
+        const std::string key = data_key("c" + std::to_string(user));
+        EXPECT_EQ(reader->get(key), user_value(user, 2)) << "user " << user;
+        for (int i = 0; i < 2; ++i) {
+            SessionRecord copy = decode_session_record(direct(i)->get(key).value_or(""));
+            EXPECT_EQ(copy.payload, user_value(user, 2)) << "user " << user << " on server " << i;
+            EXPECT_EQ(copy.version, 2u) << "user " << user << " on server " << i;
+        }
+    }
+    EXPECT_EQ(agent.stat("write_conflicts"), 0u);
 }
 
 // ------------------------------------------------------------ upstream failures

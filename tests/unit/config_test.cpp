@@ -60,6 +60,10 @@ TEST(Config, ShippedExampleParsesWithTheValuesItDocuments) {
     EXPECT_EQ(config.metrics_listen, "127.0.0.1:9478");
     EXPECT_EQ(config.hash_seed, 0u);
     EXPECT_EQ(config.ring_size, 65537u);
+    EXPECT_EQ(config.max_vips, 64u);
+    EXPECT_EQ(config.max_backends, 4096u);
+    EXPECT_EQ(config.flow_table_size, 1048576u);
+    EXPECT_EQ(config.affinity_table_size, 1048576u);
     EXPECT_EQ(config.new_flow_limit_per_cpu, 125000u);
     EXPECT_EQ(config.new_flow_limit_per_cpu, DaemonConfig{}.new_flow_limit_per_cpu);  // spelled-out default
     EXPECT_EQ(config.memcached_servers, (std::vector<std::string>{"10.0.1.20:11211", "[fd00:1::20]:11211"}));
@@ -171,6 +175,40 @@ TEST(Config, NewFlowLimitIsACountPerCpuAndZeroTurnsItOff) {
     ASSERT_EQ(problems.size(), 1u) << joined(problems);
     EXPECT_NE(problems[0].find("new_flow_limit_per_cpu: must not be negative, got -1"), std::string::npos)
         << problems[0];
+}
+
+TEST(Config, MapSizesAreSetAndBoundedByWhatTheDataPlaneCanHold) {
+    const DaemonConfig sized = parse_config(kMinimal + R"(max_vips: 200
+max_backends: 20000
+flow_table_size: 4194304
+affinity_table_size: 2048
+)", "lb.yaml");
+    EXPECT_EQ(sized.max_vips, 200u);
+    EXPECT_EQ(sized.max_backends, 20000u);
+    EXPECT_EQ(sized.flow_table_size, 4194304u);
+    EXPECT_EQ(sized.affinity_table_size, 2048u);
+
+    expect_problem(kMinimal + "max_vips: 513\n", "lb.yaml:7: max_vips: must be between 1 and 512, got 513");
+    expect_problem(kMinimal + "flow_table_size: 100\n",
+                   "lb.yaml:7: flow_table_size: must be between 1024 and 268435456, got 100");
+    expect_problem(kMinimal + "ring_size: 1048573\nmax_vips: 512\n",
+                   "lb.yaml:8: max_vips: max_vips x ring_size = 536869376 ring slots, more than the 268435456 "
+                   "(1 GiB) the rings map may hold");
+}
+
+TEST(Config, MoreVipsOrBackendsThanTheMapsHoldAreRefused) {
+    std::string yaml = "interface: eth0\nmax_vips: 2\nmax_backends: 4\nvips:\n";
+    for (const char* address : {"192.0.2.10", "192.0.2.11", "192.0.2.12"})
+        yaml += std::string("  - address: ") + address + "\n    port: 80\n    backends:\n      - address: 10.0.1.11\n";
+    const auto problems = problems_of(yaml);
+    ASSERT_EQ(problems.size(), 1u) << joined(problems);
+    EXPECT_EQ(problems[0], "lb.yaml:4: vips: 3 VIPs do not fit max_vips 2");
+
+    std::string crowded = "interface: eth0\nmax_backends: 4\n" + kMinimal.substr(kMinimal.find("vips:"));
+    for (const char* address : {"10.0.1.12", "10.0.1.13", "10.0.1.14"})
+        crowded += std::string("      - address: ") + address + "\n";
+    expect_problem(crowded, "lb.yaml:3: vips: 4 backends (counted per VIP) do not fit max_backends 4 (index 0 is "
+                            "reserved)");
 }
 
 TEST(Config, EveryProblemIsReportedInLineOrder) {

@@ -97,6 +97,21 @@ TEST(IndexRegistry, SurvivesARestartThroughItsJson) {
     }
 }
 
+TEST(IndexRegistry, IndexesBeyondSmallerMapsAreGivenAgain) {
+    IndexRegistry large(8, 16);
+    for (const char* vip : {"a", "b", "c"})
+        large.vip_index(vip);
+    for (const char* backend : {"1", "2", "3", "4"})
+        large.backend_index({"a", backend});
+    IndexRegistry small(2, 3);
+    small.load_json(large.to_json());
+    EXPECT_EQ(small.vip_index("a"), 0u);
+    EXPECT_EQ(small.vip_index("b"), 1u);
+    EXPECT_EQ(small.backend_index({"a", "1"}), 1u);
+    EXPECT_EQ(small.backend_index({"a", "2"}), 2u);
+    EXPECT_THROW(small.vip_index("c"), std::runtime_error) << "index 2 is past 2 VIPs and nothing is free";
+}
+
 TEST(IndexRegistry, RunsOutWithAClearError) {
     IndexRegistry tiny(1, 3);  // one VIP, backend indexes 1 and 2
     EXPECT_EQ(tiny.backend_index({"web", "a"}), 1u);

@@ -282,9 +282,10 @@ void reconcile_section(const Options& options) {
     std::cout << "stickylbd's reconcile (`desired_state` + `Reconciler::apply`) against real BPF maps: the data plane\n"
               << "loaded (not attached) with " << thousands(kRingSize) << "-slot rings, " << kVips << " VIPs, the same "
               << kBackendsPerVip << " servers behind each (" << thousands(kVips * kBackendsPerVip)
-              << " backend entries: health is per VIP and backend; stickylbd itself loads room for "
+              << " backend entries: health is per VIP and backend; stickylbd's defaults hold "
               << STICKYLB_DEFAULT_MAX_VIPS << " VIPs and " << thousands(STICKYLB_DEFAULT_MAX_BACKENDS)
-              << " backend entries today,\nso this bench loads larger maps). Backend and VIP writes are map updates\n"
+              << " backend entries,\nthis is `max_vips: " << kVips + 28 << "` and `max_backends: "
+              << kVips * kBackendsPerVip + 1024 << "`). Backend and VIP writes are map updates\n"
               << "(bpf syscalls); ring slots are single stores into the memory-mapped rings map. \"Needed\" is the\n"
               << "least any reconcile could write: the slots the dead backend held plus its backend entries.\n"
               << "First full write of everything (an empty data plane): " << fixed(first.cpu_ms, 1) << " ms CPU, "

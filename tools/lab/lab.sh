@@ -44,7 +44,7 @@
 #     includes the application's config STATE_DIR/beN/app.conf from
 #     tools/provision/apache-app-conf.sh) and a copy of tools/provision/php/ as
 #     document root: GET / -> "backend=beN", counter.php,
-#     hold.php?ms=N (its worker's PID in STATE_DIR/beN/run/hold.pid), ini.php?name=X.
+#     hold.php?ms=N (its worker's PID in STATE_DIR/beN/run/hold.pid), logout.php, ini.php?name=X.
 #     PHP keeps its sessions in memcached (session.save_handler=memcached; every PHP
 #     setting from tools/provision/php-settings.sh):
 #       --sessions stock  save_path lists the memcached servers directly;

@@ -37,6 +37,7 @@ Agent::Agent(asio::io_context& io, AgentConfig config)
       config_(std::move(config)),
       upstreams_(io.get_executor(), config_.upstreams, upstream_options(config_)),
       sessions_(config_, upstreams_, stats_),
+      resync_(io.get_executor(), config_, upstreams_, sessions_, stats_),
       acceptor_(io),
       view_timer_(io),
       renew_timer_(io) {
@@ -60,6 +61,7 @@ void Agent::start() {
     asio::co_spawn(io_, accept_loop(), asio::detached);
     asio::co_spawn(io_, view_loop(), asio::detached);
     asio::co_spawn(io_, renew_loop(), asio::detached);
+    resync_.start();
 }
 
 void Agent::stop() {
@@ -69,6 +71,7 @@ void Agent::stop() {
     acceptor_.close(ignored);
     view_timer_.cancel();
     renew_timer_.cancel();
+    resync_.stop();
     if (metrics_) metrics_->stop();
     for (auto& [id, weak] : connections_) {
         if (auto connection = weak.lock()) connection->close();
@@ -184,6 +187,7 @@ StatsContext Agent::stats_context() const {
     }
     context.incarnation = sessions_.incarnation();
     context.locks_held = sessions_.locks_held();
+    context.sessions_remembered = sessions_.recent_sessions().size();
     context.backend = config_.backend;
     context.cluster = config_.cluster;
     context.version = STICKYLB_VERSION;

@@ -2,7 +2,8 @@
 #pragma once
 // stickylb-agent: listens for the local PHP workers (memcached text protocol),
 // serves them through SessionService, keeps the membership view current and
-// the held locks renewed, and exports /metrics. One io_context, one thread;
+// the held locks renewed, copies sessions back to memcached servers that
+// return (SessionResync), and exports /metrics. One io_context, one thread;
 // stop() closes the listener and the client connections (their locks are
 // released) and then everything else.
 // <utility> first: Boost 1.74 Asio uses std::exchange without including it (C++20, GCC 12).
@@ -22,6 +23,7 @@
 
 #include "agent/agent_config.h"
 #include "agent/agent_stats.h"
+#include "agent/session_resync.h"
 #include "agent/session_service.h"
 #include "agent/upstream_group.h"
 #include "common/metrics_server.h"
@@ -64,6 +66,7 @@ private:
     AgentStats stats_;
     UpstreamGroup upstreams_;
     SessionService sessions_;
+    SessionResync resync_;
     boost::asio::ip::tcp::acceptor acceptor_;
     std::unique_ptr<metrics::MetricsServer> metrics_;
     boost::asio::steady_timer view_timer_;

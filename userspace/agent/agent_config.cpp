@@ -49,6 +49,8 @@ void apply(AgentConfig& config, std::string_view name, const std::string& value)
     else if (name == "view_poll") config.view_poll = parse_period(name, value);
     else if (name == "upstream_timeout") config.upstream_timeout = parse_period(name, value);
     else if (name == "max_clients") config.max_clients = parse_count(name, value);
+    else if (name == "resync_sessions") config.resync_sessions = parse_count(name, value);
+    else if (name == "resync_rate") config.resync_rate = parse_count(name, value);
     else throw AgentConfigError("unknown setting '" + std::string(name) + "'");
 }
 
@@ -102,6 +104,9 @@ says their backend is down. Sessions are kept on --replicas servers.
   --view-poll DURATION     membership view refresh (default 250ms)
   --upstream-timeout DURATION   per request to memcached (default 500ms)
   --max-clients N          concurrent client connections (default 4096)
+  --resync-sessions N      session ids remembered, most recently served, to copy back
+                           to a memcached server that returns (default 100000; 0: off)
+  --resync-rate N          sessions per second such a copy-back reads and repairs (default 2000)
   --config FILE            YAML file with the same settings (snake_case; upstreams: list)
   --check-config           validate and exit
   -h, --help               this text
@@ -140,6 +145,9 @@ void validate(const AgentConfig& config) {
         throw AgentConfigError("--upstream-timeout must be at least 1ms");
     }
     if (config.max_clients < 1) throw AgentConfigError("--max-clients must be at least 1");
+    if (config.resync_rate < 1 || config.resync_rate > 100000) {
+        throw AgentConfigError("--resync-rate must be 1..100000 sessions per second");
+    }
 }
 
 ParsedArgs parse_agent_args(int argc, char** argv) {
@@ -150,6 +158,7 @@ ParsedArgs parse_agent_args(int argc, char** argv) {
         {"replicas", required_argument, nullptr, 0},      {"lock-lease", required_argument, nullptr, 0},
         {"lock-wait", required_argument, nullptr, 0},     {"view-poll", required_argument, nullptr, 0},
         {"upstream-timeout", required_argument, nullptr, 0}, {"max-clients", required_argument, nullptr, 0},
+        {"resync-sessions", required_argument, nullptr, 0}, {"resync-rate", required_argument, nullptr, 0},
         {"config", required_argument, nullptr, 'c'},      {"check-config", no_argument, nullptr, 'k'},
         {"help", no_argument, nullptr, 'h'},              {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0}};

@@ -26,6 +26,8 @@ struct AgentConfig {
     std::chrono::milliseconds view_poll{250};    // how often the membership view is read
     std::chrono::milliseconds upstream_timeout{500};
     std::size_t max_clients = 4096;
+    std::size_t resync_sessions = 100000;        // session ids remembered for copying back to a returning server; 0: off
+    std::size_t resync_rate = 2000;              // sessions per second a resync reads and repairs, at most
 };
 
 class AgentConfigError : public std::runtime_error {

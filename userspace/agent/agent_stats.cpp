@@ -46,6 +46,12 @@ std::string render_memcached_stats(const StatsContext& c) {
     stat("session_writes", s.session_writes);
     stat("replica_repairs", s.replica_repairs);
     stat("write_conflicts", s.write_conflicts);
+    stat("session_deletes", s.session_deletes);
+    stat("tombstone_reads", s.tombstone_reads);
+    stat("resync_sessions_remembered", c.sessions_remembered);
+    stat("resync_runs", s.resync_runs);
+    stat("resync_sessions_examined", s.resync_sessions_examined);
+    stat("resync_sessions_copied", s.resync_sessions_copied);
     stat("view_present", static_cast<std::uint64_t>(c.view_present));
     stat("view_epoch", c.view_epoch);
     stat("incarnation", c.incarnation);
@@ -117,6 +123,23 @@ std::string render_prometheus(const StatsContext& c) {
               {}, d(s.replica_repairs));
     w.counter("stickylb_agent_write_conflicts_total", "Session writes refused because a newer copy was found.", {},
               d(s.write_conflicts));
+    w.counter("stickylb_agent_session_deletes_total",
+              "Session deletes that left a versioned tombstone (a deleted session cannot be repaired back).", {},
+              d(s.session_deletes));
+    w.counter("stickylb_agent_tombstone_reads_total", "Session reads answered as a miss because the newest copy is a tombstone.",
+              {}, d(s.tombstone_reads));
+    w.gauge("stickylb_agent_resync_sessions_remembered",
+            "Session ids this agent served lately: what a resync walks (bounded by --resync-sessions).", {},
+            d(c.sessions_remembered));
+    w.counter("stickylb_agent_resync_runs_total",
+              "Resyncs that walked every remembered session for a memcached server that came back or restarted.", {},
+              d(s.resync_runs));
+    w.counter("stickylb_agent_resync_sessions_examined_total",
+              "Sessions placed on a returning memcached server that a resync read and repaired as needed.", {},
+              d(s.resync_sessions_examined));
+    w.counter("stickylb_agent_resync_sessions_copied_total",
+              "Sessions a resync copied back (at least one missing or older copy rewritten from the newest).", {},
+              d(s.resync_sessions_copied));
     w.gauge("stickylb_agent_view_present", "1 if a membership view from stickylbd is in use.", {},
             c.view_present ? 1 : 0);
     w.gauge("stickylb_agent_view_age_seconds", "Age of the membership view in use (now - written_ms); 0 if none.",

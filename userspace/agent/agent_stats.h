@@ -38,7 +38,13 @@ struct AgentStats {
     std::uint64_t session_writes = 0;
     std::uint64_t replica_repairs = 0;
     std::uint64_t write_conflicts = 0;          // a newer copy found where we meant to write
+    std::uint64_t session_deletes = 0;          // deletes that left a tombstone on at least one server
+    std::uint64_t tombstone_reads = 0;          // session reads answered "not found" because of a tombstone
     std::uint64_t view_updates = 0;             // polls that found a view with a new epoch
+
+    std::uint64_t resync_runs = 0;               // walks of every remembered session for a returning server, complete
+    std::uint64_t resync_sessions_examined = 0;  // sessions placed on that server, read and repaired as needed
+    std::uint64_t resync_sessions_copied = 0;    // of those, sessions with at least one copy rewritten
 };
 
 struct UpstreamSample {
@@ -56,6 +62,7 @@ struct StatsContext {
     std::uint64_t view_epoch = 0;
     std::uint64_t incarnation = 0;  // this backend's, per the view (0: unknown)
     std::uint64_t locks_held = 0;   // right now, by this agent's clients
+    std::uint64_t sessions_remembered = 0;  // ids a resync would walk now
     std::string backend, cluster, version;
 };
 

@@ -113,6 +113,20 @@ std::string_view command_name(Command command) {
     return "unknown";
 }
 
+bool is_storage(Command command) {
+    switch (command) {
+    case Command::set:
+    case Command::add:
+    case Command::replace:
+    case Command::append:
+    case Command::prepend:
+    case Command::cas:
+        return true;
+    default:
+        return false;
+    }
+}
+
 std::string client_error(std::string_view message) {
     std::string line;
     line.reserve(message.size() + 15);

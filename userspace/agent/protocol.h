@@ -30,6 +30,8 @@ enum class Command {
 };
 
 std::string_view command_name(Command command);  // the wire spelling: "delete" for del
+// set, add, replace, append, prepend, cas: the commands that carry a data block.
+bool is_storage(Command command);
 
 struct ProtocolLimits {
     std::size_t max_key_bytes = 250;

@@ -6,6 +6,7 @@ namespace stickylb::agent {
 namespace {
 
 constexpr std::string_view kMagic{"SLB\x01", 4};
+constexpr std::string_view kTombstoneMagic{"SLB\x02", 4};
 
 void put_u64(std::string& out, std::uint64_t value) {
     for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
@@ -22,19 +23,21 @@ std::uint64_t get_u64(std::string_view in) {
 std::string encode_session_record(const SessionRecord& record) {
     std::string out;
     out.reserve(kSessionRecordHeaderBytes + record.payload.size());
-    out += kMagic;
+    out += record.deleted ? kTombstoneMagic : kMagic;
     put_u64(out, record.version);
     put_u64(out, record.write_id);
-    out += record.payload;
+    if (!record.deleted) out += record.payload;
     return out;
 }
 
 SessionRecord decode_session_record(std::string_view stored) {
-    if (stored.size() < kSessionRecordHeaderBytes || !stored.starts_with(kMagic)) {
-        return SessionRecord{0, 0, std::string(stored)};
+    const bool tombstone = stored.starts_with(kTombstoneMagic);
+    if (stored.size() < kSessionRecordHeaderBytes || !(tombstone || stored.starts_with(kMagic))) {
+        return SessionRecord{0, 0, std::string(stored), false};
     }
-    return SessionRecord{get_u64(stored.substr(4, 8)), get_u64(stored.substr(12, 8)),
-                         std::string(stored.substr(kSessionRecordHeaderBytes))};
+    SessionRecord record{get_u64(stored.substr(4, 8)), get_u64(stored.substr(12, 8)), {}, tombstone};
+    if (!tombstone) record.payload = std::string(stored.substr(kSessionRecordHeaderBytes));
+    return record;
 }
 
 bool newer_than(const SessionRecord& a, const SessionRecord& b) {

@@ -2,10 +2,14 @@
 #pragma once
 // How a session is stored upstream: the client's bytes behind a 20-byte
 // header, so replicas can be compared and a stale one repaired.
-//   "SLB\x01" | version (u64 LE) | write id (u64 LE) | payload
+//   "SLB\x01" | version (u64 LE) | write id (u64 LE) | payload     a session
+//   "SLB\x02" | version (u64 LE) | write id (u64 LE)               a tombstone
 // version grows by one per write; write id is random per write, so two writes
-// of the same version (a split brain) are told apart. A value without the
+// of the same version (a split brain) are told apart. A value without either
 // header (written by a client that bypassed the agent) reads as version 0.
+// A tombstone is a delete that keeps its version: it orders like a write, so
+// a repair carrying an older copy cannot bring a deleted session back, and
+// the next write of the same id goes on above it. Its payload is empty.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,6 +20,7 @@ struct SessionRecord {
     std::uint64_t version = 0;
     std::uint64_t write_id = 0;
     std::string payload;
+    bool deleted = false;  // a tombstone
     bool operator==(const SessionRecord&) const = default;
 };
 

@@ -6,7 +6,9 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <charconv>
+#include <ctime>
 
 #include <spdlog/spdlog.h>
 
@@ -25,6 +27,25 @@ constexpr int kMaxLockRounds = 64;
 constexpr std::chrono::milliseconds kRemotePoll{20};
 // Write attempts per replica when its copy changed under us without conflict.
 constexpr int kWriteRetries = 3;
+// Rounds of a delete that keeps meeting newer writes by other connections.
+constexpr int kDeleteRounds = 3;
+// A tombstone lives at least this long (and at least as long as the longest-
+// lived copy it replaces, which no older copy outlives: every write sets the
+// expiry of all copies). It must outlast any repair that read the session
+// before the delete (in flight for at most a request timeout) and the absence
+// of a server holding an older copy until the resync after its return reaches
+// the session (--resync-sessions / --resync-rate: 50 s at the defaults). An
+// hour covers both with a wide margin, at about 100 bytes per deleted session
+// and server.
+constexpr std::int64_t kTombstoneMinSeconds = 3600;
+// memcached reads an expiry above 30 days as a unix time.
+constexpr std::int64_t kMaxRelativeExpiry = 30 * 24 * 3600;
+
+// "T<seconds>" for a copy with `seconds` left (0: never expires).
+std::string expiry_flag(std::int64_t seconds) {
+    if (seconds > kMaxRelativeExpiry) seconds += static_cast<std::int64_t>(std::time(nullptr));
+    return "T" + std::to_string(seconds);
+}
 
 std::string meta_set(std::string_view key, std::string_view value, std::string_view flags) {
     std::string wire;
@@ -66,16 +87,6 @@ std::string lease_flag(std::chrono::milliseconds lease) {
 std::string upstream_failure(const UpstreamServer& server, const CallResult& result) {
     if (result.error) return server_error("upstream " + server.name() + ": " + result.error.message());
     return server_error("upstream " + server.name() + ": unexpected reply '" + result.reply.line + "'");
-}
-
-bool is_storage(Command command) {
-    switch (command) {
-    case Command::set: case Command::add: case Command::replace:
-    case Command::append: case Command::prepend: case Command::cas:
-        return true;
-    default:
-        return false;
-    }
 }
 
 // The request as memcached's classic text protocol, always asking for a reply
@@ -122,7 +133,11 @@ private:
 }  // namespace
 
 SessionService::SessionService(const AgentConfig& config, UpstreamGroup& upstreams, AgentStats& stats)
-    : config_(config), upstreams_(upstreams), stats_(stats), random_(std::random_device{}()) {
+    : config_(config),
+      upstreams_(upstreams),
+      stats_(stats),
+      recent_(config.resync_sessions),
+      random_(std::random_device{}()) {
     self_.backend = config.backend;
     do {
         self_.instance = random64();
@@ -182,8 +197,12 @@ asio::awaitable<std::string> SessionService::get(ClientState& client, const Requ
     for (const std::string& key : request.keys) {
         SessionKey kind = classify_key(key, config_.session_prefix);
         if (kind.kind == SessionKey::Kind::data) {
+            ++stats_.session_reads;
             ClientState::SessionRead read = co_await read_session(key);
-            if (read.newest) {
+            if (read.newest && read.newest->deleted) {
+                ++stats_.tombstone_reads;  // deleted: a miss, as from memcached
+            } else if (read.newest) {
+                recent_.remember(kind.session_id);
                 // A session's CAS for the client is its version: gets/cas on sessions is not offered.
                 out += value_reply(key, read.flags, read.newest->payload,
                                    with_cas ? std::optional<std::uint64_t>(read.newest->version) : std::nullopt);
@@ -374,17 +393,22 @@ asio::awaitable<std::optional<std::string>> SessionService::fence(ClientState& c
     co_return std::nullopt;
 }
 
-asio::awaitable<ClientState::SessionRead> SessionService::read_session(const std::string& key) {
-    ++stats_.session_reads;
-    ClientState::SessionRead read;
+asio::awaitable<std::size_t> SessionService::repair_session(const std::string& key) {
+    ClientState::SessionRead read = co_await read_session(key, true);
+    co_return read.repairs;
+}
+
+asio::awaitable<SessionService::Copies> SessionService::read_copies(const std::string& key,
+                                                                    const std::vector<UpstreamServer*>& servers) {
+    Copies copies;
+    ClientState::SessionRead& read = copies.read;
     std::vector<UpstreamCall> calls;
-    for (UpstreamServer* server : upstreams_.placement(key, config_.replicas)) {
+    for (UpstreamServer* server : servers) {
         read.replicas.push_back({server, false, false, 0});
         calls.push_back({server, meta_get(key, "v c f t"), ReplyShape::meta});
     }
     std::vector<CallResult> results = co_await call_all(std::move(calls));
-    std::vector<std::optional<SessionRecord>> copies(results.size());
-    std::int64_t ttl = 0;
+    copies.records.resize(results.size());
     for (std::size_t i = 0; i < results.size(); ++i) {
         const CallResult& result = results[i];
         if (!result.ok()) continue;
@@ -394,34 +418,92 @@ asio::awaitable<ClientState::SessionRead> SessionService::read_session(const std
         if (code == "EN") continue;
         read.replicas[i].present = true;
         read.replicas[i].cas = reply_number(result.reply, 'c');
-        copies[i] = decode_session_record(result.reply.data);
-        if (!read.newest || newer_than(*copies[i], *read.newest)) {
-            read.newest = copies[i];
+        auto t = result.reply.flag('t');
+        const bool expires = t && *t != "-1";
+        // "t0" is a copy in its last second: still one that expires ("T0" would mean never).
+        const std::int64_t ttl =
+            expires ? std::max<std::int64_t>(1, static_cast<std::int64_t>(reply_number(result.reply, 't'))) : 0;
+        copies.copy_without_expiry = copies.copy_without_expiry || !expires;
+        copies.longest_ttl = std::max(copies.longest_ttl, ttl);
+        copies.records[i] = decode_session_record(result.reply.data);
+        if (!read.newest || newer_than(*copies.records[i], *read.newest)) {
+            read.newest = copies.records[i];
             read.flags = static_cast<std::uint32_t>(reply_number(result.reply, 'f'));
-            auto t = result.reply.flag('t');
-            ttl = (t && *t != "-1") ? static_cast<std::int64_t>(reply_number(result.reply, 't')) : 0;
+            copies.newest_ttl = ttl;
         }
     }
-    if (!read.newest) co_return read;
-    // Repair every reachable replica that is missing the newest copy or holds an older one.
+    co_return copies;
+}
+
+asio::awaitable<void> SessionService::repair(const std::string& key, Copies& copies, bool quiet) {
+    ClientState::SessionRead& read = copies.read;
+    if (!read.newest) co_return;
     const std::string stored = encode_session_record(*read.newest);
+    const std::string common = ' ' + expiry_flag(copies.newest_ttl) + " F" + std::to_string(read.flags) + " c";
     for (std::size_t i = 0; i < read.replicas.size(); ++i) {
         ClientState::ReplicaCopy& replica = read.replicas[i];
-        if (!replica.reachable || (copies[i] && !newer_than(*read.newest, *copies[i]))) continue;
+        const std::optional<SessionRecord>& copy = copies.records[i];
+        if (!replica.reachable || (copy && !newer_than(*read.newest, *copy))) continue;
         std::string condition = replica.present ? "C" + std::to_string(replica.cas) : "ME";
-        CallResult repaired = co_await call(
-            *replica.server,
-            meta_set(key, stored, condition + " T" + std::to_string(ttl) + " F" + std::to_string(read.flags) + " c"),
-            ReplyShape::meta);
+        CallResult repaired = co_await call(*replica.server, meta_set(key, stored, condition + common), ReplyShape::meta);
         if (repaired.ok() && repaired.reply.meta_code() == "HD") {
             replica.present = true;
             replica.cas = reply_number(repaired.reply, 'c');
+            ++read.repairs;
             ++stats_.replica_repairs;
-            spdlog::info("session key {}: replica on {} repaired to version {}", key, replica.server->name(),
-                         read.newest->version);
+            spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info,
+                        "session key {}: replica on {} repaired to version {}{}", key, replica.server->name(),
+                        read.newest->version, read.newest->deleted ? " (deleted)" : "");
         }
     }
-    co_return read;
+}
+
+asio::awaitable<ClientState::SessionRead> SessionService::read_session(const std::string& key, bool quiet) {
+    Copies copies = co_await read_copies(key, upstreams_.placement(key, config_.replicas));
+    co_await repair(key, copies, quiet);
+    co_return std::move(copies.read);
+}
+
+asio::awaitable<SessionService::StoreOutcome> SessionService::store_record(const std::string& key,
+                                                                           ClientState::SessionRead& read,
+                                                                           const SessionRecord& record,
+                                                                           const std::string& meta_flags) {
+    StoreOutcome outcome;
+    const std::string stored = encode_session_record(record);
+    // In the read's order: a conflict on the first copy stops the write before it touches the second.
+    for (ClientState::ReplicaCopy& replica : read.replicas) {
+        for (int attempt = 0; attempt < kWriteRetries; ++attempt) {
+            std::string condition = replica.present ? "C" + std::to_string(replica.cas) : "ME";
+            CallResult result =
+                co_await call(*replica.server, meta_set(key, stored, condition + meta_flags), ReplyShape::meta);
+            if (!result.ok()) break;  // this copy is unreachable; the others carry the write
+            std::string_view code = result.reply.meta_code();
+            if (code == "HD") {
+                replica.reachable = replica.present = true;
+                replica.cas = reply_number(result.reply, 'c');
+                ++outcome.written;
+                break;
+            }
+            if (code != "EX" && code != "NS" && code != "NF") break;
+            // The copy changed since we read it: whose write is it?
+            CallResult now = co_await call(*replica.server, meta_get(key, "v c"), ReplyShape::meta);
+            if (!now.ok()) break;
+            if (now.reply.meta_code() == "EN") {
+                replica.present = false;
+                continue;
+            }
+            if (now.reply.meta_code() != "VA") break;
+            SessionRecord theirs = decode_session_record(now.reply.data);
+            if (theirs.version >= record.version && theirs.write_id != record.write_id) {
+                outcome.conflict = std::move(theirs);
+                outcome.conflict_server = replica.server->name();
+                co_return outcome;
+            }
+            replica.present = true;  // an older copy (a repair, a stale replica): replace it
+            replica.cas = reply_number(now.reply, 'c');
+        }
+    }
+    co_return outcome;
 }
 
 asio::awaitable<std::string> SessionService::write_session(ClientState& client, const Request& request,
@@ -439,84 +521,109 @@ asio::awaitable<std::string> SessionService::write_session(ClientState& client, 
         same_placement = known->second.replicas[i].server == placement[i];
     }
     if (!same_placement) {
+        ++stats_.session_reads;
         ClientState::SessionRead fresh = co_await read_session(key);
         client.reads[sid_text] = std::move(fresh);
         known = client.reads.find(sid_text);
     }
     ClientState::SessionRead& read = known->second;
-    if (request.command == Command::add && read.newest) co_return std::string(kNotStored);
-    if (request.command == Command::replace && !read.newest) co_return std::string(kNotStored);
+    // A tombstone is no session: add succeeds over it, replace does not.
+    const bool exists = read.newest && !read.newest->deleted;
+    if (request.command == Command::add && exists) co_return std::string(kNotStored);
+    if (request.command == Command::replace && !exists) co_return std::string(kNotStored);
 
     SessionRecord record{read.newest ? read.newest->version + 1 : 1, random64(), request.data};
-    const std::string stored = encode_session_record(record);
     const std::string common = " T" + std::to_string(request.exptime) + " F" + std::to_string(request.flags) + " c";
-    std::size_t written = 0;
-    // In placement order: a conflict on the first copy stops the write before it touches the second.
-    for (ClientState::ReplicaCopy& replica : read.replicas) {
-        for (int attempt = 0; attempt < kWriteRetries; ++attempt) {
-            std::string condition = replica.present ? "C" + std::to_string(replica.cas) : "ME";
-            CallResult result = co_await call(*replica.server, meta_set(key, stored, condition + common), ReplyShape::meta);
-            if (!result.ok()) break;  // this copy is unreachable; the others carry the write
-            std::string_view code = result.reply.meta_code();
-            if (code == "HD") {
-                replica.reachable = replica.present = true;
-                replica.cas = reply_number(result.reply, 'c');
-                ++written;
-                break;
-            }
-            if (code != "EX" && code != "NS" && code != "NF") break;
-            // The copy changed since we read it: whose write is it?
-            CallResult now = co_await call(*replica.server, meta_get(key, "v c"), ReplyShape::meta);
-            if (!now.ok()) break;
-            if (now.reply.meta_code() == "EN") {
-                replica.present = false;
-                continue;
-            }
-            if (now.reply.meta_code() != "VA") break;
-            SessionRecord theirs = decode_session_record(now.reply.data);
-            if (theirs.version >= record.version && theirs.write_id != record.write_id) {
-                ++stats_.write_conflicts;
-                spdlog::warn("session {}: write of version {} refused, {} holds version {} by another writer", sid,
-                             record.version, replica.server->name(), theirs.version);
-                client.reads.erase(sid_text);  // `replica` dies here: the next write reads afresh
-                co_return server_error("conflict: session " + sid_text + " was written by another owner (version " +
-                                       std::to_string(theirs.version) + ")");
-            }
-            replica.present = true;  // an older copy (a repair, a stale replica): replace it
-            replica.cas = reply_number(now.reply, 'c');
-        }
+    StoreOutcome outcome = co_await store_record(key, read, record, common);
+    if (outcome.conflict) {
+        ++stats_.write_conflicts;
+        const char* what = outcome.conflict->deleted ? "deleted" : "written";
+        spdlog::warn("session {}: write of version {} refused, {} holds version {} {} by another writer", sid,
+                     record.version, outcome.conflict_server, outcome.conflict->version, what);
+        client.reads.erase(sid_text);  // `read` dies here: the next write reads afresh
+        co_return server_error("conflict: session " + sid_text + " was " + what + " by another owner (version " +
+                               std::to_string(outcome.conflict->version) + ")");
     }
-    if (written == 0) {
+    if (outcome.written == 0) {
         client.reads.erase(sid_text);
         co_return server_error("no memcached server stored session " + sid_text);
     }
     read.newest = std::move(record);
     read.flags = request.flags;
+    recent_.remember(sid);
     ++stats_.session_writes;
     co_return std::string(kStored);
 }
 
+// A delete is a write of a tombstone: above the newest copy on any server,
+// conditional on each copy read like a write, fenced like a write. Unlike a
+// write it may replace a copy its connection never read (memcached's delete
+// does too): a newer write met on the way is deleted in a further round.
 asio::awaitable<std::string> SessionService::delete_session(ClientState& client, const Request& request,
                                                             std::string_view sid) {
     std::optional<std::string> refused = co_await fence(client, sid);
     if (refused) co_return *refused;
     const std::string& key = request.keys[0];
-    std::vector<UpstreamCall> calls;
-    for (UpstreamServer* server : upstreams_.ranked(key)) calls.push_back({server, "md " + key + "\r\n", ReplyShape::meta});
-    bool deleted = false;
-    std::vector<CallResult> results = co_await call_all(std::move(calls));
-    for (const CallResult& result : results) {
-        deleted = deleted || (result.ok() && result.reply.meta_code() == "HD");
+    const std::string sid_text(sid);
+    client.reads.erase(sid_text);
+    for (int round = 0; round < kDeleteRounds; ++round) {
+        // Every server, not only today's placement: a copy written while a better-ranked server was down lives elsewhere.
+        Copies copies = co_await read_copies(key, upstreams_.ranked(key));
+        const std::vector<UpstreamServer*> placement = upstreams_.placement(key, config_.replicas);
+        // The tombstone goes where the session is placed and wherever a copy is.
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < copies.records.size(); ++i) {
+            const ClientState::ReplicaCopy& replica = copies.read.replicas[i];
+            if (!replica.present && std::find(placement.begin(), placement.end(), replica.server) == placement.end()) {
+                continue;
+            }
+            copies.read.replicas[kept] = replica;
+            copies.records[kept] = std::move(copies.records[i]);
+            ++kept;
+        }
+        copies.read.replicas.resize(kept);
+        copies.records.resize(kept);
+
+        // Nothing seen anywhere; or deleted already, and the read's repair spreads the tombstone.
+        if (!copies.read.newest) co_return std::string(kNotFound);
+        if (copies.read.newest->deleted) {
+            co_await repair(key, copies, false);
+            co_return std::string(kNotFound);
+        }
+        const SessionRecord tombstone{copies.read.newest->version + 1, random64(), {}, true};
+        // It outlives any older copy: those expire no later than the longest-lived one read.
+        const std::int64_t lifetime =
+            copies.copy_without_expiry ? 0 : std::max(kTombstoneMinSeconds, copies.longest_ttl);
+        StoreOutcome outcome =
+            co_await store_record(key, copies.read, tombstone, ' ' + expiry_flag(lifetime) + " F0 c");
+        if (outcome.conflict) {
+            spdlog::info("session {}: delete met version {} on {}, written meanwhile; deleting again", sid,
+                         outcome.conflict->version, outcome.conflict_server);
+            continue;
+        }
+        if (outcome.written == 0) co_return server_error("no memcached server stored the deletion of session " + sid_text);
+        ++stats_.session_deletes;
+        // Remembered, so that a resync gives a server away right now the tombstone when it returns.
+        recent_.remember(sid);
+        co_return std::string(kDeleted);
     }
-    client.reads.erase(std::string(sid));
-    co_return std::string(deleted ? kDeleted : kNotFound);
+    co_return server_error("conflict: session " + sid_text + " kept being written while it was deleted");
 }
 
+// Only a live session is touched: a tombstone keeps its own expiry, and the
+// client hears NOT_FOUND as from memcached after a delete.
 asio::awaitable<std::string> SessionService::touch_session(const Request& request) {
     const std::string& key = request.keys[0];
+    Copies copies = co_await read_copies(key, upstreams_.placement(key, config_.replicas));
+    if (!copies.read.newest || copies.read.newest->deleted) {
+        if (copies.read.newest) ++stats_.tombstone_reads;
+        co_return std::string(kNotFound);
+    }
     std::vector<UpstreamCall> calls;
-    for (UpstreamServer* server : upstreams_.placement(key, config_.replicas)) {
-        calls.push_back({server, "touch " + key + ' ' + std::to_string(request.exptime) + "\r\n", ReplyShape::line});
+    for (std::size_t i = 0; i < copies.records.size(); ++i) {
+        if (!copies.records[i] || copies.records[i]->deleted) continue;
+        calls.push_back({copies.read.replicas[i].server, "touch " + key + ' ' + std::to_string(request.exptime) + "\r\n",
+                         ReplyShape::line});
     }
     bool touched = false;
     std::vector<CallResult> results = co_await call_all(std::move(calls));

@@ -27,6 +27,34 @@
 namespace stickylb {
 namespace {
 
+std::string map_shape(std::uint32_t entries, std::uint32_t key_size, std::uint32_t value_size) {
+    return std::to_string(entries) + " entries, " + std::to_string(key_size) + "-byte keys, " +
+           std::to_string(value_size) + "-byte values";
+}
+
+// libbpf refuses a pinned map unlike the program's with a bare EINVAL. Say which
+// map differs and how, and how to start over, before it gets there.
+void check_pinned_map_fits(const bpf_map* map, const std::string& path) {
+    const int fd = bpf_obj_get(path.c_str());
+    if (fd < 0)
+        return;  // not pinned yet: it will be created
+    bpf_map_info info{};
+    std::uint32_t length = sizeof(info);
+    const int rc = bpf_obj_get_info_by_fd(fd, &info, &length);
+    close(fd);
+    check_libbpf(rc, "read the pinned map " + path);
+    if (info.type == bpf_map__type(map) && info.max_entries == bpf_map__max_entries(map) &&
+        info.key_size == bpf_map__key_size(map) && info.value_size == bpf_map__value_size(map))
+        return;
+    throw SystemError("pinned map " + path + " has " + map_shape(info.max_entries, info.key_size, info.value_size) +
+                          ", this configuration needs " +
+                          map_shape(bpf_map__max_entries(map), bpf_map__key_size(map), bpf_map__value_size(map)) +
+                          " (a map size changed in the config, or stickylb was upgraded): `stickylbd --detach` "
+                          "removes the pinned maps, then start again (flows re-pick their backend; with "
+                          "memcached_servers, affinities come back from the last snapshot)",
+                      EINVAL);
+}
+
 // tc handle and priority of the slow-path filter: ours to find and replace.
 constexpr std::uint32_t kTcHandle = 0x5b1;
 constexpr std::uint32_t kTcPriority = 1;
@@ -184,8 +212,9 @@ DataPlane DataPlane::load(const LoadOptions& options) {
         bpf_object__for_each_map(map, skeleton->obj) {
             if (bpf_map__is_internal(map))
                 continue;  // .rodata belongs to this program instance
-            check_libbpf(bpf_map__set_pin_path(map, plane.pin_path(bpf_map__name(map)).c_str()),
-                         std::string("set pin path of map ") + bpf_map__name(map));
+            const std::string path = plane.pin_path(bpf_map__name(map));
+            check_pinned_map_fits(map, path);
+            check_libbpf(bpf_map__set_pin_path(map, path.c_str()), std::string("set pin path of map ") + bpf_map__name(map));
         }
     }
     check_libbpf(stickylb_bpf__load(skeleton),

@@ -35,6 +35,11 @@ std::string to_string(HealthCheckConfig::Kind kind) {
 
 namespace {
 
+// Table sizes: below 1024 entries the LRU maps evict live flows under any real load;
+// 2^28 entries is tens of GiB, past what a host hands to BPF maps.
+constexpr long long kMinTableSize = 1024;
+constexpr long long kMaxTableSize = 1LL << 28;
+constexpr std::uint64_t kMaxRingSlots = 1ULL << 28;  // 4-byte slots: 1 GiB of rings
 constexpr std::string_view kDurationHint = "use e.g. 200ms, 1.5s, 2m or an integer number of milliseconds";
 
 std::string quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
@@ -355,8 +360,8 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
     }
     const Mapping top(*this, document,
                       {"interface", "attach_mode", "pin_dir", "state_file", "control_socket", "control_group",
-                       "metrics_listen", "hash_seed", "ring_size", "new_flow_limit_per_cpu", "memcached_servers",
-                       "session", "vips"});
+                       "metrics_listen", "hash_seed", "ring_size", "max_vips", "max_backends", "flow_table_size",
+                       "affinity_table_size", "new_flow_limit_per_cpu", "memcached_servers", "session", "vips"});
     if (!top.ok())
         return config;
 
@@ -398,6 +403,19 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
             else
                 config.ring_size = static_cast<std::uint32_t>(*size);
         }
+    }
+    // The vips hash map holds each VIP and its address entry: 2 x max_vips <= STICKYLB_MAX_VIP_ENTRIES.
+    set(top, "max_vips", config.max_vips, [&](const Entry& e) { return integer(e, 1, STICKYLB_MAX_VIP_ENTRIES / 2); });
+    set(top, "max_backends", config.max_backends, [&](const Entry& e) { return integer(e, 2, kMaxTableSize); });
+    set(top, "flow_table_size", config.flow_table_size,
+        [&](const Entry& e) { return integer(e, kMinTableSize, kMaxTableSize); });
+    set(top, "affinity_table_size", config.affinity_table_size,
+        [&](const Entry& e) { return integer(e, kMinTableSize, kMaxTableSize); });
+    if (std::uint64_t{config.max_vips} * config.ring_size > kMaxRingSlots) {
+        const Entry* entry = top.get("max_vips") ? top.get("max_vips") : top.get("ring_size");
+        report(*entry, "max_vips x ring_size = " + std::to_string(std::uint64_t{config.max_vips} * config.ring_size) +
+                           " ring slots, more than the " + std::to_string(kMaxRingSlots) +
+                           " (1 GiB) the rings map may hold");
     }
     set(top, "new_flow_limit_per_cpu", config.new_flow_limit_per_cpu,
         [&](const Entry& e) { return integer(e, 0, std::numeric_limits<std::uint32_t>::max()); });
@@ -447,6 +465,8 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
         }
         config.vips.push_back(std::move(vip_config));
     }
+    for (const std::string& problem : capacity_problems(config))
+        report(*vips_entry, problem);
     return config;
 }
 
@@ -821,6 +841,20 @@ HostPort parse_host_port(std::string_view text) {
         throw fail("is not host:port: " + quoted(port) + " is not a port (1-65535)");
     result.port = static_cast<std::uint16_t>(value);
     return result;
+}
+
+std::vector<std::string> capacity_problems(const DaemonConfig& config) {
+    std::vector<std::string> problems;
+    if (config.vips.size() > config.max_vips)
+        problems.push_back(std::to_string(config.vips.size()) + " VIPs do not fit max_vips " +
+                           std::to_string(config.max_vips));
+    std::size_t backend_pairs = 0;
+    for (const VipConfig& vip : config.vips)
+        backend_pairs += vip.backends.size();
+    if (backend_pairs >= config.max_backends)
+        problems.push_back(std::to_string(backend_pairs) + " backends (counted per VIP) do not fit max_backends " +
+                           std::to_string(config.max_backends) + " (index 0 is reserved)");
+    return problems;
 }
 
 DaemonConfig parse_config(std::string_view yaml_text, const std::string& source_name) {

@@ -85,6 +85,11 @@ struct DaemonConfig {
     std::string metrics_listen = "127.0.0.1:9478";  // host:port, [v6]:port
     std::uint32_t hash_seed = 0;
     std::uint32_t ring_size = 65537;  // prime
+    // Map sizes, fixed while the maps are pinned (a change needs `stickylbd --detach`).
+    std::uint32_t max_vips = STICKYLB_DEFAULT_MAX_VIPS;
+    std::uint32_t max_backends = STICKYLB_DEFAULT_MAX_BACKENDS;  // (VIP, backend) pairs + 1: index 0 is "none"
+    std::uint32_t flow_table_size = STICKYLB_DEFAULT_FLOW_ENTRIES;
+    std::uint32_t affinity_table_size = STICKYLB_DEFAULT_AFFINITY_ENTRIES;
     // New flows each CPU records per second; past it they are forwarded by the ring
     // without a flow entry. 0: no limit.
     std::uint32_t new_flow_limit_per_cpu = STICKYLB_DEFAULT_NEW_FLOW_LIMIT;
@@ -109,6 +114,10 @@ private:
 
 // Throws ConfigError. source_name is what problems start with (usually the path).
 DaemonConfig parse_config(std::string_view yaml_text, const std::string& source_name);
+// Why the config's VIPs and backends do not fit its map sizes (max_vips, max_backends);
+// empty if they fit. parse_config reports these too; a reload checks them against the
+// running sizes, which only a restart changes.
+std::vector<std::string> capacity_problems(const DaemonConfig& config);
 // Reads the file (a ConfigError "PATH: cannot read: REASON" if it can't), then parse_config.
 DaemonConfig load_config(const std::string& path);
 

@@ -309,7 +309,7 @@ ControlServer::ControlServer(asio::io_context& io, const std::string& path, Hand
 
 ControlServer::ControlServer(asio::io_context& io, const std::string& path, AsyncHandler handler,
                              ControlOptions options)
-    : io_(io), path_(path), handler_(std::move(handler)), options_(options), acceptor_(io) {
+    : path_(path), handler_(std::move(handler)), options_(options), acceptor_(io) {
     namespace fs = std::filesystem;
     if (!handler_) throw std::invalid_argument("control socket " + path + ": no handler");
     if (!(options_.rate_burst >= 1) || !(options_.rate_per_second > 0))

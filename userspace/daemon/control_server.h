@@ -118,7 +118,6 @@ private:
     void accept();
     void remove(const std::shared_ptr<Session>& session);
 
-    boost::asio::io_context& io_;
     std::string path_;
     AsyncHandler handler_;
     ControlOptions options_;

@@ -37,6 +37,10 @@ LoadOptions load_options_for(const DaemonConfig& config) {
     LoadOptions options;
     options.pin_dir = config.pin_dir;
     options.ring_size = config.ring_size;
+    options.max_vips = config.max_vips;
+    options.max_backends = config.max_backends;
+    options.flow_entries = config.flow_table_size;
+    options.affinity_entries = config.affinity_table_size;
     return options;
 }
 
@@ -83,7 +87,7 @@ void Daemon::start() {
     if (config_.session_enabled())
         session_ = std::make_unique<SessionCoordinator>(io_, config_, *tables_, *worker_,
                                                         [this] { return affinity_layout(desired_); });
-    indexes_.emplace(STICKYLB_DEFAULT_MAX_VIPS, STICKYLB_DEFAULT_MAX_BACKENDS);
+    indexes_.emplace(config_.max_vips, config_.max_backends);
     load_state();
     std::map<std::string, session::MembershipView> recovered;
     if (session_)
@@ -219,12 +223,23 @@ void Daemon::reload() {
         return;
     }
     if (next.interface != config_.interface || next.pin_dir != config_.pin_dir || next.ring_size != config_.ring_size ||
+        next.max_vips != config_.max_vips || next.max_backends != config_.max_backends ||
+        next.flow_table_size != config_.flow_table_size || next.affinity_table_size != config_.affinity_table_size ||
         next.hash_seed != config_.hash_seed ||
         next.control_socket != config_.control_socket || next.control_group != config_.control_group ||
         next.metrics_listen != config_.metrics_listen ||
         next.memcached_servers != config_.memcached_servers || next.session != config_.session)
-        spdlog::warn("reload: interface, pin_dir, ring_size, hash_seed, control_socket, control_group, metrics_listen, "
-                     "memcached_servers and session take effect on restart");
+        spdlog::warn("reload: interface, pin_dir, ring_size, map sizes, hash_seed, control_socket, control_group, "
+                     "metrics_listen, memcached_servers and session take effect on restart (map sizes: after "
+                     "stickylbd --detach)");
+    next.max_vips = config_.max_vips;
+    next.max_backends = config_.max_backends;
+    if (const auto problems = capacity_problems(next); !problems.empty()) {
+        for (const std::string& problem : problems)
+            spdlog::error("reload rejected: {} (the running map size; sizes change on restart); keeping the running "
+                          "configuration", problem);
+        return;
+    }
     // A weight the file changes outranks the operator's earlier override.
     for (auto& [backend_id, override_of] : overrides_) {
         // A named copy: lambdas may not capture structured bindings before clang 16.
@@ -242,6 +257,8 @@ void Daemon::reload() {
     next.interface = config_.interface;
     next.pin_dir = config_.pin_dir;
     next.ring_size = config_.ring_size;
+    next.flow_table_size = config_.flow_table_size;
+    next.affinity_table_size = config_.affinity_table_size;
     next.hash_seed = config_.hash_seed;
     next.control_socket = config_.control_socket;
     next.control_group = config_.control_group;

@@ -62,11 +62,15 @@ nlohmann::json IndexRegistry::to_json() const {
     return saved;
 }
 
+// Indexes past the current sizes were saved before the maps shrank (which took a
+// detach, so nothing holds them any more): those get new ones.
 void IndexRegistry::load_json(const nlohmann::json& saved) {
     for (const auto& [vip, index] : saved.at("vips").items())
-        vips_[vip] = index.get<std::uint32_t>();
+        if (const auto value = index.get<std::uint32_t>(); value < max_vips_)
+            vips_[vip] = value;
     for (const auto& [name, index] : saved.at("backends").items())
-        backends_[parse_backend_id(name)] = index.get<std::uint32_t>();
+        if (const auto value = index.get<std::uint32_t>(); value < max_backends_)
+            backends_[parse_backend_id(name)] = value;
 }
 
 DesiredState desired_state(const DaemonConfig& config, const AdminOverrides& overrides,
@@ -142,8 +146,29 @@ bool Reconciler::write_backend(const BackendEntry& entry) {
 // Order matters for packets in flight: a backend leaving service leaves the ring
 // before it is marked, one entering is written before the ring names it, so no
 // ring pick ever lands on a backend the data plane would refuse.
+// VIPs that leave go first, so a VIP that moved to a new address can take its
+// index (and ring) at the new one; rings of indexes nothing uses any more are
+// emptied last.
 ReconcileStats Reconciler::apply(const DesiredState& desired) {
     ReconcileStats stats;
+    std::set<VipKey> wanted_vips;
+    std::set<std::uint32_t> wanted_rings;
+    for (const DesiredVip& vip : desired.vips) {
+        wanted_vips.insert(vip.key);
+        wanted_rings.insert(vip.settings.index);
+    }
+    std::set<std::uint32_t> rings_in_use;
+    for (const auto& [index, ring] : rings_)
+        rings_in_use.insert(index);
+    const auto written_vips = plane_.vips();  // a copy: removing changes the handle's map
+    for (const auto& [key, settings] : written_vips) {
+        rings_in_use.insert(settings.index);
+        if (wanted_vips.count(key))
+            continue;
+        plane_.remove_vip(key);
+        ++stats.vips_removed;
+    }
+
     std::set<std::uint32_t> wanted_backends;
     std::vector<BackendEntry> leaving_service;
     for (const DesiredVip& vip : desired.vips) {
@@ -173,23 +198,11 @@ ReconcileStats Reconciler::apply(const DesiredState& desired) {
     for (const BackendEntry& entry : leaving_service)
         stats.backends_written += write_backend(entry);
 
-    std::set<VipKey> wanted_vips;
-    std::set<std::uint32_t> wanted_rings;
-    for (const DesiredVip& vip : desired.vips) {
-        wanted_vips.insert(vip.key);
-        wanted_rings.insert(vip.settings.index);
-    }
-    const auto written_vips = plane_.vips();  // a copy: removing changes the handle's map
-    for (const auto& [key, settings] : written_vips) {
-        if (wanted_vips.count(key))
+    for (const std::uint32_t index : rings_in_use) {
+        if (wanted_rings.count(index))
             continue;
-        plane_.remove_vip(key);
-        ++stats.vips_removed;
-        // A VIP that only changed address keeps its index, and the ring just written there.
-        if (wanted_rings.count(settings.index))
-            continue;
-        plane_.write_ring(settings.index, std::vector<std::uint32_t>(plane_.ring_size(), STICKYLB_NO_BACKEND));
-        rings_.erase(settings.index);
+        plane_.write_ring(index, std::vector<std::uint32_t>(plane_.ring_size(), STICKYLB_NO_BACKEND));
+        rings_.erase(index);
     }
     for (auto it = written_backends_.begin(); it != written_backends_.end();) {
         if (wanted_backends.count(it->first)) {
