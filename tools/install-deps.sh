@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   # control plane (stickylbd, stickylb)
-  libyaml-cpp-dev nlohmann-json3-dev libboost-dev libspdlog-dev libfmt-dev
+  libyaml-cpp-dev nlohmann-json3-dev libboost-dev libspdlog-dev libfmt-dev libssl-dev
   # tests and benchmarks (promtool comes with prometheus)
   libgtest-dev libgmock-dev libbenchmark-dev prometheus
   # sessions: stickylb-agent and stickylbd talk to memcached (libmemcached for the daemon)

@@ -71,11 +71,22 @@ Bytes with_extensions(const Bytes& frame, const PacketSpec& spec, std::vector<st
     return result;
 }
 
+// A destination-options (or hop-by-hop) header as a backend's kernel takes it: 8 bytes hold
+// one PadN of 6; longer ones one option of type 0x1e (RFC 4727's experimental type, which
+// a receiver skips) filling the header, since Linux refuses more than 7 padding bytes in a row.
 Bytes destination_options(std::size_t length = 8) {
     Bytes header(length, 0);
     header[1] = static_cast<std::uint8_t>(length / 8 - 1);
-    header[2] = 1;  // PadN
+    header[2] = length == 8 ? 1 : 0x1e;
     header[3] = static_cast<std::uint8_t>(length - 4);
+    return header;
+}
+
+// A hop-by-hop or destination-options header holding exactly `options` (TLVs, padded by
+// nothing): its length must be a multiple of 8 including the two leading bytes.
+Bytes options_header(const Bytes& options) {
+    Bytes header{0, static_cast<std::uint8_t>((options.size() + 2) / 8 - 1)};
+    header.insert(header.end(), options.begin(), options.end());
     return header;
 }
 
@@ -466,6 +477,132 @@ TEST_F(MalformedCorpus, TruncatedAtEveryLengthOfEveryKindIsNeverForwarded) {
             }
         }
     }
+}
+
+// Options a backend's kernel would refuse: IPv4 options that do not tile the header or
+// route the packet elsewhere; IPv6 options that do not tile theirs, too much padding in a
+// row, too many options, a jumbo payload option. For a VIP dropped, elsewhere passed; the
+// same options done right are forwarded.
+TEST_F(MalformedCorpus, OptionsThatABackendsKernelRefusesAreMalformed) {
+    const std::uint32_t backend_v4 = client_backend(kV4);
+    const std::uint32_t backend_v6 = client_backend(kV6);
+    ASSERT_NE(backend_v4, 0u);
+    ASSERT_NE(backend_v6, 0u);
+    struct Ipv4Case {
+        const char* name;
+        Bytes options;  // a multiple of 4 bytes
+    };
+    const Ipv4Case bad_v4[] = {
+        {"an option whose length runs past the header", {0x9e, 12, 0, 0, 0, 0, 0, 0}},
+        {"a type byte with no length byte", {1, 1, 1, 0x9e}},
+        {"length 0", {0x9e, 0, 0, 0}},
+        {"length 1", {0x9e, 1, 1, 1}},
+        {"a loose source route", {1, 131, 7, 4, 10, 0, 0, 1}},
+        {"a strict source route", {1, 137, 7, 4, 10, 0, 0, 1}},
+    };
+    const Ipv4Case good_v4[] = {
+        {"no-operations", {1, 1, 1, 1}},
+        {"an option that fills the header", {0x9e, 8, 1, 2, 3, 4, 5, 6}},
+        {"end of list, then anything", {1, 0, 0xff, 0xee}},
+    };
+    for (const char* destination : {kV4.vip, kV4.other}) {
+        const bool to_vip = destination == kV4.vip;
+        for (const Ipv4Case& test : bad_v4) {
+            SCOPED_TRACE(std::string("ipv4: ") + test.name + (to_vip ? ", to the VIP" : ", elsewhere"));
+            PacketSpec spec = tcp(kV4, destination, kTcpSyn);
+            spec.ipv4_options = test.options;
+            expect_malformed(build_packet(spec), to_vip);
+        }
+    }
+    for (const Ipv4Case& test : good_v4) {
+        SCOPED_TRACE(std::string("ipv4: ") + test.name);
+        PacketSpec spec = tcp(kV4, kV4.vip, kTcpSyn);
+        spec.ipv4_options = test.options;
+        expect_forwarded_to(build_packet(spec), backend_v4);
+    }
+
+    struct Ipv6Case {
+        const char* name;
+        std::uint8_t type;  // 0 hop-by-hop, 60 destination options
+        Bytes options;      // the TLVs: 6, 14, 22 ... bytes
+    };
+    Bytes nine_options;
+    for (int i = 0; i < 9; ++i) nine_options.insert(nine_options.end(), {0x1e, 0});
+    nine_options.insert(nine_options.end(), {1, 2, 0, 0});
+    Bytes eight_options;
+    for (int i = 0; i < 8; ++i) eight_options.insert(eight_options.end(), {0x1e, 0});
+    eight_options.insert(eight_options.end(), {1, 4, 0, 0, 0, 0});
+    const Ipv6Case bad_v6[] = {
+        {"an option that runs past its header", 60, {0x1e, 6, 0, 0, 0, 0}},
+        {"an option cut after its type byte", 60, {1, 3, 0, 0, 0, 0x1e}},
+        {"a jumbo payload option beside a payload length", 0, {0xc2, 4, 0, 1, 0, 0}},
+        {"eight padding bytes in a row", 60, {0, 0, 0, 0, 0, 0, 1, 0, 0x1e, 4, 0, 0, 0, 0}},
+        {"nine options", 60, nine_options},
+    };
+    const Ipv6Case good_v6[] = {
+        {"router alert", 0, {5, 2, 0, 0, 1, 0}},
+        {"seven padding bytes around an option", 60, {0, 0, 0, 1, 2, 0, 0, 0x1e, 2, 0, 0, 0, 0, 0}},
+        {"eight options", 60, eight_options},
+    };
+    const auto chain_with = [&](const char* destination, const Ipv6Case& test) {
+        const PacketSpec spec = tcp(kV6, destination, kTcpSyn);
+        return with_extensions(build_packet(spec), spec, {{test.type, options_header(test.options)}});
+    };
+    for (const char* destination : {kV6.vip, kV6.other}) {
+        const bool to_vip = destination == kV6.vip;
+        for (const Ipv6Case& test : bad_v6) {
+            SCOPED_TRACE(std::string("ipv6: ") + test.name + (to_vip ? ", to the VIP" : ", elsewhere"));
+            expect_malformed(chain_with(destination, test), to_vip);
+        }
+    }
+    for (const Ipv6Case& test : good_v6) {
+        SCOPED_TRACE(std::string("ipv6: ") + test.name);
+        expect_forwarded_to(chain_with(kV6.vip, test), backend_v6);
+    }
+}
+
+TEST_F(MalformedCorpus, AFirstFragmentWithoutTheWholeTransportHeaderIsMalformed) {
+    for (const Family* family : kFamilies) {
+        SCOPED_TRACE(family->name);
+        // 16 bytes of a TCP header (ports, sequence, acknowledgement; no flags) and 4 of UDP.
+        expect_malformed(fragment(*family, family->vip, IPPROTO_TCP, 0, true, 16), true);
+        expect_malformed(fragment(*family, family->vip, IPPROTO_UDP, 0, true, 4), true);
+        expect_malformed(fragment(*family, family->other, IPPROTO_TCP, 0, true, 16), false);
+        expect_forwarded_to(fragment(*family, family->vip, IPPROTO_TCP, 0, true, 24), client_backend(*family));
+    }
+}
+
+TEST_F(MalformedCorpus, IcmpErrorsQuotingTooLittleOrAnImpossibleLengthAreMalformed) {
+    for (const Family* family : kFamilies) {
+        SCOPED_TRACE(family->name);
+        const std::size_t header = family->v4() ? 20 : 40;
+        {
+            SCOPED_TRACE("4 transport bytes quoted (RFC 1122 asks for 8)");
+            expect_malformed(icmp_too_big(*family, reply_quote(header + 4, family->v4())), true);
+        }
+        {
+            SCOPED_TRACE("the quoted header says its packet is shorter than what is quoted");
+            Bytes quote = reply_quote(header + 8, family->v4());
+            set16(quote, family->v4() ? 2 : 4, family->v4() ? 0 : 4);
+            expect_malformed(icmp_too_big(*family, quote), true);
+        }
+        {
+            SCOPED_TRACE("8 bytes quoted, lengths consistent: steered");
+            expect_forwarded_to(icmp_too_big(*family, reply_quote(header + 8, family->v4())), client_backend(*family));
+        }
+    }
+}
+
+// Linux takes an IPv6 packet with no next header (59) and payload length 0; the README says
+// traffic to a VIP that is not TCP or UDP passes untouched.
+TEST_F(MalformedCorpus, AnEmptyIpv6PacketWithNoNextHeaderPassesUntouched) {
+    PacketSpec spec = tcp(kV6, kV6.vip);
+    spec.protocol = 59;
+    spec.payload_bytes = 0;
+    Bytes frame = build_packet(spec);
+    frame.resize(14 + 40);
+    set16(frame, 18, 0);
+    expect_passed_untouched(frame, "pass_not_vip");
 }
 
 }  // namespace

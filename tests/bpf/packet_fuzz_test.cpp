@@ -303,19 +303,93 @@ private:
         if (chance(15))
             spec.vlan_id = static_cast<std::uint16_t>(below(4096));
         if (v4 && chance(10))
-            spec.ipv4_options = Bytes(4 * (1 + below(10)), 1);
+            spec.ipv4_options = chance(50) ? Bytes(4 * (1 + below(10)), 1) : ipv4_options();
         if (!v4 && chance(10))
             spec.ipv6_hop_by_hop = true;
         return spec;
+    }
+
+    // IPv4 options, 4..40 bytes, often not what a kernel takes: options of any type
+    // (source routes among them) with lengths that fit, run past the header, or are 0 or 1.
+    Bytes ipv4_options() {
+        static const std::uint8_t types[] = {0, 1, 7, 68, 130, 131, 137, 148, 0x9e};
+        Bytes options;
+        const std::size_t size = 4 * (1 + below(10));
+        while (options.size() < size) {
+            const std::uint8_t type = chance(90) ? types[below(9)] : byte();
+            options.push_back(type);
+            if (type <= 1 || options.size() == size)
+                continue;
+            const std::size_t room = size - options.size() + 1;
+            const std::uint8_t length = chance(70) ? static_cast<std::uint8_t>(2 + below(static_cast<unsigned>(room)))
+                                                   : static_cast<std::uint8_t>(below(6));
+            options.push_back(length);
+            for (std::size_t i = 2; i < length && options.size() < size; ++i)
+                options.push_back(byte());
+        }
+        options.resize(size);
+        return options;
+    }
+
+    // The TLVs of a hop-by-hop or destination-options header of `length` bytes (bytes 2..):
+    // mostly tiling it, with padding, skippable options, router alerts; sometimes a jumbo
+    // option, long padding runs, many options, or lengths that run past the header.
+    Bytes ipv6_options(std::size_t length) {
+        Bytes options;
+        const std::size_t room = length - 2;
+        while (options.size() < room) {
+            const std::size_t left = room - options.size();
+            const unsigned pick = below(100);
+            if (pick < 25 || left == 1) {
+                options.push_back(0);  // Pad1
+                continue;
+            }
+            std::uint8_t type = pick < 50 ? 1 : pick < 75 ? 0x1e : pick < 85 ? 5 : pick < 92 ? 0xc2 : byte();
+            std::size_t data = below(static_cast<unsigned>(std::min<std::size_t>(left - 1, 9)));
+            if (chance(10))
+                data = left + below(8);  // runs past the header
+            options.push_back(type);
+            options.push_back(static_cast<std::uint8_t>(data));
+            for (std::size_t i = 0; i < data && options.size() < room; ++i)
+                options.push_back(type == 1 && chance(90) ? 0 : byte());
+        }
+        options.resize(room);
+        return options;
+    }
+
+    // Cuts `bytes` from the end of the IP packet of `frame`, its IP length fields following.
+    static void shorten(Bytes& frame, std::size_t l3, std::size_t bytes) {
+        if (frame.size() < l3 + 40 + bytes)
+            return;
+        frame.resize(frame.size() - bytes);
+        const bool v4 = (frame[l3] >> 4) == 4;
+        const std::size_t field = v4 ? l3 + 2 : l3 + 4;
+        const std::size_t value = frame.size() - l3 - (v4 ? 0 : 40);
+        frame[field] = static_cast<std::uint8_t>(value >> 8);
+        frame[field + 1] = static_cast<std::uint8_t>(value);
     }
 
     Bytes valid() {
         PacketSpec s = spec();
         const unsigned shape = below(100);
         if (shape < 8 && (s.protocol == IPPROTO_TCP || s.protocol == IPPROTO_UDP)) {
-            // ICMP frag-needed / packet-too-big from a router quoting the VIP's reply.
+            // ICMP frag-needed / packet-too-big from a router quoting the VIP's reply; now and
+            // then quoting fewer than the 8 transport bytes RFC 1122 asks for.
             const IpAddress router = IpAddress::parse(s.source.is_v4() ? "203.0.113.1" : "2001:db8:ff::1");
-            return build_icmp_too_big(s, router, static_cast<std::uint16_t>(1280 + below(200)));
+            Bytes frame = build_icmp_too_big(s, router, static_cast<std::uint16_t>(1280 + below(200)));
+            if (chance(20))
+                shorten(frame, l3_offset(s), 1 + below(8));
+            return frame;
+        }
+        if (shape == 98 && !s.source.is_v4()) {
+            // Nothing after the IPv6 header: next header 59, payload length 0.
+            s.protocol = 59;
+            Bytes frame = build_packet(s);
+            frame.resize(l3_offset(s) + 40 + (s.ipv6_hop_by_hop ? 8 : 0));
+            const std::size_t payload = s.ipv6_hop_by_hop ? 8 : 0;
+            frame[l3_offset(s) + 4] = 0;
+            frame[l3_offset(s) + 5] = static_cast<std::uint8_t>(payload);
+            return frame;
         }
         if (shape < 16) {
             // A fragment; all but the last carry a multiple of 8 bytes.
@@ -328,6 +402,13 @@ private:
                 s.payload_bytes = 8 * (1 + below(40)) + (8 - header % 8) % 8;
             else
                 s.payload_bytes = 8 + below(100);
+            if (s.fragment_offset_units == 0 && chance(15)) {
+                // A first fragment cut inside its transport header.
+                Bytes frame = build_packet(s);
+                const std::size_t cut = s.payload_bytes + (header > 0 ? below(static_cast<unsigned>(header)) : 0);
+                shorten(frame, l3_offset(s), std::min<std::size_t>(cut, frame.size() - l3_offset(s) - 48));
+                return frame;
+            }
         }
         Bytes frame = build_packet(s);
         if (shape >= 16 && shape < 22 && !s.source.is_v4() && !s.more_fragments && s.fragment_offset_units == 0)
@@ -337,15 +418,16 @@ private:
         return frame;
     }
 
-    // 1-4 extension headers (destination options; a routing header with no segments left)
-    // inserted after the IPv6 header (after hop-by-hop if there is one).
+    // 1-10 extension headers (destination options, their TLVs as ipv6_options() makes them;
+    // a routing header with no segments left) inserted after the IPv6 header (after
+    // hop-by-hop if there is one): chains shorter and longer than the parser walks.
     Bytes with_extension_headers(const Bytes& frame, const PacketSpec& s) {
         const std::size_t l3 = l3_offset(s);
         const std::size_t at = l3 + 40 + (s.ipv6_hop_by_hop ? 8 : 0);
         const std::size_t next_field = s.ipv6_hop_by_hop ? l3 + 40 : l3 + 6;
         std::uint8_t next = frame[next_field];
         Bytes headers;
-        const unsigned count = 1 + below(4);
+        const unsigned count = chance(80) ? 1 + below(4) : 5 + below(6);
         std::uint8_t first = 0;
         for (unsigned i = 0; i < count; ++i) {
             const bool routing = chance(30);
@@ -355,9 +437,12 @@ private:
             header[1] = static_cast<std::uint8_t>(length / 8 - 1);
             if (routing) {
                 header[2] = 4;  // segment routing; segments left 0
-            } else {
+            } else if (chance(50)) {
                 header[2] = 1;  // PadN
                 header[3] = static_cast<std::uint8_t>(length - 4);
+            } else {
+                const Bytes options = ipv6_options(length);
+                std::copy(options.begin(), options.end(), header.begin() + 2);
             }
             headers.insert(headers.begin(), header.begin(), header.end());
             next = first = routing ? 43 : 60;

@@ -37,7 +37,7 @@ struct Reading {
 
 namespace detail {
 inline constexpr std::size_t kMaxL4Offset = 256;  // frame offset; deeper is not parsed
-inline constexpr int kMaxExtensionHeaders = 4;
+inline constexpr int kMaxExtensionHeaders = 8;  // a longer chain: transport unknown, other
 
 inline std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 
@@ -48,15 +48,72 @@ inline void copy_address(stickylb_addr& to, const std::uint8_t* from, std::size_
 }
 
 // RFC 791/8200: all fragments but the last carry a multiple of 8 bytes; none ends past 65535;
-// a first fragment holds the 8 bytes with the ports; RFC 1858: no TCP fragment at offset 8.
+// RFC 8200 4.5 (and RFC 1858's tiny fragments): a first fragment holds the whole transport
+// header, 20 bytes of TCP, 8 of anything else; RFC 1858: no TCP fragment at offset 8.
 inline bool fragment_consistent(std::size_t length, std::uint32_t offset_units, bool more, std::uint8_t protocol) {
     if (more && length % 8 != 0)
         return false;
     if (offset_units * 8 + length > 65535)
         return false;
-    if (offset_units == 0 && length < 8)
+    if (offset_units == 0 && length < (protocol == 6 ? 20u : 8u))
         return false;
     return !(offset_units == 1 && protocol == 6);
+}
+
+// IPv4 options (RFC 791) as Linux's ip_options_compile takes them on receive: end of list
+// (0) stops, no-operation (1) is one byte, any other option has a length byte of at least 2
+// and fits the header; loose and strict source routes (131, 137) are dropped, since
+// accept_source_route is off by default.
+inline bool ipv4_options_fine(const std::vector<std::uint8_t>& f, std::size_t start, std::size_t end) {
+    std::size_t at = start;
+    while (at < end) {
+        const std::uint8_t type = f[at];
+        if (type == 0)
+            return true;
+        if (type == 1) {
+            ++at;
+            continue;
+        }
+        if (at + 1 >= end)
+            return false;
+        const std::size_t length = f[at + 1];
+        if (length < 2 || at + length > end || type == 131 || type == 137)
+            return false;
+        at += length;
+    }
+    return true;
+}
+
+// The TLVs of a hop-by-hop or destination-options header (RFC 8200 4.2) at
+// [start, end), as Linux's ip6_parse_tlv takes them: they tile the header; Pad1 and PadN
+// together at most 7 bytes in a row; at most 8 other options; no jumbo payload option
+// (0xc2: a jumbogram does not fit a frame; beside a payload length, RFC 2675 says error).
+inline bool ipv6_options_fine(const std::vector<std::uint8_t>& f, std::size_t start, std::size_t end) {
+    std::size_t at = start + 2, padding = 0, options = 0;
+    while (at < end) {
+        if (f[at] == 0) {
+            if (++padding > 7)
+                return false;
+            ++at;
+            continue;
+        }
+        if (at + 2 > end)
+            return false;
+        const std::size_t length = 2u + f[at + 1];
+        if (at + length > end)
+            return false;
+        if (f[at] == 1) {
+            padding += length;
+            if (padding > 7)
+                return false;
+        } else {
+            if (f[at] == 0xc2 || ++options > 8)
+                return false;
+            padding = 0;
+        }
+        at += length;
+    }
+    return true;
 }
 
 // TCP/UDP at l4, ip_end being where the IP packet ends.
@@ -91,9 +148,13 @@ inline Kind quote(Reading& r, const std::vector<std::uint8_t>& f, std::size_t q,
     if (q > kMaxL4Offset)
         return Kind::malformed;
     const std::size_t fixed = v4 ? 20 : 40;
-    if (q + fixed > ip_end || (!v4 && q + fixed + 4 > ip_end))
+    if (q + fixed > ip_end || (!v4 && q + fixed + 8 > ip_end))
         return Kind::malformed;
     if ((f[q] >> 4) != (v4 ? 4 : 6))
+        return Kind::malformed;
+    // RFC 1122 3.2.2: the quote holds the IP header and at least 8 bytes of what follows,
+    // and the quoted header's own length must hold them too.
+    if (!v4 && be16(&f[q + 4]) < 8)
         return Kind::malformed;
     std::size_t quoted_l4 = q + 40;
     std::uint8_t protocol = f[q + 6];
@@ -101,7 +162,7 @@ inline Kind quote(Reading& r, const std::vector<std::uint8_t>& f, std::size_t q,
     const std::uint8_t* quoted_destination = &f[q + 24];
     if (v4) {
         const std::size_t header = (f[q] & 0x0f) * 4u;
-        if (header < 20)
+        if (header < 20 || be16(&f[q + 2]) < header + 8)
             return Kind::malformed;
         quoted_l4 = q + header;
         protocol = f[q + 9];
@@ -115,7 +176,7 @@ inline Kind quote(Reading& r, const std::vector<std::uint8_t>& f, std::size_t q,
         return Kind::other;
     if (v4 && (be16(&f[q + 6]) & 0x1fff) != 0)
         return Kind::other;  // a later fragment: no ports in it
-    if (quoted_l4 + 4 > ip_end)
+    if (quoted_l4 + 8 > ip_end)
         return Kind::malformed;
     copy_address(r.source, quoted_destination, v4 ? 4 : 16);
     r.protocol = protocol;
@@ -137,6 +198,8 @@ inline Kind ipv4(Reading& r, const std::vector<std::uint8_t>& f) {
     if ((f[l3] >> 4) != 4 || header < 20 || total < header || l3 + total > f.size())
         return Kind::malformed;
     r.ip_length = total;
+    if (!ipv4_options_fine(f, l3 + 20, l3 + header))
+        return Kind::malformed;
     const std::size_t l4 = l3 + header;
     const std::size_t ip_end = l3 + total;
     const std::uint16_t fragment = be16(&f[l3 + 6]);
@@ -165,8 +228,10 @@ inline Kind ipv6(Reading& r, const std::vector<std::uint8_t>& f) {
     std::uint8_t next = f[l3 + 6];
     r.protocol = next;
     const std::size_t payload = be16(&f[l3 + 4]);
-    if ((f[l3] >> 4) != 6 || payload == 0 || l3 + 40 + payload > f.size())
-        return Kind::malformed;  // payload length 0: a jumbogram, never for a web VIP
+    // Payload length 0: nothing after the header (next header 59), or a jumbogram, whose
+    // option is refused below.
+    if ((f[l3] >> 4) != 6 || l3 + 40 + payload > f.size())
+        return Kind::malformed;
     r.ip_length = 40 + payload;
     const std::size_t ip_end = l3 + 40 + payload;
     std::size_t offset = l3 + 40;
@@ -188,10 +253,15 @@ inline Kind ipv6(Reading& r, const std::vector<std::uint8_t>& f) {
                            : Kind::malformed;
             continue;  // an atomic fragment is a whole packet
         }
-        offset += (f[offset + 1] + 1u) * 8u;
+        const std::size_t length = (f[offset + 1] + 1u) * 8u;
+        if (offset + length > ip_end)
+            return Kind::malformed;
+        if ((header == 0 || header == 60) && !ipv6_options_fine(f, offset, offset + length))
+            return Kind::malformed;
+        offset += length;
     }
-    if (offset > ip_end || is_extension(next))
-        return Kind::malformed;
+    if (is_extension(next))
+        return Kind::other;  // a chain longer than walked: its transport is unknown
     if (next == 58) {
         r.l4 = offset;
         if (offset > kMaxL4Offset || offset + 8 > ip_end)

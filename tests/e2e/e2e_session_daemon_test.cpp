@@ -63,7 +63,8 @@ protected:
         DaemonLabTest::TearDown();
     }
 
-    void write_config(const Settings& settings) const {
+    // key_file: session.key_file ("": memcached data unsigned).
+    void write_config(const Settings& settings, const std::string& key_file = "") const {
         std::ofstream yaml(config_path());
         yaml << config_preamble()
              << "memcached_servers: [" << kMemcached << "]\n"
@@ -73,6 +74,7 @@ protected:
              << "  affinity_save_interval: " << settings.save_interval << "\n"
              << "  memcached_connect_timeout: 100ms\n"
              << "  memcached_timeout: 200ms\n"
+             << (key_file.empty() ? "" : "  key_file: " + key_file + "\n")
              << "vips:\n"
              << "  - name: web\n"
              << "    address: " << kLabVip << "\n"
@@ -124,6 +126,14 @@ protected:
             std::this_thread::sleep_for(20ms);
         } while (std::chrono::steady_clock::now() < end);
         return std::nullopt;
+    }
+
+    // Writes KEY = VALUE into the LB's memcached, as anyone who reaches it could.
+    void plant(const std::string& key, const std::string& value) const {
+        const auto stored = memcached_request(lab_ns("lb"), "127.0.0.1", 11211,
+                                              "set " + key + " 0 600 " + std::to_string(value.size()) + "\r\n" + value +
+                                                  "\r\n");
+        ASSERT_EQ(trim(stored.output), "STORED") << key;
     }
 
     pid_t memcached_pid_ = -1;
@@ -318,6 +328,59 @@ TEST_F(SessionDaemon, DrainForceWritesTheViewThenMovesTheClients) {
             EXPECT_EQ(now, before[client]) << "client " << client << " of another backend moved";
     }
     EXPECT_EQ(metric("stickylb_affinity_clients_moved_total{vip=\"web\",backend=\"be2\"}"), on_be2) << metrics();
+}
+
+// (e) memcached holds what anyone who reaches it wrote: a snapshot manifest
+// claiming 4294967295 entries and a view whose epoch the next change would
+// wrap, there before a fresh start. The daemon starts and forwards, says why
+// it restored nothing, counts both, and publishes its own epochs. With a key,
+// what it writes is signed and the unsigned snapshot is refused.
+TEST_F(SessionDaemon, ForgedSnapshotsAndViewsInMemcachedNeitherStopNorMisleadTheDaemon) {
+    const std::string now = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count());
+    const std::string manifest = R"({"format":1,"generation":"00000000000000aa","written_ms":)" + now +
+                                 R"(,"vips":["web"],"backends":["be1"],)"
+                                 R"("chunks":[{"entries":4294967295,"bytes":262144,"fnv1a":"0000000000000000"}]})";
+    ASSERT_NO_FATAL_FAILURE(plant("stickylb:v1:affinity:manifest", manifest));
+    ASSERT_NO_FATAL_FAILURE(plant(session::members_key("web"), R"({"cluster":"web","epoch":18446744073709551615,)"
+                                                               R"("written_ms":)" + now + R"(,"backends":{}})"));
+    write_config({});
+    start_daemon();
+    EXPECT_FALSE(request_from(1).empty()) << "the daemon does not forward";
+    EXPECT_NE(daemon_log().find("starting with an empty affinity table"), std::string::npos) << daemon_log();
+    EXPECT_NE(daemon_log().find("not authenticated"), std::string::npos) << daemon_log();
+    EXPECT_EQ(metric("stickylb_affinity_restore_failures_total"), 1.0) << metrics();
+    EXPECT_EQ(metric("stickylb_memcached_rejected_total{reason=\"too_large\"}"), 1.0) << metrics();
+    EXPECT_GE(metric("stickylb_memcached_rejected_total{reason=\"malformed\"}").value_or(0), 1.0) << metrics();
+    EXPECT_EQ(cli_json("session show")["clusters"][0]["epoch"], 1) << "the forged epoch was taken";
+    const auto linted = lint_metrics();
+    EXPECT_EQ(linted.exit_code, 0) << linted.output;
+
+    // The same, with a key: the daemon's own view is signed, the forged snapshot refused as unsigned.
+    stop_daemon(SIGTERM);
+    ASSERT_EQ(run_command(in_ns(lab_ns("lb"), daemon_binary() + " --detach --config " + config_path())).exit_code, 0);
+    const std::string key_path = dir_ + "/session.key";
+    std::ofstream(key_path) << "the-cluster-session-key\n";
+    std::filesystem::permissions(key_path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    ASSERT_NO_FATAL_FAILURE(plant("stickylb:v1:affinity:manifest", manifest));
+    write_config({}, key_path);
+    const auto checked = run_command(daemon_binary() + " --check-config " + config_path());
+    EXPECT_EQ(checked.exit_code, 0) << checked.output;
+    start_daemon();
+    // The manifest, and the unkeyed daemon's last view if it has not expired yet.
+    EXPECT_GE(metric("stickylb_memcached_rejected_total{reason=\"unsigned\"}").value_or(0), 1.0) << metrics();
+    EXPECT_NE(daemon_log().find("affinity snapshot manifest refused (unsigned)"), std::string::npos) << daemon_log();
+    EXPECT_EQ(cli_json("session show")["authenticated"], true);
+    const auto stored = memcached_get(lab_ns("lb"), "127.0.0.1", 11211, session::members_key("web"));
+    ASSERT_EQ(stored.exit_code, 0);
+    EXPECT_TRUE(stored.output.starts_with("SLBMAC1 ")) << stored.output;
+
+    // A key file others may read is refused before anything starts.
+    std::filesystem::permissions(key_path, std::filesystem::perms::group_read, std::filesystem::perm_options::add);
+    const auto refused = run_command(daemon_binary() + " --check-config " + config_path());
+    EXPECT_NE(refused.exit_code, 0);
+    EXPECT_NE(refused.output.find("group or others"), std::string::npos) << refused.output;
 }
 
 }  // namespace

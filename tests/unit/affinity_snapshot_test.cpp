@@ -54,7 +54,7 @@ TEST(AffinitySnapshot, ChunksAreBoundedAndRoundTripManyEntries) {
         EXPECT_LE(chunk.size(), 64u * 1024);
     EXPECT_EQ(encoded.manifest.entries(), 100'000u);
     // The manifest goes through its text form, as it does through memcached.
-    const SnapshotManifest manifest = parse_manifest(encode_manifest(encoded.manifest));
+    const SnapshotManifest manifest = parse_manifest(encode_manifest(encoded.manifest), {}, kNow);
     EXPECT_EQ(manifest, encoded.manifest);
     EXPECT_EQ(decode_snapshot(manifest, present(encoded)), snapshot);
     // The default bound is far under memcached's 1 MiB item limit.
@@ -66,7 +66,7 @@ TEST(AffinitySnapshot, ChunksAreBoundedAndRoundTripManyEntries) {
 TEST(AffinitySnapshot, EmptyTableIsAnEmptySnapshot) {
     const EncodedSnapshot encoded = encode_snapshot(AffinitySnapshot{}, 9, kNow);
     EXPECT_TRUE(encoded.chunks.empty());
-    EXPECT_EQ(decode_snapshot(parse_manifest(encode_manifest(encoded.manifest)), {}), AffinitySnapshot{});
+    EXPECT_EQ(decode_snapshot(parse_manifest(encode_manifest(encoded.manifest), {}, kNow), {}), AffinitySnapshot{});
 }
 
 TEST(AffinitySnapshot, ChunksTooSmallForAnEntryAreRefused) {
@@ -117,7 +117,7 @@ TEST(AffinitySnapshot, ManifestsThatAreNotOursAreRefused) {
                             "vips":[],"backends":[],"chunks":[]})",
                             R"({"format":1,"generation":"xyz","written_ms":1,"vips":[],"backends":[],"chunks":[]})",
                             R"({"format":1,"generation":"0000000000000001","written_ms":1,"vips":[]})"})
-        EXPECT_THROW(parse_manifest(bad), SnapshotError) << bad;
+        EXPECT_THROW(parse_manifest(bad, {}, kNow), SnapshotError) << bad;
 }
 
 // A layout like desired_state's: VIP web (index 3, persistent, 600 s, /24 for v4)

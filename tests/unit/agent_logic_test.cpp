@@ -85,6 +85,21 @@ TEST(AgentConfig, FileSettingsAndFlagsOverThem) {
     EXPECT_EQ(parse_error({"--config", path}), path + ":4: lock_wiat: unknown setting 'lock_wiat'");
 }
 
+// A config file that is not a mapping of plain settings, or not a file, is a
+// located error, never an abort.
+TEST(AgentConfig, OddFilesAreLocatedErrors) {
+    std::string path = ::testing::TempDir() + "/agent-odd.yaml";
+    std::ofstream(path) << "? [a,b]\n: x\n";
+    EXPECT_EQ(parse_error({"--config", path}), path + ":1: a setting's name must be a plain word");
+    std::ofstream(path) << "backend: [be1]\n";
+    EXPECT_EQ(parse_error({"--config", path}), path + ":1: backend: expected a single value");
+    std::ofstream(path) << "backend: \"be\\u0000\"\n";
+    EXPECT_EQ(parse_error({"--config", path}), path + ":1: backend: contains a control character (0x00) at byte 2");
+    EXPECT_EQ(parse_error({"--config", ::testing::TempDir()}),
+              ::testing::TempDir() + ": is a directory, not a regular file");
+    EXPECT_EQ(parse_error({"--config", "/dev/zero"}), "/dev/zero: is a character device, not a regular file");
+}
+
 // The man page documents every long option the agent accepts, and no other.
 TEST(AgentConfig, ManPageListsEveryOption) {
     std::ifstream man(STICKYLB_SOURCE_DIR "/docs/man/stickylb-agent.8");

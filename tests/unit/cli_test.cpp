@@ -6,7 +6,10 @@
 #include "cli/output.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -16,6 +19,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace stickylb::cli {
@@ -273,6 +277,39 @@ TEST(CliBinary, DaemonUnreachable) {
     run = run_cli("--socket " + path + " -j b dr web web1");
     EXPECT_EQ(run.status, 1);
     EXPECT_EQ(run.output.rfind("Error: cannot reach stickylbd at " + path, 0), 0u) << run.output;
+}
+
+// A reply nested 200,000 levels deep (a daemon gone wrong, or someone else on
+// the socket) is an error, not a stack overflow.
+TEST(CliBinary, ADeeplyNestedReplyIsRefused) {
+    const std::string path = ::testing::TempDir() + "stickylb-deep-" + std::to_string(::getpid()) + ".sock";
+    std::remove(path.c_str());
+    const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(::listen(listener, 1), 0);
+    std::thread server([listener] {
+        const int peer = ::accept(listener, nullptr, nullptr);
+        if (peer < 0) return;
+        char request[4096];
+        (void)::recv(peer, request, sizeof request, 0);
+        const std::string reply =
+            "{\"ok\":true,\"result\":" + std::string(200000, '[') + std::string(200000, ']') + "}\n";
+        for (std::size_t sent = 0; sent < reply.size();) {
+            const ssize_t n = ::send(peer, reply.data() + sent, reply.size() - sent, MSG_NOSIGNAL);
+            if (n <= 0) break;
+            sent += static_cast<std::size_t>(n);
+        }
+        ::close(peer);
+    });
+    const CliRun run = run_cli("-s " + path + " backend show");
+    server.join();
+    ::close(listener);
+    std::remove(path.c_str());
+    EXPECT_EQ(run.status, 1);
+    EXPECT_EQ(run.output, "Error: invalid response from stickylbd: nested deeper than 32 levels\n");
 }
 
 TEST(CliBinary, ExitCodes) {

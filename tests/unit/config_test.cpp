@@ -3,7 +3,12 @@
 // mistake reported with its file, line and path.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -636,6 +641,53 @@ TEST(Config, LoadConfigReportsAnUnreadableFile) {
         ASSERT_EQ(error.problems().size(), 1u);
         EXPECT_EQ(error.problems()[0], "/nonexistent/stickylbd.yaml: cannot read: No such file or directory");
     }
+}
+
+// What is not a small regular file is refused before a byte is parsed: a
+// device would be read forever, a FIFO would hang, a huge file fill memory.
+TEST(Config, LoadConfigRefusesWhatIsNotASmallRegularFile) {
+    const auto problem = [](const std::string& path) {
+        try {
+            load_config(path);
+        } catch (const ConfigError& error) {
+            return error.problems().at(0);
+        }
+        return std::string("(accepted)");
+    };
+    EXPECT_EQ(problem("/dev/zero"), "/dev/zero: is a character device, not a regular file");
+    EXPECT_EQ(problem("/"), "/: is a directory, not a regular file");
+    const std::string fifo = ::testing::TempDir() + "/config-fifo-" + std::to_string(::getpid());
+    std::filesystem::remove(fifo);
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_EQ(problem(fifo), fifo + ": is a FIFO, not a regular file");
+    std::filesystem::remove(fifo);
+    const std::string big = ::testing::TempDir() + "/config-big-" + std::to_string(::getpid()) + ".yaml";
+    std::ofstream(big) << kMinimal << "# " << std::string(2 * 1024 * 1024, 'x') << "\n";
+    EXPECT_EQ(problem(big), big + ": is " + std::to_string(std::filesystem::file_size(big)) +
+                                " bytes, larger than the limit of 1048576");
+    std::filesystem::remove(big);
+}
+
+// Strings end up in system calls, logs, JSON and metric labels: invalid UTF-8
+// or a control character anywhere is refused where it is.
+TEST(Config, StringsMustBeUtf8WithoutControlCharacters) {
+    std::string nul_interface = kMinimal;
+    nul_interface.replace(0, std::string("interface: eth0").size(), "interface: \"\\u0000eth0\"");
+    expect_problem(nul_interface, "lb.yaml:1: interface: contains a control character (0x00) at byte 0");
+    const auto latin1 = problems_of(minimal_vip_with("        name: b\xe9\n"));
+    ASSERT_EQ(latin1.size(), 1u) << joined(latin1);
+    EXPECT_EQ(latin1[0], "lb.yaml:7: vips[0].backends[0].name: contains not valid UTF-8 (truncated) at byte 1");
+    expect_problem(minimal_vip_with("    name: \"web\\x85\"\n"),
+                   "lb.yaml:7: vips[0].name: contains a control character (U+0085) at byte 3");
+    EXPECT_EQ(joined(problems_of(minimal_vip_with("        name: b\u00e9\n"))), "") << "valid UTF-8 is a name";
+}
+
+TEST(Config, SessionKeyFileIsAnAbsolutePath) {
+    const std::string session = "memcached_servers: [127.0.0.1:11211]\nsession:\n  key_file: ";
+    EXPECT_EQ(parse_config(kMinimal + session + "/etc/stickylb/session.key\n", "lb.yaml").session.key_file,
+              "/etc/stickylb/session.key");
+    expect_problem(kMinimal + session + "session.key\n",
+                   "lb.yaml:9: session.key_file: 'session.key' is not an absolute path");
 }
 
 }  // namespace

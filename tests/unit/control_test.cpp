@@ -275,6 +275,23 @@ TEST_F(ControlServerTest, IdleConnectionsAreClosed) {
     EXPECT_GE(std::chrono::steady_clock::now() - begin, std::chrono::milliseconds(150));
 }
 
+// Blank lines are no request: a connection that sends only those is closed at
+// the same deadline, so a handful of them cannot hold every connection slot.
+TEST_F(ControlServerTest, BlankLinesDoNotKeepAConnectionOpen) {
+    start(fake_handler, std::chrono::milliseconds(300));
+    Client client(path_);
+    const auto begin = std::chrono::steady_clock::now();
+    bool closed = false;
+    for (int i = 0; i < 30 && !closed; ++i) {  // a blank line every 50 ms, for up to 1.5 s
+        boost::system::error_code ec;
+        asio::write(client.socket, asio::buffer(std::string("\n")), ec);
+        closed = static_cast<bool>(ec);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_TRUE(closed || client.closed_by_peer());
+    EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::milliseconds(1000));
+}
+
 TEST(ControlPeer, OnlyRootAndOurOwnUid) {
     EXPECT_TRUE(control_peer_allowed(0, 1000));
     EXPECT_TRUE(control_peer_allowed(1000, 1000));

@@ -210,7 +210,7 @@ TEST_F(Publisher, ReadViewsRaisesAFreshBook) {
     other.publish({web_view(9)}, [&](const auto&) { ++done; });  // an older one on the other server
     ASSERT_TRUE(run_until(io, [&] { return done == 2; }));
 
-    const ViewsRead read = read_views(links, {"web", "api"}, 3s);
+    const ViewsRead read = read_views(links, {"web", "api"}, 3s, nullptr, 15s);
     EXPECT_EQ(read.views.size(), 2u);
     ASSERT_EQ(read.problems.size(), 1u) << "the unreachable server";
     MembershipBook book;

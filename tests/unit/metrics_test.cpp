@@ -151,7 +151,8 @@ TEST(MetricsWriter, BuildInfo) {
 
 TEST(MetricsWriter, LabelPolicyEnforced) {
     MetricsWriter w;
-    EXPECT_THROW(w.counter("stickylb_packets_dropped_total", "D.", {{"reason", "malformed"}}, 1),
+    EXPECT_NO_THROW(w.counter("stickylb_rejected_total", "R.", {{"reason", "malformed"}}, 1));
+    EXPECT_THROW(w.counter("stickylb_rejected_total", "R.", {{"reason", "a"}, {"reason", "b"}}, 1),
                  std::invalid_argument);
     EXPECT_THROW(w.gauge("stickylb_x", "X.", {{"version", "1"}}, 1), std::invalid_argument);
     EXPECT_THROW(w.gauge("stickylb_x", "X.", {{"le", "1"}}, 1), std::invalid_argument);

@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
         bytes = encoded.manifest.bytes();
         AffinitySnapshot decoded;
         record("decode", time_ms([&] {
-                   decoded = decode_snapshot(parse_manifest(encode_manifest(encoded.manifest)),
+                   decoded = decode_snapshot(parse_manifest(encode_manifest(encoded.manifest), {}, now),
                                              {encoded.chunks.begin(), encoded.chunks.end()});
                }));
         if (decoded.entries.size() != snapshot.entries.size()) {

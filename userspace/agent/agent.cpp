@@ -6,6 +6,12 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
 #include <spdlog/spdlog.h>
 
 #include "agent/client_connection.h"
@@ -25,6 +31,32 @@ UpstreamOptions upstream_options(const AgentConfig& config) {
     return options;
 }
 
+// Descriptors the agent needs besides its clients: upstream connections, the
+// metrics endpoint's (at most 64), listeners, logs and the resolver.
+constexpr std::size_t kSpareDescriptors = 96;
+
+// Raises RLIMIT_NOFILE to what max_clients needs, or says why it cannot.
+void ensure_descriptors(const AgentConfig& config, std::size_t upstream_connections) {
+    const rlim_t needed = config.max_clients + upstream_connections + kSpareDescriptors;
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) throw SystemError("getrlimit(RLIMIT_NOFILE)", errno);
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+        rlimit raised = limit;
+        raised.rlim_cur = needed;
+        if (raised.rlim_max != RLIM_INFINITY && raised.rlim_max < needed) raised.rlim_max = needed;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+            const int error = errno;
+            throw AgentConfigError("max_clients " + std::to_string(config.max_clients) + " needs " +
+                                   std::to_string(needed) + " file descriptors, the limit is " +
+                                   std::to_string(limit.rlim_cur) + " (hard " + std::to_string(limit.rlim_max) +
+                                   ") and cannot be raised (" + std::strerror(error) +
+                                   "): lower max_clients or raise LimitNOFILE=");
+        }
+        spdlog::info("file descriptor limit raised from {} to {} for max_clients {}", limit.rlim_cur, needed,
+                     config.max_clients);
+    }
+}
+
 std::int64_t wall_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
@@ -35,12 +67,17 @@ std::int64_t wall_ms() {
 Agent::Agent(asio::io_context& io, AgentConfig config)
     : io_(io),
       config_(std::move(config)),
+      buffers_(config_.max_buffered_bytes),
+      epochs_(config_.view_max_age),
       upstreams_(io.get_executor(), config_.upstreams, upstream_options(config_)),
       sessions_(config_, upstreams_, stats_),
       resync_(io.get_executor(), config_, upstreams_, sessions_, stats_),
       acceptor_(io),
       view_timer_(io),
-      renew_timer_(io) {
+      renew_timer_(io),
+      accept_pause_(io) {
+    ensure_descriptors(config_, upstreams_.size() * upstream_options(config_).connections);
+    if (!config_.key_file.empty()) key_.emplace(session::SigningKey::load(config_.key_file));
     tcp::endpoint endpoint = metrics::parse_listen_address(config_.listen);
     boost::system::error_code error;
     acceptor_.open(endpoint.protocol(), error);
@@ -71,18 +108,20 @@ void Agent::stop() {
     acceptor_.close(ignored);
     view_timer_.cancel();
     renew_timer_.cancel();
+    accept_pause_.cancel();
     resync_.stop();
     if (metrics_) metrics_->stop();
     for (auto& [id, weak] : connections_) {
-        if (auto connection = weak.lock()) connection->close();
+        if (auto connection = weak.lock()) connection->close(ConnectionEnd::stopping);
     }
     // Upstreams close once the last connection has released its locks.
     if (connections_.empty()) upstreams_.close();
 }
 
-void Agent::connection_closed(std::uint64_t id) {
+void Agent::connection_closed(std::uint64_t id, ConnectionEnd why) {
     connections_.erase(id);
     --stats_.connections_current;
+    ++stats_.connections_closed[static_cast<std::size_t>(why)];
     if (stopping_ && connections_.empty()) upstreams_.close();
 }
 
@@ -93,18 +132,52 @@ std::optional<std::uint16_t> Agent::metrics_port() const {
     return metrics_->port();
 }
 
+asio::awaitable<void> Agent::accept_backoff() {
+    accept_pause_.expires_after(std::chrono::milliseconds(100));
+    boost::system::error_code ignored;
+    co_await accept_pause_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+}
+
+// Refusals and descriptor shortages come in episodes: each is logged when it
+// starts and when it ends, with what it cost, never once per connection.
 asio::awaitable<void> Agent::accept_loop() {
+    std::uint64_t out_of_descriptors = 0;  // failed accepts in the current episode
+    std::uint64_t over_max_clients = 0;    // connections refused in the current episode
     while (!stopping_) {
         boost::system::error_code error;
         tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, error));
-        if (error) {
-            if (error == asio::error::operation_aborted || stopping_) co_return;
-            spdlog::warn("accept on {}: {}", config_.listen, error.message());
+        if (error == asio::error::operation_aborted || stopping_) co_return;
+        if (error == asio::error::no_descriptors || error.value() == ENFILE) {
+            if (out_of_descriptors++ == 0) {
+                spdlog::warn("accept on {}: {} with {} clients connected: accepting again every 100 ms until "
+                             "descriptors are free (raise LimitNOFILE= or lower max_clients)",
+                             config_.listen, error.message(), connections_.size());
+            }
+            ++stats_.accepts_refused[static_cast<std::size_t>(AcceptRefusal::descriptors)];
+            co_await accept_backoff();
             continue;
         }
+        if (error) {
+            // A connection that failed before it was accepted (reset, aborted): it only concerns that client.
+            spdlog::debug("accept on {}: {}", config_.listen, error.message());
+            continue;
+        }
+        if (out_of_descriptors > 0) {
+            spdlog::info("accept on {}: descriptors free again after {} failed accepts", config_.listen,
+                         out_of_descriptors);
+            out_of_descriptors = 0;
+        }
         if (connections_.size() >= config_.max_clients) {
-            spdlog::warn("{} clients connected (max_clients): refusing one", connections_.size());
+            if (over_max_clients++ == 0) {
+                spdlog::warn("{} clients connected (max_clients): refusing new connections until one closes",
+                             connections_.size());
+            }
+            ++stats_.accepts_refused[static_cast<std::size_t>(AcceptRefusal::max_clients)];
             continue;  // the socket closes as it goes out of scope
+        }
+        if (over_max_clients > 0) {
+            spdlog::info("below max_clients again: {} connections were refused", over_max_clients);
+            over_max_clients = 0;
         }
         socket.set_option(tcp::no_delay(true), error);
         const std::uint64_t id = next_connection_id_++;
@@ -124,18 +197,34 @@ asio::awaitable<void> Agent::poll_view() {
     }
     std::optional<session::MembershipView> newest;
     std::vector<CallResult> results = co_await call_all(std::move(calls));
+    const session::SigningKey* signing = key_ ? &*key_ : nullptr;
+    bool refused = false;
     for (const CallResult& result : results) {
         if (!result.ok()) continue;
         for (const Reply::Value& value : result.reply.values) {
-            std::string why;
-            auto view = session::parse_view(value.data, &why);
-            if (!view) {
-                spdlog::warn("membership view {} unreadable ({}): ignored", key, why);
+            session::ViewReading reading =
+                session::read_stored_view(signing, key, value.data, wall_ms(), config_.view_max_age);
+            if (!reading.view) {
+                view_refused(*reading.rejected, reading.why);
+                refused = true;
                 continue;
             }
-            if (view->cluster != config_.cluster) continue;
-            if (!newest || view->epoch > newest->epoch) newest = std::move(view);
+            if (!newest || reading.view->epoch > newest->epoch) newest = std::move(reading.view);
         }
+    }
+    if (newest && !epochs_.admit(*newest, std::chrono::steady_clock::now())) {
+        view_refused(session::Rejection::epoch_regressed,
+                     "epoch " + std::to_string(newest->epoch) + " is below " +
+                         std::to_string(epochs_.floor(config_.cluster).value_or(0)) + " seen before");
+        newest.reset();
+        refused = true;
+    }
+    if (!newest && refused) {
+        // What was found was replayed or forged: the view in use stays while it is fresh.
+        const auto& current = sessions_.view();
+        const bool fresh = current && std::abs(wall_ms() - current->written_ms) <= config_.view_max_age.count();
+        if (!fresh) sessions_.set_view(std::nullopt);
+        co_return;
     }
     const auto& current = sessions_.view();
     if (newest && (!current || current->epoch != newest->epoch)) {
@@ -148,6 +237,15 @@ asio::awaitable<void> Agent::poll_view() {
                      key);
     }
     sessions_.set_view(std::move(newest));
+}
+
+void Agent::view_refused(session::Rejection reason, const std::string& why) {
+    ++stats_.memcached_rejected[static_cast<std::size_t>(reason)];
+    // A value refused stays refused at every poll: said once a minute, counted always.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - view_refusal_logged_ < std::chrono::minutes(1)) return;
+    view_refusal_logged_ = now;
+    spdlog::warn("membership view of {} refused ({}: {}): ignored", config_.cluster, session::to_string(reason), why);
 }
 
 asio::awaitable<void> Agent::view_loop() {
@@ -173,6 +271,8 @@ asio::awaitable<void> Agent::renew_loop() {
 StatsContext Agent::stats_context() const {
     StatsContext context;
     context.stats = &stats_;
+    context.buffered_bytes = buffers_.used();
+    context.buffered_bytes_limit = buffers_.limit();
     for (std::size_t i = 0; i < upstreams_.size(); ++i) {
         const UpstreamServer& server = upstreams_.server(i);
         const UpstreamCounters& counters = server.counters();

@@ -23,6 +23,7 @@
 
 #include "agent/agent_config.h"
 #include "agent/agent_stats.h"
+#include "agent/buffer_budget.h"
 #include "agent/session_resync.h"
 #include "agent/session_service.h"
 #include "agent/upstream_group.h"
@@ -59,11 +60,17 @@ private:
     boost::asio::awaitable<void> view_loop();
     boost::asio::awaitable<void> renew_loop();
     boost::asio::awaitable<void> poll_view();
-    void connection_closed(std::uint64_t id);
+    void view_refused(session::Rejection reason, const std::string& why);
+    void connection_closed(std::uint64_t id, ConnectionEnd why);
+    // Waits before the next accept when the process is out of descriptors.
+    boost::asio::awaitable<void> accept_backoff();
 
     boost::asio::io_context& io_;
     AgentConfig config_;
     AgentStats stats_;
+    BufferBudget buffers_;
+    std::optional<session::SigningKey> key_;
+    session::EpochFloor epochs_;
     UpstreamGroup upstreams_;
     SessionService sessions_;
     SessionResync resync_;
@@ -71,9 +78,11 @@ private:
     std::unique_ptr<metrics::MetricsServer> metrics_;
     boost::asio::steady_timer view_timer_;
     boost::asio::steady_timer renew_timer_;
+    boost::asio::steady_timer accept_pause_;
     std::map<std::uint64_t, std::weak_ptr<ClientConnection>> connections_;
     std::uint64_t next_connection_id_ = 1;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point view_refusal_logged_{};
     bool stopping_ = false;
 };
 

@@ -11,6 +11,7 @@
 
 #include "agent/protocol.h"
 #include "agent/upstream.h"
+#include "common/input_checks.h"
 #include "daemon/config.h"
 #include "session/membership_view.h"
 
@@ -47,8 +48,14 @@ void apply(AgentConfig& config, std::string_view name, const std::string& value)
     else if (name == "lock_lease") config.lock_lease = parse_period(name, value);
     else if (name == "lock_wait") config.lock_wait = parse_period(name, value);
     else if (name == "view_poll") config.view_poll = parse_period(name, value);
+    else if (name == "view_max_age") config.view_max_age = parse_period(name, value);
+    else if (name == "key_file") config.key_file = value;
     else if (name == "upstream_timeout") config.upstream_timeout = parse_period(name, value);
     else if (name == "max_clients") config.max_clients = parse_count(name, value);
+    else if (name == "client_idle_timeout") config.client_idle_timeout = parse_period(name, value);
+    else if (name == "client_request_timeout") config.client_request_timeout = parse_period(name, value);
+    else if (name == "client_write_timeout") config.client_write_timeout = parse_period(name, value);
+    else if (name == "max_buffered_bytes") config.max_buffered_bytes = parse_count(name, value);
     else if (name == "resync_sessions") config.resync_sessions = parse_count(name, value);
     else if (name == "resync_rate") config.resync_rate = parse_count(name, value);
     else throw AgentConfigError("unknown setting '" + std::string(name) + "'");
@@ -57,23 +64,30 @@ void apply(AgentConfig& config, std::string_view name, const std::string& value)
 void load_file(AgentConfig& config, const std::string& path) {
     YAML::Node root;
     try {
-        root = YAML::LoadFile(path);
+        root = YAML::Load(read_bounded_file(path));
     } catch (const YAML::Exception& error) {
         throw AgentConfigError(path + ": " + error.what());
+    } catch (const std::runtime_error& error) {
+        throw AgentConfigError(error.what());
     }
     if (!root.IsMap()) throw AgentConfigError(path + ": expected a mapping of settings");
     for (const auto& entry : root) {
-        const std::string name = entry.first.as<std::string>();
+        const std::string line = path + ":" + std::to_string(entry.first.Mark().line + 1);
+        if (!entry.first.IsScalar()) throw AgentConfigError(line + ": a setting's name must be a plain word");
+        const std::string name = entry.first.Scalar();
         const YAML::Node& value = entry.second;
-        const std::string where = path + ":" + std::to_string(entry.first.Mark().line + 1) + ": " + name;
+        const std::string where = line + ": " + name;
+        const auto scalar = [&](const YAML::Node& node) {
+            if (!node.IsScalar()) throw AgentConfigError("expected a single value");
+            if (auto problem = text_problem(node.Scalar())) throw AgentConfigError("contains " + *problem);
+            return node.Scalar();
+        };
         try {
             if (name == "upstreams") {
                 if (!value.IsSequence()) throw AgentConfigError("expected a list of host:port");
-                for (const auto& item : value) apply(config, "upstream", item.as<std::string>());
-            } else if (value.IsScalar()) {
-                apply(config, name, value.Scalar());
+                for (const auto& item : value) apply(config, "upstream", scalar(item));
             } else {
-                throw AgentConfigError("expected a single value");
+                apply(config, name, scalar(value));
             }
         } catch (const AgentConfigError& error) {
             throw AgentConfigError(where + ": " + error.what());
@@ -102,8 +116,18 @@ says their backend is down. Sessions are kept on --replicas servers.
   --lock-lease DURATION    upstream expiry of a held lock, renewed; at least 2s (default 5s)
   --lock-wait DURATION     longest a lock attempt waits before NOT_STORED (default 100ms)
   --view-poll DURATION     membership view refresh (default 250ms)
+  --view-max-age DURATION  refuse a view written further than this from now (default 15s)
+  --key-file FILE          the key stickylbd signs the view with (session.key_file):
+                           unsigned or badly signed views are refused and counted
   --upstream-timeout DURATION   per request to memcached (default 500ms)
-  --max-clients N          concurrent client connections (default 4096)
+  --max-clients N          concurrent client connections (default 4096); the descriptor
+                           limit is raised to fit it at start, or the agent refuses to start
+  --client-idle-timeout DURATION     close a connection that sends nothing for this long,
+                           releasing its locks (default 60s; 0: never)
+  --client-request-timeout DURATION  a started request must arrive whole within it (default 10s)
+  --client-write-timeout DURATION    replies must be read by the client within it (default 10s)
+  --max-buffered-bytes N   unfinished requests and unread replies of all connections
+                           together, at most (default 268435456)
   --resync-sessions N      session ids remembered, most recently served, to copy back
                            to a memcached server that returns (default 100000; 0: off)
   --resync-rate N          sessions per second such a copy-back reads and repairs (default 2000)
@@ -141,10 +165,24 @@ void validate(const AgentConfig& config) {
     // lease under 2 s could expire between two renewals (every third of it).
     if (config.lock_lease < std::chrono::seconds(2)) throw AgentConfigError("--lock-lease must be at least 2s");
     if (config.view_poll < std::chrono::milliseconds(10)) throw AgentConfigError("--view-poll must be at least 10ms");
+    if (config.view_max_age < std::chrono::seconds(1)) throw AgentConfigError("--view-max-age must be at least 1s");
     if (config.upstream_timeout < std::chrono::milliseconds(1)) {
         throw AgentConfigError("--upstream-timeout must be at least 1ms");
     }
     if (config.max_clients < 1) throw AgentConfigError("--max-clients must be at least 1");
+    if (config.client_request_timeout < std::chrono::milliseconds(1)) {
+        throw AgentConfigError("--client-request-timeout must be at least 1ms");
+    }
+    if (config.client_write_timeout < std::chrono::milliseconds(1)) {
+        throw AgentConfigError("--client-write-timeout must be at least 1ms");
+    }
+    // One largest request (a value and its line) must fit.
+    const ProtocolLimits limits;
+    if (config.max_buffered_bytes < limits.max_value_bytes + limits.max_line_bytes + 2) {
+        throw AgentConfigError("--max-buffered-bytes must be at least " +
+                               std::to_string(limits.max_value_bytes + limits.max_line_bytes + 2) +
+                               " (one largest request)");
+    }
     if (config.resync_rate < 1 || config.resync_rate > 100000) {
         throw AgentConfigError("--resync-rate must be 1..100000 sessions per second");
     }
@@ -158,7 +196,10 @@ ParsedArgs parse_agent_args(int argc, char** argv) {
         {"replicas", required_argument, nullptr, 0},      {"lock-lease", required_argument, nullptr, 0},
         {"lock-wait", required_argument, nullptr, 0},     {"view-poll", required_argument, nullptr, 0},
         {"upstream-timeout", required_argument, nullptr, 0}, {"max-clients", required_argument, nullptr, 0},
+        {"client-idle-timeout", required_argument, nullptr, 0}, {"client-request-timeout", required_argument, nullptr, 0},
+        {"client-write-timeout", required_argument, nullptr, 0}, {"max-buffered-bytes", required_argument, nullptr, 0},
         {"resync-sessions", required_argument, nullptr, 0}, {"resync-rate", required_argument, nullptr, 0},
+        {"view-max-age", required_argument, nullptr, 0},  {"key-file", required_argument, nullptr, 0},
         {"config", required_argument, nullptr, 'c'},      {"check-config", no_argument, nullptr, 'k'},
         {"help", no_argument, nullptr, 'h'},              {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0}};
@@ -202,6 +243,13 @@ ParsedArgs parse_agent_args(int argc, char** argv) {
         }
     }
     validate(parsed.config);
+    if (!parsed.config.key_file.empty()) {
+        try {
+            session::SigningKey::load(parsed.config.key_file);
+        } catch (const std::runtime_error& error) {
+            throw AgentConfigError(std::string("--key-file: ") + error.what());
+        }
+    }
     return parsed;
 }
 

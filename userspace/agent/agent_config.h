@@ -25,7 +25,20 @@ struct AgentConfig {
     std::chrono::milliseconds lock_wait{100};    // longest a lock attempt is held before NOT_STORED
     std::chrono::milliseconds view_poll{250};    // how often the membership view is read
     std::chrono::milliseconds upstream_timeout{500};
-    std::size_t max_clients = 4096;
+    std::size_t max_clients = 4096;              // needs that many file descriptors and some (raised at start)
+    // A connection that sends no request for this long is closed, its locks
+    // released (keep it above PHP's max_execution_time); 0: never.
+    std::chrono::milliseconds client_idle_timeout{60000};
+    // A request started (its line, its data block) must arrive whole within this.
+    std::chrono::milliseconds client_request_timeout{10000};
+    // Replies queued for a client must be read by it within this.
+    std::chrono::milliseconds client_write_timeout{10000};
+    // What all connections together may buffer: unfinished requests and unread replies.
+    std::size_t max_buffered_bytes = 256u * 1024 * 1024;
+    // A view written further than this from now (either way) is refused: a
+    // few times stickylbd's view_ttl (5 s by default).
+    std::chrono::milliseconds view_max_age{15000};
+    std::string key_file;                        // the key stickylbd signs views with; "": views are not checked
     std::size_t resync_sessions = 100000;        // session ids remembered for copying back to a returning server; 0: off
     std::size_t resync_rate = 2000;              // sessions per second a resync reads and repairs, at most
 };

@@ -5,6 +5,15 @@
 
 namespace stickylb::agent {
 
+std::string_view to_string(ConnectionEnd end) {
+    const auto index = static_cast<std::size_t>(end);
+    return index < kConnectionEndCount ? kConnectionEndNames[index] : "failure";
+}
+
+std::string_view to_string(AcceptRefusal refusal) {
+    return refusal == AcceptRefusal::max_clients ? "max_clients" : "descriptors";
+}
+
 std::string render_memcached_stats(const StatsContext& c) {
     const AgentStats& s = *c.stats;
     std::string out;
@@ -30,6 +39,15 @@ std::string render_memcached_stats(const StatsContext& c) {
         stat("cmd_" + std::string(command_name(static_cast<Command>(i))), s.requests[i]);
     }
     stat("protocol_errors", s.protocol_errors);
+    for (std::size_t i = 0; i < kConnectionEndCount; ++i) {
+        stat("connections_closed_" + std::string(to_string(static_cast<ConnectionEnd>(i))), s.connections_closed[i]);
+    }
+    for (std::size_t i = 0; i < kAcceptRefusalCount; ++i) {
+        stat("accepts_refused_" + std::string(to_string(static_cast<AcceptRefusal>(i))), s.accepts_refused[i]);
+    }
+    stat("buffered_bytes", c.buffered_bytes);
+    stat("upstream_failovers", s.upstream_failovers);
+    stat("lock_commands_refused", s.lock_commands_refused);
     stat("locks_held", c.locks_held);
     stat("locks_taken", s.locks_taken);
     stat("locks_busy", s.locks_busy);
@@ -52,6 +70,10 @@ std::string render_memcached_stats(const StatsContext& c) {
     stat("resync_runs", s.resync_runs);
     stat("resync_sessions_examined", s.resync_sessions_examined);
     stat("resync_sessions_copied", s.resync_sessions_copied);
+    for (std::size_t i = 0; i < session::kRejectionCount; ++i) {
+        stat("memcached_rejected_" + std::string(session::to_string(static_cast<session::Rejection>(i))),
+             s.memcached_rejected[i]);
+    }
     stat("view_present", static_cast<std::uint64_t>(c.view_present));
     stat("view_epoch", c.view_epoch);
     stat("incarnation", c.incarnation);
@@ -76,6 +98,27 @@ std::string render_prometheus(const StatsContext& c) {
               {}, d(s.protocol_errors));
     w.counter("stickylb_agent_connections_total", "Client connections accepted.", {}, d(s.connections_total));
     w.gauge("stickylb_agent_connections", "Client connections open now.", {}, d(s.connections_current));
+    for (std::size_t i = 0; i < kConnectionEndCount; ++i) {
+        w.counter("stickylb_agent_connections_closed_total", "Client connections ended, by reason.",
+                  {{"reason", std::string(to_string(static_cast<ConnectionEnd>(i)))}}, d(s.connections_closed[i]));
+    }
+    for (std::size_t i = 0; i < kAcceptRefusalCount; ++i) {
+        w.counter("stickylb_agent_accepts_refused_total",
+                  "Client connections refused: max_clients reached, or out of file descriptors (accepts paused).",
+                  {{"reason", std::string(to_string(static_cast<AcceptRefusal>(i)))}}, d(s.accepts_refused[i]));
+    }
+    w.gauge("stickylb_agent_buffered_bytes",
+            "Bytes client connections hold now: unfinished requests and replies the client has not read.", {},
+            d(c.buffered_bytes));
+    w.gauge("stickylb_agent_buffered_bytes_limit", "--max-buffered-bytes: the ceiling of stickylb_agent_buffered_bytes.",
+            {}, d(c.buffered_bytes_limit));
+    w.counter("stickylb_agent_upstream_failovers_total",
+              "Requests for one server (locks, keys outside sessions) sent to the next server in placement order "
+              "because the first did not answer.",
+              {}, d(s.upstream_failovers));
+    w.counter("stickylb_agent_lock_commands_refused_total",
+              "Commands on a session lock key other than add, delete and reads, refused (locks are owned).", {},
+              d(s.lock_commands_refused));
     for (const UpstreamSample& u : c.upstreams) {
         w.gauge("stickylb_agent_upstream_up", "1 if the memcached server is usable, 0 while in a connect backoff.",
                 {{"server", u.server}}, u.up ? 1 : 0);
@@ -149,6 +192,11 @@ std::string render_prometheus(const StatsContext& c) {
             d(c.incarnation));
     w.counter("stickylb_agent_view_updates_total", "Membership views with a new epoch taken into use.", {},
               d(s.view_updates));
+    for (std::size_t i = 0; i < session::kRejectionCount; ++i) {
+        w.counter("stickylb_agent_memcached_rejected_total", "Membership views read from memcached and refused, by reason.",
+                  {{"reason", std::string(session::to_string(static_cast<session::Rejection>(i)))}},
+                  d(s.memcached_rejected[i]));
+    }
     w.build_info(c.version, "");
     return w.str();
 }

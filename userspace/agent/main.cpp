@@ -50,6 +50,9 @@ int main(int argc, char** argv) {
         io.run();
         spdlog::info("stopped");
         return 0;
+    } catch (const AgentConfigError& error) {
+        std::fprintf(stderr, "Error: %s\n", error.what());
+        return 2;
     } catch (const std::exception& error) {
         std::fprintf(stderr, "Error: %s\n", error.what());
         return 1;

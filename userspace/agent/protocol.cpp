@@ -205,6 +205,11 @@ std::size_t RequestParser::buffered_bytes() const {
     return buffer_.size() - consumed_ + partial_data;
 }
 
+bool RequestParser::mid_request() const {
+    if (phase_ == Phase::closed) return false;
+    return phase_ != Phase::line || buffer_.size() > consumed_;
+}
+
 RequestParser::Result RequestParser::next() {
     for (;;) {
         switch (phase_) {
@@ -455,7 +460,9 @@ RequestParser::Result RequestParser::parse_storage(Request& request, bool norepl
     if (request.command == Command::cas) request.cas_unique = *cas_unique;
     request.noreply = noreply;
     pending_ = std::move(request);
-    pending_.data.reserve(bytes);
+    // The block grows as it arrives: a client that announces 1 MiB and sends
+    // nothing holds nothing.
+    pending_.data.reserve(std::min<std::size_t>(bytes, kKeptCapacity));
     data_bytes_ = bytes;
     phase_ = Phase::data;
     return {};

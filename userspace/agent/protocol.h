@@ -74,6 +74,9 @@ public:
     Result next();
 
     std::size_t buffered_bytes() const;  // bytes fed but not consumed yet
+    // Part of a request has arrived (a line, a data block, or a refused block
+    // being skipped) and the rest has not.
+    bool mid_request() const;
 
 private:
     enum class Phase {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/session_record.h"
 
+#include <limits>
+
 namespace stickylb::agent {
 
 namespace {
@@ -43,6 +45,12 @@ SessionRecord decode_session_record(std::string_view stored) {
 bool newer_than(const SessionRecord& a, const SessionRecord& b) {
     if (a.version != b.version) return a.version > b.version;
     return a.write_id > b.write_id;
+}
+
+std::optional<std::uint64_t> next_version(const std::optional<SessionRecord>& newest) {
+    if (!newest) return 1;
+    if (newest->version == std::numeric_limits<std::uint64_t>::max()) return std::nullopt;
+    return newest->version + 1;
 }
 
 }  // namespace stickylb::agent

@@ -11,6 +11,7 @@
 // a repair carrying an older copy cannot bring a deleted session back, and
 // the next write of the same id goes on above it. Its payload is empty.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,5 +32,10 @@ SessionRecord decode_session_record(std::string_view stored);
 
 // Which of two copies is the newer: higher version, then higher write id.
 bool newer_than(const SessionRecord& a, const SessionRecord& b);
+
+// The version a write over `newest` (nullopt: no copy) takes; nullopt when
+// `newest` is at the largest version (only a forged copy can be), so that no
+// write wraps to version 0 and loses to every copy.
+std::optional<std::uint64_t> next_version(const std::optional<SessionRecord>& newest);
 
 }  // namespace stickylb::agent

@@ -132,6 +132,32 @@ private:
 
 }  // namespace
 
+std::map<std::string, ClientState::SessionRead>::iterator ClientState::remember_read(const std::string& sid,
+                                                                                    SessionRead read) {
+    if (read.newest) std::string().swap(read.newest->payload);
+    read.sequence = ++sequence;
+    auto [kept, inserted] = reads.insert_or_assign(sid, std::move(read));
+    if (reads.size() > kMaxKept) {
+        auto oldest = std::min_element(reads.begin(), reads.end(), [](const auto& a, const auto& b) {
+            return a.second.sequence < b.second.sequence;
+        });
+        reads.erase(oldest);
+    }
+    return kept;
+}
+
+Clock::time_point ClientState::first_lock_attempt(const std::string& lock_key, Clock::time_point now) {
+    auto [attempt, inserted] = lock_attempts.try_emplace(lock_key, now);
+    if (inserted && lock_attempts.size() > kMaxKept) {
+        auto oldest = lock_attempts.end();
+        for (auto it = lock_attempts.begin(); it != lock_attempts.end(); ++it) {
+            if (it != attempt && (oldest == lock_attempts.end() || it->second < oldest->second)) oldest = it;
+        }
+        lock_attempts.erase(oldest);
+    }
+    return attempt->second;
+}
+
 SessionService::SessionService(const AgentConfig& config, UpstreamGroup& upstreams, AgentStats& stats)
     : config_(config),
       upstreams_(upstreams),
@@ -150,15 +176,32 @@ std::uint64_t SessionService::incarnation() const {
     return member == nullptr ? 0 : member->incarnation;
 }
 
-UpstreamServer& SessionService::lock_server(const std::string& key) {
-    return *upstreams_.placement(key, 1).front();
+asio::awaitable<PlacedResult> SessionService::call_placed(std::string_view key, std::string wire, ReplyShape shape) {
+    PlacedResult placed = co_await call_first(upstreams_, key, std::move(wire), shape);
+    stats_.upstream_failovers += placed.failovers;
+    co_return placed;
 }
 
-asio::awaitable<std::string> SessionService::handle(ClientState& client, const Request& request) {
+void SessionService::forget(ClientState& client) {
+    for (const std::string& key : client.locks) {
+        if (HeldLock* held = locks_.find(key); held != nullptr && held->owner == client.id) {
+            locks_.remove(key, held->token);
+        }
+    }
+    client.locks.clear();
+}
+
+asio::awaitable<void> SessionService::handle(ClientState& client, const Request& request, ReplySink& out) {
+    if (request.command == Command::get || request.command == Command::gets) {
+        co_await get(client, request, out);
+        co_return;
+    }
+    std::string reply = co_await answer(client, request);
+    if (!request.noreply) co_await out.put(reply);
+}
+
+asio::awaitable<std::string> SessionService::answer(ClientState& client, const Request& request) {
     switch (request.command) {
-    case Command::get:
-    case Command::gets:
-        co_return co_await get(client, request);
     case Command::version:
         co_return "VERSION 1.6.0-stickylb-agent-" STICKYLB_VERSION "\r\n";
     case Command::verbosity:
@@ -174,6 +217,9 @@ asio::awaitable<std::string> SessionService::handle(ClientState& client, const R
     if (kind.kind == SessionKey::Kind::lock) {
         if (request.command == Command::add) co_return co_await lock(client, request, kind.session_id);
         if (request.command == Command::del) co_return co_await unlock(client, key);
+        // Any other write would bypass ownership: replace a live lock, or leave one nobody owns or breaks.
+        ++stats_.lock_commands_refused;
+        co_return client_error("only add and delete are allowed on session lock keys (their owners are checked)");
     } else if (kind.kind == SessionKey::Kind::data) {
         switch (request.command) {
         case Command::set:
@@ -191,8 +237,7 @@ asio::awaitable<std::string> SessionService::handle(ClientState& client, const R
     co_return co_await pass_through(request);
 }
 
-asio::awaitable<std::string> SessionService::get(ClientState& client, const Request& request) {
-    std::string out;
+asio::awaitable<void> SessionService::get(ClientState& client, const Request& request, ReplySink& out) {
     const bool with_cas = request.command == Command::gets;
     for (const std::string& key : request.keys) {
         SessionKey kind = classify_key(key, config_.session_prefix);
@@ -204,57 +249,68 @@ asio::awaitable<std::string> SessionService::get(ClientState& client, const Requ
             } else if (read.newest) {
                 recent_.remember(kind.session_id);
                 // A session's CAS for the client is its version: gets/cas on sessions is not offered.
-                out += value_reply(key, read.flags, read.newest->payload,
-                                   with_cas ? std::optional<std::uint64_t>(read.newest->version) : std::nullopt);
+                const std::string value = value_reply(
+                    key, read.flags, read.newest->payload,
+                    with_cas ? std::optional<std::uint64_t>(read.newest->version) : std::nullopt);
+                co_await out.put(value);
             }
-            client.reads[std::string(kind.session_id)] = std::move(read);
+            client.remember_read(std::string(kind.session_id), std::move(read));
             continue;
         }
-        UpstreamServer& server = *upstreams_.placement(key, 1).front();
-        CallResult result = co_await call(server, std::string(with_cas ? "gets " : "get ") + key + "\r\n",
-                                          ReplyShape::values);
-        if (!result.ok() || result.reply.line != "END") co_return upstream_failure(server, result);
-        for (const Reply::Value& value : result.reply.values) {
-            out += value_reply(value.key, value.flags, value.data, with_cas ? value.cas : std::nullopt);
+        const std::string wire = std::string(with_cas ? "gets " : "get ") + key + "\r\n";
+        PlacedResult placed = co_await call_placed(key, wire, ReplyShape::values);
+        if (!placed.result.ok() || placed.result.reply.line != "END") {
+            const std::string failure = upstream_failure(*placed.server, placed.result);
+            co_await out.put(failure);
+            co_return;
+        }
+        for (const Reply::Value& value : placed.result.reply.values) {
+            const std::string reply = value_reply(value.key, value.flags, value.data, with_cas ? value.cas : std::nullopt);
+            co_await out.put(reply);
         }
     }
-    out += kEnd;
-    co_return out;
+    co_await out.put(kEnd);
 }
 
 asio::awaitable<std::string> SessionService::lock(ClientState& client, const Request& request, std::string_view sid) {
     const std::string& key = request.keys[0];
     if (client.locks.contains(key)) co_return std::string(kNotStored);
-    const auto first_try = client.lock_attempts.try_emplace(key, Clock::now()).first->second;
+    const auto first_try = client.first_lock_attempt(key, Clock::now());
     const auto deadline = Clock::now() + config_.lock_wait;
     const std::string lease = lease_flag(config_.lock_lease);
     auto executor = co_await asio::this_coro::executor;
     asio::steady_timer timer(executor);
 
     for (int round = 0; round < kMaxLockRounds; ++round) {
-        UpstreamServer& server = lock_server(key);
         LockTag tag{self_.backend, incarnation(), self_.instance, random64()};
         const std::string value = encode_lock_tag(tag);
         const TokenReservation reservation(locks_, key, tag.token);
-        auto take = [&](const HeldLock& held) {
-            locks_.add(held);
+        auto take = [&](UpstreamServer& server, std::uint64_t cas) {
+            locks_.add(HeldLock{key, std::string(sid), &server, value, tag.token, cas, client.id});
             client.locks.insert(key);
             client.lock_attempts.erase(key);
             ++stats_.locks_taken;
             stats_.lock_wait_seconds.observe(std::chrono::duration<double>(Clock::now() - first_try).count());
         };
 
-        CallResult added = co_await call(server, meta_set(key, value, "ME " + lease + " c"), ReplyShape::meta);
-        if (!added.ok()) co_return upstream_failure(server, added);
-        if (added.reply.meta_code() == "HD") {
-            take(HeldLock{key, std::string(sid), &server, value, tag.token, reply_number(added.reply, 'c'), client.id});
+        // The lock lives on the first server that answers in the key's order (a server that
+        // is down does not fail the request); this round stays on it.
+        PlacedResult added = co_await call_placed(key, meta_set(key, value, "ME " + lease + " c"), ReplyShape::meta);
+        UpstreamServer& server = *added.server;
+        if (!added.result.ok()) co_return upstream_failure(server, added.result);
+        if (added.result.reply.meta_code() == "HD") {
+            take(server, reply_number(added.result.reply, 'c'));
             co_return std::string(kStored);
         }
-        if (added.reply.meta_code() != "NS") co_return upstream_failure(server, added);
+        if (added.result.reply.meta_code() != "NS") co_return upstream_failure(server, added.result);
 
         // Held: by whom, and may it be broken?
         CallResult holder = co_await call(server, meta_get(key, "v c"), ReplyShape::meta);
-        if (!holder.ok()) co_return upstream_failure(server, holder);
+        if (!holder.ok()) {
+            // That server just went away: the next round asks the next one, while there is time.
+            if (Clock::now() >= deadline) co_return upstream_failure(server, holder);
+            continue;
+        }
         if (holder.reply.meta_code() == "EN") continue;  // released in between: try again now
         bool held_here = false;
         if (holder.reply.meta_code() == "VA") {
@@ -266,13 +322,15 @@ asio::awaitable<std::string> SessionService::lock(ClientState& client, const Req
                     CallResult taken = co_await call(
                         server, meta_set(key, value, "C" + std::to_string(their_cas) + ' ' + lease + " c"),
                         ReplyShape::meta);
-                    if (!taken.ok()) co_return upstream_failure(server, taken);
+                    if (!taken.ok()) {
+                        if (Clock::now() >= deadline) co_return upstream_failure(server, taken);
+                        continue;
+                    }
                     if (taken.reply.meta_code() == "HD") {
                         ++stats_.locks_broken[static_cast<std::size_t>(reason)];
                         spdlog::warn("lock {} broken ({}): held by backend {} incarnation {} agent {:016x}", key,
                                      to_string(reason), owner->backend, owner->incarnation, owner->instance);
-                        take(HeldLock{key, std::string(sid), &server, value, tag.token,
-                                      reply_number(taken.reply, 'c'), client.id});
+                        take(server, reply_number(taken.reply, 'c'));
                         co_return std::string(kStored);
                     }
                     continue;  // it changed while we decided: look again
@@ -324,10 +382,9 @@ asio::awaitable<std::string> SessionService::unlock(ClientState& client, const s
         ++stats_.locks_lost;
         co_return std::string(kNotFound);
     }
-    UpstreamServer& server = lock_server(key);
-    CallResult current = co_await call(server, meta_get(key, "v"), ReplyShape::meta);
-    if (!current.ok()) co_return upstream_failure(server, current);
-    if (current.reply.meta_code() == "EN") co_return std::string(kNotFound);
+    PlacedResult current = co_await call_placed(key, meta_get(key, "v"), ReplyShape::meta);
+    if (!current.result.ok()) co_return upstream_failure(*current.server, current.result);
+    if (current.result.reply.meta_code() == "EN") co_return std::string(kNotFound);
     ++stats_.fenced_unlocks_refused;
     co_return server_error("fenced: lock " + key + " is held by another owner; not deleted");
 }
@@ -383,10 +440,20 @@ asio::awaitable<std::optional<std::string>> SessionService::fence(ClientState& c
         }
         co_return std::nullopt;
     }
-    UpstreamServer& server = lock_server(lock_key);
-    CallResult current = co_await call(server, meta_get(lock_key, ""), ReplyShape::meta);
-    // Unreachable lock server: go on; the versioned write still refuses to replace unseen data.
-    if (current.ok() && current.reply.meta_code() != "EN") {
+    // A lock key too long for memcached is one no client can send (the parser refuses
+    // it, as memcached would): such a session has no lock to honour.
+    if (key_problem(lock_key)) {
+        if (!long_session_id_logged_) {
+            long_session_id_logged_ = true;
+            spdlog::warn("a session id of {} bytes makes a lock key of {} bytes, over memcached's 250: such "
+                         "sessions cannot be locked (lower PHP's session.sid_length to at most {})",
+                         sid.size(), lock_key.size(), 250 - (lock_key.size() - sid.size()));
+        }
+        co_return std::nullopt;
+    }
+    PlacedResult current = co_await call_placed(lock_key, meta_get(lock_key, ""), ReplyShape::meta);
+    // No lock server reachable: go on; the versioned write still refuses to replace unseen data.
+    if (current.result.ok() && current.result.reply.meta_code() != "EN") {
         ++stats_.fenced_writes_refused;
         co_return server_error("fenced: session " + std::string(sid) + " is locked by another owner");
     }
@@ -523,8 +590,7 @@ asio::awaitable<std::string> SessionService::write_session(ClientState& client, 
     if (!same_placement) {
         ++stats_.session_reads;
         ClientState::SessionRead fresh = co_await read_session(key);
-        client.reads[sid_text] = std::move(fresh);
-        known = client.reads.find(sid_text);
+        known = client.remember_read(sid_text, std::move(fresh));
     }
     ClientState::SessionRead& read = known->second;
     // A tombstone is no session: add succeeds over it, replace does not.
@@ -532,7 +598,9 @@ asio::awaitable<std::string> SessionService::write_session(ClientState& client, 
     if (request.command == Command::add && exists) co_return std::string(kNotStored);
     if (request.command == Command::replace && !exists) co_return std::string(kNotStored);
 
-    SessionRecord record{read.newest ? read.newest->version + 1 : 1, random64(), request.data};
+    const std::optional<std::uint64_t> version = next_version(read.newest);
+    if (!version) co_return server_error("session " + sid_text + ": its version is at the limit (not written by an agent)");
+    SessionRecord record{*version, random64(), request.data};
     const std::string common = " T" + std::to_string(request.exptime) + " F" + std::to_string(request.flags) + " c";
     StoreOutcome outcome = co_await store_record(key, read, record, common);
     if (outcome.conflict) {
@@ -548,6 +616,7 @@ asio::awaitable<std::string> SessionService::write_session(ClientState& client, 
         client.reads.erase(sid_text);
         co_return server_error("no memcached server stored session " + sid_text);
     }
+    record.payload.clear();  // a later write needs its version, not its bytes
     read.newest = std::move(record);
     read.flags = request.flags;
     recent_.remember(sid);
@@ -590,7 +659,11 @@ asio::awaitable<std::string> SessionService::delete_session(ClientState& client,
             co_await repair(key, copies, false);
             co_return std::string(kNotFound);
         }
-        const SessionRecord tombstone{copies.read.newest->version + 1, random64(), {}, true};
+        const std::optional<std::uint64_t> version = next_version(copies.read.newest);
+        if (!version) {
+            co_return server_error("session " + sid_text + ": its version is at the limit (not written by an agent)");
+        }
+        const SessionRecord tombstone{*version, random64(), {}, true};
         // It outlives any older copy: those expire no later than the longest-lived one read.
         const std::int64_t lifetime =
             copies.copy_without_expiry ? 0 : std::max(kTombstoneMinSeconds, copies.longest_ttl);
@@ -634,10 +707,9 @@ asio::awaitable<std::string> SessionService::touch_session(const Request& reques
 }
 
 asio::awaitable<std::string> SessionService::pass_through(const Request& request) {
-    UpstreamServer& server = *upstreams_.placement(request.keys.at(0), 1).front();
-    CallResult result = co_await call(server, classic_wire(request), ReplyShape::line);
-    if (!result.ok()) co_return upstream_failure(server, result);
-    co_return result.reply.line + "\r\n";
+    PlacedResult placed = co_await call_placed(request.keys.at(0), classic_wire(request), ReplyShape::line);
+    if (!placed.result.ok()) co_return upstream_failure(*placed.server, placed.result);
+    co_return placed.result.reply.line + "\r\n";
 }
 
 }  // namespace stickylb::agent

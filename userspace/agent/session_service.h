@@ -40,6 +40,7 @@
 #include "agent/lock_tag.h"
 #include "agent/protocol.h"
 #include "agent/recent_sessions.h"
+#include "agent/reply_sink.h"
 #include "agent/session_record.h"
 #include "agent/upstream_group.h"
 #include "session/membership_view.h"
@@ -47,7 +48,11 @@
 namespace stickylb::agent {
 
 // What one client connection knows: its locks and the session copies it read.
+// A PHP request works on one session: what is kept per connection is bounded
+// (kMaxKept reads and lock attempts, oldest forgotten first) and holds no payload.
 struct ClientState {
+    static constexpr std::size_t kMaxKept = 16;
+
     struct ReplicaCopy {
         UpstreamServer* server = nullptr;
         bool reachable = false;
@@ -59,12 +64,20 @@ struct ClientState {
         std::optional<SessionRecord> newest;
         std::uint32_t flags = 0;
         std::size_t repairs = 0;  // copies this read rewrote
+        std::uint64_t sequence = 0;  // when it was remembered, for forgetting the oldest
     };
 
     std::uint64_t id = 0;
     std::set<std::string> locks;                                     // lock keys held
     std::map<std::string, SessionRead> reads;                        // by session id
     std::map<std::string, std::chrono::steady_clock::time_point> lock_attempts;  // first try, by lock key
+    std::uint64_t sequence = 0;
+
+    // Keeps what a write needs of `read` (versions, CAS values; not the payload).
+    std::map<std::string, SessionRead>::iterator remember_read(const std::string& sid, SessionRead read);
+    // The time of the first attempt at `lock_key` still pending (now, for a new one).
+    std::chrono::steady_clock::time_point first_lock_attempt(const std::string& lock_key,
+                                                             std::chrono::steady_clock::time_point now);
 };
 
 class SessionService {
@@ -78,10 +91,14 @@ public:
     const std::optional<session::MembershipView>& view() const { return view_; }
     std::uint64_t incarnation() const;
 
-    // The reply to send (also computed for noreply requests; the caller drops it).
-    boost::asio::awaitable<std::string> handle(ClientState& client, const Request& request);
+    // Answers `request` into `out` (nothing for noreply requests); multi-gets
+    // piece by piece. Throws what out.put() throws.
+    boost::asio::awaitable<void> handle(ClientState& client, const Request& request, ReplySink& out);
     // The connection closed: release what it holds.
     boost::asio::awaitable<void> disconnect(ClientState& client);
+    // When even the release cannot be sent: stop renewing the client's locks,
+    // which then expire within their lease.
+    void forget(ClientState& client);
     // Extends every held lock's lease; marks the ones found lost.
     boost::asio::awaitable<void> renew_locks();
 
@@ -92,7 +109,11 @@ public:
     boost::asio::awaitable<std::size_t> repair_session(const std::string& key);
 
 private:
-    boost::asio::awaitable<std::string> get(ClientState& client, const Request& request);
+    // The reply to every request but get/gets (also computed for noreply requests).
+    boost::asio::awaitable<std::string> answer(ClientState& client, const Request& request);
+    boost::asio::awaitable<void> get(ClientState& client, const Request& request, ReplySink& out);
+    // A request that lives on one server (a lock, a key outside sessions): failovers counted.
+    boost::asio::awaitable<PlacedResult> call_placed(std::string_view key, std::string wire, ReplyShape shape);
     boost::asio::awaitable<std::string> lock(ClientState& client, const Request& request, std::string_view sid);
     boost::asio::awaitable<std::string> unlock(ClientState& client, const std::string& key);
     boost::asio::awaitable<bool> release(HeldLock held);
@@ -129,7 +150,6 @@ private:
     boost::asio::awaitable<std::string> touch_session(const Request& request);
     boost::asio::awaitable<std::string> pass_through(const Request& request);
 
-    UpstreamServer& lock_server(const std::string& key);
     std::uint64_t random64() { return random_(); }
 
     const AgentConfig& config_;
@@ -140,6 +160,7 @@ private:
     std::optional<session::MembershipView> view_;
     RecentSessions recent_;
     std::mt19937_64 random_;
+    bool long_session_id_logged_ = false;
 };
 
 }  // namespace stickylb::agent

@@ -53,6 +53,22 @@ asio::awaitable<CallResult> call(UpstreamServer& server, std::string wire, Reply
         asio::use_awaitable);
 }
 
+asio::awaitable<PlacedResult> call_first(UpstreamGroup& group, std::string_view key, std::string wire,
+                                         ReplyShape shape) {
+    PlacedResult placed;
+    const std::vector<UpstreamServer*> order = group.placement(key, group.size());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        placed.server = order[i];
+        placed.failovers = i;
+        // Plain statements around co_await: GCC 12 mishandles temporaries of a
+        // co_await inside a conditional expression.
+        std::string attempt = wire;
+        placed.result = co_await call(*order[i], std::move(attempt), shape);
+        if (placed.result.ok()) break;
+    }
+    co_return placed;
+}
+
 asio::awaitable<std::vector<CallResult>> call_all(std::vector<UpstreamCall> calls) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::vector<CallResult>)>(
         [calls = std::move(calls)](auto handler) mutable {

@@ -53,6 +53,19 @@ private:
 };
 
 boost::asio::awaitable<CallResult> call(UpstreamServer& server, std::string wire, ReplyShape shape);
+
+// A request that lives on one server: the first for `key` that is not in a
+// backoff, and when it does not answer (down, connect failure, connection
+// lost, timeout, a reply out of frame), the next in rank order, until one
+// answers or every server was tried. `server` answered (or failed last);
+// `failovers` counts the servers tried before it.
+struct PlacedResult {
+    CallResult result;
+    UpstreamServer* server = nullptr;
+    std::size_t failovers = 0;
+};
+boost::asio::awaitable<PlacedResult> call_first(UpstreamGroup& group, std::string_view key, std::string wire,
+                                                ReplyShape shape);
 // All calls at once; results in the order given.
 boost::asio::awaitable<std::vector<CallResult>> call_all(std::vector<UpstreamCall> calls);
 

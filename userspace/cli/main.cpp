@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli/grammar.h"
+#include "common/bounded_json.h"
 #include "cli/output.h"
 
 namespace {
@@ -25,6 +26,8 @@ using json = nlohmann::ordered_json;
 
 constexpr int kTimeoutSeconds = 30;
 constexpr std::size_t kMaxResponseBytes = 64 * 1024 * 1024;
+// The daemon's replies nest a few levels; anything deeper is not one of them.
+constexpr int kMaxResponseDepth = 32;
 
 class Unreachable : public std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -73,7 +76,14 @@ public:
             if (response.size() > kMaxResponseBytes) throw std::runtime_error("response from stickylbd too large");
         }
         if (auto newline = response.find('\n'); newline != std::string::npos) response.resize(newline);
-        json parsed = json::parse(response, nullptr, false);
+        json parsed;
+        try {
+            parsed = stickylb::parse_json_bounded(response, kMaxResponseDepth);
+        } catch (const stickylb::JsonTooDeep& error) {
+            throw std::runtime_error(std::string("invalid response from stickylbd: ") + error.what());
+        } catch (const json::parse_error&) {
+            parsed = json(json::value_t::discarded);
+        }
         if (parsed.is_discarded() || !parsed.is_object() || !parsed.contains("ok") || !parsed["ok"].is_boolean())
             throw std::runtime_error(response.empty() ? "stickylbd closed the connection without answering"
                                                       : "invalid response from stickylbd");

@@ -37,20 +37,22 @@ void check_name(std::string_view name, bool counter) {
     }
 }
 
-// Canonical label text: {vip="...",backend="...",server="..."} in that order, or "".
+// Canonical label text: {vip="...",backend="...",server="...",reason="..."} in that order, or "".
 std::string render_labels(std::string_view metric, std::initializer_list<Label> labels) {
     const Label* vip = nullptr;
     const Label* backend = nullptr;
     const Label* server = nullptr;
+    const Label* reason = nullptr;
     for (const Label& label : labels) {
         const Label** slot = label.name == "vip"       ? &vip
                              : label.name == "backend" ? &backend
                              : label.name == "server"  ? &server
+                             : label.name == "reason"  ? &reason
                                                        : nullptr;
         if (slot == nullptr) {
-            throw std::invalid_argument(
-                "metric \"" + std::string(metric) + "\": label \"" + std::string(label.name) +
-                "\" not allowed (only \"vip\", \"backend\" and \"server\"; reasons are separate counters)");
+            throw std::invalid_argument("metric \"" + std::string(metric) + "\": label \"" +
+                                        std::string(label.name) +
+                                        "\" not allowed (only \"vip\", \"backend\", \"server\" and \"reason\")");
         }
         if (*slot != nullptr) {
             throw std::invalid_argument("metric \"" + std::string(metric) + "\": label \"" +
@@ -59,7 +61,7 @@ std::string render_labels(std::string_view metric, std::initializer_list<Label> 
         *slot = &label;
     }
     std::string out;
-    for (const Label* label : {vip, backend, server}) {
+    for (const Label* label : {vip, backend, server, reason}) {
         if (label == nullptr) continue;
         out += out.empty() ? "{" : ",";
         out += label->name;

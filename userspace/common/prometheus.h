@@ -7,10 +7,10 @@
 //  - every name starts with "stickylb_" and is [a-zA-Z_:][a-zA-Z0-9_:]*;
 //  - counters end in "_total", other types do not; values in base units
 //    (seconds, bytes); counters are never negative;
-//  - the only labels are "vip", "backend" and "server" (a memcached server,
-//    "host:port"), each at most once, plus "le" which the writer adds to
-//    histogram buckets itself; reasons are separate counters
-//    (stickylb_packets_dropped_malformed_total), not a label value;
+//  - the only labels are "vip", "backend", "server" (a memcached server,
+//    "host:port") and "reason" (why a thing was counted: one family, one
+//    series per reason), each at most once, plus "le" which the writer adds
+//    to histogram buckets itself;
 //  - the one exception is stickylb_build_info{version,commit} 1 (build_info()).
 //  - one family has one type and one help text; a series (name + labels) is
 //    written once.
@@ -25,7 +25,7 @@
 namespace stickylb::metrics {
 
 struct Label {
-    std::string_view name;  // "vip", "backend" or "server"
+    std::string_view name;  // "vip", "backend", "server" or "reason"
     std::string value;      // any UTF-8; escaped on output (\\, \", \n)
 };
 

@@ -4,15 +4,18 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include <nlohmann/json.hpp>
+
+#include "session/membership_view.h"
 
 namespace stickylb {
 namespace {
 
 constexpr char kMagic[4] = {'S', 'L', 'B', 'A'};
 constexpr std::uint8_t kVersion = 1;
-constexpr std::size_t kHeaderBytes = 4 + 1 + 3 + 8 + 4 + 4 + 8;
+constexpr std::size_t kHeaderBytes = kChunkHeaderBytes;
 constexpr std::size_t kMaxEntryBytes = 5 + 5 + 1 + 16 + 10;
 constexpr int kManifestFormat = 1;
 
@@ -29,6 +32,19 @@ std::string hex64(std::uint64_t value) {
     char text[17];
     std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
     return text;
+}
+
+// An integer field of the manifest within T's range (a float or a string is not one).
+template <typename T>
+T integer_field(const nlohmann::json& object, const char* name) {
+    const nlohmann::json& value = object.at(name);
+    const bool fits = value.is_number_unsigned()
+                          ? value.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+                          : value.is_number_integer() && std::numeric_limits<T>::is_signed &&
+                                value.get<std::int64_t>() >= static_cast<std::int64_t>(std::numeric_limits<T>::min());
+    if (!fits)
+        throw SnapshotError(std::string("manifest: ") + name + " is not an integer in range");
+    return value.get<T>();
 }
 
 std::uint64_t parse_hex64(const std::string& text, const std::string& what) {
@@ -123,6 +139,8 @@ void put_entry(std::string& out, const SnapshotEntry& entry, std::int64_t base_m
 
 }  // namespace
 
+std::uint64_t snapshot_checksum(std::string_view chunk) { return fnv1a(chunk); }
+
 std::string affinity_chunk_key(std::uint64_t generation, std::uint32_t index) {
     return "stickylb:v1:affinity:" + hex64(generation) + ":" + std::to_string(index);
 }
@@ -198,26 +216,64 @@ std::string encode_manifest(const SnapshotManifest& manifest) {
     return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-SnapshotManifest parse_manifest(std::string_view text) {
+SnapshotManifest parse_manifest(std::string_view text, const SnapshotLimits& limits, std::int64_t now_ms) {
     const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded() || !json.is_object())
         throw SnapshotError("manifest: not a JSON object");
+    SnapshotManifest manifest;
     try {
-        if (json.at("format").get<int>() != kManifestFormat)
+        if (integer_field<int>(json, "format") != kManifestFormat)
             throw SnapshotError("manifest: format " + json.at("format").dump() + " is not " +
                                 std::to_string(kManifestFormat));
-        SnapshotManifest manifest;
         manifest.generation = parse_hex64(json.at("generation").get<std::string>(), "generation");
-        manifest.written_ms = json.at("written_ms").get<std::int64_t>();
+        manifest.written_ms = integer_field<std::int64_t>(json, "written_ms");
+        for (const char* list : {"vips", "backends"}) {
+            const nlohmann::json& names = json.at(list);
+            if (!names.is_array() || names.size() > limits.max_names)
+                throw SnapshotError(std::string("manifest: ") + list + " is not a list of at most " +
+                                        std::to_string(limits.max_names) + " names",
+                                    session::Rejection::too_large);
+            for (const nlohmann::json& name : names)
+                if (auto problem = session::name_problem(name.get<std::string>()))
+                    throw SnapshotError(std::string("manifest: ") + list + ": " + *problem);
+        }
         manifest.vips = json.at("vips").get<std::vector<std::string>>();
         manifest.backends = json.at("backends").get<std::vector<std::string>>();
-        for (const nlohmann::json& chunk : json.at("chunks"))
-            manifest.chunks.push_back({chunk.at("entries").get<std::uint32_t>(), chunk.at("bytes").get<std::uint32_t>(),
-                                       parse_hex64(chunk.at("fnv1a").get<std::string>(), "checksum")});
-        return manifest;
+        const nlohmann::json& chunks = json.at("chunks");
+        if (!chunks.is_array())
+            throw SnapshotError("manifest: chunks is not a list");
+        std::uint64_t entries = 0;
+        for (const nlohmann::json& chunk : chunks) {
+            const ChunkInfo info{integer_field<std::uint32_t>(chunk, "entries"), integer_field<std::uint32_t>(chunk, "bytes"),
+                                 parse_hex64(chunk.at("fnv1a").get<std::string>(), "checksum")};
+            const std::string where = "manifest: chunk " + std::to_string(manifest.chunks.size());
+            if (info.bytes < kHeaderBytes || info.bytes > limits.max_chunk_bytes)
+                throw SnapshotError(where + " of " + std::to_string(info.bytes) + " bytes (" +
+                                        std::to_string(kHeaderBytes) + ".." + std::to_string(limits.max_chunk_bytes) +
+                                        ")",
+                                    session::Rejection::too_large);
+            if (info.entries > (info.bytes - kHeaderBytes) / kMinEntryBytes)
+                throw SnapshotError(where + ": " + std::to_string(info.entries) + " entries cannot fit in " +
+                                        std::to_string(info.bytes) + " bytes",
+                                    session::Rejection::too_large);
+            entries += info.entries;
+            if (entries > limits.max_entries)
+                throw SnapshotError("manifest: more than " + std::to_string(limits.max_entries) +
+                                        " entries (the affinity table's size)",
+                                    session::Rejection::too_large);
+            manifest.chunks.push_back(info);
+        }
     } catch (const nlohmann::json::exception& error) {
         throw SnapshotError(std::string("manifest: ") + error.what());
     }
+    if (manifest.written_ms <= 0)
+        throw SnapshotError("manifest: written_ms " + std::to_string(manifest.written_ms) + " is not a time");
+    const std::int64_t skew = limits.max_clock_skew.count();
+    if (manifest.written_ms > now_ms && manifest.written_ms - now_ms > skew)
+        throw SnapshotError("manifest: written " + std::to_string((manifest.written_ms - now_ms) / 1000) +
+                                " s in the future",
+                            session::Rejection::future);
+    return manifest;
 }
 
 AffinitySnapshot decode_snapshot(const SnapshotManifest& manifest, const std::vector<std::optional<std::string>>& chunks) {
@@ -228,11 +284,15 @@ AffinitySnapshot decode_snapshot(const SnapshotManifest& manifest, const std::ve
     AffinitySnapshot snapshot;
     snapshot.vips = manifest.vips;
     snapshot.backends = manifest.backends;
-    snapshot.entries.reserve(manifest.entries());
+    // What the chunks present can hold, whatever the manifest says.
+    std::uint64_t present = 0;
+    for (const auto& chunk : chunks)
+        present += chunk ? chunk->size() / kMinEntryBytes : 0;
+    snapshot.entries.reserve(std::min(manifest.entries(), present));
     for (std::size_t index = 0; index < chunks.size(); ++index) {
         const std::string where = snapshot_name + " chunk " + std::to_string(index);
         if (!chunks[index])
-            throw SnapshotError(where + " is missing (evicted, expired or not written yet)");
+            throw SnapshotError(where + " is missing (evicted, expired or not written yet)", std::nullopt);
         const std::string& chunk = *chunks[index];
         const ChunkInfo& info = manifest.chunks[index];
         if (chunk.size() != info.bytes || fnv1a(chunk) != info.checksum)
@@ -262,7 +322,13 @@ AffinitySnapshot decode_snapshot(const SnapshotManifest& manifest, const std::ve
             const std::string_view bytes = reader.take(family == STICKYLB_FAMILY_IPV4 ? 4 : 16);
             std::memcpy(address.bytes, bytes.data(), bytes.size());
             entry.client = IpAddress::from_abi(address, family);
-            entry.last_seen_ms = base_ms + unzigzag(reader.varint());
+            if (__builtin_add_overflow(base_ms, unzigzag(reader.varint()), &entry.last_seen_ms))
+                throw SnapshotError(where + ": a last-seen time out of range");
+            // Saved entries were all seen before their snapshot was written, and after 1970.
+            if (entry.last_seen_ms > manifest.written_ms)
+                throw SnapshotError(where + ": an entry seen after the snapshot was written");
+            if (entry.last_seen_ms < 0)
+                throw SnapshotError(where + ": an entry seen before 1970");
             snapshot.entries.push_back(entry);
         }
         if (!reader.done())

@@ -22,6 +22,15 @@
 // chunk index u32, entry count u32, base last-seen ms i64; then per entry:
 // varint VIP position, varint backend position, family u8 (4|6), the masked
 // client address (4 or 16 bytes), zigzag varint (last-seen ms - base).
+//
+// A snapshot is input from outside (anyone who can write to memcached): every
+// count in a manifest is checked against the bytes it describes and against
+// SnapshotLimits before anything is allocated for it, no arithmetic on its
+// numbers can wrap, a manifest written in the future (beyond the clock skew
+// allowed) is refused, and so is an entry seen after its snapshot was written.
+// Values are signed when a key is configured (session/signed_value.h; the
+// store checks them, this codec sees the payloads).
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -33,13 +42,26 @@
 #include "core/address.h"
 #include "core/pinned_maps.h"
 #include "daemon/reconciler.h"
+#include "session/signed_value.h"
 
 namespace stickylb {
 
 inline constexpr std::string_view kAffinityManifestKey = "stickylb:v1:affinity:manifest";
 inline constexpr std::size_t kDefaultChunkBytes = 256 * 1024;
+// The smallest entry: two one-byte positions, the family, an IPv4 address, a one-byte offset.
+inline constexpr std::size_t kMinEntryBytes = 1 + 1 + 1 + 4 + 1;
+inline constexpr std::size_t kChunkHeaderBytes = 4 + 1 + 3 + 8 + 4 + 4 + 8;
+
+struct SnapshotLimits {
+    std::uint64_t max_entries = STICKYLB_DEFAULT_AFFINITY_ENTRIES;  // the affinity table's size
+    std::size_t max_chunk_bytes = 1024 * 1024;                      // memcached's largest item
+    std::size_t max_names = 65536;                                  // VIP and backend names, each list
+    std::chrono::milliseconds max_clock_skew{60'000};               // how far in the future written_ms may be
+};
 
 std::string affinity_chunk_key(std::uint64_t generation, std::uint32_t index);
+// A chunk's checksum, as its manifest lists it: FNV-1a 64 of its bytes.
+std::uint64_t snapshot_checksum(std::string_view chunk);
 
 struct SnapshotEntry {
     std::uint32_t vip = 0;      // position in AffinitySnapshot::vips
@@ -79,17 +101,27 @@ struct EncodedSnapshot {
     std::vector<std::string> chunks;  // chunks[i] goes under affinity_chunk_key(generation, i)
 };
 
-// A snapshot that cannot be used: torn, corrupt or of an unknown format.
+// A snapshot that cannot be used: torn (reason() nullopt: a chunk missing,
+// evicted or not written yet), or refused for what it holds: corrupt, of an
+// unknown format, its sizes or its time (reason(): the rejected counter's label).
 class SnapshotError : public std::runtime_error {
 public:
-    using std::runtime_error::runtime_error;
+    explicit SnapshotError(const std::string& what,
+                           std::optional<session::Rejection> reason = session::Rejection::malformed)
+        : std::runtime_error(what), reason_(reason) {}
+    std::optional<session::Rejection> reason() const { return reason_; }
+
+private:
+    std::optional<session::Rejection> reason_;
 };
 
 // Throws std::invalid_argument if max_chunk_bytes cannot hold one entry.
 EncodedSnapshot encode_snapshot(const AffinitySnapshot& snapshot, std::uint64_t generation, std::int64_t written_ms,
                                 std::size_t max_chunk_bytes = kDefaultChunkBytes);
 std::string encode_manifest(const SnapshotManifest& manifest);
-SnapshotManifest parse_manifest(std::string_view text);  // throws SnapshotError
+// Throws SnapshotError: not a manifest, or counts that its chunk sizes cannot
+// hold or that pass `limits`, or written after now_ms + the skew allowed.
+SnapshotManifest parse_manifest(std::string_view text, const SnapshotLimits& limits, std::int64_t now_ms);
 // chunks[i]: the value stored under chunk i's key, nullopt if it was missing.
 // Throws SnapshotError (naming the chunk) unless every chunk is there and matches.
 AffinitySnapshot decode_snapshot(const SnapshotManifest& manifest, const std::vector<std::optional<std::string>>& chunks);

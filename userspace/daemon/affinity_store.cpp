@@ -40,8 +40,10 @@ std::vector<std::string> wait_all(std::vector<std::future<std::string>>& futures
 }  // namespace
 
 AffinityStore::AffinityStore(std::vector<std::shared_ptr<MemcachedLink>> links, std::chrono::milliseconds wait_limit,
-                             std::size_t max_chunk_bytes)
-    : links_(std::move(links)), wait_limit_(wait_limit), max_chunk_bytes_(max_chunk_bytes) {}
+                             std::size_t max_chunk_bytes, const session::SigningKey* key, SnapshotLimits limits)
+    : links_(std::move(links)), wait_limit_(wait_limit), max_chunk_bytes_(max_chunk_bytes), key_(key), limits_(limits) {
+    limits_.max_chunk_bytes = std::max(limits_.max_chunk_bytes, max_chunk_bytes_);
+}
 
 SnapshotSaveResult AffinityStore::save(const AffinitySnapshot& snapshot, std::chrono::seconds ttl) const {
     const auto start = Clock::now();
@@ -53,7 +55,12 @@ SnapshotSaveResult AffinityStore::save(const AffinitySnapshot& snapshot, std::ch
     result.entries = encoded->manifest.entries();
     result.chunks = encoded->chunks.size();
     result.bytes = encoded->manifest.bytes();
-    auto manifest_text = std::make_shared<const std::string>(encode_manifest(encoded->manifest));
+    auto manifest_text = std::make_shared<const std::string>(
+        session::sign_value(key_, kAffinityManifestKey, encode_manifest(encoded->manifest)));
+    auto signed_chunks = std::make_shared<std::vector<std::string>>();
+    for (std::uint32_t index = 0; index < encoded->chunks.size(); ++index)
+        signed_chunks->push_back(session::sign_value(key_, affinity_chunk_key(encoded->manifest.generation, index),
+                                                     encoded->chunks[index]));
 
     std::vector<std::future<std::string>> futures;
     for (const auto& link : links_) {
@@ -66,20 +73,21 @@ SnapshotSaveResult AffinityStore::save(const AffinitySnapshot& snapshot, std::ch
         };
         auto progress = std::make_shared<Progress>();
         link->submit_steps(
-            [encoded, manifest_text, progress, ttl](MemcachedClient& client) {
+            [encoded, manifest_text, signed_chunks, progress, ttl, key = key_, limits = limits_](MemcachedClient& client) {
                 const std::size_t chunks = encoded->chunks.size();
                 const std::size_t step = progress->step++;
                 if (step == 0) {
                     if (auto text = client.get(kAffinityManifestKey)) {
+                        const session::OpenedValue opened = session::open_value(key, kAffinityManifestKey, *text);
                         try {
-                            progress->previous = parse_manifest(*text);
+                            if (!opened.rejected) progress->previous = parse_manifest(opened.payload, limits, wall_ms());
                         } catch (const SnapshotError&) {
                             // Not ours to read: overwritten below, its chunks expire on their own.
                         }
                     }
                 } else if (step <= chunks) {
                     client.set(affinity_chunk_key(encoded->manifest.generation, static_cast<std::uint32_t>(step - 1)),
-                               encoded->chunks[step - 1], ttl);
+                               (*signed_chunks)[step - 1], ttl);
                 } else if (step == chunks + 1) {
                     client.set(kAffinityManifestKey, *manifest_text, ttl);
                 } else {
@@ -132,10 +140,18 @@ SnapshotLoadResult AffinityStore::load() const {
         } else if (!*texts[i]) {
             result.errors.push_back("memcached " + server + ": no affinity snapshot");
         } else {
+            const session::OpenedValue opened = session::open_value(key_, kAffinityManifestKey, **texts[i]);
+            if (opened.rejected) {
+                result.errors.push_back("memcached " + server + ": affinity snapshot manifest refused (" +
+                                        std::string(session::to_string(*opened.rejected)) + ")");
+                result.rejected.push_back(*opened.rejected);
+                continue;
+            }
             try {
-                found.push_back({links_[i], parse_manifest(**texts[i])});
+                found.push_back({links_[i], parse_manifest(opened.payload, limits_, wall_ms())});
             } catch (const SnapshotError& error) {
                 result.errors.push_back("memcached " + server + ": " + error.what());
+                if (error.reason()) result.rejected.push_back(*error.reason());
             }
         }
     }
@@ -175,12 +191,24 @@ SnapshotLoadResult AffinityStore::load() const {
             continue;
         }
         try {
+            for (std::uint32_t index = 0; index < chunks->size(); ++index) {
+                std::optional<std::string>& chunk = (*chunks)[index];
+                if (!chunk)
+                    continue;
+                const std::string key = affinity_chunk_key(manifest.generation, index);
+                const session::OpenedValue opened = session::open_value(key_, key, *chunk);
+                if (opened.rejected)
+                    throw SnapshotError(key + " refused (" + std::string(session::to_string(*opened.rejected)) + ")",
+                                        *opened.rejected);
+                chunk = std::string(opened.payload);
+            }
             result.snapshot = decode_snapshot(manifest, *chunks);
             result.server = server;
             result.written_ms = manifest.written_ms;
             break;
         } catch (const SnapshotError& error) {
             result.errors.push_back("memcached " + server + ": " + error.what());
+            if (error.reason()) result.rejected.push_back(*error.reason());
         }
     }
     result.duration_seconds = seconds_since(start);

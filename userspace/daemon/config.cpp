@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "core/maglev.h"
+#include "common/input_checks.h"
 #include "session/membership_view.h"
 
 namespace stickylb {
@@ -148,9 +149,15 @@ public:
 
     // Typed readers: each reports what is wrong and returns nullopt, so the caller
     // keeps its default and parsing goes on to find the next problem.
+    // Every string of the file: names end up in logs, JSON and metric labels,
+    // paths in system calls; none may hold invalid UTF-8 or a control character.
     std::optional<std::string> string(const Entry& entry) {
         if (!entry.value.IsScalar()) {
             report(entry, "expected a string, got " + describe(entry.value));
+            return std::nullopt;
+        }
+        if (auto problem = text_problem(entry.value.Scalar())) {
+            report(entry, "contains " + *problem);
             return std::nullopt;
         }
         return entry.value.Scalar();
@@ -617,7 +624,7 @@ SessionConfig Parser::session(const Entry& entry) {
     SessionConfig config;
     const Mapping map(*this, entry,
                       {"view_refresh_interval", "view_ttl", "affinity_save_interval", "memcached_connect_timeout",
-                       "memcached_timeout"});
+                       "memcached_timeout", "key_file"});
     if (!map.ok())
         return config;
     const auto ms = [](std::chrono::milliseconds value) { return std::to_string(value.count()) + "ms"; };
@@ -667,6 +674,7 @@ SessionConfig Parser::session(const Entry& entry) {
         [&](const Entry& e) { return bounded(e, std::chrono::milliseconds(1), std::chrono::seconds(10)); });
     set(map, "memcached_timeout", config.memcached_timeout,
         [&](const Entry& e) { return bounded(e, std::chrono::milliseconds(1), std::chrono::seconds(10)); });
+    set(map, "key_file", config.key_file, [&](const Entry& e) { return absolute_path(e); });
     return config;
 }
 
@@ -878,14 +886,13 @@ DaemonConfig parse_config(std::string_view yaml_text, const std::string& source_
 }
 
 DaemonConfig load_config(const std::string& path) {
-    std::ifstream file(path, std::ios::binary);
-    if (!file)
-        throw ConfigError({path + ": cannot read: " + std::strerror(errno)});
-    std::ostringstream text;
-    text << file.rdbuf();
-    if (file.bad())
-        throw ConfigError({path + ": cannot read: " + std::strerror(errno)});
-    return parse_config(text.str(), path);
+    std::string text;
+    try {
+        text = read_bounded_file(path);
+    } catch (const std::runtime_error& error) {
+        throw ConfigError({error.what()});
+    }
+    return parse_config(text, path);
 }
 
 }  // namespace stickylb

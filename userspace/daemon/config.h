@@ -72,6 +72,8 @@ struct SessionConfig {
     std::chrono::milliseconds affinity_save_interval{30'000};  // 0: never saved (nor at shutdown)
     std::chrono::milliseconds memcached_connect_timeout{200};
     std::chrono::milliseconds memcached_timeout{500};  // each read or write
+    // The key that signs views and snapshots (session/signed_value.h); "": unsigned.
+    std::string key_file;
     bool operator==(const SessionConfig&) const = default;
 };
 
@@ -118,7 +120,8 @@ DaemonConfig parse_config(std::string_view yaml_text, const std::string& source_
 // empty if they fit. parse_config reports these too; a reload checks them against the
 // running sizes, which only a restart changes.
 std::vector<std::string> capacity_problems(const DaemonConfig& config);
-// Reads the file (a ConfigError "PATH: cannot read: REASON" if it can't), then parse_config.
+// Reads the file (a ConfigError "PATH: REASON" if it can't: missing, not a
+// regular file, over 1 MiB), then parse_config.
 DaemonConfig load_config(const std::string& path);
 
 // "host:port", "[v6]:port" (the brackets are required around an IPv6 address).

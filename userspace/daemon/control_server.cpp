@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/control_server.h"
 
+#include "common/bounded_json.h"
+
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -95,12 +97,9 @@ struct ParsedRequest {
 ParsedRequest parse_request(const std::string& line) {
     json request;
     try {
-        request = json::parse(line, [](int depth, json::parse_event_t, json&) {
-            if (depth > ControlServer::kMaxRequestDepth)
-                throw RequestError("malformed request: nested deeper than " +
-                                   std::to_string(ControlServer::kMaxRequestDepth) + " levels");
-            return true;
-        });
+        request = parse_json_bounded(line, ControlServer::kMaxRequestDepth);
+    } catch (const JsonTooDeep& e) {
+        throw RequestError(std::string("malformed request: ") + e.what());
     } catch (const json::parse_error& e) {
         throw RequestError(std::string("malformed request: ") + e.what());
     }
@@ -207,8 +206,17 @@ private:
         if (server_) server_->remove(shared_from_this());
     }
 
-    void read() {
+    // new_request: a request is awaited from now, within the idle timeout; a
+    // blank line read meanwhile does not move that deadline.
+    void read(bool new_request = true) {
         if (closed_) return;
+        if (!new_request) {
+            asio::async_read_until(socket_, buffer_, '\n',
+                                   [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                                       self->on_read(ec, n);
+                                   });
+            return;
+        }
         timer_.expires_after(idle_timeout_);
         timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
             if (ec || self->closed_) return;
@@ -240,7 +248,7 @@ private:
         line.pop_back();  // '\n'
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) {
-            read();
+            read(/*new_request=*/false);
             return;
         }
         timer_.cancel();

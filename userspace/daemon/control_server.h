@@ -23,7 +23,8 @@
 //   error response "request too long ..." and the connection is closed.
 // - At most kMaxConnections (32) connections at once; the next one gets the error
 //   response "too many connections" and is closed.
-// - A connection idle (no complete request) for kIdleTimeout (30 s) is closed.
+// - A connection that sends no complete request within kIdleTimeout (30 s) of
+//   connecting or of its last response is closed; blank lines do not count.
 // - Each connection may send kRateBurst requests at once, then kRatePerSecond
 //   on average (a token bucket per connection); the request over that gets the
 //   error response "rate limit exceeded ..." and the connection is closed. A

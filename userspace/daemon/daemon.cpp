@@ -12,6 +12,7 @@
 #include "core/errors.h"
 #include "daemon/affinity_snapshot.h"
 #include "daemon/ring_pick.h"
+#include "session/signed_value.h"
 
 #ifndef STICKYLB_VERSION
 #define STICKYLB_VERSION "0.0.0"
@@ -801,6 +802,8 @@ std::string Daemon::metrics_text() const {
 int check_config(const std::string& path) {
     try {
         const DaemonConfig config = load_config(path);
+        if (config.session_enabled() && !config.session.key_file.empty())
+            session::SigningKey::load(config.session.key_file);  // throws what is wrong with it
         std::size_t backends = 0;
         for (const auto& vip : config.vips)
             backends += vip.backends.size();

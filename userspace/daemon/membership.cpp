@@ -63,9 +63,9 @@ std::vector<std::string> MembershipBook::update(const ClusterStates& states) {
             if (const Member* previous = cluster.view.find(backend)) {
                 member.incarnation = previous->incarnation;
                 if (previous->state == MemberState::down && state != MemberState::down)
-                    ++member.incarnation;
+                    member.incarnation = session::next_counter(member.incarnation);
             } else if (const auto retired = cluster.retired.find(backend); retired != cluster.retired.end()) {
-                member.incarnation = retired->second + 1;  // it left, so it comes back as a new life
+                member.incarnation = session::next_counter(retired->second);  // it left: back as a new life
                 cluster.retired.erase(retired);
             }
             next.backends[backend] = member;
@@ -75,7 +75,7 @@ std::vector<std::string> MembershipBook::update(const ClusterStates& states) {
                 cluster.retired[backend] = member.incarnation;
         if (cluster.view.epoch != 0 && next.backends == cluster.view.backends)
             continue;
-        next.epoch = cluster.view.epoch + 1;
+        next.epoch = session::next_counter(cluster.view.epoch);
         cluster.view = std::move(next);
         changed.push_back(name);
     }
@@ -145,6 +145,8 @@ namespace {
 std::uint64_t count_of(const nlohmann::json& value, const std::string& what) {
     if (!value.is_number_unsigned())
         throw std::runtime_error(what + " is not an unsigned integer");
+    if (value.get<std::uint64_t>() > session::kMaxViewCounter)
+        throw std::runtime_error(what + " is above 2^53");
     return value.get<std::uint64_t>();
 }
 

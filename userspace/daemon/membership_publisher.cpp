@@ -19,7 +19,8 @@ std::vector<double> failover_bounds() { return {0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5,
 }  // namespace
 
 ViewsRead read_views(const std::vector<std::shared_ptr<MemcachedLink>>& links, const std::vector<std::string>& clusters,
-                     std::chrono::milliseconds limit) {
+                     std::chrono::milliseconds limit, const session::SigningKey* key,
+                     std::chrono::milliseconds freshness) {
     std::vector<std::string> keys;
     keys.reserve(clusters.size());
     for (const std::string& cluster : clusters)
@@ -47,21 +48,23 @@ ViewsRead read_views(const std::vector<std::shared_ptr<MemcachedLink>>& links, c
             result.problems.push_back(std::move(error));
             continue;
         }
-        for (const auto& [key, text] : reads[i]->values) {
-            std::string problem;
-            if (auto view = session::parse_view(text, &problem))
-                result.views.push_back(std::move(*view));
-            else
-                result.problems.push_back("memcached " + links[i]->server() + ": " + key +
-                                          " is not a membership view (" + problem + ")");
+        for (const auto& [memcached_key, text] : reads[i]->values) {
+            session::ViewReading reading = session::read_stored_view(key, memcached_key, text, wall_ms(), freshness);
+            if (reading.view) {
+                result.views.push_back(std::move(*reading.view));
+                continue;
+            }
+            result.rejected.push_back(*reading.rejected);
+            result.problems.push_back("memcached " + links[i]->server() + ": " + memcached_key + " refused (" +
+                                      std::string(session::to_string(*reading.rejected)) + ": " + reading.why + ")");
         }
     }
     return result;
 }
 
 MembershipPublisher::MembershipPublisher(boost::asio::io_context& io, std::vector<std::shared_ptr<MemcachedLink>> links,
-                                         std::chrono::seconds ttl)
-    : io_(io), links_(std::move(links)), ttl_(ttl), failover_seconds_(failover_bounds()) {
+                                         std::chrono::seconds ttl, const session::SigningKey* key)
+    : io_(io), links_(std::move(links)), ttl_(ttl), key_(key), failover_seconds_(failover_bounds()) {
     for (const auto& link : links_)
         servers_[link->server()];
 }
@@ -90,9 +93,10 @@ void MembershipPublisher::publish(const std::vector<session::MembershipView>& vi
             auto stamped = std::make_shared<std::int64_t>(0);
             link->publish(
                 key,
-                [view = session::MembershipView(view), key, stamped, ttl = ttl_](MemcachedClient& client) mutable {
+                [view = session::MembershipView(view), key, stamped, ttl = ttl_,
+                 signing = key_](MemcachedClient& client) mutable {
                     view.written_ms = *stamped = wall_ms();
-                    client.set(key, session::encode_view(view), ttl);
+                    client.set(key, session::store_view(signing, view), ttl);
                 },
                 [this, alive = alive_, tally, view, stamped, server = link->server()](const std::string& error) {
                     const auto at = std::chrono::steady_clock::now();

@@ -29,14 +29,18 @@
 namespace stickylb {
 
 // Blocking (start-up recovery, never on the io_context): the views of these
-// clusters on every server, read in parallel and waited for at most `limit`.
-// Problems (a server unreachable, a value that is not a view) are returned, not thrown.
+// clusters on every server, read in parallel and waited for at most `limit`,
+// taken as every reader takes them (session::read_stored_view: the MAC when a
+// key is set, a strict parse, written within `freshness` of now).
+// Problems (a server unreachable, a value refused) are returned, not thrown.
 struct ViewsRead {
     std::vector<session::MembershipView> views;  // every one found, several per cluster possibly
     std::vector<std::string> problems;
+    std::vector<session::Rejection> rejected;  // one per value refused
 };
 ViewsRead read_views(const std::vector<std::shared_ptr<MemcachedLink>>& links, const std::vector<std::string>& clusters,
-                     std::chrono::milliseconds limit);
+                     std::chrono::milliseconds limit, const session::SigningKey* key,
+                     std::chrono::milliseconds freshness);
 
 class MembershipPublisher {
 public:
@@ -54,8 +58,9 @@ public:
         std::int64_t written_ms = 0;
     };
 
+    // key: signs every view written (nullptr: unsigned). It must outlive the publisher.
     MembershipPublisher(boost::asio::io_context& io, std::vector<std::shared_ptr<MemcachedLink>> links,
-                        std::chrono::seconds ttl);
+                        std::chrono::seconds ttl, const session::SigningKey* key = nullptr);
     ~MembershipPublisher();
 
     // done (optional) runs on the io_context once every server has written each
@@ -78,6 +83,7 @@ private:
     boost::asio::io_context& io_;
     std::vector<std::shared_ptr<MemcachedLink>> links_;
     std::chrono::seconds ttl_;
+    const session::SigningKey* key_;
     // Links may answer after this object is gone (the daemon stopping): their
     // posted handlers check this first.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

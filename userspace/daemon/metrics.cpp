@@ -99,8 +99,8 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
               d(s.reconciles));
     w.counter("stickylb_reconcile_errors_total", "Reconciliations that failed.", {}, d(s.reconcile_errors));
     if (s.session.enabled) {
-        const SessionSample& session = s.session;
-        for (const MemcachedServerSample& server : session.servers) {
+        const SessionSample& coordination = s.session;
+        for (const MemcachedServerSample& server : coordination.servers) {
             w.gauge("stickylb_memcached_up", "1 if the last operation on the memcached server succeeded, else 0.",
                     {{"server", server.server}}, server.up ? 1 : 0);
             w.counter("stickylb_memcached_errors_total", "Failed operations on the memcached server.",
@@ -108,22 +108,30 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
             w.counter("stickylb_membership_view_writes_total", "Membership views written to the memcached server.",
                       {{"server", server.server}}, d(server.view_writes));
         }
-        if (session.failover_to_view_seconds != nullptr)
+        if (coordination.failover_to_view_seconds != nullptr)
             w.histogram("stickylb_failover_view_written_seconds",
                         "From a backend's first failed check to a membership view saying it is down written to a "
                         "memcached server, in seconds.",
-                        {}, *session.failover_to_view_seconds);
+                        {}, *coordination.failover_to_view_seconds);
         w.counter("stickylb_affinity_snapshot_saves_total", "Affinity snapshots saved to memcached.", {},
-                  d(session.snapshot_saves));
+                  d(coordination.snapshot_saves));
         w.counter("stickylb_affinity_snapshot_save_failures_total",
-                  "Affinity snapshots that no memcached server took.", {}, d(session.snapshot_save_failures));
+                  "Affinity snapshots that no memcached server took.", {}, d(coordination.snapshot_save_failures));
         w.gauge("stickylb_affinity_snapshot_last_save_timestamp_seconds",
                 "When the last affinity snapshot was saved (Unix time); 0: never.", {},
-                session.snapshot_last_save_timestamp_seconds);
+                coordination.snapshot_last_save_timestamp_seconds);
         w.gauge("stickylb_affinity_snapshot_entries", "Entries in the last affinity snapshot saved.", {},
-                d(session.snapshot_last_save_entries));
+                d(coordination.snapshot_last_save_entries));
         w.counter("stickylb_affinity_restored_total", "Affinity entries restored from snapshots.", {},
-                  d(session.affinities_restored));
+                  d(coordination.affinities_restored));
+        w.counter("stickylb_affinity_restore_failures_total",
+                  "Restores that found no usable snapshot among those present, or failed; the table started empty.",
+                  {}, d(coordination.affinity_restore_failures));
+        for (std::size_t i = 0; i < session::kRejectionCount; ++i)
+            w.counter("stickylb_memcached_rejected_total",
+                      "Values read from memcached (membership views, affinity snapshots) refused, by reason.",
+                      {{"reason", std::string(session::to_string(static_cast<session::Rejection>(i)))}},
+                      d(coordination.memcached_rejected[i]));
     }
     w.build_info(s.version, s.commit);
 }

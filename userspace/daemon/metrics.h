@@ -2,11 +2,13 @@
 #pragma once
 // stickylbd's metric families: the daemon fills a MetricsSnapshot per scrape and
 // render_metrics() turns it into Prometheus text (conventions: common/prometheus.h).
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "common/prometheus.h"
+#include "session/signed_value.h"
 #include "stickylb/stats.h"
 
 namespace stickylb::metrics {
@@ -51,6 +53,8 @@ struct SessionSample {
     double snapshot_last_save_timestamp_seconds = 0;  // 0: never saved
     std::uint64_t snapshot_last_save_entries = 0;
     std::uint64_t affinities_restored = 0;
+    std::uint64_t affinity_restore_failures = 0;
+    std::array<std::uint64_t, session::kRejectionCount> memcached_rejected{};  // by session::Rejection
 };
 
 struct MetricsSnapshot {

@@ -43,12 +43,23 @@ SessionCoordinator::SessionCoordinator(asio::io_context& io, const DaemonConfig&
       layout_(std::move(layout)),
       refresh_timer_(io),
       save_timer_(io) {
+    if (!settings_.key_file.empty()) {
+        key_.emplace(session::SigningKey::load(settings_.key_file));
+        spdlog::info("memcached data (membership views, affinity snapshots) signed and checked with the key in {}",
+                     settings_.key_file);
+    } else {
+        spdlog::warn("memcached data (membership views, affinity snapshots) is not authenticated: anyone who can "
+                     "write to memcached can forge it; set session.key_file (docs/security.md)");
+    }
     MemcachedLinkOptions options;
     options.timeouts = {settings_.memcached_connect_timeout, settings_.memcached_timeout};
     for (const std::string& server : config.memcached_servers)
         links_.push_back(std::make_shared<MemcachedLink>(server, options));
-    publisher_ = std::make_unique<MembershipPublisher>(io_, links_, view_ttl_);
-    store_ = std::make_unique<AffinityStore>(links_, kSnapshotWaitLimit);
+    const session::SigningKey* key = key_ ? &*key_ : nullptr;
+    publisher_ = std::make_unique<MembershipPublisher>(io_, links_, view_ttl_, key);
+    SnapshotLimits limits;
+    limits.max_entries = config.affinity_table_size;
+    store_ = std::make_unique<AffinityStore>(links_, kSnapshotWaitLimit, kDefaultChunkBytes, key, limits);
 }
 
 SessionCoordinator::~SessionCoordinator() { stop(); }
@@ -79,9 +90,11 @@ std::map<std::string, session::MembershipView> SessionCoordinator::recover_views
             clusters.push_back(cluster_name(vip));
     const ViewsRead read = read_views(links_, clusters,
                                       settings_.memcached_connect_timeout + 2 * settings_.memcached_timeout +
-                                          std::chrono::seconds(1));
+                                          std::chrono::seconds(1),
+                                      key_ ? &*key_ : nullptr, session::kViewFreshnessTtls * settings_.view_ttl);
     for (const std::string& problem : read.problems)
         spdlog::warn("reading the membership views: {}", problem);
+    count_rejections(read.rejected);
     std::map<std::string, session::MembershipView> newest;
     for (const session::MembershipView& view : read.views) {
         book_.recover(view);
@@ -265,22 +278,37 @@ nlohmann::json SessionCoordinator::restore_json(const SnapshotLoadResult& loaded
             {"duration_seconds", loaded.duration_seconds}};
 }
 
+void SessionCoordinator::count_rejections(const std::vector<session::Rejection>& rejected) {
+    for (const session::Rejection reason : rejected)
+        ++rejected_[static_cast<std::size_t>(reason)];
+}
+
 void SessionCoordinator::restore_at_start() {
     const auto start = Clock::now();
-    const SnapshotLoadResult loaded = store_->load();
-    if (!loaded.snapshot) {
-        spdlog::warn("no affinity snapshot restored: {}", loaded.errors.empty() ? "none found" : join(loaded.errors));
-        return;
+    try {
+        const SnapshotLoadResult loaded = store_->load();
+        count_rejections(loaded.rejected);
+        if (!loaded.snapshot) {
+            if (!loaded.rejected.empty())
+                ++save_stats_.restore_failures;
+            spdlog::warn("no affinity snapshot restored: {}; starting with an empty affinity table",
+                         loaded.errors.empty() ? "none found" : join(loaded.errors));
+            return;
+        }
+        const RestorePlan plan = plan_restore(*loaded.snapshot, layout_(), wall_ms(), affinity_clock_ns());
+        const AffinityWriteResult written = tables_.write_affinities(plan.writes, /*overwrite=*/true);
+        save_stats_.restored += written.written;
+        spdlog::info("affinity snapshot of {} ms ago from {}: {} clients restored in {:.3f} s ({}); skipped {} expired, "
+                     "{} of unknown VIPs, {} of unknown backends, {} of backends down",
+                     wall_ms() - loaded.written_ms, loaded.server, written.written,
+                     std::chrono::duration<double>(Clock::now() - start).count(),
+                     written.batched ? "batched" : "one by one", plan.expired, plan.unknown_vip, plan.unknown_backend,
+                     plan.backend_down);
+    } catch (const std::exception& failure) {
+        // Memory, a map write: whatever it was, the balancer starts; clients are placed by the ring.
+        ++save_stats_.restore_failures;
+        spdlog::error("affinity restore failed: {}; starting with an empty affinity table", failure.what());
     }
-    const RestorePlan plan = plan_restore(*loaded.snapshot, layout_(), wall_ms(), affinity_clock_ns());
-    const AffinityWriteResult written = tables_.write_affinities(plan.writes, /*overwrite=*/true);
-    save_stats_.restored += written.written;
-    spdlog::info("affinity snapshot of {} ms ago from {}: {} clients restored in {:.3f} s ({}); skipped {} expired, "
-                 "{} of unknown VIPs, {} of unknown backends, {} of backends down",
-                 wall_ms() - loaded.written_ms, loaded.server, written.written,
-                 std::chrono::duration<double>(Clock::now() - start).count(),
-                 written.batched ? "batched" : "one by one", plan.expired, plan.unknown_vip, plan.unknown_backend,
-                 plan.backend_down);
 }
 
 void SessionCoordinator::restore_affinities(Reply reply) {
@@ -288,8 +316,10 @@ void SessionCoordinator::restore_affinities(Reply reply) {
         nlohmann::json result;
         std::string error;
         std::uint64_t restored = 0;
+        std::vector<session::Rejection> rejected;
         try {
             const SnapshotLoadResult loaded = store_->load();
+            rejected = loaded.rejected;
             if (!loaded.snapshot) {
                 error = "no affinity snapshot to restore: " + (loaded.errors.empty() ? "none found" : join(loaded.errors));
             } else {
@@ -302,10 +332,11 @@ void SessionCoordinator::restore_affinities(Reply reply) {
         } catch (const std::exception& failure) {
             error = std::string("affinity restore: ") + failure.what();
         }
-        asio::post(io_, [this, alive, reply, result, error, restored] {
+        asio::post(io_, [this, alive, reply, result, error, restored, rejected] {
             if (!*alive)
                 return;
             save_stats_.restored += restored;
+            count_rejections(rejected);
             if (error.empty())
                 spdlog::info("affinity restore: {}", result.dump());
             reply(result, error);
@@ -390,7 +421,17 @@ nlohmann::json SessionCoordinator::show() const {
               {"last_save_entries", save_stats_.last_entries},
               {"last_save_duration_seconds", save_stats_.last_duration_seconds},
               {"last_error", save_stats_.last_error},
-              {"restored", save_stats_.restored}}}};
+              {"restored", save_stats_.restored},
+              {"restore_failures", save_stats_.restore_failures}}},
+            {"authenticated", key_.has_value()},
+            {"rejected", rejected_json()}};
+}
+
+nlohmann::json SessionCoordinator::rejected_json() const {
+    nlohmann::json rejected = nlohmann::json::object();
+    for (std::size_t i = 0; i < session::kRejectionCount; ++i)
+        rejected[std::string(session::to_string(static_cast<session::Rejection>(i)))] = rejected_[i];
+    return rejected;
 }
 
 void SessionCoordinator::fill_metrics(metrics::SessionSample& sample) const {
@@ -407,6 +448,8 @@ void SessionCoordinator::fill_metrics(metrics::SessionSample& sample) const {
     sample.snapshot_last_save_timestamp_seconds = static_cast<double>(save_stats_.last_save_ms) / 1000.0;
     sample.snapshot_last_save_entries = save_stats_.last_entries;
     sample.affinities_restored = save_stats_.restored;
+    sample.affinity_restore_failures = save_stats_.restore_failures;
+    sample.memcached_rejected = rejected_;
 }
 
 }  // namespace stickylb

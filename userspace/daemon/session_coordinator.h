@@ -17,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -35,6 +36,7 @@
 #include "daemon/membership.h"
 #include "daemon/membership_publisher.h"
 #include "daemon/metrics.h"
+#include "session/signed_value.h"
 
 namespace stickylb {
 
@@ -43,6 +45,8 @@ public:
     using Layout = std::function<AffinityLayout()>;  // what indexes mean now (io_context thread)
     using Reply = std::function<void(nlohmann::json result, std::string error)>;
 
+    // Reads session.key_file when set (std::runtime_error naming the problem);
+    // without one, logs once that memcached data is not authenticated.
     SessionCoordinator(boost::asio::io_context& io, const DaemonConfig& config, PinnedMaps& tables,
                        BackgroundWorker& worker, Layout layout);
     ~SessionCoordinator();  // stop()
@@ -67,7 +71,9 @@ public:
     void start();
 
     // --- affinity snapshots
-    // Start only, blocking: into an empty table, before XDP is attached.
+    // Start only, blocking: into an empty table, before XDP is attached. Never
+    // throws: a snapshot that cannot be used is logged and counted, and the
+    // table starts empty.
     void restore_at_start();
     // Operator commands; reply on the io_context.
     void save_affinities(Reply reply);
@@ -89,7 +95,10 @@ private:
         double last_duration_seconds = 0;
         std::string last_error;
         std::uint64_t restored = 0;
+        std::uint64_t restore_failures = 0;  // a restore that found snapshots and could use none, or failed
     };
+    void count_rejections(const std::vector<session::Rejection>& rejected);
+    nlohmann::json rejected_json() const;
     void schedule_refresh();
     void schedule_save();
     // On the worker: walk, encode, write. done on the io_context.
@@ -105,6 +114,8 @@ private:
     PinnedMaps& tables_;
     BackgroundWorker& worker_;
     Layout layout_;
+    std::optional<session::SigningKey> key_;
+    std::array<std::uint64_t, session::kRejectionCount> rejected_{};  // by session::Rejection
     std::vector<std::shared_ptr<MemcachedLink>> links_;
     MembershipBook book_;
     std::unique_ptr<MembershipPublisher> publisher_;

@@ -11,11 +11,19 @@
 //
 // epoch grows on every change of the view; a backend's incarnation grows each
 // time it comes back up after being down. Readers take the highest epoch.
+//
+// What a reader takes (read_stored_view): the MAC checked when a key is set
+// (signed_value.h), the JSON parsed strictly, epoch and incarnations at most
+// kMaxViewCounter, written_ms within a freshness window of now either way; and
+// per cluster never an epoch below the highest seen (EpochFloor).
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "session/signed_value.h"
 
 namespace stickylb::session {
 
@@ -42,6 +50,17 @@ struct MembershipView {
 
 inline constexpr std::string_view kMembersKeyPrefix = "stickylb:v1:members:";
 
+// Epochs and incarnations stay at most this (2^53, exact in every JSON reader):
+// a view with a larger one is refused, so no increment can wrap.
+inline constexpr std::uint64_t kMaxViewCounter = std::uint64_t{1} << 53;
+// A view is fresh while its written_ms is within this many of stickylbd's
+// view_ttl of now (before or after: clocks of LB and backend hosts differ).
+// Real views live one TTL in memcached; older ones are replayed or forged.
+inline constexpr int kViewFreshnessTtls = 3;
+
+// value + 1; throws std::overflow_error past kMaxViewCounter.
+std::uint64_t next_counter(std::uint64_t value);
+
 // A cluster or backend name usable inside a memcached key: 1..200 bytes of
 // printable ASCII without spaces. Returns the problem, or nullopt when valid.
 std::optional<std::string> name_problem(std::string_view name);
@@ -52,7 +71,42 @@ std::string members_key(std::string_view cluster);
 std::string encode_view(const MembershipView& view);
 
 // Strict: every field present with its type, states spelled as above, names
-// valid. On failure returns nullopt and, if given, sets *error to why.
+// valid, counters at most kMaxViewCounter. On failure returns nullopt and, if
+// given, sets *error to why.
 std::optional<MembershipView> parse_view(std::string_view text, std::string* error = nullptr);
+
+// The value stored under members_key(view.cluster): encoded, signed when a key is given.
+std::string store_view(const SigningKey* key, const MembershipView& view);
+
+struct ViewReading {
+    std::optional<MembershipView> view;  // set when accepted
+    std::optional<Rejection> rejected;   // set when refused, `why` says more
+    std::string why;
+};
+// A value read from memcached_key, as every reader takes it: MAC (with a key),
+// strict parse, the cluster the key names, written_ms no further than
+// `freshness` from now_ms, before or after.
+ViewReading read_stored_view(const SigningKey* key, std::string_view memcached_key, std::string_view stored,
+                             std::int64_t now_ms, std::chrono::milliseconds freshness);
+
+// The highest epoch a reader has taken, per cluster. A lower epoch is refused
+// (an old view replayed, a forged one), unless the highest has not been seen
+// again for `forget_after`: then its writer is gone, and a writer that lost
+// its count (state file and memcached both gone) is followed again.
+class EpochFloor {
+public:
+    explicit EpochFloor(std::chrono::milliseconds forget_after) : forget_after_(forget_after) {}
+    // True when `view` may be taken; a taken view raises the floor or refreshes it.
+    bool admit(const MembershipView& view, std::chrono::steady_clock::time_point now);
+    std::optional<std::uint64_t> floor(const std::string& cluster) const;
+
+private:
+    struct Highest {
+        std::uint64_t epoch = 0;
+        std::chrono::steady_clock::time_point seen;
+    };
+    std::chrono::milliseconds forget_after_;
+    std::map<std::string, Highest> highest_;
+};
 
 }  // namespace stickylb::session
