@@ -5,8 +5,9 @@
 //   never throws;
 // - an accepted view has only valid names, and encode_view of it parses back to
 //   the same view (what an agent read, a daemon can write again unchanged);
-// - any view with valid names, built from the same bytes, survives
-//   encode -> parse unchanged, and its encoding is stable.
+// - any view with valid names and counters within kMaxViewCounter, built from
+//   the same bytes, survives encode -> parse unchanged, and its encoding is
+//   stable; a counter past that limit is refused, never wrapped or rounded.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstddef>
@@ -46,20 +47,40 @@ void fuzz_parse(std::string_view text) {
     check_round_trip(*view);
 }
 
+std::uint64_t consume_counter(FuzzedDataProvider& provider) {
+    std::uint64_t value = provider.ConsumeIntegral<std::uint64_t>();
+    // Half in range, so the round trip is exercised; the rest tests the limit.
+    if (provider.ConsumeBool()) value %= kMaxViewCounter + 1;
+    return value;
+}
+
+bool counters_within_limit(const MembershipView& view) {
+    if (view.epoch > kMaxViewCounter) return false;
+    for (const auto& [name, member] : view.backends)
+        if (member.incarnation > kMaxViewCounter) return false;
+    return true;
+}
+
 void fuzz_build(const std::uint8_t* data, std::size_t size) {
     FuzzedDataProvider provider(data, size);
     MembershipView view;
     view.cluster = provider.ConsumeRandomLengthString(210);
-    view.epoch = provider.ConsumeIntegral<std::uint64_t>();
+    view.epoch = consume_counter(provider);
     view.written_ms = provider.ConsumeIntegral<std::int64_t>();
     bool names_valid = !name_problem(view.cluster);
     for (int i = 0; i < 8 && provider.remaining_bytes() > 0; ++i) {
         std::string name = provider.ConsumeRandomLengthString(210);
         names_valid = names_valid && !name_problem(name);
         view.backends[name] = Member{provider.PickValueInArray({MemberState::up, MemberState::draining, MemberState::down}),
-                                     provider.ConsumeIntegral<std::uint64_t>()};
+                                     consume_counter(provider)};
     }
-    if (names_valid) check_round_trip(view);
+    if (!names_valid) return;
+    if (counters_within_limit(view)) {
+        check_round_trip(view);
+        return;
+    }
+    std::string error;
+    FUZZ_CHECK(!parse_view(encode_view(view), &error).has_value(), "a counter above 2^53 is refused");
 }
 
 }  // namespace
