@@ -69,8 +69,8 @@ static __always_inline void build_outer_ipv6(struct ipv6hdr *outer, const struct
  * tc slow path) still sees a frame addressed to this host.
  */
 static __always_inline int encapsulate(struct xdp_md *ctx, const struct packet *pkt,
-                                       const struct stickylb_backend *backend,
-                                       const struct stickylb_config *config, __u32 flow_hash)
+                                       const struct stickylb_backend *backend, const struct stickylb_config *config,
+                                       __u32 flow_hash)
 {
     const int outer_v4 = backend->family == STICKYLB_FAMILY_IPV4;
     const int outer_length = outer_v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
@@ -93,7 +93,8 @@ static __always_inline int encapsulate(struct xdp_md *ctx, const struct packet *
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > data_end)
         return -1;
-    __builtin_memcpy(eth, macs, sizeof(macs));    const __be16 outer_type = bpf_htons(outer_v4 ? ETH_P_IP : ETH_P_IPV6);
+    __builtin_memcpy(eth, macs, sizeof(macs));
+    const __be16 outer_type = bpf_htons(outer_v4 ? ETH_P_IP : ETH_P_IPV6);
     void *outer = eth + 1;
     if (pkt->has_vlan) {
         __be16 *vlan = outer;

@@ -48,7 +48,7 @@ struct {
     __uint(map_flags, BPF_F_MMAPABLE);
     __type(key, __u32);
     __type(value, __u32);
-    __uint(max_entries, STICKYLB_DEFAULT_MAX_VIPS * STICKYLB_DEFAULT_RING_SIZE);
+    __uint(max_entries, STICKYLB_DEFAULT_MAX_VIPS *STICKYLB_DEFAULT_RING_SIZE);
 } rings SEC(".maps");
 
 struct {

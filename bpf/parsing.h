@@ -36,24 +36,24 @@
 #define IPV6_MAX_TLV_STEPS (IPV6_MAX_TLV_OPTIONS + (IPV6_MAX_TLV_OPTIONS + 1) * IPV6_MAX_PADDING + 1)
 
 enum parse_result {
-    PARSE_FLOW,          /* TCP/UDP with full 5-tuple */
-    PARSE_FRAGMENT,      /* addresses and protocol known, ports not */
-    PARSE_ICMP_TOO_BIG,  /* flow = the quoted flow, turned around to client -> VIP */
+    PARSE_FLOW,         /* TCP/UDP with full 5-tuple */
+    PARSE_FRAGMENT,     /* addresses and protocol known, ports not */
+    PARSE_ICMP_TOO_BIG, /* flow = the quoted flow, turned around to client -> VIP */
     PARSE_NOT_IP,
-    PARSE_OTHER,         /* IP, but nothing a VIP could match */
-    PARSE_MALFORMED,     /* addresses and protocol known, rest inconsistent */
-    PARSE_TRUNCATED_IP,  /* not even the IP addresses are there */
+    PARSE_OTHER,        /* IP, but nothing a VIP could match */
+    PARSE_MALFORMED,    /* addresses and protocol known, rest inconsistent */
+    PARSE_TRUNCATED_IP, /* not even the IP addresses are there */
 };
 
 /* 8-byte aligned: the flow key is compared as five 64-bit words. */
 struct packet {
     struct stickylb_flow_key flow __attribute__((aligned(8)));
-    __u32 l3_offset;        /* Ethernet + VLAN header length */
-    __u32 ip_length;        /* what the IP header says: excludes Ethernet padding */
-    __u16 vlan_tci;         /* network order, valid if has_vlan */
+    __u32 l3_offset; /* Ethernet + VLAN header length */
+    __u32 ip_length; /* what the IP header says: excludes Ethernet padding */
+    __u16 vlan_tci;  /* network order, valid if has_vlan */
     __u8 has_vlan;
-    __u8 tcp_flags;         /* byte 13 of the TCP header */
-    __u8 ip_tos;            /* v4 TOS / v6 traffic class, copied to an outer header */
+    __u8 tcp_flags; /* byte 13 of the TCP header */
+    __u8 ip_tos;    /* v4 TOS / v6 traffic class, copied to an outer header */
     /* Option areas met on the way (IPv4 options in [0]; an IPv6 hop-by-hop or
      * destination-options header at chain position i in [i]), checked once the
      * headers are read; length 0: none. */
@@ -83,8 +83,8 @@ static __always_inline int parse_ports(void *l4, void *data_end, __be16 *sport, 
 }
 
 /* Full TCP/UDP validation against the bytes the IP header claims for L4. */
-static __always_inline enum parse_result parse_l4(struct packet *pkt, void *data, void *data_end,
-                                                 __u32 l4_offset, __u32 l4_length)
+static __always_inline enum parse_result parse_l4(struct packet *pkt, void *data, void *data_end, __u32 l4_offset,
+                                                  __u32 l4_length)
 {
     /* Too deep to parse is malformed only for a protocol a VIP could match. */
     if (pkt->flow.proto != IPPROTO_TCP && pkt->flow.proto != IPPROTO_UDP)
@@ -124,12 +124,12 @@ static __always_inline enum parse_result parse_l4(struct packet *pkt, void *data
  */
 struct option_walk {
     struct xdp_md *ctx;
-    __u32 offset;   /* of the option area in the frame */
-    __u32 length;   /* of the option area */
-    __u32 at;       /* into the area */
-    __u32 padding;  /* IPv6: padding bytes in a row */
-    __u32 options;  /* IPv6: options other than padding */
-    int valid;      /* the verdict, once a step reaches one */
+    __u32 offset;  /* of the option area in the frame */
+    __u32 length;  /* of the option area */
+    __u32 at;      /* into the area */
+    __u32 padding; /* IPv6: padding bytes in a row */
+    __u32 options; /* IPv6: options other than padding */
+    int valid;     /* the verdict, once a step reaches one */
 };
 
 /*
@@ -228,8 +228,8 @@ __noinline int stickylb_ipv6_options_valid(struct xdp_md *ctx, __u32 offset, __u
  * 4.5, and RFC 1858's tiny fragments), and no TCP fragment starts at byte 8,
  * where it would overwrite the first fragment's flags (RFC 1858).
  */
-static __always_inline enum parse_result check_fragment(const struct packet *pkt, __u32 length,
-                                                       __u32 offset_units, int more)
+static __always_inline enum parse_result check_fragment(const struct packet *pkt, __u32 length, __u32 offset_units,
+                                                        int more)
 {
     if (more && (length & 7))
         return PARSE_MALFORMED;
@@ -249,8 +249,8 @@ static __always_inline enum parse_result check_fragment(const struct packet *pkt
  * The quote ends where the ICMP packet's IP length says (ip_end), not at the
  * end of the frame: Ethernet padding is quoting nothing.
  */
-static __always_inline enum parse_result parse_quoted_ipv4(struct packet *pkt, void *data, void *data_end,
-                                                          __u32 offset, __u32 ip_end)
+static __always_inline enum parse_result parse_quoted_ipv4(struct packet *pkt, void *data, void *data_end, __u32 offset,
+                                                           __u32 ip_end)
 {
     if (offset > MAX_L4_OFFSET)
         return PARSE_MALFORMED;
@@ -282,8 +282,8 @@ static __always_inline enum parse_result parse_quoted_ipv4(struct packet *pkt, v
     return PARSE_ICMP_TOO_BIG;
 }
 
-static __always_inline enum parse_result parse_quoted_ipv6(struct packet *pkt, void *data, void *data_end,
-                                                          __u32 offset, __u32 ip_end)
+static __always_inline enum parse_result parse_quoted_ipv6(struct packet *pkt, void *data, void *data_end, __u32 offset,
+                                                           __u32 ip_end)
 {
     if (offset > MAX_L4_OFFSET)
         return PARSE_MALFORMED;
@@ -367,8 +367,8 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *da
 
 #pragma unroll
     for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
-        if (next_header != NEXTHDR_HOP && next_header != NEXTHDR_ROUTING &&
-            next_header != NEXTHDR_DEST && next_header != NEXTHDR_FRAGMENT)
+        if (next_header != NEXTHDR_HOP && next_header != NEXTHDR_ROUTING && next_header != NEXTHDR_DEST &&
+            next_header != NEXTHDR_FRAGMENT)
             break;
         if (offset > MAX_L4_OFFSET)
             return PARSE_MALFORMED;
@@ -400,8 +400,8 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *da
         pkt->flow.proto = next_header;
         offset += header_length;
     }
-    if (next_header == NEXTHDR_HOP || next_header == NEXTHDR_ROUTING ||
-        next_header == NEXTHDR_DEST || next_header == NEXTHDR_FRAGMENT)
+    if (next_header == NEXTHDR_HOP || next_header == NEXTHDR_ROUTING || next_header == NEXTHDR_DEST ||
+        next_header == NEXTHDR_FRAGMENT)
         return PARSE_OTHER; /* a chain longer than we walk: its transport is unknown */
     if (next_header == IPPROTO_ICMPV6) {
         struct icmp6hdr *icmp = data + offset;
@@ -416,8 +416,7 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *da
 
 /* The option areas the header walk met, checked now: a packet the walk found well formed is
  * malformed after all if one of them is. */
-static __always_inline enum parse_result check_options(struct xdp_md *ctx, struct packet *pkt,
-                                                      enum parse_result result)
+static __always_inline enum parse_result check_options(struct xdp_md *ctx, struct packet *pkt, enum parse_result result)
 {
     if (result == PARSE_MALFORMED || result == PARSE_TRUNCATED_IP)
         return result;

@@ -15,7 +15,7 @@
 struct choice {
     struct stickylb_backend *backend;
     __u32 backend_index;
-    __u32 flow_hash;        /* valid if has_flow_hash: IPIP reuses it for the outer source */
+    __u32 flow_hash; /* valid if has_flow_hash: IPIP reuses it for the outer source */
     __u8 has_flow_hash;
     __u8 new_flow;
     __u8 affinity_hit;
@@ -52,8 +52,8 @@ static __always_inline int same_flow_key(const struct stickylb_flow_key *a, cons
 
 static __always_inline struct stickylb_flow_cache_entry *flow_cache_entry(const struct packet *pkt)
 {
-    __u32 slot = stickylb_flow_cache_slot(pkt->flow.src.v6, pkt->flow.dst.v6, pkt->flow.sport, pkt->flow.dport,
-                                          pkt->flow.proto);
+    __u32 slot =
+        stickylb_flow_cache_slot(pkt->flow.src.v6, pkt->flow.dst.v6, pkt->flow.sport, pkt->flow.dport, pkt->flow.proto);
     return bpf_map_lookup_elem(&flow_cache, &slot);
 }
 
@@ -127,13 +127,12 @@ static __always_inline __u32 ring_slot_backend(__u32 vip_index, __u32 hash)
 
 static __always_inline __u32 flow_hash(const struct packet *pkt, __u32 seed)
 {
-    return stickylb_hash_flow(seed, pkt->flow.src.v6, pkt->flow.dst.v6, pkt->flow.sport,
-                              pkt->flow.dport, pkt->flow.proto, pkt->flow.family);
+    return stickylb_hash_flow(seed, pkt->flow.src.v6, pkt->flow.dst.v6, pkt->flow.sport, pkt->flow.dport,
+                              pkt->flow.proto, pkt->flow.family);
 }
 
 /* A long-lived connection keeps its client's affinity alive, at most once per refresh period. */
-static __always_inline void refresh_affinity_from_flow(const struct packet *pkt,
-                                                       const struct stickylb_vip_meta *vip,
+static __always_inline void refresh_affinity_from_flow(const struct packet *pkt, const struct stickylb_vip_meta *vip,
                                                        struct stickylb_flow *flow, __u64 now)
 {
     if (now - flow->refreshed_ns < STICKYLB_AFFINITY_REFRESH_NS)
@@ -204,9 +203,8 @@ static __always_inline void record_flow(const struct packet *pkt, const struct s
 }
 
 /* Established packets: one flow lookup, no VIP lookup. 0 with choice filled, or -1. */
-static __always_inline int follow_flow(const struct packet *pkt, enum parse_result kind,
-                                       struct stickylb_flow *flow, struct stickylb_vip_meta **vip,
-                                       struct choice *choice)
+static __always_inline int follow_flow(const struct packet *pkt, enum parse_result kind, struct stickylb_flow *flow,
+                                       struct stickylb_vip_meta **vip, struct choice *choice)
 {
     *vip = vip_of_flow(flow);
     if (!*vip)
@@ -243,8 +241,7 @@ static __always_inline int choose_backend(const struct packet *pkt, const struct
      * and a RST never creates one.
      */
     const int tcp = pkt->flow.proto == IPPROTO_TCP;
-    const int creates_state =
-        kind == PARSE_FLOW && !(tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST)));
+    const int creates_state = kind == PARSE_FLOW && !(tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST)));
     __u64 now = 0;
 
     struct stickylb_affinity_key affinity_key;

@@ -13,10 +13,14 @@ static __always_inline struct stickylb_global_stats *global_counters(void)
 
 /* Bumps one outcome and returns the XDP verdict that goes with it. */
 #define OUTCOME(counters, field, verdict) \
-    ({ if (counters) (counters)->field++; (verdict); })
+    ({                                    \
+        if (counters)                     \
+            (counters)->field++;          \
+        (verdict);                        \
+    })
 
-static __always_inline void count_vip(__u32 vip_index, __u64 bytes, __u32 new_flow,
-                                      __u32 affinity_hit, __u32 affinity_miss)
+static __always_inline void count_vip(__u32 vip_index, __u64 bytes, __u32 new_flow, __u32 affinity_hit,
+                                      __u32 affinity_miss)
 {
     struct stickylb_vip_stats *s = bpf_map_lookup_elem(&vip_stats, &vip_index);
     if (!s)

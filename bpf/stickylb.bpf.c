@@ -13,9 +13,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt,
-                                   const struct stickylb_vip_meta *vip, const struct choice *choice,
-                                   struct stickylb_global_stats *counters)
+static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt, const struct stickylb_vip_meta *vip,
+                                   const struct choice *choice, struct stickylb_global_stats *counters)
 {
     const struct stickylb_backend *backend = choice->backend;
     if (vip->forwarding_mode == STICKYLB_FWD_IPIP) {
@@ -56,8 +55,7 @@ static __always_inline int is_vip_address(struct stickylb_vip_key *key)
 
 static __always_inline int forward_counted(struct xdp_md *ctx, const struct packet *pkt,
                                            const struct stickylb_vip_meta *vip, const struct choice *choice,
-                                           enum parse_result kind, __u64 bytes,
-                                           struct stickylb_global_stats *counters)
+                                           enum parse_result kind, __u64 bytes, struct stickylb_global_stats *counters)
 {
     count_vip(vip->vip_index, bytes, choice->new_flow, choice->affinity_hit, choice->affinity_miss);
     count_backend(choice->backend_index, bytes);
@@ -125,7 +123,7 @@ int stickylb_xdp(struct xdp_md *ctx)
 
     /* An ICMP error follows the flow it quotes, if that flow is known. */
     if (kind == PARSE_ICMP_TOO_BIG) {
-        struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt.flow);  /* rare: no cache */
+        struct stickylb_flow *flow = bpf_map_lookup_elem(&flows, &pkt.flow); /* rare: no cache */
         struct stickylb_vip_meta *flow_vip;
         if (flow && follow_flow(&pkt, kind, flow, &flow_vip, &choice) == 0)
             return forward_counted(ctx, &pkt, flow_vip, &choice, kind, bytes, counters);

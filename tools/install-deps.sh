@@ -18,7 +18,7 @@ packages=(
   # peers the benchmarks compare against (tools/bench/traffic), and their load generator
   haproxy nginx-light libnginx-mod-stream wrk
   # robustness tier: libFuzzer targets (clang), static analysis
-  libfuzzer-14-dev clang-tidy cppcheck
+  libfuzzer-14-dev clang-tidy clang-format cppcheck
   # Vagrant lab (vagrant/; `vagrant validate` is a unit test)
   vagrant vagrant-libvirt
 )

@@ -26,7 +26,7 @@ if [ -x "$repo/tools/bench/run.sh" ]; then
   echo "run-tests: benchmark smoke run"
   "$repo/tools/bench/run.sh" --quick
 fi
-# Robustness stages (issue 8), each timed; a failure is remembered, the next
+# Robustness stages, each timed; a failure is remembered, the next
 # stage still runs, and the main tiers run last so that their ctest summary is
 # the closing output.
 failed=()
@@ -60,6 +60,26 @@ fuzz_tier() {  # clang, libFuzzer targets of the parsers, STICKYLB_FUZZ_SECONDS 
     cmake --build "$dir" -j"$(nproc)" --target stickylb_fuzzers >/dev/null &&
     (cd "$dir" && ctest -L fuzz --output-on-failure -j"$(nproc)")
 }
+agent_only_build() {  # stickylb-agent as a backend host builds it: no BPF toolchain looked for or linked
+  local dir=${build}-agent
+  rm -rf "$dir"
+  cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTICKYLB_AGENT_ONLY=ON -DSTICKYLB_BUILD_BENCH=OFF \
+    >/dev/null &&
+    cmake --build "$dir" -j"$(nproc)" >/dev/null || return 1
+  if grep -Eiq '^(CLANG|BPFTOOL|LIBBPF[A-Z_]*)(:[A-Z]+)?=' "$dir/CMakeCache.txt"; then
+    echo "agent-only build: CMake looked for the BPF toolchain:"
+    grep -Ei '^(CLANG|BPFTOOL|LIBBPF[A-Z_]*)(:[A-Z]+)?=' "$dir/CMakeCache.txt"
+    return 1
+  fi
+  if ldd "$dir/userspace/agent/stickylb-agent" | grep -q libbpf; then
+    echo "agent-only build: stickylb-agent links libbpf"
+    return 1
+  fi
+  echo "agent-only build: stickylb-agent: $(ldd "$dir/userspace/agent/stickylb-agent" | awk '{print $1}' | tr '\n' ' ')"
+  (cd "$dir" && ctest -L unit -E '^vagrant_validate$' --output-on-failure -j"$(nproc)")
+}
+stage "format (clang-format, tools/format-files.sh --check)" "$repo/tools/format-files.sh" --check
+stage "agent-only build, no BPF toolchain (STICKYLB_AGENT_ONLY)" agent_only_build
 stage "static analysis (clang-tidy, cppcheck)" "$repo/tools/static-analysis.sh" "$build"
 stage "sanitizer build, unit tier (ASan + UBSan)" sanitizer_tier
 stage "fuzz build, fuzz tier (libFuzzer)" fuzz_tier

@@ -11,12 +11,12 @@
 #include <linux/types.h>
 
 /* Defaults; the loader may override the sizes before the maps are created. */
-#define STICKYLB_DEFAULT_RING_SIZE 65537u       /* prime, > 100 x backends for <1% imbalance */
+#define STICKYLB_DEFAULT_RING_SIZE 65537u /* prime, > 100 x backends for <1% imbalance */
 #define STICKYLB_DEFAULT_MAX_VIPS 64u
 #define STICKYLB_DEFAULT_MAX_BACKENDS 4096u
 #define STICKYLB_DEFAULT_FLOW_ENTRIES 1048576u
 #define STICKYLB_DEFAULT_AFFINITY_ENTRIES 1048576u
-#define STICKYLB_MAX_VIP_ENTRIES 1024u          /* vips hash map: VIPs plus their address entries */
+#define STICKYLB_MAX_VIP_ENTRIES 1024u /* vips hash map: VIPs plus their address entries */
 
 /* Ring slot / backend index 0 is never a backend: it means "nobody to pick". */
 #define STICKYLB_NO_BACKEND 0u
@@ -42,20 +42,27 @@ enum stickylb_family {
     STICKYLB_FAMILY_IPV6 = 6,
 };
 
-enum stickylb_backend_state {
-    STICKYLB_BACKEND_UP = 0,        /* in the ring */
-    STICKYLB_BACKEND_DRAINING = 1,  /* out of the ring; existing flows and affinities honoured */
-    STICKYLB_BACKEND_DOWN = 2,      /* never receives a packet; its flows and affinities are re-picked */
-};
+/*
+ * The one list of backend states, X(NAME, name, value): BPF, stickylbd, the
+ * membership view, metrics (the value) and the CLI (the name) expand it.
+ *   up        in the ring
+ *   draining  out of the ring; existing flows and affinities honoured
+ *   down      never receives a packet; its flows and affinities are re-picked
+ */
+#define STICKYLB_BACKEND_STATES(X) X(UP, up, 0) X(DRAINING, draining, 1) X(DOWN, down, 2)
+
+#define STICKYLB_BACKEND_STATE_ENUM(NAME, name, value) STICKYLB_BACKEND_##NAME = (value),
+enum stickylb_backend_state { STICKYLB_BACKEND_STATES(STICKYLB_BACKEND_STATE_ENUM) };
+#undef STICKYLB_BACKEND_STATE_ENUM
 
 enum stickylb_forwarding_mode {
-    STICKYLB_FWD_L2_DSR = 0,        /* rewrite MACs only; backend shares the L2 segment */
-    STICKYLB_FWD_IPIP = 1,          /* IPIP / IP6IP6 / 4in6 / 6in4 by backend family */
+    STICKYLB_FWD_L2_DSR = 0, /* rewrite MACs only; backend shares the L2 segment */
+    STICKYLB_FWD_IPIP = 1,   /* IPIP / IP6IP6 / 4in6 / 6in4 by backend family */
 };
 
 /* vip_meta.flags */
-#define STICKYLB_VIP_F_PERSISTENT (1u << 0)    /* affinity table with a timeout */
-#define STICKYLB_VIP_F_HASH_SOURCE (1u << 1)   /* ring picks by masked source, not 5-tuple */
+#define STICKYLB_VIP_F_PERSISTENT (1u << 0)  /* affinity table with a timeout */
+#define STICKYLB_VIP_F_HASH_SOURCE (1u << 1) /* ring picks by masked source, not 5-tuple */
 /* Port-0 entry that marks a VIP address (per protocol). Never matches a normal packet:
  * it tells fragments and malformed packets that the address belongs to us, and for
  * fragments it carries the VIP whose flows they follow. */
@@ -69,11 +76,11 @@ enum stickylb_forwarding_mode {
  * hundreds of VIPs a non-VIP packet is let through to the VIP lookup less than
  * once in a thousand.
  */
-#define STICKYLB_VIP_FILTER_BITS (1u << 20)    /* stickylb_vip_filter_bit() keeps 20 bits */
+#define STICKYLB_VIP_FILTER_BITS (1u << 20) /* stickylb_vip_filter_bit() keeps 20 bits */
 #define STICKYLB_VIP_FILTER_WORDS (STICKYLB_VIP_FILTER_BITS / 64u)
 
 /* flow_cache: per-CPU, direct-mapped by flow, one cache line per entry. */
-#define STICKYLB_FLOW_CACHE_SLOTS 4096u   /* 2^12: stickylb_flow_cache_slot() keeps 12 bits */
+#define STICKYLB_FLOW_CACHE_SLOTS 4096u /* 2^12: stickylb_flow_cache_slot() keeps 12 bits */
 /* A flow served from the cache still touches its flow-table entry this often
  * (in hits), so the LRU never takes a busy flow for an idle one. */
 #define STICKYLB_FLOW_CACHE_TOUCH_EVERY 256u
@@ -82,38 +89,38 @@ enum stickylb_forwarding_mode {
 #define STICKYLB_BACKEND_F_NEXTHOP_KNOWN (1u << 0) /* nexthop_mac/egress_mac valid: fast path */
 
 union stickylb_addr {
-    __be32 v4;            /* IPv4 in the first word, the rest zero */
+    __be32 v4; /* IPv4 in the first word, the rest zero */
     __be32 v6[4];
     __u8 bytes[16];
 };
 
 struct stickylb_vip_key {
     union stickylb_addr addr;
-    __be16 port;          /* 0 only for address entries */
-    __u8 proto;           /* IPPROTO_TCP / IPPROTO_UDP */
-    __u8 family;          /* enum stickylb_family */
+    __be16 port; /* 0 only for address entries */
+    __u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
+    __u8 family; /* enum stickylb_family */
 };
 
 struct stickylb_vip_meta {
-    __u32 vip_index;              /* ring number and stats slot, < max_vips */
-    __u32 flags;                  /* STICKYLB_VIP_F_* */
-    __u32 affinity_timeout_s;     /* persistent VIPs: entry older than this is ignored */
-    __u16 generation;             /* changes when the index is given to another VIP */
-    __u8 client_prefix_v4;        /* IPVS -M: clients in one prefix share affinity/hash */
+    __u32 vip_index;          /* ring number and stats slot, < max_vips */
+    __u32 flags;              /* STICKYLB_VIP_F_* */
+    __u32 affinity_timeout_s; /* persistent VIPs: entry older than this is ignored */
+    __u16 generation;         /* changes when the index is given to another VIP */
+    __u8 client_prefix_v4;    /* IPVS -M: clients in one prefix share affinity/hash */
     __u8 client_prefix_v6;
-    __u8 forwarding_mode;         /* enum stickylb_forwarding_mode */
+    __u8 forwarding_mode; /* enum stickylb_forwarding_mode */
     __u8 pad0[3];
 };
 
 struct stickylb_backend {
     union stickylb_addr addr;
-    __u8 nexthop_mac[6];          /* backend (L2 DSR) or router (IPIP) MAC */
-    __u8 egress_mac[6];           /* MAC of the interface the packet leaves by */
-    __u32 index;                  /* its own index: catches a stale or misplaced entry */
-    __u32 egress_ifindex;         /* 0 or the ingress interface: XDP_TX; else redirect */
+    __u8 nexthop_mac[6];  /* backend (L2 DSR) or router (IPIP) MAC */
+    __u8 egress_mac[6];   /* MAC of the interface the packet leaves by */
+    __u32 index;          /* its own index: catches a stale or misplaced entry */
+    __u32 egress_ifindex; /* 0 or the ingress interface: XDP_TX; else redirect */
     __u8 family;
-    __u8 state;                   /* enum stickylb_backend_state */
-    __u8 flags;                   /* STICKYLB_BACKEND_F_* */
+    __u8 state; /* enum stickylb_backend_state */
+    __u8 flags; /* STICKYLB_BACKEND_F_* */
     __u8 pad0;
 };
 
@@ -133,11 +140,11 @@ struct stickylb_flow_key {
  */
 struct stickylb_flow {
     __u32 backend_index;
-    __u32 flow_hash;              /* reused for the tunnel source on every packet */
-    __u64 refreshed_ns;           /* persistent VIPs: last time this flow refreshed its affinity */
+    __u32 flow_hash;    /* reused for the tunnel source on every packet */
+    __u64 refreshed_ns; /* persistent VIPs: last time this flow refreshed its affinity */
     __u16 vip_index;
     __u16 vip_generation;
-    __u32 cache_hits;             /* in flow_cache copies: counts towards the next touch */
+    __u32 cache_hits; /* in flow_cache copies: counts towards the next touch */
 };
 
 struct stickylb_flow_cache_entry {
@@ -149,27 +156,27 @@ struct stickylb_affinity_key {
     __u32 vip_index;
     __u8 family;
     __u8 pad0[3];
-    union stickylb_addr client;   /* source masked to the VIP's client prefix */
+    union stickylb_addr client; /* source masked to the VIP's client prefix */
 };
 
 struct stickylb_affinity {
     __u32 backend_index;
     __u32 pad0;
-    __u64 last_seen_ns;           /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
+    __u64 last_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
 };
 
 /* Settings the daemon may change at run time without reloading the program. */
 struct stickylb_config {
-    __u32 hash_seed;              /* same on every LB host: same flow -> same slot */
-    __u32 new_flow_limit;         /* flows recorded per CPU per second (guard); 0: no limit */
-    union stickylb_addr tunnel_source_v4;   /* outer source base; low 16 bits get the flow hash */
-    union stickylb_addr tunnel_source_v6;   /* outer source base; low 32 bits get the flow hash */
+    __u32 hash_seed;                      /* same on every LB host: same flow -> same slot */
+    __u32 new_flow_limit;                 /* flows recorded per CPU per second (guard); 0: no limit */
+    union stickylb_addr tunnel_source_v4; /* outer source base; low 16 bits get the flow hash */
+    union stickylb_addr tunnel_source_v6; /* outer source base; low 32 bits get the flow hash */
 };
 
 /* new_flow_window (per-CPU array, one slot): the guard's current one-second window. */
 struct stickylb_new_flow_window {
-    __u64 start_ns;               /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
-    __u32 recorded;               /* flows recorded by this CPU since start_ns */
+    __u64 start_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
+    __u32 recorded; /* flows recorded by this CPU since start_ns */
     __u32 pad0;
 };
 
@@ -180,11 +187,11 @@ struct stickylb_new_flow_window {
  * it. The metadata carries all it needs, so the tc program shares no map.
  * XDP metadata is at most 32 bytes and a multiple of 4.
  */
-#define STICKYLB_SLOW_PATH_MAGIC 0x534c4231u   /* "SLB1" */
+#define STICKYLB_SLOW_PATH_MAGIC 0x534c4231u /* "SLB1" */
 struct stickylb_slow_path_meta {
     __u32 magic;
-    __u32 egress_ifindex;         /* 0: the interface it arrived on */
-    __u8 family;                  /* of nexthop; STICKYLB_FAMILY_NONE: route by the packet's destination */
+    __u32 egress_ifindex; /* 0: the interface it arrived on */
+    __u8 family;          /* of nexthop; STICKYLB_FAMILY_NONE: route by the packet's destination */
     __u8 pad0[3];
     union stickylb_addr nexthop;
 };

@@ -12,7 +12,10 @@
 
 #include "stickylb/abi.h"
 
-static inline __u32 stickylb_rotl32(__u32 x, int r) { return (x << r) | (x >> (32 - r)); }
+static inline __u32 stickylb_rotl32(__u32 x, int r)
+{
+    return (x << r) | (x >> (32 - r));
+}
 
 static inline __u32 stickylb_hash_mix(__u32 h, __u32 word)
 {
@@ -46,8 +49,8 @@ static inline __u32 stickylb_hash_addr(__u32 h, const __u32 *addr_words, __u8 fa
     return h;
 }
 
-static inline __u32 stickylb_hash_flow(__u32 seed, const __u32 *src_words, const __u32 *dst_words,
-                                       __u16 sport, __u16 dport, __u8 proto, __u8 family)
+static inline __u32 stickylb_hash_flow(__u32 seed, const __u32 *src_words, const __u32 *dst_words, __u16 sport,
+                                       __u16 dport, __u8 proto, __u8 family)
 {
     __u32 h = stickylb_hash_addr(seed, src_words, family);
     h = stickylb_hash_addr(h, dst_words, family);
@@ -81,8 +84,8 @@ static inline __u32 stickylb_vip_filter_bit(const __u32 *addr_words, __u16 port,
 
 /* The folded fields go through the mixer one by one: plain XOR let correlated
  * fields (client address and port rising together) cancel out. */
-static inline __u32 stickylb_flow_cache_slot(const __u32 *src_words, const __u32 *dst_words, __u16 sport,
-                                             __u16 dport, __u8 proto)
+static inline __u32 stickylb_flow_cache_slot(const __u32 *src_words, const __u32 *dst_words, __u16 sport, __u16 dport,
+                                             __u8 proto)
 {
     __u32 h = stickylb_hash_mix(stickylb_fold_addr(src_words), stickylb_fold_addr(dst_words));
     h = stickylb_hash_mix(h, ((__u32)sport << 16 | dport) ^ ((__u32)proto << 8));

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "core/dataplane.h"
-#include "core/errors.h"
-#include "core/maglev.h"
+#include "dataplane/dataplane.h"
+#include "base/errors.h"
+#include "dataplane/maglev.h"
 #include "stickylb/flow_hash.h"
 #include "support/load_options.h"
 #include "support/packets.h"
@@ -62,8 +62,8 @@ protected:
             if (backend.mac_known)
                 entry.nexthop_mac = backend_mac(backend.index);
             plane().set_backend(entry);
-            members.push_back({"be" + std::to_string(backend.index), backend.index, 1,
-                               backend.state == BackendState::up});
+            members.push_back(
+                {"be" + std::to_string(backend.index), backend.index, 1, backend.state == BackendState::up});
         }
         ring_ = build_maglev_ring(members, kTestRingSize, kTestSeed);
         plane().write_ring(vip_index, ring_);
@@ -77,8 +77,9 @@ protected:
                 backend.state = state;
         for (const auto& backend : backends_)
             if (backend.index == index) {
-                BackendEntry entry{backend.index, backend.address, state,
-                                   backend.mac_known ? std::optional(backend_mac(index)) : std::nullopt, kLbMac, 0};
+                BackendEntry entry{backend.index, backend.address,
+                                   state,         backend.mac_known ? std::optional(backend_mac(index)) : std::nullopt,
+                                   kLbMac,        0};
                 plane().set_backend(entry);
             }
     }

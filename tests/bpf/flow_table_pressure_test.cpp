@@ -74,7 +74,8 @@ protected:
     }
 
     static std::vector<TestBackend> three_backends() {
-        return {{1, IpAddress::parse("10.0.0.1")}, {2, IpAddress::parse("10.0.0.2")}, {3, IpAddress::parse("10.0.0.3")}};
+        return {
+            {1, IpAddress::parse("10.0.0.1")}, {2, IpAddress::parse("10.0.0.2")}, {3, IpAddress::parse("10.0.0.3")}};
     }
 
     void set_new_flow_limit(std::uint32_t limit) {
@@ -185,8 +186,8 @@ protected:
             for (const bool persistent : {false, true})
                 for (const std::uint8_t flags : {kTcpSyn, kTcpAck}) {
                     const PacketSpec spec = packet(family, persistent, client(family.v4, 0), 50000, flags);
-                    templates.push_back({build_packet(spec), l3_offset(spec) + (family.v4 ? 12 : 8), &family,
-                                         persistent, flags});
+                    templates.push_back(
+                        {build_packet(spec), l3_offset(spec) + (family.v4 ? 12 : 8), &family, persistent, flags});
                 }
         Flood result;
         Bytes frame;
@@ -225,8 +226,8 @@ TEST_F(FlowTablePressure, EstablishedFlowsKeepTheirBackendDuringAMillionSourceFl
     load(16384, 16384);
     const std::vector<Established> established = establish(0, 500);
     drain_backend_3();
-    const auto on_backend_3 = std::count_if(established.begin(), established.end(),
-                                            [](const Established& f) { return f.backend == 3; });
+    const auto on_backend_3 =
+        std::count_if(established.begin(), established.end(), [](const Established& f) { return f.backend == 3; });
     ASSERT_GT(on_backend_3, 100) << "flows that would move if their entries went";
     ASSERT_EQ(entries_lost(established), 0u);
 
@@ -240,8 +241,8 @@ TEST_F(FlowTablePressure, EstablishedFlowsKeepTheirBackendDuringAMillionSourceFl
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const std::uint64_t recorded = new_flows() - recorded_before;
     const std::uint64_t refused = plane().global_stats().flows_not_recorded - refused_before;
-    std::cout << "flood: " << result.packets << " packets from distinct sources in " << seconds << " s; "
-              << recorded << " flows recorded, " << refused << " refused by the new-flow guard" << std::endl;
+    std::cout << "flood: " << result.packets << " packets from distinct sources in " << seconds << " s; " << recorded
+              << " flows recorded, " << refused << " refused by the new-flow guard" << std::endl;
 
     // Every flood packet was balanced by the ring, recorded or not.
     EXPECT_EQ(result.forwarded, result.packets);

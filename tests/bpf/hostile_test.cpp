@@ -30,8 +30,8 @@ struct Family {
     const char* name;
     const char* vip;
     const char* client;
-    const char* other;   // an address on the same network that is not a VIP
-    const char* router;  // sends ICMP errors
+    const char* other;        // an address on the same network that is not a VIP
+    const char* router;       // sends ICMP errors
     std::uint32_t tcp_index;  // VIP (ring, stats) index of tcp/80
     std::uint32_t udp_index;  // and of udp/53
     std::uint32_t index_of(std::uint8_t protocol) const { return protocol == IPPROTO_UDP ? udp_index : tcp_index; }
@@ -183,7 +183,6 @@ Bytes icmp_echo(const Family& family, const char* destination) {
 
 // --- outcome counters -------------------------------------------------------------
 
-
 // The XDP verdict an outcome goes with.
 int verdict_of(const std::string& outcome) {
     if (outcome == "tx")
@@ -304,15 +303,17 @@ TEST_F(Hostile, TrafficThatIsNotForAVipPassesUntouched) {
     std::vector<Case> cases;
     for (const Family* family : kFamilies) {
         const std::string f = family->name;
-        cases.push_back({f + " tcp to a non-VIP address", build_packet(tcp_to(*family, family->other)), "pass_not_vip"});
-        cases.push_back({f + " udp to a non-VIP address", build_packet(udp_to(*family, family->other)), "pass_not_vip"});
+        cases.push_back(
+            {f + " tcp to a non-VIP address", build_packet(tcp_to(*family, family->other)), "pass_not_vip"});
+        cases.push_back(
+            {f + " udp to a non-VIP address", build_packet(udp_to(*family, family->other)), "pass_not_vip"});
         PacketSpec other_port = tcp_syn(*family);
         other_port.destination_port = 443;
         cases.push_back({f + " tcp to the VIP address, port 443", build_packet(other_port), "pass_not_vip"});
         PacketSpec udp_on_tcp_port = udp_to(*family, family->vip);
         udp_on_tcp_port.destination_port = kTcpPort;
-        cases.push_back({f + " udp to the VIP address, port 80 (tcp only)", build_packet(udp_on_tcp_port),
-                         "pass_not_vip"});
+        cases.push_back(
+            {f + " udp to the VIP address, port 80 (tcp only)", build_packet(udp_on_tcp_port), "pass_not_vip"});
         PacketSpec port_zero = tcp_syn(*family);
         port_zero.destination_port = 0;
         cases.push_back({f + " tcp to the VIP address, port 0", build_packet(port_zero), "pass_not_vip"});
@@ -406,20 +407,27 @@ struct Mutation {
 
 const std::vector<Mutation>& mutations() {
     static const std::vector<Mutation> all{
-        {"ipv4 ihl 4", true, false, IPPROTO_TCP, false,
-         [](Bytes& f, std::size_t l3, std::size_t) { f[l3] = 0x44; }},
+        {"ipv4 ihl 4", true, false, IPPROTO_TCP, false, [](Bytes& f, std::size_t l3, std::size_t) { f[l3] = 0x44; }},
         {"ipv4 ihl 15, beyond the packet", true, false, IPPROTO_TCP, false,
          [](Bytes& f, std::size_t l3, std::size_t) { f[l3] = 0x4f; }},
         {"ipv4 total length beyond the frame", true, false, IPPROTO_TCP, false,
-         [](Bytes& f, std::size_t l3, std::size_t) { set16(f, l3 + 2, static_cast<std::uint16_t>(f.size() - l3 + 1)); }},
+         [](Bytes& f, std::size_t l3, std::size_t) {
+             set16(f, l3 + 2, static_cast<std::uint16_t>(f.size() - l3 + 1));
+         }},
         {"ipv4 total length beyond the frame, udp", true, false, IPPROTO_UDP, false,
-         [](Bytes& f, std::size_t l3, std::size_t) { set16(f, l3 + 2, static_cast<std::uint16_t>(f.size() - l3 + 1)); }},
+         [](Bytes& f, std::size_t l3, std::size_t) {
+             set16(f, l3 + 2, static_cast<std::uint16_t>(f.size() - l3 + 1));
+         }},
         {"ipv4 total length shorter than its header", true, false, IPPROTO_TCP, false,
          [](Bytes& f, std::size_t l3, std::size_t) { set16(f, l3 + 2, 16); }},
         {"ipv6 payload length beyond the frame", false, true, IPPROTO_TCP, false,
-         [](Bytes& f, std::size_t l3, std::size_t) { set16(f, l3 + 4, static_cast<std::uint16_t>(f.size() - l3 - 40 + 1)); }},
+         [](Bytes& f, std::size_t l3, std::size_t) {
+             set16(f, l3 + 4, static_cast<std::uint16_t>(f.size() - l3 - 40 + 1));
+         }},
         {"ipv6 payload length beyond the frame, udp", false, true, IPPROTO_UDP, false,
-         [](Bytes& f, std::size_t l3, std::size_t) { set16(f, l3 + 4, static_cast<std::uint16_t>(f.size() - l3 - 40 + 1)); }},
+         [](Bytes& f, std::size_t l3, std::size_t) {
+             set16(f, l3 + 4, static_cast<std::uint16_t>(f.size() - l3 - 40 + 1));
+         }},
         {"tcp data offset 4", true, true, IPPROTO_TCP, false,
          [](Bytes& f, std::size_t, std::size_t l4) { f[l4 + 12] = 0x40; }},
         {"tcp data offset 0", true, true, IPPROTO_TCP, false,
@@ -433,9 +441,13 @@ const std::vector<Mutation>& mutations() {
         {"udp length 7", true, true, IPPROTO_UDP, false,
          [](Bytes& f, std::size_t, std::size_t l4) { set16(f, l4 + 4, 7); }},
         {"udp length beyond the datagram", true, true, IPPROTO_UDP, false,
-         [](Bytes& f, std::size_t, std::size_t l4) { set16(f, l4 + 4, static_cast<std::uint16_t>(get16(f, l4 + 4) + 1)); }},
+         [](Bytes& f, std::size_t, std::size_t l4) {
+             set16(f, l4 + 4, static_cast<std::uint16_t>(get16(f, l4 + 4) + 1));
+         }},
         {"udp length beyond the datagram, behind hop-by-hop", false, true, IPPROTO_UDP, true,
-         [](Bytes& f, std::size_t, std::size_t l4) { set16(f, l4 + 4, static_cast<std::uint16_t>(get16(f, l4 + 4) + 1)); }},
+         [](Bytes& f, std::size_t, std::size_t l4) {
+             set16(f, l4 + 4, static_cast<std::uint16_t>(get16(f, l4 + 4) + 1));
+         }},
         {"tcp data offset 4, behind hop-by-hop", false, true, IPPROTO_TCP, true,
          [](Bytes& f, std::size_t, std::size_t l4) { f[l4 + 12] = 0x40; }},
     };
@@ -449,9 +461,10 @@ TEST_F(Hostile, LyingHeadersAreDroppedForAVipAndPassedOtherwise) {
                 continue;
             for (const char* destination : {family->vip, family->other}) {
                 const bool to_vip = destination == family->vip;
-                SCOPED_TRACE(std::string(mutation.name) + ", " + family->name + (to_vip ? ", to the VIP" : ", to a non-VIP"));
-                PacketSpec spec = mutation.protocol == IPPROTO_TCP ? tcp_to(*family, destination)
-                                                                   : udp_to(*family, destination);
+                SCOPED_TRACE(std::string(mutation.name) + ", " + family->name +
+                             (to_vip ? ", to the VIP" : ", to a non-VIP"));
+                PacketSpec spec =
+                    mutation.protocol == IPPROTO_TCP ? tcp_to(*family, destination) : udp_to(*family, destination);
                 spec.ipv6_hop_by_hop = mutation.hop_by_hop;
                 Bytes frame = build_packet(spec);
                 if (to_vip) {
@@ -733,10 +746,9 @@ TEST_F(Hostile, FragmentsOfAPersistentVipFollowTheClientsBackend) {
             datagram.source = syn.source;
             const std::uint32_t udp_backend = backend_of(send(datagram).run);  // the udp VIP's own affinity
             ASSERT_NE(udp_backend, 0u);
-            for (const auto& [fragment, expected] : {std::pair{first_fragment(syn), backend},
-                                                     std::pair{later_fragment(syn), backend},
-                                                     std::pair{first_fragment(datagram), udp_backend},
-                                                     std::pair{later_fragment(datagram), udp_backend}}) {
+            for (const auto& [fragment, expected] :
+                 {std::pair{first_fragment(syn), backend}, std::pair{later_fragment(syn), backend},
+                  std::pair{first_fragment(datagram), udp_backend}, std::pair{later_fragment(datagram), udp_backend}}) {
                 expect_forwarded_to(build_packet(fragment), expected);
                 ++sent_fragments;
             }
@@ -774,7 +786,8 @@ TEST_F(Hostile, FragmentsToANonVipAddressPassUntouched) {
         SCOPED_TRACE(family->name);
         const PacketSpec tcp = tcp_to(*family, family->other);
         const PacketSpec udp = udp_to(*family, family->other);
-        for (const PacketSpec& fragment : {first_fragment(tcp), later_fragment(tcp), first_fragment(udp), later_fragment(udp)})
+        for (const PacketSpec& fragment :
+             {first_fragment(tcp), later_fragment(tcp), first_fragment(udp), later_fragment(udp)})
             expect_passed_untouched(build_packet(fragment), "pass_not_vip");
     }
 }
@@ -822,14 +835,11 @@ TEST_F(Hostile, OutcomeCountersAddUpOverAMixedSequence) {
             else
                 spec.ipv6_hop_by_hop = true;
             return {build_packet(spec), vip, ordinary};
-        case 5:
-            spec.destination = IpAddress::parse(family.other);
-            return {build_packet(spec), 0, other_kind};
+        case 5: spec.destination = IpAddress::parse(family.other); return {build_packet(spec), 0, other_kind};
         case 6: spec.destination_port = 8080; return {build_packet(spec), 0, other_kind};
         case 7: return {icmp_echo(family, family.vip), 0, other_kind};
         case 8: {
-            const Bytes l2[] = {arp_request(), lldp_frame(),
-                                with_tags(build_packet(spec), {0x88a8, 100, 0x8100, 42})};
+            const Bytes l2[] = {arp_request(), lldp_frame(), with_tags(build_packet(spec), {0x88a8, 100, 0x8100, 42})};
             return {l2[pick(3)], 0, other_kind};
         }
         case 9: {
@@ -903,8 +913,8 @@ TEST_F(Hostile, OutcomeCountersAddUpOverAMixedSequence) {
     }
 
     // The mix reached every outcome this set-up can produce.
-    for (const char* outcome : {"pass_not_ip", "pass_not_vip", "pass_malformed", "drop_malformed", "drop_no_backend",
-                                "drop_fragment", "tx"})
+    for (const char* outcome :
+         {"pass_not_ip", "pass_not_vip", "pass_malformed", "drop_malformed", "drop_no_backend", "drop_fragment", "tx"})
         EXPECT_GT(outcomes[outcome], 0u) << outcome;
 
     const stickylb_global_stats stats = plane().global_stats();

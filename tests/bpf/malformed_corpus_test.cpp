@@ -129,7 +129,8 @@ protected:
     }
 
     static std::vector<TestBackend> three_backends() {
-        return {{1, IpAddress::parse("10.0.0.1")}, {2, IpAddress::parse("10.0.0.2")}, {3, IpAddress::parse("10.0.0.3")}};
+        return {
+            {1, IpAddress::parse("10.0.0.1")}, {2, IpAddress::parse("10.0.0.2")}, {3, IpAddress::parse("10.0.0.3")}};
     }
 
     // nullopt when the kernel refuses the input (shorter than an Ethernet header).
@@ -228,11 +229,13 @@ TEST_F(MalformedCorpus, LengthsThatLieAboutTheTransportHeader) {
                 {"ends inside the TCP header", tcp(*family, destination), static_cast<std::uint16_t>(ip_header + 10)},
                 {"ends inside the UDP header", udp(*family, destination), static_cast<std::uint16_t>(ip_header + 6)},
                 {"shorter than the UDP length", udp(*family, destination), static_cast<std::uint16_t>(ip_header + 20)},
-                {"shorter than the TCP data offset", [&] {
+                {"shorter than the TCP data offset",
+                 [&] {
                      PacketSpec spec = tcp(*family, destination);
                      spec.payload_bytes = 0;
                      return spec;
-                 }(), static_cast<std::uint16_t>(ip_header + 19)},
+                 }(),
+                 static_cast<std::uint16_t>(ip_header + 19)},
             };
             for (const Case& test : cases) {
                 SCOPED_TRACE(std::string(family->name) + ", " + test.name + (to_vip ? ", to the VIP" : ", elsewhere"));
@@ -255,8 +258,8 @@ TEST_F(MalformedCorpus, Ipv6ExtensionChains) {
     }
     {
         SCOPED_TRACE("atomic fragment (offset 0, no more fragments): a whole packet");
-        expect_forwarded_to(with_extensions(frame, plain, {{60, destination_options()}, {44, fragment_header(0, false)}}),
-                            backend);
+        expect_forwarded_to(
+            with_extensions(frame, plain, {{60, destination_options()}, {44, fragment_header(0, false)}}), backend);
     }
     {
         SCOPED_TRACE("routing header with a segment left: the packet is bound elsewhere");
@@ -264,7 +267,8 @@ TEST_F(MalformedCorpus, Ipv6ExtensionChains) {
     }
     {
         SCOPED_TRACE("hop-by-hop after another extension header");
-        expect_malformed(with_extensions(frame, plain, {{60, destination_options()}, {0, destination_options()}}), true);
+        expect_malformed(with_extensions(frame, plain, {{60, destination_options()}, {0, destination_options()}}),
+                         true);
     }
     {
         SCOPED_TRACE("transport deeper than the parser reads");
@@ -274,7 +278,8 @@ TEST_F(MalformedCorpus, Ipv6ExtensionChains) {
         SCOPED_TRACE("no next header (59) after the chain: nothing a VIP matches");
         PacketSpec none = plain;
         none.protocol = 59;
-        expect_passed_untouched(with_extensions(build_packet(none), none, {{60, destination_options()}}), "pass_not_vip");
+        expect_passed_untouched(with_extensions(build_packet(none), none, {{60, destination_options()}}),
+                                "pass_not_vip");
     }
     {
         SCOPED_TRACE("no next header, deeper than the parser reads: still not ours, not malformed");
@@ -444,9 +449,10 @@ TEST_F(MalformedCorpus, TruncatedAtEveryLengthOfEveryKindIsNeverForwarded) {
     options.ipv4_options = Bytes(12, 1);
     cases.push_back({"ipv4 tcp with options", build_packet(options), 14 + 32});
     const PacketSpec chain = tcp(kV6, kV6.vip);
-    cases.push_back({"ipv6 tcp, hop-by-hop and destination options",
-                     with_extensions(build_packet(chain), chain, {{0, destination_options()}, {60, destination_options(16)}}),
-                     14 + 40});
+    cases.push_back(
+        {"ipv6 tcp, hop-by-hop and destination options",
+         with_extensions(build_packet(chain), chain, {{0, destination_options()}, {60, destination_options(16)}}),
+         14 + 40});
     cases.push_back({"ipv6 udp", build_packet(udp(kV6, kV6.vip)), 14 + 40});
     PacketSpec vlan = udp(kV6, kV6.vip);
     vlan.vlan_id = 7;
@@ -527,10 +533,12 @@ TEST_F(MalformedCorpus, OptionsThatABackendsKernelRefusesAreMalformed) {
         Bytes options;      // the TLVs: 6, 14, 22 ... bytes
     };
     Bytes nine_options;
-    for (int i = 0; i < 9; ++i) nine_options.insert(nine_options.end(), {0x1e, 0});
+    for (int i = 0; i < 9; ++i)
+        nine_options.insert(nine_options.end(), {0x1e, 0});
     nine_options.insert(nine_options.end(), {1, 2, 0, 0});
     Bytes eight_options;
-    for (int i = 0; i < 8; ++i) eight_options.insert(eight_options.end(), {0x1e, 0});
+    for (int i = 0; i < 8; ++i)
+        eight_options.insert(eight_options.end(), {0x1e, 0});
     eight_options.insert(eight_options.end(), {1, 4, 0, 0, 0, 0});
     const Ipv6Case bad_v6[] = {
         {"an option that runs past its header", 60, {0x1e, 6, 0, 0, 0, 0}},

@@ -12,8 +12,8 @@
 #include <cstdlib>
 #include <thread>
 
-#include "core/errors.h"
-#include "core/neighbours.h"
+#include "base/errors.h"
+#include "dataplane/neighbours.h"
 #include "support/privileges.h"
 
 namespace stickylb::testing {
@@ -38,8 +38,8 @@ protected:
         ASSERT_EQ(run("ip -n " + a_ + " link add a0 address " + kMacA.to_string() + " type veth peer name b0 address " +
                       kMacB.to_string() + " netns " + b_),
                   0);
-        for (const auto& [ns, dev, v4, v6] : {std::tuple{a_, "a0", "10.77.0.1/24", "fd77::1/64"},
-                                              std::tuple{b_, "b0", "10.77.0.2/24", "fd77::2/64"}}) {
+        for (const auto& [ns, dev, v4, v6] :
+             {std::tuple{a_, "a0", "10.77.0.1/24", "fd77::1/64"}, std::tuple{b_, "b0", "10.77.0.2/24", "fd77::2/64"}}) {
             ASSERT_EQ(run("ip -n " + ns + " addr add " + v4 + " dev " + dev), 0);
             ASSERT_EQ(run("ip -n " + ns + " addr add " + v6 + " dev " + dev + " nodad"), 0);
             ASSERT_EQ(run("ip -n " + ns + " link set " + dev + " up"), 0);
@@ -148,10 +148,8 @@ TEST_F(NeighboursInNamespaces, AnUnansweredAddressStaysUnresolvedWithoutBlocking
 
 TEST_F(NeighboursInNamespaces, NextHopIsTheDestinationOnLinkAndTheGatewayBehindARoute) {
     NeighbourTable table;
-    EXPECT_EQ(table.next_hop(IpAddress::parse("10.77.0.2")),
-              std::pair(IpAddress::parse("10.77.0.2"), ifindex_));
-    EXPECT_EQ(table.next_hop(IpAddress::parse("203.0.113.9")),
-              std::pair(IpAddress::parse("10.77.0.2"), ifindex_));
+    EXPECT_EQ(table.next_hop(IpAddress::parse("10.77.0.2")), std::pair(IpAddress::parse("10.77.0.2"), ifindex_));
+    EXPECT_EQ(table.next_hop(IpAddress::parse("203.0.113.9")), std::pair(IpAddress::parse("10.77.0.2"), ifindex_));
     EXPECT_EQ(table.next_hop(IpAddress::parse("fd77::2")), std::pair(IpAddress::parse("fd77::2"), ifindex_));
     EXPECT_EQ(table.next_hop(IpAddress::parse("2001:db8:77::5")), std::pair(IpAddress::parse("fd77::2"), ifindex_));
     try {

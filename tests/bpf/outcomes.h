@@ -4,28 +4,21 @@
 // sees moves exactly one of them, so tests check which one moved.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "stickylb/abi.h"
 
 namespace stickylb::testing {
 
-using Counter = __u64 stickylb_global_stats::*;
-struct NamedCounter {
-    const char* name;
-    Counter field;
-};
-inline const NamedCounter kOutcomes[] = {
-    {"pass_not_ip", &stickylb_global_stats::pass_not_ip},
-    {"pass_not_vip", &stickylb_global_stats::pass_not_vip},
-    {"pass_malformed", &stickylb_global_stats::pass_malformed},
-    {"pass_slow_path", &stickylb_global_stats::pass_slow_path},
-    {"drop_malformed", &stickylb_global_stats::drop_malformed},
-    {"drop_no_backend", &stickylb_global_stats::drop_no_backend},
-    {"drop_fragment", &stickylb_global_stats::drop_fragment},
-    {"drop_error", &stickylb_global_stats::drop_error},
-    {"tx", &stickylb_global_stats::tx},
-    {"redirect", &stickylb_global_stats::redirect},
-};
+// The outcome rows of the one counter table (stickylb/stats.h), by field name.
+inline std::vector<GlobalCounter> outcome_counters() {
+    std::vector<GlobalCounter> outcomes;
+    for (const GlobalCounter& counter : kGlobalCounters)
+        if (counter.outcome)
+            outcomes.push_back(counter);
+    return outcomes;
+}
+inline const std::vector<GlobalCounter> kOutcomes = outcome_counters();
 
 inline std::uint64_t outcome_total(const stickylb_global_stats& stats) {
     std::uint64_t total = 0;
@@ -44,7 +37,7 @@ inline std::string moved_outcomes(const stickylb_global_stats& before, const sti
             continue;
         if (!moved.empty())
             moved += ' ';
-        moved += outcome.name;
+        moved += outcome.field_name;
         if (delta != 1)
             moved += "+" + std::to_string(delta);
     }

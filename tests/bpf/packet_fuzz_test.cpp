@@ -51,12 +51,13 @@ const char* kind_name(Kind kind) {
     return "?";
 }
 
-// The outcome counters, in stickylb_global_stats order.
-enum Outcome { pass_not_ip, pass_not_vip, pass_malformed, pass_slow_path, drop_malformed, drop_no_backend,
-               drop_fragment, drop_error, tx, redirect, kOutcomes };
-const char* const kOutcomeNames[kOutcomes] = {"pass_not_ip", "pass_not_vip", "pass_malformed", "pass_slow_path",
-                                              "drop_malformed", "drop_no_backend", "drop_fragment", "drop_error",
-                                              "tx", "redirect"};
+// The outcome counters, in stickylb_global_stats order (the table of stickylb/stats.h).
+#define OUTCOME_ENUM(field, name, help) field,
+#define OUTCOME_FIELD_NAME(field, name, help) #field,
+enum Outcome { STICKYLB_OUTCOME_COUNTERS(OUTCOME_ENUM) kOutcomes };
+const char* const kOutcomeNames[kOutcomes] = {STICKYLB_OUTCOME_COUNTERS(OUTCOME_FIELD_NAME)};
+#undef OUTCOME_ENUM
+#undef OUTCOME_FIELD_NAME
 static_assert(offsetof(stickylb_global_stats, redirect) == 9 * sizeof(__u64));
 
 // Reads the summed outcome counters with one syscall, into buffers allocated once.
@@ -114,8 +115,8 @@ struct Backend {
     bool down;  // down in the map but still in the rings: never receives anything
 };
 const Backend kBackends[] = {
-    {1, "10.0.0.1", true, false},  {2, "10.0.0.2", true, false}, {3, "10.0.0.3", false, false},
-    {4, "fd00::4", true, false},   {5, "fd00::5", false, false}, {6, "10.0.0.6", true, true},
+    {1, "10.0.0.1", true, false}, {2, "10.0.0.2", true, false}, {3, "10.0.0.3", false, false},
+    {4, "fd00::4", true, false},  {5, "fd00::5", false, false}, {6, "10.0.0.6", true, true},
 };
 
 struct FuzzVip {
@@ -143,9 +144,12 @@ std::vector<FuzzVip> fuzz_vips() {
         // L2 DSR: tcp/80 by 5-tuple, udp/53 persistent. IPIP (4in4/4in6, 6in4/6in6): tcp/443 by
         // source, udp/4500 by 5-tuple. Backend 3/5: next hop unknown (tc slow path), 6: down.
         vips.push_back({v4, true, IPPROTO_TCP, 80, settings(base, ForwardingMode::l2_dsr, false, false), {1, 2, 3, 6}});
-        vips.push_back({v4, true, IPPROTO_UDP, 53, settings(base + 1, ForwardingMode::l2_dsr, true, false), {1, 2, 3, 6}});
-        vips.push_back({v4, false, IPPROTO_TCP, 443, settings(base + 2, ForwardingMode::ipip, false, true), {1, 4, 5, 6}});
-        vips.push_back({v4, false, IPPROTO_UDP, 4500, settings(base + 3, ForwardingMode::ipip, false, false), {2, 4, 5}});
+        vips.push_back(
+            {v4, true, IPPROTO_UDP, 53, settings(base + 1, ForwardingMode::l2_dsr, true, false), {1, 2, 3, 6}});
+        vips.push_back(
+            {v4, false, IPPROTO_TCP, 443, settings(base + 2, ForwardingMode::ipip, false, true), {1, 4, 5, 6}});
+        vips.push_back(
+            {v4, false, IPPROTO_UDP, 4500, settings(base + 3, ForwardingMode::ipip, false, false), {2, 4, 5}});
     }
     return vips;
 }
@@ -294,10 +298,10 @@ private:
             spec.protocol = tcp ? IPPROTO_TCP : IPPROTO_UDP;
             spec.destination_port = a ? (tcp ? 80 : 53) : (tcp ? 443 : 4500);
         }
-        spec.source_port = chance(50) ? static_cast<std::uint16_t>(40000 + below(16))
-                                      : static_cast<std::uint16_t>(random_());
-        static const std::uint8_t flags[] = {kTcpSyn, kTcpAck, kTcpSyn | kTcpAck, kTcpRst, kTcpRst | kTcpAck,
-                                             kTcpFin | kTcpAck, 0x18, 0};
+        spec.source_port =
+            chance(50) ? static_cast<std::uint16_t>(40000 + below(16)) : static_cast<std::uint16_t>(random_());
+        static const std::uint8_t flags[] = {
+            kTcpSyn, kTcpAck, kTcpSyn | kTcpAck, kTcpRst, kTcpRst | kTcpAck, kTcpFin | kTcpAck, 0x18, 0};
         spec.tcp_flags = chance(90) ? flags[below(8)] : byte();
         spec.payload_bytes = chance(90) ? below(200) : below(1400);
         if (chance(15))
@@ -589,7 +593,8 @@ private:
         const std::size_t destination = l3 + (v4 ? 16 : 24);
         const IpAddress vip = (v4 ? vips_v4_ : vips_v6_)[below(2)];
         if (chance(60) && destination + (v4 ? 4 : 16) <= f.size())
-            std::copy(vip.bytes().begin(), vip.bytes().begin() + (v4 ? 4 : 16), f.begin() + static_cast<long>(destination));
+            std::copy(vip.bytes().begin(), vip.bytes().begin() + (v4 ? 4 : 16),
+                      f.begin() + static_cast<long>(destination));
         return f;
     }
 
@@ -682,8 +687,8 @@ public:
             return "no outer IP header";
         const bool outer_v4 = be16(out, l3 - 2) == 0x0800;
         const std::size_t outer = outer_v4 ? 20 : 40;
-        if (out.size() != in.size() + outer || !std::equal(in.begin() + static_cast<long>(l3), in.end(),
-                                                            out.begin() + static_cast<long>(l3 + outer)))
+        if (out.size() != in.size() + outer ||
+            !std::equal(in.begin() + static_cast<long>(l3), in.end(), out.begin() + static_cast<long>(l3 + outer)))
             return "inner packet not carried as it came";
         if (l3 == 18 && !std::equal(in.begin() + 12, in.begin() + 16, out.begin() + 12))
             return "VLAN tag not kept";
@@ -791,8 +796,10 @@ TEST_F(PacketFuzz, RandomAndMutatedFramesKeepEveryInvariant) {
             } else {
                 ++outcome_counts[outcome];
                 const Outcome o = static_cast<Outcome>(outcome);
-                const int verdict = o == tx ? XDP_TX : o == redirect ? XDP_REDIRECT : o <= pass_slow_path ? XDP_PASS
-                                                                                                           : XDP_DROP;
+                const int verdict = o == tx               ? XDP_TX
+                                    : o == redirect       ? XDP_REDIRECT
+                                    : o <= pass_slow_path ? XDP_PASS
+                                                          : XDP_DROP;
                 if (!allowed.count(o))
                     problem = std::string("outcome ") + kOutcomeNames[o] + " not allowed";
                 else if (action != verdict)

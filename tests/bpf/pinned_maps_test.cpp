@@ -7,7 +7,7 @@
 #include <tuple>
 
 #include "bpf/fixture.h"
-#include "core/pinned_maps.h"
+#include "dataplane/pinned_maps.h"
 #include "support/bpffs.h"
 
 namespace stickylb::testing {
@@ -55,7 +55,8 @@ protected:
     static PacketSpec client(const char* vip, int number) {
         PacketSpec spec;
         spec.source = IpAddress::parse("198.51.100." + std::to_string(number));
-        spec.source_port = static_cast<std::uint16_t>(40000 + 101 * number);  // not in step with the address (the cache slot hash would fold them together)
+        spec.source_port = static_cast<std::uint16_t>(
+            40000 + 101 * number);  // not in step with the address (the cache slot hash would fold them together)
         spec.destination = IpAddress::parse(vip);
         return spec;
     }
@@ -73,17 +74,21 @@ protected:
         return backend_of(run(spec));
     }
 
-    using FlowTuple = std::tuple<IpAddress, std::uint16_t, IpAddress, std::uint16_t, std::uint8_t, std::uint32_t,
-                                 std::uint16_t>;
+    using FlowTuple =
+        std::tuple<IpAddress, std::uint16_t, IpAddress, std::uint16_t, std::uint8_t, std::uint32_t, std::uint16_t>;
     static FlowTuple tuple_of(const FlowRecord& record) {
-        return {record.client, record.client_port, record.vip,          record.vip_port,
+        return {record.client,   record.client_port,   record.vip,      record.vip_port,
                 record.protocol, record.backend_index, record.vip_index};
     }
     static FlowTuple tuple_of(const PacketSpec& spec, std::uint32_t backend, std::uint32_t vip_index) {
-        return {spec.source, spec.source_port, spec.destination, spec.destination_port,
-                IPPROTO_TCP,  backend,         static_cast<std::uint16_t>(vip_index)};
+        return {spec.source,
+                spec.source_port,
+                spec.destination,
+                spec.destination_port,
+                IPPROTO_TCP,
+                backend,
+                static_cast<std::uint16_t>(vip_index)};
     }
-
 
     std::optional<PrivateBpffs> bpffs_;
     std::string pins_;
@@ -198,8 +203,7 @@ TEST_F(PinnedMapsTest, AnEmptyDirectoryGivesTheClearError) {
             PinnedMaps::open(directory);
             FAIL() << "opened maps in " << directory;
         } catch (const std::runtime_error& error) {
-            EXPECT_EQ(std::string(error.what()),
-                      "no stickylb maps pinned in " + directory + ": is stickylbd running?");
+            EXPECT_EQ(std::string(error.what()), "no stickylb maps pinned in " + directory + ": is stickylbd running?");
         }
     }
 }

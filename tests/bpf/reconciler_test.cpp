@@ -4,7 +4,7 @@
 #include <netinet/in.h>
 
 #include "bpf/fixture.h"
-#include "daemon/reconciler.h"
+#include "control/reconciler.h"
 
 namespace stickylb::testing {
 namespace {
@@ -17,8 +17,7 @@ DaemonConfig one_vip(const std::string& name, const char* address) {
     vip.address = IpAddress::parse(address);
     vip.port = 80;
     for (const char* backend : {"be1", "be2"})
-        vip.backends.push_back(
-            BackendConfig{backend, IpAddress::parse(std::string("10.0.0.") + backend[2]), 1, {}});
+        vip.backends.push_back(BackendConfig{backend, IpAddress::parse(std::string("10.0.0.") + backend[2]), 1, {}});
     config.vips.push_back(vip);
     return config;
 }

@@ -13,31 +13,31 @@
 namespace stickylb::testing::reference {
 
 enum class Kind {
-    not_ip,     // not IPv4/IPv6 over Ethernet with at most one 802.1Q tag
-    truncated,  // IP, but the fixed IP header is not all there
-    malformed,  // addresses readable, the rest inconsistent
-    flow,       // TCP/UDP with a full, consistent header
-    fragment,   // a consistent fragment: addresses and protocol, no ports
+    not_ip,        // not IPv4/IPv6 over Ethernet with at most one 802.1Q tag
+    truncated,     // IP, but the fixed IP header is not all there
+    malformed,     // addresses readable, the rest inconsistent
+    flow,          // TCP/UDP with a full, consistent header
+    fragment,      // a consistent fragment: addresses and protocol, no ports
     icmp_too_big,  // ICMP frag-needed / ICMPv6 packet-too-big quoting a TCP/UDP packet of the destination
-    other,      // well formed, but nothing a VIP could match (other protocols, other ICMP)
+    other,         // well formed, but nothing a VIP could match (other protocols, other ICMP)
 };
 
 struct Reading {
     Kind kind = Kind::not_ip;
-    std::size_t l3 = 0;        // offset of the IP header
-    std::uint8_t family = 0;   // STICKYLB_FAMILY_*
-    stickylb_addr source{};    // for icmp_too_big: the quoted packet's destination (the client)
+    std::size_t l3 = 0;       // offset of the IP header
+    std::uint8_t family = 0;  // STICKYLB_FAMILY_*
+    stickylb_addr source{};   // for icmp_too_big: the quoted packet's destination (the client)
     stickylb_addr destination{};
-    std::uint8_t protocol = 0;  // L4 protocol (of the quote, for icmp_too_big)
+    std::uint8_t protocol = 0;           // L4 protocol (of the quote, for icmp_too_big)
     std::uint16_t source_port = 0;       // host order; the client's side for icmp_too_big
     std::uint16_t destination_port = 0;  // host order; the VIP's side for icmp_too_big
-    std::size_t ip_length = 0;  // what the IP header claims (IPv6: 40 + payload length)
-    std::size_t l4 = 0;         // offset of the L4 header, once known
+    std::size_t ip_length = 0;           // what the IP header claims (IPv6: 40 + payload length)
+    std::size_t l4 = 0;                  // offset of the L4 header, once known
 };
 
 namespace detail {
 inline constexpr std::size_t kMaxL4Offset = 256;  // frame offset; deeper is not parsed
-inline constexpr int kMaxExtensionHeaders = 8;  // a longer chain: transport unknown, other
+inline constexpr int kMaxExtensionHeaders = 8;    // a longer chain: transport unknown, other
 
 inline std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 

@@ -62,7 +62,9 @@ protected:
         return {};
     }
 
-    static std::string client_address(int n) { return "198.51." + std::to_string(100 + n / 250) + "." + std::to_string(1 + n % 250); }
+    static std::string client_address(int n) {
+        return "198.51." + std::to_string(100 + n / 250) + "." + std::to_string(1 + n % 250);
+    }
 
     stickylb_affinity_key affinity_key_of(const std::string& client) const {
         stickylb_affinity_key key{};

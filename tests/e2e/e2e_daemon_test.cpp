@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "stickylb/stats.h"
 #include "support/daemon_lab.h"
 #include "support/lab.h"
 #include "support/privileges.h"
@@ -38,8 +39,7 @@ protected:
 
     std::string config_text(const std::string& extra_backend = "", std::uint32_t be2_weight = 1) const {
         std::ostringstream yaml;
-        yaml << config_preamble()
-             << "vips:\n"
+        yaml << config_preamble() << "vips:\n"
              << "  - name: web\n"
              << "    address: " << kLabVip << "\n"
              << "    port: 80\n"
@@ -83,6 +83,24 @@ TEST_F(Daemon, DeadBackendIsMarkedDownItsClientsMoveAndItGetsOnlyNewClientsBack)
             EXPECT_EQ(moved[client], before[client]) << "client " << client << " of a live backend moved";
         }
     }
+
+    // What `stats show` promises (the grammar): the global counters of the one table,
+    // and the VIP's own with its backends'. be1 is down; the others carried the traffic.
+    const auto stats = cli_json("stats show vip web");
+    for (const GlobalCounter& counter : kGlobalCounters)
+        EXPECT_TRUE(stats.contains(counter.name)) << counter.name << " missing from stats show: " << stats;
+    EXPECT_GT(stats.value("forwarded_tx", 0ULL) + stats.value("forwarded_redirect", 0ULL), 0ULL) << stats;
+    ASSERT_EQ(stats["vips"].size(), 1u) << stats;
+    EXPECT_EQ(stats["vips"][0]["vip"], "web");
+    std::map<std::string, nlohmann::json> backends;
+    for (const auto& backend : stats["vips"][0]["backends"])
+        backends[backend["name"]] = backend;
+    ASSERT_EQ(backends.size(), static_cast<std::size_t>(kBackends)) << stats;
+    EXPECT_EQ(backends["be1"]["state"], "down");
+    std::uint64_t backend_packets = 0;
+    for (const auto& [name, backend] : backends)
+        backend_packets += backend["packets"].get<std::uint64_t>();
+    EXPECT_GT(backend_packets, 0u) << stats;
 
     ASSERT_EQ(run_command(lab_command("start-backend 1")).exit_code, 0);
     wait_for_state("be1", "up");

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Faults under load (issue 8), in the namespace lab: stickylbd killed with -9 ten
+// Faults under load, in the namespace lab: stickylbd killed with -9 ten
 // times, 100 SIGHUP reloads (half of them changing the backend set), a backend whose
 // health flaps, a memcached server killed and restarted under PHP session traffic.
 // Every load is bounded in requests and stops itself; the figures (requests sent
@@ -36,7 +36,7 @@ using namespace lab;
 using namespace std::chrono_literals;
 
 constexpr int kBackends = 3;
-constexpr int kLoadClients = 4;        // client addresses 10.89.0.101..104
+constexpr int kLoadClients = 4;         // client addresses 10.89.0.101..104
 constexpr int kBatchesPerClient = 600;  // bound of the load: 10 requests per batch
 constexpr int kHealthPort = 8080;
 
@@ -86,9 +86,9 @@ protected:
     }
 
     // One VIP over be1..be3 (or be1..be2 without be3); HEALTH is its health line.
-    std::string config_text(bool with_be3 = true,
-                            const std::string& health = "{kind: tcp, interval: 200ms, timeout: 100ms, rise: 2, "
-                                                        "fall: 2}") const {
+    std::string config_text(bool with_be3 = true, const std::string& health =
+                                                      "{kind: tcp, interval: 200ms, timeout: 100ms, rise: 2, "
+                                                      "fall: 2}") const {
         std::ostringstream yaml;
         yaml << config_preamble() << "vips:\n"
              << "  - name: web\n"
@@ -178,7 +178,7 @@ TEST_F(Faults, ControlGroupFromTheConfigOwnsTheControlSocket) {
     const gid_t gid = nogroup->gr_gid;
     write_config("control_group: nogroup\n" + config_text());
     ASSERT_NO_FATAL_FAILURE(start_daemon());
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat((dir_ + "/control.sock").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0660u);
     EXPECT_EQ(st.st_gid, gid);
@@ -261,9 +261,8 @@ TEST_F(Faults, HundredReloadsUnderLoadAndConnectionsToARemovedBackendAreReset) {
         std::this_thread::sleep_for(50ms);  // requests between reloads too, not only during them
     }
     const LoadResult result = stop_load(*load);
-    record("SIGHUP reloads under HTTP load",
-           std::to_string(kReloads) + " reloads (" + std::to_string(kReloads / 2) + " changing the backend set), " +
-               describe(result));
+    record("SIGHUP reloads under HTTP load", std::to_string(kReloads) + " reloads (" + std::to_string(kReloads / 2) +
+                                                 " changing the backend set), " + describe(result));
     EXPECT_GT(result.sent(), 0);
     EXPECT_EQ(result.timeouts, 0) << "requests hung: " << describe(result);
     EXPECT_EQ(result.other, 0) << describe(result) << "; first: " << result.first_other;
@@ -312,10 +311,10 @@ HTTPServer(('0.0.0.0', int(sys.argv[1])), Health).serve_forever()
     std::vector<std::unique_ptr<BackgroundCommand>> health_servers;
     for (int n = 1; n <= kBackends; ++n) {
         std::ofstream(dir_ + "/mode" + std::to_string(n)) << "ok\n";
-        health_servers.push_back(std::make_unique<BackgroundCommand>(in_ns(
-            backend_ns(n), "python3 " + shell_quote(dir_ + "/health.py") + " " +
-                               std::to_string(kHealthPort) + " " + shell_quote(dir_ + "/mode" + std::to_string(n)) +
-                               " " + shell_quote(dir_ + "/count" + std::to_string(n)))));
+        health_servers.push_back(std::make_unique<BackgroundCommand>(
+            in_ns(backend_ns(n), "python3 " + shell_quote(dir_ + "/health.py") + " " + std::to_string(kHealthPort) +
+                                     " " + shell_quote(dir_ + "/mode" + std::to_string(n)) + " " +
+                                     shell_quote(dir_ + "/count" + std::to_string(n)))));
     }
     const auto checks_answered = [&] {
         std::ifstream file(dir_ + "/count1");
@@ -355,8 +354,8 @@ HTTPServer(('0.0.0.0', int(sys.argv[1])), Health).serve_forever()
     const double alternating_transitions = transitions_of(1) - transitions_before;
     const double alternating_rewrites = metric_or_zero(rewrites_series) - rewrites_before;
     EXPECT_EQ(alternating_transitions, 0) << "a state changed with no two equal answers in a row";
-    EXPECT_LE(alternating_rewrites, all_transitions() - all_before)
-        << "the ring was rewritten with no state change:\n" << daemon_log();
+    EXPECT_LE(alternating_rewrites, all_transitions() - all_before) << "the ring was rewritten with no state change:\n"
+                                                                    << daemon_log();
     EXPECT_EQ(backend_states()["be1"], "up");
 
     // Pairs: down after two failures, up after two successes.
@@ -380,7 +379,8 @@ HTTPServer(('0.0.0.0', int(sys.argv[1])), Health).serve_forever()
     EXPECT_GE(pair_transitions, 4) << "pairs of answers must change the state (rise/fall 2)";
     EXPECT_LE(pair_transitions, pair_checks / 2 + 1) << "a state changed faster than rise/fall allow";
     EXPECT_LE(pair_rewrites, pair_transitions + other_transitions)
-        << "the ring was rewritten more often than the state changed:\n" << daemon_log();
+        << "the ring was rewritten more often than the state changed:\n"
+        << daemon_log();
     EXPECT_GE(pair_rewrites, 1);
     const auto linted = lint_metrics();
     EXPECT_EQ(linted.exit_code, 0) << "promtool on the live scrape: " << linted.output;

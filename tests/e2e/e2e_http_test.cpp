@@ -31,8 +31,8 @@
 
 #include <gtest/gtest.h>
 
-#include "core/dataplane.h"
-#include "core/maglev.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/maglev.h"
 #include "support/lab.h"
 #include "support/load_options.h"
 #include "support/privileges.h"
@@ -53,7 +53,7 @@ using namespace stickylb::testing::lab;
 constexpr const char* kVip4 = "10.89.0.250";
 constexpr const char* kVip6 = "fd00:89::250";
 constexpr int kBackends = 2;
-constexpr int kBackendHostBase = 20;  // backend N is .20+N / ::20+N
+constexpr int kBackendHostBase = 20;      // backend N is .20+N / ::20+N
 constexpr std::uint32_t kRingSize = 257;  // prime
 constexpr std::uint64_t kRingSeed = 0x5eed;
 constexpr std::uint16_t kHttpPort = 80;
@@ -137,9 +137,9 @@ protected:
         STICKYLB_REQUIRE_ROOT();
         const Case& c = GetParam();
         lab_requested_ = true;
-        const auto up = run_command(lab_command(std::string("up --mode ") +
-                                                (c.mode == ForwardingMode::ipip ? "ipip" : "l2") +
-                                                " --backends " + std::to_string(kBackends)));
+        const auto up =
+            run_command(lab_command(std::string("up --mode ") + (c.mode == ForwardingMode::ipip ? "ipip" : "l2") +
+                                    " --backends " + std::to_string(kBackends)));
         ASSERT_EQ(up.exit_code, 0) << "lab.sh up failed:\n" << up.output;
 
         plane_.emplace(DataPlane::load(stickylb::testing::small_load_options(kRingSize)));
@@ -158,8 +158,7 @@ protected:
         ASSERT_EQ(lb_mac_text.exit_code, 0) << lb_mac_text.output;
         ASSERT_EQ(MacAddress::parse(trim(lb_mac_text.output)), lb_mac_);
         const auto xdp = run_command("ip -n " + shell_quote(lab_ns("lb")) + " -d link show dev eth0");
-        ASSERT_NE(xdp.output.find("prog/xdp"), std::string::npos) << "no XDP program on the LB's eth0:\n"
-                                                                  << xdp.output;
+        ASSERT_NE(xdp.output.find("prog/xdp"), std::string::npos) << "no XDP program on the LB's eth0:\n" << xdp.output;
 
         for (int index = 1; index <= kBackends; ++index) {
             const auto mac = run_command(in_ns(backend_ns(index), "cat /sys/class/net/eth0/address"));
@@ -320,9 +319,9 @@ TEST_P(E2eHttpTest, RepliesGoStraightFromBackendToClient) {
     constexpr std::uint64_t kMaxLbBytes = 500'000;
     const auto stats_before = plane_->global_stats();
     const std::uint64_t rx_before = lb_rx_bytes();
-    const auto reply = run_command(in_ns(lab_ns("client"), "curl -sS --max-time 10 -o /dev/null -w '%{size_download}' " +
-                                                                shell_quote(vip_url("/bytes?n=" +
-                                                                                    std::to_string(kReplyBytes)))));
+    const auto reply =
+        run_command(in_ns(lab_ns("client"), "curl -sS --max-time 10 -o /dev/null -w '%{size_download}' " +
+                                                shell_quote(vip_url("/bytes?n=" + std::to_string(kReplyBytes)))));
     const std::uint64_t rx_after = lb_rx_bytes();
     const auto stats_after = plane_->global_stats();
     ASSERT_EQ(reply.exit_code, 0) << reply.output << "\n" << diagnostics();

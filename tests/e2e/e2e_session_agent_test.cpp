@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// PHP sessions in memcached, end to end (issue 4's acceptance): real Apache + mod_php +
+// PHP sessions in memcached, end to end: real Apache + mod_php +
 // php-memcached on two lab backends, two memcached servers, the lab client talking to
 // each backend's own address (no load balancer needed). Each case runs twice:
 //   Agent  PHP's save_path is the local stickylb-agent: the behaviour is asserted.
@@ -55,9 +55,8 @@ constexpr auto kRecoveryBound = 3s;
 constexpr int kRequestMaxTimeS = 20;  // curl --max-time of one request
 // php-memcached 3.2's own lock settings (150 ms waits, 5 retries): what a stock
 // installation runs with.
-const std::vector<std::string> kStockLockDefaults = {"memcached.sess_lock_wait_min=150",
-                                                     "memcached.sess_lock_wait_max=150",
-                                                     "memcached.sess_lock_retries=5"};
+const std::vector<std::string> kStockLockDefaults = {
+    "memcached.sess_lock_wait_min=150", "memcached.sess_lock_wait_max=150", "memcached.sess_lock_retries=5"};
 
 enum class Sessions { agent, stock };
 
@@ -66,21 +65,18 @@ void PrintTo(Sessions sessions, std::ostream* out) { *out << to_string(sessions)
 
 std::string url(int backend, const std::string& path) { return "http://" + backend_address(backend) + path; }
 
-
 std::string curl_command(int backend, const std::string& path, const std::string& sid, int max_time_s) {
-    std::string command =
-        "curl -sS --max-time " + std::to_string(max_time_s) + kCurlStatusFormat;
+    std::string command = "curl -sS --max-time " + std::to_string(max_time_s) + kCurlStatusFormat;
     if (!sid.empty())
         command += " -H " + shell_quote("Cookie: PHPSESSID=" + sid);
     return in_ns(lab_ns("client"), command + " " + shell_quote(url(backend, path)));
 }
 
-
 // The membership view stickylbd writes (written by the test here: no LB daemon runs).
 std::string membership_view(std::uint64_t epoch, const std::map<std::string, std::string>& states) {
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+    const auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     std::string json = "{\"cluster\":\"" + std::string(kCluster) + "\",\"epoch\":" + std::to_string(epoch) +
                        ",\"written_ms\":" + std::to_string(now_ms) + ",\"backends\":{";
     bool first = true;
@@ -90,7 +86,6 @@ std::string membership_view(std::uint64_t epoch, const std::map<std::string, std
     }
     return json + "}}";
 }
-
 
 // Builds and removes the lab; the requests, lock holders and views the cases use.
 class SessionLabTest : public ::testing::Test {
@@ -116,9 +111,9 @@ protected:
         const auto result = run_command(lab_command(arguments));
         ASSERT_EQ(result.exit_code, 0) << "lab.sh " << arguments << " failed:\n" << result.output;
         // The backends really keep their sessions where this test thinks they do.
-        const std::string expected_path =
-            sessions == Sessions::agent ? "127.0.0.1:11311"
-                                        : memcached_address(1) + ":11211," + memcached_address(2) + ":11211";
+        const std::string expected_path = sessions == Sessions::agent
+                                              ? "127.0.0.1:11311"
+                                              : memcached_address(1) + ":11211," + memcached_address(2) + ":11211";
         for (int backend = 1; backend <= kBackends; ++backend) {
             const Reply path = get(backend, "/ini.php?name=session.save_path");
             ASSERT_EQ(path.status, 200) << path;
@@ -222,23 +217,22 @@ protected:
         const Counter last = count(1, first.sid);
         outcome.rise = last.n - first.n - 1;
         record(label + " " + page + " successes", std::to_string(outcome.ok) + "/" +
-                                                      std::to_string(kConcurrentRequests) + " (failed: " +
-                                                      outcome.failures + ")");
+                                                      std::to_string(kConcurrentRequests) +
+                                                      " (failed: " + outcome.failures + ")");
         record(label + " " + page + " counter rise", std::to_string(outcome.rise));
         return outcome;
     }
 
     // The lock, fencing and conflict counters of a backend's agent: what explains a lost update.
     static std::string agent_counters(int backend) {
-        const auto scrape = run_command(in_ns(lab_ns("be" + std::to_string(backend)),
-                                              "curl -sS --max-time 5 http://127.0.0.1:9479/metrics"));
+        const auto scrape = run_command(
+            in_ns(lab_ns("be" + std::to_string(backend)), "curl -sS --max-time 5 http://127.0.0.1:9479/metrics"));
         std::istringstream lines(scrape.output);
         std::string out;
         for (std::string line; std::getline(lines, line);) {
-            if (!line.starts_with("#") && (line.find("lock") != std::string::npos ||
-                                          line.find("fenced") != std::string::npos ||
-                                          line.find("conflict") != std::string::npos ||
-                                          line.find("error") != std::string::npos))
+            if (!line.starts_with("#") &&
+                (line.find("lock") != std::string::npos || line.find("fenced") != std::string::npos ||
+                 line.find("conflict") != std::string::npos || line.find("error") != std::string::npos))
                 out += line + "\n";
         }
         return out;
@@ -271,7 +265,7 @@ TEST_P(SessionLab, ConcurrentRequestsOfOneUserAllIncrementTheCounter) {
     }
 }
 
-// The comparison of issue 4: the same run against memcached directly, with the stock
+// The comparison: the same run against memcached directly, with the stock
 // handler and php-memcached's default lock settings. Recorded, not asserted.
 TEST_F(SessionLabTest, StockHandlerWithDefaultLockSettingsUnderConcurrentRequests) {
     ASSERT_NO_FATAL_FAILURE(up(Sessions::stock, kStockLockDefaults));

@@ -32,10 +32,9 @@ using namespace lab;
 using namespace std::chrono_literals;
 
 constexpr int kBackends = 3;
-constexpr int kClients = 12;  // client addresses 10.89.0.101..
+constexpr int kClients = 12;                           // client addresses 10.89.0.101..
 constexpr const char* kMemcached = "127.0.0.1:11211";  // inside the LB's namespace
 constexpr const char* kMetrics = "127.0.0.1:19479";
-
 
 struct Settings {
     std::string refresh = "200ms";
@@ -66,16 +65,14 @@ protected:
     // key_file: session.key_file ("": memcached data unsigned).
     void write_config(const Settings& settings, const std::string& key_file = "") const {
         std::ofstream yaml(config_path());
-        yaml << config_preamble()
-             << "memcached_servers: [" << kMemcached << "]\n"
+        yaml << config_preamble() << "memcached_servers: [" << kMemcached << "]\n"
              << "session:\n"
              << "  view_refresh_interval: " << settings.refresh << "\n"
              << "  view_ttl: " << settings.ttl << "\n"
              << "  affinity_save_interval: " << settings.save_interval << "\n"
              << "  memcached_connect_timeout: 100ms\n"
              << "  memcached_timeout: 200ms\n"
-             << (key_file.empty() ? "" : "  key_file: " + key_file + "\n")
-             << "vips:\n"
+             << (key_file.empty() ? "" : "  key_file: " + key_file + "\n") << "vips:\n"
              << "  - name: web\n"
              << "    address: " << kLabVip << "\n"
              << "    port: 80\n"
@@ -87,13 +84,14 @@ protected:
     }
 
     void start_memcached() {
-        memcached_pid_ = spawn_in_lb({*MemcachedProcess::binary(), "-u", "nobody", "-l", "127.0.0.1", "-p", "11211",
-                                      "-U", "0", "-m", "64"},
-                                     dir_ + "/memcached.log");
+        memcached_pid_ = spawn_in_lb(
+            {*MemcachedProcess::binary(), "-u", "nobody", "-l", "127.0.0.1", "-p", "11211", "-U", "0", "-m", "64"},
+            dir_ + "/memcached.log");
         ASSERT_GT(memcached_pid_, 0);
         for (int tries = 0; tries < 100; ++tries) {
-            if (run_command(in_ns(lab_ns("lb"), "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", "
-                                                "11211), timeout=1)'"))
+            if (run_command(in_ns(lab_ns("lb"),
+                                  "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", "
+                                  "11211), timeout=1)'"))
                     .exit_code == 0)
                 return;
             std::this_thread::sleep_for(50ms);
@@ -130,9 +128,9 @@ protected:
 
     // Writes KEY = VALUE into the LB's memcached, as anyone who reaches it could.
     void plant(const std::string& key, const std::string& value) const {
-        const auto stored = memcached_request(lab_ns("lb"), "127.0.0.1", 11211,
-                                              "set " + key + " 0 600 " + std::to_string(value.size()) + "\r\n" + value +
-                                                  "\r\n");
+        const auto stored =
+            memcached_request(lab_ns("lb"), "127.0.0.1", 11211,
+                              "set " + key + " 0 600 " + std::to_string(value.size()) + "\r\n" + value + "\r\n");
         ASSERT_EQ(trim(stored.output), "STORED") << key;
     }
 
@@ -161,8 +159,8 @@ TEST_F(SessionDaemon, ViewSaysDownAtOnceAndIncarnationGrowsWhenBack) {
 
     ASSERT_EQ(run_command(lab_command("stop-backend 1")).exit_code, 0);
     wait_for_state("be1", "down");
-    const auto down = wait_for_view(
-        [](const auto& view) { return state_of(view, "be1") == session::MemberState::down; }, 3s);
+    const auto down =
+        wait_for_view([](const auto& view) { return state_of(view, "be1") == session::MemberState::down; }, 3s);
     ASSERT_TRUE(down) << "the view did not say down before the next refresh:\n" << daemon_log();
     EXPECT_EQ(down->epoch, first->epoch + 1);
     EXPECT_EQ(down->backends.at("be1").incarnation, 1u);
@@ -171,8 +169,8 @@ TEST_F(SessionDaemon, ViewSaysDownAtOnceAndIncarnationGrowsWhenBack) {
 
     ASSERT_EQ(run_command(lab_command("start-backend 1")).exit_code, 0);
     wait_for_state("be1", "up");
-    const auto back = wait_for_view(
-        [](const auto& view) { return state_of(view, "be1") == session::MemberState::up; }, 3s);
+    const auto back =
+        wait_for_view([](const auto& view) { return state_of(view, "be1") == session::MemberState::up; }, 3s);
     ASSERT_TRUE(back) << daemon_log();
     EXPECT_EQ(back->epoch, first->epoch + 2);
     EXPECT_EQ(back->backends.at("be1").incarnation, 2u) << "a new life after being down";
@@ -223,8 +221,8 @@ TEST_F(SessionDaemon, MemcachedDownChangesNothingButTheMetricsAndTheViewComesBac
     EXPECT_EQ(cli_json("session show")["servers"][0]["up"], false);
 
     start_memcached();  // empty
-    const auto rewritten = wait_for_view(
-        [](const auto& view) { return state_of(view, "be2") == session::MemberState::down; }, 10s);
+    const auto rewritten =
+        wait_for_view([](const auto& view) { return state_of(view, "be2") == session::MemberState::down; }, 10s);
     ASSERT_TRUE(rewritten) << "the view was not written again after memcached came back:\n" << daemon_log();
     EXPECT_EQ(rewritten->backends.size(), 3u);
     bool reported_up = false;
@@ -336,15 +334,16 @@ TEST_F(SessionDaemon, DrainForceWritesTheViewThenMovesTheClients) {
 // it restored nothing, counts both, and publishes its own epochs. With a key,
 // what it writes is signed and the unsigned snapshot is refused.
 TEST_F(SessionDaemon, ForgedSnapshotsAndViewsInMemcachedNeitherStopNorMisleadTheDaemon) {
-    const std::string now = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                               std::chrono::system_clock::now().time_since_epoch())
-                                               .count());
+    const std::string now = std::to_string(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
     const std::string manifest = R"({"format":1,"generation":"00000000000000aa","written_ms":)" + now +
                                  R"(,"vips":["web"],"backends":["be1"],)"
                                  R"("chunks":[{"entries":4294967295,"bytes":262144,"fnv1a":"0000000000000000"}]})";
     ASSERT_NO_FATAL_FAILURE(plant("stickylb:v1:affinity:manifest", manifest));
     ASSERT_NO_FATAL_FAILURE(plant(session::members_key("web"), R"({"cluster":"web","epoch":18446744073709551615,)"
-                                                               R"("written_ms":)" + now + R"(,"backends":{}})"));
+                                                               R"("written_ms":)" +
+                                                                   now + R"(,"backends":{}})"));
     write_config({});
     start_daemon();
     EXPECT_FALSE(request_from(1).empty()) << "the daemon does not forward";

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The whole stack as users meet it: stickiness of 20 clients, 20 parallel requests of
-// one session losing no update, and failover that keeps a PHP session (issue 5's
-// acceptance):
+// one session losing no update, and failover that keeps a PHP session:
 // the lab client talks to the VIP through stickylbd's XDP data plane (persistence,
 // HTTP health checks every 200 ms, fall 2); three Apache + mod_php backends keep
 // their sessions through their own stickylb-agent in two memcached servers, and
@@ -51,7 +50,7 @@ constexpr int kBackends = 3;
 constexpr int kMemcached = 2;
 constexpr const char* kCluster = "web";
 constexpr const char* kUser = "10.89.0.100";  // the user's one client address
-constexpr int kHoldMs = 10000;                 // the doomed request holds the lock this long
+constexpr int kHoldMs = 10000;                // the doomed request holds the lock this long
 
 // stickylbd's health checks, and the acceptance figure they give: B is marked down
 // after `fall` failed checks, each given `timeout`, one every `interval`; the user
@@ -76,8 +75,6 @@ constexpr auto kPollLimit = 20s;
 constexpr const char* kConnectTimeoutS = "0.2";
 constexpr int kRequestMaxTimeS = 15;
 
-
-
 int backend_index(const std::string& name) { return std::atoi(name.c_str() + 2); }
 
 // The user's request for PATH through the VIP, with session SID ("" = a new session).
@@ -88,7 +85,6 @@ std::string user_curl(const std::string& path, const std::string& sid, int max_t
         command += " -H " + shell_quote("Cookie: PHPSESSID=" + sid);
     return in_ns(lab_ns("client"), command + " " + shell_quote(std::string("http://") + kLabVip + path));
 }
-
 
 Reply user_request(const std::string& path, const std::string& sid) {
     return parse_reply(run_command(user_curl(path, sid)));
@@ -146,8 +142,8 @@ protected:
 
     // A sample of backend N's agent metrics (scraped from the client), or nullopt.
     static std::optional<double> agent_metric(int backend, const std::string& series) {
-        const auto scrape = run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 http://" +
-                                                                    backend_address(backend) + ":9479/metrics"));
+        const auto scrape = run_command(
+            in_ns(lab_ns("client"), "curl -sS --max-time 3 http://" + backend_address(backend) + ":9479/metrics"));
         return scrape.exit_code == 0 ? sample_value(scrape.output, series) : std::nullopt;
     }
 
@@ -232,8 +228,7 @@ protected:
             const std::string name = "be" + std::to_string(backend);
             const session::Member* member = view->find(name);
             ASSERT_NE(member, nullptr) << name << " missing from the view";
-            EXPECT_EQ(member->state, backend == doomed ? session::MemberState::down : session::MemberState::up)
-                << name;
+            EXPECT_EQ(member->state, backend == doomed ? session::MemberState::down : session::MemberState::up) << name;
         }
         // The lock was broken through the view (see the top of the file), by the new backend's agent.
         EXPECT_EQ(agent_metric(backend_index(after->backend), "stickylb_agent_locks_broken_owner_down_total"), 1.0);
@@ -261,10 +256,10 @@ TEST_F(SessionStickiness, TwentyClientsEachSeeOneBackendOverAThousandRequests) {
     const std::string one_client = "curl -sS --max-time 120 --interface 10.89.0.$0 -H 'Connection: close' 'http://" +
                                    std::string(kLabVip) + "/?i=[1-" + std::to_string(kRequests) +
                                    "]' | sort | uniq -c | sed \"s/^/$0 /\"";
-    const auto run = run_command(in_ns(lab_ns("client"),
-                                       "bash -c " + shell_quote("seq 101 " + std::to_string(100 + kClients) +
-                                                                " | xargs -P " + std::to_string(kClients) +
-                                                                " -I{} bash -c " + shell_quote(one_client) + " {}")));
+    const auto run = run_command(
+        in_ns(lab_ns("client"),
+              "bash -c " + shell_quote("seq 101 " + std::to_string(100 + kClients) + " | xargs -P " +
+                                       std::to_string(kClients) + " -I{} bash -c " + shell_quote(one_client) + " {}")));
     ASSERT_EQ(run.exit_code, 0) << run.output;
     std::map<std::string, std::map<std::string, int>> seen;
     std::istringstream lines(run.output);
@@ -277,15 +272,16 @@ TEST_F(SessionStickiness, TwentyClientsEachSeeOneBackendOverAThousandRequests) {
     ASSERT_EQ(seen.size(), static_cast<std::size_t>(kClients)) << run.output << "\nstickylbd's log:\n" << daemon_log();
     for (const auto& [client, backends] : seen) {
         ASSERT_EQ(backends.size(), 1u) << "client 10.89.0." << client << " saw several backends:\n"
-                                       << run.output << "\nstickylbd's log:\n" << daemon_log();
+                                       << run.output << "\nstickylbd's log:\n"
+                                       << daemon_log();
         EXPECT_EQ(backends.begin()->second, kRequests) << "client 10.89.0." << client;
         EXPECT_EQ(backends.begin()->first.rfind("backend=be", 0), 0u) << backends.begin()->first;
         used.insert(backends.begin()->first);
     }
     EXPECT_EQ(used.size(), static_cast<std::size_t>(kBackends)) << "20 clients did not spread over the backends";
-    record("sticky clients", std::to_string(seen.size()) + " clients x " + std::to_string(kRequests) +
-                                 " new connections, each on one backend; backends used: " +
-                                 std::to_string(used.size()));
+    record("sticky clients",
+           std::to_string(seen.size()) + " clients x " + std::to_string(kRequests) +
+               " new connections, each on one backend; backends used: " + std::to_string(used.size()));
 }
 
 // No lost updates through the VIP: 20 parallel requests of one session each

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Affinity snapshots (daemon/affinity_snapshot.h): whatever a memcached server
+// Affinity snapshots (session/affinity_snapshot.h): whatever a memcached server
 // holds under the manifest and chunk keys reaches parse_manifest and
 // decode_snapshot. The input is the manifest's text, then the chunks, each
 // after a "\0CHUNK\0" separator. Invariants:
@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/affinity_snapshot.h"
+#include "session/affinity_snapshot.h"
 #include "fuzz/fuzz_check.h"
 
 namespace {
@@ -65,7 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t at = 0;;) {
         const std::size_t next = input.find(kSeparator, at);
         parts.push_back(input.substr(at, next == std::string_view::npos ? std::string_view::npos : next - at));
-        if (next == std::string_view::npos || parts.size() > 32) break;
+        if (next == std::string_view::npos || parts.size() > 32)
+            break;
         at = next + kSeparator.size();
     }
     const std::vector<std::optional<std::string>> chunks(parts.begin() + 1, parts.end());
@@ -77,7 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(manifest.written_ms > 0 && manifest.written_ms <= kNow + limits().max_clock_skew.count(),
                    "not from the future");
         for (const ChunkInfo& chunk : manifest.chunks) {
-            FUZZ_CHECK(chunk.bytes >= kChunkHeaderBytes && chunk.bytes <= limits().max_chunk_bytes, "chunk size bounds");
+            FUZZ_CHECK(chunk.bytes >= kChunkHeaderBytes && chunk.bytes <= limits().max_chunk_bytes,
+                       "chunk size bounds");
             FUZZ_CHECK(chunk.entries <= (chunk.bytes - kChunkHeaderBytes) / kMinEntryBytes, "entries fit the chunk");
         }
         check_decoded(manifest, chunks);

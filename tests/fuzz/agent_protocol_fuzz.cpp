@@ -60,11 +60,13 @@ void check_outcome(const Outcome& outcome, const ProtocolLimits& limits) {
             FUZZ_CHECK(request.keys.empty(), "no keys for version, quit, verbosity, stats");
         }
         FUZZ_CHECK(request.data.size() <= limits.max_value_bytes, "values within the limit");
-        if (!is_storage(request.command)) FUZZ_CHECK(request.data.empty(), "only storage commands carry data");
+        if (!is_storage(request.command))
+            FUZZ_CHECK(request.data.empty(), "only storage commands carry data");
         return;
     }
     const std::string& reply = outcome.reply;
-    if (outcome.status == Status::rejected && reply.empty()) return;  // noreply
+    if (outcome.status == Status::rejected && reply.empty())
+        return;  // noreply
     FUZZ_CHECK(reply.size() >= 2 && reply.ends_with("\r\n"), "an error reply ends in \\r\\n");
     FUZZ_CHECK(reply.find('\n') == reply.size() - 1, "an error reply is one line");
     FUZZ_CHECK(reply == "ERROR\r\n" || reply.starts_with("CLIENT_ERROR ") || reply.starts_with("SERVER_ERROR "),
@@ -73,7 +75,8 @@ void check_outcome(const Outcome& outcome, const ProtocolLimits& limits) {
 
 // Feeds the chunks, draining the parser after each; returns every outcome.
 std::vector<Outcome> run(const ProtocolLimits& limits, const std::vector<std::string_view>& chunks) {
-    const std::size_t multiget_line = std::max(limits.max_line_bytes, limits.max_keys_per_get * (limits.max_key_bytes + 1) + 16);
+    const std::size_t multiget_line =
+        std::max(limits.max_line_bytes, limits.max_keys_per_get * (limits.max_key_bytes + 1) + 16);
     const std::size_t bound = std::max(multiget_line, limits.max_value_bytes) + 2;
     RequestParser parser(limits);
     std::vector<Outcome> outcomes;
@@ -82,7 +85,8 @@ std::vector<Outcome> run(const ProtocolLimits& limits, const std::vector<std::st
         parser.feed(chunk);
         for (;;) {
             RequestParser::Result result = parser.next();
-            if (result.status == Status::need_more) break;
+            if (result.status == Status::need_more)
+                break;
             FUZZ_CHECK(!closed, "nothing is parsed after a fatal error");
             Outcome outcome{result.status, std::move(result.request), std::move(result.reply)};
             check_outcome(outcome, limits);
@@ -99,7 +103,8 @@ std::vector<Outcome> run(const ProtocolLimits& limits, const std::vector<std::st
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     // Header: [small limits?] [key] [value] [line] [keys per get] [chunk size]
     constexpr std::size_t kHeader = 6;
-    if (size < kHeader) return 0;
+    if (size < kHeader)
+        return 0;
     ProtocolLimits limits;
     if (data[0] & 1) {
         limits.max_key_bytes = 1 + data[1] % 16;
@@ -112,7 +117,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     std::vector<Outcome> whole = run(limits, {input});
     std::vector<std::string_view> chunks;
-    for (std::size_t at = 0; at < input.size(); at += cut) chunks.push_back(input.substr(at, cut));
+    for (std::size_t at = 0; at < input.size(); at += cut)
+        chunks.push_back(input.substr(at, cut));
     std::vector<Outcome> split = run(limits, chunks);
     FUZZ_CHECK(whole == split, "the same outcomes however the input was split into reads");
     return 0;

@@ -25,39 +25,39 @@ using namespace stickylb::cli;
 
 const Verb* find_verb(const Request& request, const Object** object_out) {
     for (const auto& object : command_tree()) {
-        if (object.name != request.object) continue;
+        if (object.name != request.object)
+            continue;
         *object_out = &object;
         for (const auto& verb : object.verbs)
-            if (verb.name == request.verb) return &verb;
+            if (verb.name == request.verb)
+                return &verb;
     }
     return nullptr;
 }
 
-std::string word_of(const nlohmann::json& value) {
-    return value.is_string() ? value.get<std::string>() : value.dump();
-}
+std::string word_of(const nlohmann::json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
 
 void check_request(const Request& request) {
     const Object* object = nullptr;
     const Verb* verb = find_verb(request, &object);
     FUZZ_CHECK(object != nullptr, "the request's object is in the command tree");
-    if (object->verbs.empty()) return;  // `version`: a command by itself
+    if (object->verbs.empty())
+        return;  // `version`: a command by itself
     FUZZ_CHECK(verb != nullptr, "the request's verb belongs to its object");
     FUZZ_CHECK(request.args.is_object(), "args is an object");
     for (const auto& item : request.args.items()) {
-        FUZZ_CHECK(std::any_of(verb->params.begin(), verb->params.end(),
-                               [&](const Param& p) { return p.key == item.key(); }),
-                   "every arg is a parameter of the verb");
+        FUZZ_CHECK(
+            std::any_of(verb->params.begin(), verb->params.end(), [&](const Param& p) { return p.key == item.key(); }),
+            "every arg is a parameter of the verb");
     }
     std::vector<std::string> canonical{request.object, request.verb};
     for (const auto& param : verb->params) {
         FUZZ_CHECK(!param.required || request.args.contains(param.key), "required parameters are present");
-        if (!request.args.contains(param.key)) continue;
+        if (!request.args.contains(param.key))
+            continue;
         const auto& value = request.args[param.key];
         switch (param.kind) {
-        case Param::Kind::positional:
-            canonical.push_back(word_of(value));
-            break;
+        case Param::Kind::positional: canonical.push_back(word_of(value)); break;
         case Param::Kind::keyword:
             canonical.push_back(param.key);
             canonical.push_back(word_of(value));
@@ -102,6 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(!invocation.text.empty(), "help has a text");
         return 0;
     }
-    if (invocation.action == Invocation::Action::request) check_request(invocation.request);
+    if (invocation.action == Invocation::Action::request)
+        check_request(invocation.request);
     return 0;
 }

@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/config.h"
+#include "control/config.h"
 #include "fuzz/fuzz_check.h"
 
 namespace {

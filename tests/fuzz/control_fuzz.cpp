@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The control socket's request protocol (daemon/control_server.h) on arbitrary
+// The control socket's request protocol (control/control_server.h) on arbitrary
 // bytes, one request line at a time as a connection frames them (split at '\n',
 // a trailing '\r' stripped, blank lines skipped). Invariants for every line:
 // - the response is exactly one line (no '\n': the client reads up to the first)
@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/control_server.h"
+#include "control/control_server.h"
 #include "fuzz/fuzz_check.h"
 
 namespace {
@@ -45,7 +45,8 @@ json expected_request(const std::string& line) {
         return json(json::value_t::discarded);
     json args = json::object();
     if (auto it = request.find("args"); it != request.end() && !it->is_null()) {
-        if (!it->is_object()) return json(json::value_t::discarded);
+        if (!it->is_object())
+            return json(json::value_t::discarded);
         args = *it;
     }
     return json{{"object", *object}, {"verb", *verb}, {"args", args}};
@@ -57,9 +58,9 @@ json parse_response(const std::string& response) {
     FUZZ_CHECK(!parsed.is_discarded() && parsed.is_object(), "a response is a JSON object");
     FUZZ_CHECK(parsed.contains("ok") && parsed["ok"].is_boolean(), "a response has a boolean ok");
     if (!parsed["ok"].get<bool>()) {
-        FUZZ_CHECK(parsed.contains("error") && parsed["error"].is_string() &&
-                       !parsed["error"].get<std::string>().empty(),
-                   "a refusal says why");
+        FUZZ_CHECK(
+            parsed.contains("error") && parsed["error"].is_string() && !parsed["error"].get<std::string>().empty(),
+            "a refusal says why");
     }
     return parsed;
 }
@@ -69,7 +70,8 @@ void fuzz_line(const std::string& line) {
     json seen;
     ControlServer::Handler echo = [&](const std::string& object, const std::string& verb, const json& args) {
         seen = json{{"object", object}, {"verb", verb}, {"args", args}};
-        if (verb == "throw") throw std::runtime_error("handler failed");
+        if (verb == "throw")
+            throw std::runtime_error("handler failed");
         return seen;
     };
     json response = parse_response(ControlServer::respond(echo, line));
@@ -114,8 +116,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::size_t end = input.find('\n');
         std::string line(input.substr(0, end));
         input.remove_prefix(end == std::string_view::npos ? input.size() : end + 1);
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        if (!line.empty() && line.back() == '\r')
+            line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos)
+            continue;
         fuzz_line(line);
     }
     return 0;

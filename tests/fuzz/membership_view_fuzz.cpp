@@ -29,7 +29,8 @@ void check_round_trip(const MembershipView& view) {
     FUZZ_CHECK(parsed.has_value(), "an encoded view parses");
     FUZZ_CHECK(*parsed == view, "encode then parse gives the same view");
     FUZZ_CHECK(encode_view(*parsed) == encoded, "the encoding is stable");
-    FUZZ_CHECK(members_key(view.cluster) == std::string(kMembersKeyPrefix) + view.cluster, "the key is prefix + cluster");
+    FUZZ_CHECK(members_key(view.cluster) == std::string(kMembersKeyPrefix) + view.cluster,
+               "the key is prefix + cluster");
 }
 
 void fuzz_parse(std::string_view text) {
@@ -50,14 +51,17 @@ void fuzz_parse(std::string_view text) {
 std::uint64_t consume_counter(FuzzedDataProvider& provider) {
     std::uint64_t value = provider.ConsumeIntegral<std::uint64_t>();
     // Half in range, so the round trip is exercised; the rest tests the limit.
-    if (provider.ConsumeBool()) value %= kMaxViewCounter + 1;
+    if (provider.ConsumeBool())
+        value %= kMaxViewCounter + 1;
     return value;
 }
 
 bool counters_within_limit(const MembershipView& view) {
-    if (view.epoch > kMaxViewCounter) return false;
+    if (view.epoch > kMaxViewCounter)
+        return false;
     for (const auto& [name, member] : view.backends)
-        if (member.incarnation > kMaxViewCounter) return false;
+        if (member.incarnation > kMaxViewCounter)
+            return false;
     return true;
 }
 
@@ -71,10 +75,12 @@ void fuzz_build(const std::uint8_t* data, std::size_t size) {
     for (int i = 0; i < 8 && provider.remaining_bytes() > 0; ++i) {
         std::string name = provider.ConsumeRandomLengthString(210);
         names_valid = names_valid && !name_problem(name);
-        view.backends[name] = Member{provider.PickValueInArray({MemberState::up, MemberState::draining, MemberState::down}),
-                                     consume_counter(provider)};
+        view.backends[name] =
+            Member{provider.PickValueInArray({MemberState::up, MemberState::draining, MemberState::down}),
+                   consume_counter(provider)};
     }
-    if (!names_valid) return;
+    if (!names_valid)
+        return;
     if (counters_within_limit(view)) {
         check_round_trip(view);
         return;

@@ -64,9 +64,11 @@ public:
         client.send("stats\r\n");
         for (;;) {
             std::string line = client.read_line();
-            if (line == "END\r\n") break;
+            if (line == "END\r\n")
+                break;
             std::string prefix = "STAT " + name + " ";
-            if (line.starts_with(prefix)) return std::stoull(line.substr(prefix.size()));
+            if (line.starts_with(prefix))
+                return std::stoull(line.substr(prefix.size()));
         }
         ADD_FAILURE() << "no STAT " << name;
         return 0;
@@ -122,7 +124,8 @@ protected:
     static bool eventually(Predicate done, std::chrono::milliseconds limit = 3s) {
         auto deadline = std::chrono::steady_clock::now() + limit;
         while (std::chrono::steady_clock::now() < deadline) {
-            if (done()) return true;
+            if (done())
+                return true;
             std::this_thread::sleep_for(10ms);
         }
         return done();

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <string>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace stickylb::testing {
 

@@ -78,10 +78,17 @@ protected:
     // The top of every config: interface, the work directory's paths, metrics_listen_.
     std::string config_preamble() const {
         return "interface: eth0\n"
-               "pin_dir: " + pin_dir() + "\n"
-               "state_file: " + dir_ + "/state.json\n"
-               "control_socket: " + dir_ + "/control.sock\n"
-               "metrics_listen: " + metrics_listen_ + "\n";
+               "pin_dir: " +
+               pin_dir() +
+               "\n"
+               "state_file: " +
+               dir_ +
+               "/state.json\n"
+               "control_socket: " +
+               dir_ +
+               "/control.sock\n"
+               "metrics_listen: " +
+               metrics_listen_ + "\n";
     }
 
     void write_config(const std::string& text) const { std::ofstream(config_path()) << text; }
@@ -167,9 +174,9 @@ protected:
     // GET / of the VIP from client address 10.89.0.(100+CLIENT): the backend that
     // answered, or "" on failure.
     static std::string request_from(int client) {
-        const auto answer = run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 --interface 10.89.0." +
-                                                                     std::to_string(100 + client) + " http://" +
-                                                                     kLabVip + "/"));
+        const auto answer =
+            run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 --interface 10.89.0." +
+                                                    std::to_string(100 + client) + " http://" + kLabVip + "/"));
         const std::string body = trim(answer.output);
         return answer.exit_code == 0 && body.rfind("backend=", 0) == 0 ? body.substr(8) : "";
     }

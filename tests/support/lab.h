@@ -198,5 +198,4 @@ private:
     CommandResult result_;
 };
 
-
 }  // namespace stickylb::testing::lab

@@ -3,7 +3,7 @@
 // Map sizes for tests: small enough that a load takes milliseconds.
 #include <string>
 
-#include "core/dataplane.h"
+#include "dataplane/dataplane.h"
 
 namespace stickylb::testing {
 

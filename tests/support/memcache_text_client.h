@@ -24,7 +24,8 @@ public:
     explicit MemcacheTextClient(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(10))
         : timeout_(timeout) {
         fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+        if (fd_ < 0)
+            throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
         sockaddr_in address{};
         address.sin_family = AF_INET;
         address.sin_port = htons(port);
@@ -42,7 +43,8 @@ public:
     MemcacheTextClient& operator=(const MemcacheTextClient&) = delete;
 
     void close() {
-        if (fd_ >= 0) ::close(fd_);
+        if (fd_ >= 0)
+            ::close(fd_);
         fd_ = -1;
     }
 
@@ -50,7 +52,8 @@ public:
         std::size_t sent = 0;
         while (sent < bytes.size()) {
             ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-            if (n <= 0) throw std::runtime_error(std::string("send: ") + std::strerror(errno));
+            if (n <= 0)
+                throw std::runtime_error(std::string("send: ") + std::strerror(errno));
             sent += static_cast<std::size_t>(n);
         }
     }
@@ -74,12 +77,15 @@ public:
         for (;;) {
             std::string line = read_line();
             out += line;
-            if (!line.starts_with("VALUE ")) return out;
+            if (!line.starts_with("VALUE "))
+                return out;
             // VALUE <key> <flags> <bytes> [<cas>]
             std::size_t pos = 0;
-            for (int field = 0; field < 3; ++field) pos = line.find(' ', pos) + 1;
+            for (int field = 0; field < 3; ++field)
+                pos = line.find(' ', pos) + 1;
             std::size_t bytes = std::stoul(line.substr(pos));
-            while (buffer_.size() < bytes + 2) fill();
+            while (buffer_.size() < bytes + 2)
+                fill();
             out += buffer_.substr(0, bytes + 2);
             buffer_.erase(0, bytes + 2);
         }
@@ -103,7 +109,8 @@ public:
     std::optional<std::string> get(const std::string& key) {
         std::string reply = get_raw(key);
         if (!reply.starts_with("VALUE ")) {
-            if (reply != "END\r\n") throw std::runtime_error("get " + key + ": " + reply);
+            if (reply != "END\r\n")
+                throw std::runtime_error("get " + key + ": " + reply);
             return std::nullopt;
         }
         std::size_t header_end = reply.find("\r\n");
@@ -124,10 +131,12 @@ private:
     void fill() {
         pollfd descriptor{fd_, POLLIN, 0};
         int ready = ::poll(&descriptor, 1, static_cast<int>(timeout_.count()));
-        if (ready <= 0) throw std::runtime_error("no reply within " + std::to_string(timeout_.count()) + " ms");
+        if (ready <= 0)
+            throw std::runtime_error("no reply within " + std::to_string(timeout_.count()) + " ms");
         char chunk[16384];
         ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-        if (n <= 0) throw std::runtime_error("connection closed");
+        if (n <= 0)
+            throw std::runtime_error("connection closed");
         buffer_.append(chunk, static_cast<std::size_t>(n));
     }
 

@@ -163,8 +163,8 @@ private:
     }
 
     void start() {
-        std::vector<std::string> arguments = {binary_, "-l", "127.0.0.1", "-p", std::to_string(port_),
-                                              "-U", "0", "-m", "64", "-t", "1"};
+        std::vector<std::string> arguments = {binary_, "-l", "127.0.0.1", "-p", std::to_string(port_), "-U", "0",
+                                              "-m",    "64", "-t",        "1"};
         // memcached refuses to run as root without -u. We drop to nobody ourselves
         // before exec as well: memcached's own setuid() would clear the
         // parent-death signal that cleans up after a crashed test.
@@ -188,8 +188,8 @@ private:
             throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
         if (child == 0) {
             // Only async-signal-safe calls here: the test may have threads.
-            if (nobody && (::setgroups(0, nullptr) != 0 || ::setgid(nobody->second) != 0 ||
-                           ::setuid(nobody->first) != 0))
+            if (nobody &&
+                (::setgroups(0, nullptr) != 0 || ::setgid(nobody->second) != 0 || ::setuid(nobody->first) != 0))
                 ::_exit(126);
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no memcached behind
             if (::getppid() != parent)
@@ -240,9 +240,9 @@ private:
 }  // namespace stickylb::testing
 
 // Skips the calling test (use it in the test body or SetUp) when memcached is not installed.
-#define STICKYLB_REQUIRE_MEMCACHED()                                                               \
-    do {                                                                                           \
-        if (!::stickylb::testing::MemcachedProcess::binary())                                      \
-            GTEST_SKIP() << "memcached is not installed (no memcached on PATH): "                  \
-                            "apt-get install memcached, or tools/install-deps.sh";                 \
+#define STICKYLB_REQUIRE_MEMCACHED()                                               \
+    do {                                                                           \
+        if (!::stickylb::testing::MemcachedProcess::binary())                      \
+            GTEST_SKIP() << "memcached is not installed (no memcached on PATH): "  \
+                            "apt-get install memcached, or tools/install-deps.sh"; \
     } while (0)

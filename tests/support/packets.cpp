@@ -8,7 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace stickylb::testing {
 namespace {
@@ -300,8 +300,8 @@ stickylb_flow_key flow_key_of(const PacketSpec& spec) {
 XdpRun run_xdp(int program_fd, const Bytes& packet) {
     XdpRun run;
     run.output.resize(packet.size() + 256);
-    LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = packet.data(),
-                .data_out = run.output.data(), .data_size_in = static_cast<std::uint32_t>(packet.size()),
+    LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = packet.data(), .data_out = run.output.data(),
+                .data_size_in = static_cast<std::uint32_t>(packet.size()),
                 .data_size_out = static_cast<std::uint32_t>(run.output.size()), .repeat = 1);
     check_libbpf(bpf_prog_test_run_opts(program_fd, &options), "BPF_PROG_TEST_RUN");
     run.action = static_cast<int>(options.retval);

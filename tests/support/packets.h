@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/address.h"
+#include "base/address.h"
 #include "stickylb/abi.h"
 
 namespace stickylb::testing {
@@ -31,8 +31,8 @@ struct PacketSpec {
     std::uint16_t destination_port = 80;
     std::uint8_t tcp_flags = kTcpSyn;
     std::size_t payload_bytes = 0;
-    Bytes ipv4_options;           // multiple of 4 bytes
-    bool ipv6_hop_by_hop = false; // an 8-byte hop-by-hop header before L4
+    Bytes ipv4_options;            // multiple of 4 bytes
+    bool ipv6_hop_by_hop = false;  // an 8-byte hop-by-hop header before L4
     // Fragmentation: IPv4 flags/offset, or an IPv6 fragment header.
     bool more_fragments = false;
     std::uint16_t fragment_offset_units = 0;  // in 8-byte units

@@ -18,12 +18,12 @@ inline bool privileged_tier_required() {
 
 }  // namespace stickylb::testing
 
-#define STICKYLB_REQUIRE_ROOT()                                                                         \
-    do {                                                                                                \
-        if (geteuid() != 0) {                                                                           \
-            if (::stickylb::testing::privileged_tier_required())                                        \
-                FAIL() << "this test needs root (CAP_BPF, CAP_NET_ADMIN) and "                           \
-                          "STICKYLB_REQUIRE_PRIVILEGED=1 forbids skipping it";                           \
-            GTEST_SKIP() << "needs root (CAP_BPF, CAP_NET_ADMIN): run the bpf/e2e tiers as root";       \
-        }                                                                                               \
+#define STICKYLB_REQUIRE_ROOT()                                                                   \
+    do {                                                                                          \
+        if (geteuid() != 0) {                                                                     \
+            if (::stickylb::testing::privileged_tier_required())                                  \
+                FAIL() << "this test needs root (CAP_BPF, CAP_NET_ADMIN) and "                    \
+                          "STICKYLB_REQUIRE_PRIVILEGED=1 forbids skipping it";                    \
+            GTEST_SKIP() << "needs root (CAP_BPF, CAP_NET_ADMIN): run the bpf/e2e tiers as root"; \
+        }                                                                                         \
     } while (0)

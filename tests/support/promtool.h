@@ -14,14 +14,17 @@ namespace stickylb::testing {
 
 inline std::string find_promtool() {
     for (const char* candidate : {"/usr/bin/promtool", "/usr/local/bin/promtool"}) {
-        if (::access(candidate, X_OK) == 0) return candidate;
+        if (::access(candidate, X_OK) == 0)
+            return candidate;
     }
     if (FILE* pipe = ::popen("command -v promtool 2>/dev/null", "r")) {
         char line[512] = {};
         std::string path = std::fgets(line, sizeof line, pipe) ? line : "";
         ::pclose(pipe);
-        while (!path.empty() && (path.back() == '\n' || path.back() == '\r')) path.pop_back();
-        if (!path.empty()) return path;
+        while (!path.empty() && (path.back() == '\n' || path.back() == '\r'))
+            path.pop_back();
+        if (!path.empty())
+            return path;
     }
     return {};
 }
@@ -36,8 +39,9 @@ inline PromtoolResult promtool_check(const std::string& text) {
     PromtoolResult result;
     std::string promtool = find_promtool();
     if (promtool.empty()) {
-        result.output = "promtool not found: it comes with Debian's \"prometheus\" package, "
-                        "installed by tools/install-deps.sh";
+        result.output =
+            "promtool not found: it comes with Debian's \"prometheus\" package, "
+            "installed by tools/install-deps.sh";
         return result;
     }
     char path[] = "/tmp/stickylb_metrics_test_XXXXXX";

@@ -33,7 +33,8 @@ class ReplyDelayingProxy {
 public:
     explicit ReplyDelayingProxy(std::uint16_t server_port) : server_port_(server_port) {
         listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (listener_ < 0) throw std::runtime_error(std::string("proxy socket: ") + std::strerror(errno));
+        if (listener_ < 0)
+            throw std::runtime_error(std::string("proxy socket: ") + std::strerror(errno));
         sockaddr_in address = loopback(0);
         socklen_t length = sizeof address;
         if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
@@ -94,7 +95,8 @@ private:
     static bool send_all(int fd, const char* data, std::size_t size) {
         while (size > 0) {
             ssize_t sent = ::send(fd, data, size, MSG_NOSIGNAL);
-            if (sent <= 0) return false;
+            if (sent <= 0)
+                return false;
             data += sent;
             size -= static_cast<std::size_t>(sent);
         }
@@ -104,12 +106,14 @@ private:
     void accept_loop() {
         while (!stopping_) {
             int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (client < 0) return;
+            if (client < 0)
+                return;
             int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
             sockaddr_in address = loopback(server_port_);
             if (server < 0 || ::connect(server, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
                 ::close(client);
-                if (server >= 0) ::close(server);
+                if (server >= 0)
+                    ::close(server);
                 continue;
             }
             auto connection = std::make_unique<Connection>();
@@ -127,17 +131,19 @@ private:
         char buffer[65536];
         for (;;) {
             ssize_t got = ::recv(connection.client, buffer, sizeof buffer, 0);
-            if (got <= 0) break;
+            if (got <= 0)
+                break;
             {
                 std::lock_guard guard(mutex_);
-                if (!marker_.empty() && std::string_view(buffer, static_cast<std::size_t>(got)).find(marker_) !=
-                                            std::string_view::npos) {
+                if (!marker_.empty() &&
+                    std::string_view(buffer, static_cast<std::size_t>(got)).find(marker_) != std::string_view::npos) {
                     marker_.clear();
                     armed_delay_ = delay_;
                     connection.delay_replies = true;
                 }
             }
-            if (!send_all(connection.server, buffer, static_cast<std::size_t>(got))) break;
+            if (!send_all(connection.server, buffer, static_cast<std::size_t>(got)))
+                break;
         }
         ::shutdown(connection.server, SHUT_WR);
     }
@@ -146,7 +152,8 @@ private:
         char buffer[65536];
         for (;;) {
             ssize_t got = ::recv(connection.server, buffer, sizeof buffer, 0);
-            if (got <= 0) break;
+            if (got <= 0)
+                break;
             if (connection.delay_replies.exchange(false)) {
                 std::chrono::milliseconds delay;
                 {
@@ -155,7 +162,8 @@ private:
                 }
                 std::this_thread::sleep_for(delay);
             }
-            if (!send_all(connection.client, buffer, static_cast<std::size_t>(got))) break;
+            if (!send_all(connection.client, buffer, static_cast<std::size_t>(got)))
+                break;
         }
         ::shutdown(connection.client, SHUT_WR);
     }

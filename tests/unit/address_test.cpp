@@ -2,7 +2,7 @@
 // Addresses as users write them and as the maps store them.
 #include <gtest/gtest.h>
 
-#include "core/address.h"
+#include "base/address.h"
 
 namespace stickylb {
 namespace {

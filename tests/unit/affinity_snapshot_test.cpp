@@ -8,8 +8,8 @@
 #include <chrono>
 #include <random>
 
-#include "daemon/affinity_snapshot.h"
-#include "daemon/affinity_store.h"
+#include "session/affinity_snapshot.h"
+#include "session/affinity_store.h"
 #include "support/memcached_process.h"
 
 namespace stickylb {
@@ -134,12 +134,12 @@ AffinityLayout layout() {
 
 TEST(AffinityRestore, SnapshotOfTheTableKeepsLiveEntriesByName) {
     const std::vector<AffinityRecord> records = {
-        {3, IpAddress::parse("192.0.2.0"), 5, 2s},       // web/be1, 2 s old
-        {4, IpAddress::parse("2001:db8::7"), 7, 59s},    // api/be1
-        {4, IpAddress::parse("2001:db8::8"), 7, 61s},    // api: expired (60 s)
-        {9, IpAddress::parse("192.0.2.9"), 5, 1s},       // unknown VIP index
-        {3, IpAddress::parse("192.0.2.10"), 77, 1s},     // unknown backend index
-        {3, IpAddress::parse("192.0.2.11"), 7, 1s},      // api's backend under web: not a backend of web
+        {3, IpAddress::parse("192.0.2.0"), 5, 2s},     // web/be1, 2 s old
+        {4, IpAddress::parse("2001:db8::7"), 7, 59s},  // api/be1
+        {4, IpAddress::parse("2001:db8::8"), 7, 61s},  // api: expired (60 s)
+        {9, IpAddress::parse("192.0.2.9"), 5, 1s},     // unknown VIP index
+        {3, IpAddress::parse("192.0.2.10"), 77, 1s},   // unknown backend index
+        {3, IpAddress::parse("192.0.2.11"), 7, 1s},    // api's backend under web: not a backend of web
     };
     const AffinitySnapshot snapshot = snapshot_of(records, layout(), kNow);
     ASSERT_EQ(snapshot.entries.size(), 2u);

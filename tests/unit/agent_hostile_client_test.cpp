@@ -44,9 +44,12 @@ protected:
     // The agent binary on a free port; returns once it answers.
     std::unique_ptr<AgentProcess> start_agent_process(std::vector<std::string> extra, std::uint16_t& port) {
         port = MemcachedProcess::unused_port();
-        std::vector<std::string> arguments = {"--backend", "be1", "--cluster", "web", "--listen",
-                                              "127.0.0.1:" + std::to_string(port), "--metrics-listen", "off",
-                                              "--upstream", server(0).address(), "--upstream", server(1).address()};
+        std::vector<std::string> arguments = {"--backend",        "be1",
+                                              "--cluster",        "web",
+                                              "--listen",         "127.0.0.1:" + std::to_string(port),
+                                              "--metrics-listen", "off",
+                                              "--upstream",       server(0).address(),
+                                              "--upstream",       server(1).address()};
         arguments.insert(arguments.end(), extra.begin(), extra.end());
         auto agent = std::make_unique<AgentProcess>(STICKYLB_AGENT_PATH,
                                                     AgentProcess::Options{arguments, log_path(), {}, false});
@@ -62,9 +65,7 @@ protected:
         EXPECT_TRUE(up) << agent->log();
         return agent;
     }
-    std::string log_path() const {
-        return ::testing::TempDir() + "/agent-" + std::to_string(::getpid()) + ".log";
-    }
+    std::string log_path() const { return ::testing::TempDir() + "/agent-" + std::to_string(::getpid()) + ".log"; }
     // A STAT of an agent reached on `port`.
     static std::uint64_t stat_at(std::uint16_t port, const std::string& name) {
         MemcacheTextClient client(port);
@@ -84,7 +85,7 @@ protected:
 
 // A lock add that succeeds once `key` is free again (bounded), and how long that took.
 std::optional<std::chrono::milliseconds> time_until_lock_taken(std::uint16_t port, const std::string& key,
-                                                              std::chrono::milliseconds limit) {
+                                                               std::chrono::milliseconds limit) {
     const auto start = std::chrono::steady_clock::now();
     MemcacheTextClient client(port);
     while (std::chrono::steady_clock::now() - start < limit) {
@@ -107,10 +108,12 @@ TEST_F(HostileClients, AClientThatNeverReadsItsRepliesCannotGrowTheAgentAndItsLo
     ASSERT_EQ(wedged.store("add", lock_key("S"), "1", 0, 30), "STORED\r\n");
     // 16 KiB of pipelined gets of the 1 MB value: about 4 GB of replies, none ever read.
     std::string line = "get";
-    while (line.size() < 1000) line += " big";
+    while (line.size() < 1000)
+        line += " big";
     line += "\r\n";
     std::string flood;
-    while (flood.size() < 16 * 1024) flood += line;
+    while (flood.size() < 16 * 1024)
+        flood += line;
     const auto flood_start = std::chrono::steady_clock::now();
     wedged.send(flood);
 
@@ -140,18 +143,21 @@ TEST_F(HostileClients, RunningOutOfDescriptorsPausesAcceptsInsteadOfSpinning) {
     auto watcher = agent.client();  // accepted before the shortage: it reads the stats
     ASSERT_EQ(watcher->command("version").substr(0, 7), "VERSION");
     std::vector<int> waiting;  // sockets made now, connected once no descriptor is left
-    for (int i = 0; i < 5; ++i) waiting.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    for (int i = 0; i < 5; ++i)
+        waiting.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
 
     rlimit saved{};
     ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
     // Fill every descriptor slot under a limit just above what is open now.
     std::size_t open_now = 0;
-    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) (void)entry, ++open_now;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+        (void)entry, ++open_now;
     rlimit tight = saved;
     tight.rlim_cur = open_now + 16;
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
     std::vector<int> fillers;
-    for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) fillers.push_back(fd);
+    for (int fd = ::dup(0); fd >= 0; fd = ::dup(0))
+        fillers.push_back(fd);
 
     sockaddr_in address{};
     address.sin_family = AF_INET;
@@ -164,9 +170,11 @@ TEST_F(HostileClients, RunningOutOfDescriptorsPausesAcceptsInsteadOfSpinning) {
     watcher->send("stats\r\n");
     std::uint64_t refused = 0;
     for (std::string line = watcher->read_line(); line != "END\r\n"; line = watcher->read_line()) {
-        if (line.starts_with("STAT accepts_refused_descriptors ")) refused = std::stoull(line.substr(33));
+        if (line.starts_with("STAT accepts_refused_descriptors "))
+            refused = std::stoull(line.substr(33));
     }
-    for (int fd : fillers) ::close(fd);
+    for (int fd : fillers)
+        ::close(fd);
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
     // About one failed accept per 100 ms of shortage, not a busy loop.
     EXPECT_GE(refused, 1u);
@@ -185,9 +193,9 @@ TEST_F(HostileClients, RunningOutOfDescriptorsPausesAcceptsInsteadOfSpinning) {
 }
 
 TEST_F(HostileClients, MaxClientsBeyondTheDescriptorLimitIsRefusedAtStartWithTheReason) {
-    const std::vector<std::string> arguments = {"--backend", "be1", "--cluster", "web", "--listen", "127.0.0.1:0",
-                                                "--metrics-listen", "off", "--upstream", server(0).address(),
-                                                "--replicas", "1"};
+    const std::vector<std::string> arguments = {
+        "--backend", "be1",        "--cluster",         "web",        "--listen", "127.0.0.1:0", "--metrics-listen",
+        "off",       "--upstream", server(0).address(), "--replicas", "1"};
     std::vector<std::string> too_many = arguments;
     too_many.insert(too_many.end(), {"--max-clients", "4096"});
     AgentProcess refused(STICKYLB_AGENT_PATH, {too_many, log_path(), 256, true});
@@ -271,7 +279,8 @@ TEST_F(HostileClients, UnfinishedRequestsOfAllConnectionsShareOneCeiling) {
     int refused = 0;
     for (auto& client : clients) {
         try {
-            if (client->read_line() == "SERVER_ERROR out of memory storing object\r\n") ++refused;
+            if (client->read_line() == "SERVER_ERROR out of memory storing object\r\n")
+                ++refused;
         } catch (const std::runtime_error&) {
             // no reply: still mid-request
         }
@@ -331,7 +340,8 @@ TEST_F(HostileClients, ASessionIdWhoseLockKeyIsTooLongIsWrittenAndItsLockRefused
     auto client = agent.client();
     for (std::size_t length : {232, 236}) {
         std::string sid;
-        while (sid.size() < length) sid += "abcdefghijklmnopqrstuvwxyz0123456789"[sid.size() % 36];
+        while (sid.size() < length)
+            sid += "abcdefghijklmnopqrstuvwxyz0123456789"[sid.size() % 36];
         ASSERT_LE(data_key(sid).size(), 250u);
         ASSERT_GT(lock_key(sid).size(), 250u);
         EXPECT_EQ(client->store("set", data_key(sid), "long id " + std::to_string(length), 0, 1440), "STORED\r\n")
@@ -363,17 +373,18 @@ TEST_F(HostileClients, WithOneServerOfTwoDownNoLockOrSessionRequestFails) {
             client->command("delete " + lock_key(sid)),
             client->store("set", "other:" + sid, "o"),
         };
-        const std::vector<std::string> expected = {"STORED\r\n", "STORED\r\n",
-                                                   "VALUE " + data_key(sid) + " 0 " + std::to_string(1 + sid.size()) +
-                                                       "\r\nv" + sid + "\r\nEND\r\n",
-                                                   "DELETED\r\n", "STORED\r\n"};
+        const std::vector<std::string> expected = {
+            "STORED\r\n", "STORED\r\n",
+            "VALUE " + data_key(sid) + " 0 " + std::to_string(1 + sid.size()) + "\r\nv" + sid + "\r\nEND\r\n",
+            "DELETED\r\n", "STORED\r\n"};
         for (std::size_t i = 0; i < replies.size(); ++i) {
-            if (replies[i] != expected[i]) failures.push_back(sid + ": " + replies[i]);
+            if (replies[i] != expected[i])
+                failures.push_back(sid + ": " + replies[i]);
         }
         std::this_thread::sleep_for(5ms);
     }
-    EXPECT_TRUE(failures.empty()) << failures.size() << " of " << cycles * 5 << " requests failed, first: "
-                                  << failures.front();
+    EXPECT_TRUE(failures.empty()) << failures.size() << " of " << cycles * 5
+                                  << " requests failed, first: " << failures.front();
     EXPECT_GT(agent.stat("upstream_failovers"), 0u);
     std::cout << "[ figures  ] one memcached of two down for 3 s: " << cycles * 5 << " requests, " << failures.size()
               << " failed, " << agent.stat("upstream_failovers") << " sent on to the other server\n";
@@ -388,7 +399,8 @@ protected:
         key_path_ = ::testing::TempDir() + "/agent-key-" + std::to_string(::getpid());
         std::filesystem::remove(key_path_);
         std::ofstream(key_path_) << "a-session-key-of-the-cluster\n";
-        std::filesystem::permissions(key_path_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        std::filesystem::permissions(key_path_,
+                                     std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     }
     void TearDown() override { std::filesystem::remove(key_path_); }
     AgentConfig keyed(const std::string& backend) const {
@@ -422,9 +434,9 @@ TEST_F(ForgedViews, ViewsThatAreUnsignedStaleFromTheFutureOutOfRangeOrOlderNever
     ASSERT_EQ(on_be2->store("add", lock_key("live"), "1", 0, 30), "STORED\r\n");
     auto on_be1 = be1.client();
 
-    const std::string huge_epoch = "{\"cluster\":\"web\",\"epoch\":18446744073709551615,\"written_ms\":" +
-                                   std::to_string(wall_clock_ms()) +
-                                   ",\"backends\":{\"be2\":{\"state\":\"down\",\"incarnation\":1}}}";
+    const std::string huge_epoch =
+        "{\"cluster\":\"web\",\"epoch\":18446744073709551615,\"written_ms\":" + std::to_string(wall_clock_ms()) +
+        ",\"backends\":{\"be2\":{\"state\":\"down\",\"incarnation\":1}}}";
     const session::SigningKey key = session::SigningKey::load(key_path_);
     const std::vector<std::pair<std::string, std::string>> forgeries = {
         {"unsigned", session::encode_view(view(11, MemberState::down, wall_clock_ms()))},

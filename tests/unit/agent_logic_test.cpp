@@ -27,7 +27,8 @@ using session::MemberState;
 ParsedArgs parse(std::vector<std::string> args) {
     args.insert(args.begin(), "stickylb-agent");
     std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
+    for (std::string& arg : args)
+        argv.push_back(arg.data());
     argv.push_back(nullptr);
     return parse_agent_args(static_cast<int>(args.size()), argv.data());
 }
@@ -43,8 +44,8 @@ std::string parse_error(std::vector<std::string> args) {
 
 TEST(AgentConfig, FlagsSetEverySetting) {
     ParsedArgs parsed = parse({"--backend", "be1", "--cluster", "web", "--upstream", "10.0.0.1:11211", "--upstream",
-                               "[fd00::1]:11211", "--listen", "127.0.0.1:11400", "--lock-wait", "250ms",
-                               "--lock-lease", "3s", "--replicas", "1", "--metrics-listen", "off"});
+                               "[fd00::1]:11211", "--listen", "127.0.0.1:11400", "--lock-wait", "250ms", "--lock-lease",
+                               "3s", "--replicas", "1", "--metrics-listen", "off"});
     const AgentConfig& c = parsed.config;
     EXPECT_EQ(c.backend, "be1");
     EXPECT_EQ(c.cluster, "web");
@@ -75,7 +76,8 @@ TEST(AgentConfig, BadInputIsExplained) {
 
 TEST(AgentConfig, FileSettingsAndFlagsOverThem) {
     std::string path = ::testing::TempDir() + "/agent.yaml";
-    std::ofstream(path) << "backend: be7\ncluster: shop\nupstreams: [10.0.0.1:11211, 10.0.0.2:11211]\nlock_wait: 40ms\n";
+    std::ofstream(path)
+        << "backend: be7\ncluster: shop\nupstreams: [10.0.0.1:11211, 10.0.0.2:11211]\nlock_wait: 40ms\n";
     ParsedArgs parsed = parse({"--config", path, "--lock-wait", "80ms"});
     EXPECT_EQ(parsed.config.backend, "be7");
     EXPECT_EQ(parsed.config.cluster, "shop");
@@ -109,7 +111,8 @@ TEST(AgentConfig, ManPageListsEveryOption) {
     // roff spells a hyphen "\-".
     std::string page = std::regex_replace(text.str(), std::regex(R"(\\-)"), "-");
     std::regex option(R"(--([a-z][a-z-]*))");
-    for (std::sregex_iterator it(page.begin(), page.end(), option), end; it != end; ++it) in_man.insert((*it)[1]);
+    for (std::sregex_iterator it(page.begin(), page.end(), option), end; it != end; ++it)
+        in_man.insert((*it)[1]);
     std::regex usage_option(R"(--([a-z][a-z-]*))");
     std::string usage = usage_text();
     for (std::sregex_iterator it(usage.begin(), usage.end(), usage_option), end; it != end; ++it) {
@@ -121,13 +124,15 @@ TEST(AgentConfig, ManPageListsEveryOption) {
 
 TEST(RecentSessions, KeepsTheMostRecentlyServedUpToItsCapacity) {
     RecentSessions recent(3);
-    for (std::string sid : {"a", "b", "c"}) recent.remember(sid);
+    for (std::string sid : {"a", "b", "c"})
+        recent.remember(sid);
     EXPECT_EQ(recent.snapshot(), (std::vector<std::string>{"c", "b", "a"}));
     recent.remember("a");  // served again: the most recent now
     recent.remember("d");  // over capacity: the least recent (b) is forgotten
     EXPECT_EQ(recent.snapshot(), (std::vector<std::string>{"d", "a", "c"}));
     EXPECT_EQ(recent.size(), 3u);
-    for (int i = 0; i < 1000; ++i) recent.remember("s" + std::to_string(i));
+    for (int i = 0; i < 1000; ++i)
+        recent.remember("s" + std::to_string(i));
     EXPECT_EQ(recent.snapshot(), (std::vector<std::string>{"s999", "s998", "s997"}));
     recent.remember("e");
     recent.remember("f");
@@ -142,8 +147,8 @@ TEST(RecentSessions, CapacityZeroRemembersNothing) {
 }
 
 TEST(AgentConfig, ResyncSettings) {
-    const std::vector<std::string> required = {"--backend", "be1", "--cluster", "web", "--upstream", "h:1",
-                                               "--upstream", "h:2"};
+    const std::vector<std::string> required = {"--backend",  "be1", "--cluster",  "web",
+                                               "--upstream", "h:1", "--upstream", "h:2"};
     auto with = [&](std::vector<std::string> extra) {
         extra.insert(extra.begin(), required.begin(), required.end());
         return extra;
@@ -153,8 +158,7 @@ TEST(AgentConfig, ResyncSettings) {
     EXPECT_EQ(parsed.config.resync_rate, 300u);
     EXPECT_EQ(parse(required).config.resync_sessions, 100000u);
     EXPECT_EQ(parse(with({"--resync-sessions", "0"})).config.resync_sessions, 0u);
-    EXPECT_EQ(parse_error(with({"--resync-rate", "0"})),
-              "--resync-rate must be 1..100000 sessions per second");
+    EXPECT_EQ(parse_error(with({"--resync-rate", "0"})), "--resync-rate must be 1..100000 sessions per second");
 }
 
 TEST(ReturnDetector, SaysWhenAServerIsBackOrRestarted) {
@@ -204,10 +208,12 @@ TEST(Placement, RankingIsStableBalancedAndMovesOnlyARemovedServersKeys) {
         EXPECT_EQ(reversed[rank_servers(reversed, key)[0]], first);  // list order does not matter
         ++primaries[first];
         std::string_view after = two[rank_servers(two, key)[0]];
-        if (first != three[1] && after != first) ++moved_without_reason;
+        if (first != three[1] && after != first)
+            ++moved_without_reason;
     }
     EXPECT_EQ(moved_without_reason, 0);
-    for (const auto& [server, count] : primaries) EXPECT_NEAR(count, 10000, 500) << server;
+    for (const auto& [server, count] : primaries)
+        EXPECT_NEAR(count, 10000, 500) << server;
     // Part of the contract between agents on different hosts: fixed values.
     EXPECT_EQ(placement_score("a", "b"), placement_score("a", "b"));
     EXPECT_NE(placement_score("ab", "c"), placement_score("a", "bc"));
@@ -226,20 +232,25 @@ TEST(LockTag, RoundTripsAndRejectsOtherValues) {
 
 TEST(LockTag, BreakRules) {
     LocalIdentity self{"be1", 100};
-    MembershipView view{"web", 5, 0, {{"be1", Member{MemberState::up, 2}}, {"be2", Member{MemberState::up, 3}},
-                                      {"be3", Member{MemberState::down, 1}}, {"be4", Member{MemberState::draining, 1}}}};
+    MembershipView view{"web",
+                        5,
+                        0,
+                        {{"be1", Member{MemberState::up, 2}},
+                         {"be2", Member{MemberState::up, 3}},
+                         {"be3", Member{MemberState::down, 1}},
+                         {"be4", Member{MemberState::draining, 1}}}};
     auto reason = [&](LockTag tag, bool held_here = false, bool with_view = true) {
         return break_reason(tag, with_view ? std::optional(view) : std::nullopt, self, held_here);
     };
-    EXPECT_EQ(reason({"be2", 3, 200, 1}), BreakReason::none);                 // live, current
+    EXPECT_EQ(reason({"be2", 3, 200, 1}), BreakReason::none);  // live, current
     EXPECT_EQ(reason({"be3", 1, 300, 1}), BreakReason::owner_down);
     EXPECT_EQ(reason({"be2", 2, 200, 1}), BreakReason::stale_incarnation);
-    EXPECT_EQ(reason({"be2", 0, 200, 1}), BreakReason::none);                 // incarnation unknown when taken
-    EXPECT_EQ(reason({"be4", 1, 400, 1}), BreakReason::none);                 // draining still serves
-    EXPECT_EQ(reason({"be9", 1, 900, 1}), BreakReason::none);                 // not in the view
-    EXPECT_EQ(reason({"be1", 2, 99, 1}), BreakReason::agent_restarted);       // our backend, earlier agent
-    EXPECT_EQ(reason({"be1", 2, 100, 1}, false), BreakReason::orphaned);      // ours, no live holder
-    EXPECT_EQ(reason({"be1", 2, 100, 1}, true), BreakReason::none);           // ours, held
+    EXPECT_EQ(reason({"be2", 0, 200, 1}), BreakReason::none);             // incarnation unknown when taken
+    EXPECT_EQ(reason({"be4", 1, 400, 1}), BreakReason::none);             // draining still serves
+    EXPECT_EQ(reason({"be9", 1, 900, 1}), BreakReason::none);             // not in the view
+    EXPECT_EQ(reason({"be1", 2, 99, 1}), BreakReason::agent_restarted);   // our backend, earlier agent
+    EXPECT_EQ(reason({"be1", 2, 100, 1}, false), BreakReason::orphaned);  // ours, no live holder
+    EXPECT_EQ(reason({"be1", 2, 100, 1}, true), BreakReason::none);       // ours, held
     // Without a view only this host's own knowledge counts.
     EXPECT_EQ(reason({"be3", 1, 300, 1}, false, false), BreakReason::none);
     EXPECT_EQ(reason({"be1", 2, 99, 1}, false, false), BreakReason::agent_restarted);
@@ -261,8 +272,10 @@ TEST(SessionRecord, RoundTripsAndReadsForeignValuesAsVersionZero) {
 // bytes of a live record are unchanged.
 TEST(SessionRecord, ExistingRecordsKeepTheirEncoding) {
     std::string legacy("SLB\x01", 4);
-    for (int i = 0; i < 8; ++i) legacy.push_back(i == 0 ? '\x07' : '\0');  // version 7
-    for (int i = 0; i < 8; ++i) legacy.push_back(i == 0 ? '\x2a' : '\0');  // write id 42
+    for (int i = 0; i < 8; ++i)
+        legacy.push_back(i == 0 ? '\x07' : '\0');  // version 7
+    for (int i = 0; i < 8; ++i)
+        legacy.push_back(i == 0 ? '\x2a' : '\0');  // write id 42
     legacy += "a|s:1:\"b\";";
     EXPECT_EQ(decode_session_record(legacy), (SessionRecord{7, 42, "a|s:1:\"b\";", false}));
     EXPECT_EQ(encode_session_record({7, 42, "a|s:1:\"b\";"}), legacy);

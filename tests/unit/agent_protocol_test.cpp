@@ -41,18 +41,15 @@ std::string escaped(std::string_view bytes) {
 // Every field, so that comparing descriptions compares results.
 std::string describe(const Result& result) {
     switch (result.status) {
-        case Status::need_more:
-            return "need_more";
-        case Status::rejected:
-            return "rejected '" + escaped(result.reply) + "'";
-        case Status::fatal:
-            return "fatal '" + escaped(result.reply) + "'";
-        case Status::request:
-            break;
+    case Status::need_more: return "need_more";
+    case Status::rejected: return "rejected '" + escaped(result.reply) + "'";
+    case Status::fatal: return "fatal '" + escaped(result.reply) + "'";
+    case Status::request: break;
     }
     const Request& r = result.request;
     std::string out = "request " + std::string(command_name(r.command)) + " keys=[";
-    for (const auto& key : r.keys) out += escaped(key) + ",";
+    for (const auto& key : r.keys)
+        out += escaped(key) + ",";
     out += "] flags=" + std::to_string(r.flags) + " exptime=" + std::to_string(r.exptime) +
            " cas=" + std::to_string(r.cas_unique) + " delta=" + std::to_string(r.delta) +
            " noreply=" + std::to_string(r.noreply) + " argument='" + escaped(r.argument) + "' data='" +
@@ -75,7 +72,8 @@ std::vector<Result> parse_in_chunks(std::string_view input, std::size_t chunk, P
 
 std::vector<std::string> describe_all(const std::vector<Result>& results) {
     std::vector<std::string> out;
-    for (const auto& result : results) out.push_back(describe(result));
+    for (const auto& result : results)
+        out.push_back(describe(result));
     return out;
 }
 
@@ -93,12 +91,14 @@ std::vector<Result> parse_both_ways(std::string_view input, ProtocolLimits limit
 Request only_request(std::string_view input) {
     const std::vector<Result> results = parse_both_ways(input);
     EXPECT_EQ(results.size(), 1u) << escaped(input);
-    if (results.empty()) return {};
+    if (results.empty())
+        return {};
     EXPECT_EQ(results[0].status, Status::request) << describe(results[0]);
     return results[0].request;
 }
 
-const std::string kVersionRequest = "request version keys=[] flags=0 exptime=0 cas=0 delta=0 noreply=0 argument='' data=''";
+const std::string kVersionRequest =
+    "request version keys=[] flags=0 exptime=0 cas=0 delta=0 noreply=0 argument='' data=''";
 
 TEST(AgentProtocol, GetAndGetsCarryEveryKey) {
     Request get = only_request("get session:abc\r\n");
@@ -220,8 +220,7 @@ TEST(AgentProtocol, DataBlocksAreBinarySafe) {
 }
 
 TEST(AgentProtocol, PipelinedRequestsComeOutInOrder) {
-    const std::vector<Result> results =
-        parse_both_ways("get a\r\nset b 0 0 1\r\nx\r\ndelete c\r\nversion\r\n");
+    const std::vector<Result> results = parse_both_ways("get a\r\nset b 0 0 1\r\nx\r\ndelete c\r\nversion\r\n");
     ASSERT_EQ(results.size(), 4u);
     EXPECT_EQ(results[0].request.command, Command::get);
     EXPECT_EQ(results[1].request.command, Command::set);
@@ -398,7 +397,8 @@ TEST(AgentProtocol, MultiGetLinesMayCarryMaxKeysOfMaxLength) {
     EXPECT_EQ(describe_all(parse_both_ways(line + " k\r\nversion\r\n")),
               (std::vector<std::string>{"rejected 'CLIENT_ERROR too many keys\\r\\n'", kVersionRequest}));
     std::string short_keys = "gets";
-    for (int i = 0; i < 5000; ++i) short_keys += " k";
+    for (int i = 0; i < 5000; ++i)
+        short_keys += " k";
     EXPECT_EQ(describe_all(parse_both_ways(short_keys + "\r\nversion\r\n")),
               (std::vector<std::string>{"rejected 'CLIENT_ERROR too many keys\\r\\n'", kVersionRequest}));
 
@@ -479,11 +479,33 @@ TEST(AgentProtocol, ByteAtATimeEqualsWhole) {
 // and does not depend on how the input is split.
 TEST(AgentProtocol, RandomInputsNeverBreakTheParser) {
     const std::vector<std::string> fragments = {
-        "get a b\r\n", "gets k\r\n", "set k 1 2 3\r\nabc\r\n", "cas k 0 0 1 5\r\nx\r\n",
-        "append k 0 0 2 noreply\r\nyz\r\n", "delete k 0\r\n", "touch k -1\r\n", "incr k 9\r\n",
-        "decr k 1 noreply\r\n", "version\r\n", "stats\r\n", "verbosity 1\r\n", "quit\r\n",
-        "set k 0 0 40\r\n", "get kkkkkkkkkk\r\n", "\r\n", "\n", "\r", " ", "noreply", "get ", "set ",
-        "0 ", "18446744073709551616 ", std::string(1, '\0'), "\x7f", std::string(60, 'x'),
+        "get a b\r\n",
+        "gets k\r\n",
+        "set k 1 2 3\r\nabc\r\n",
+        "cas k 0 0 1 5\r\nx\r\n",
+        "append k 0 0 2 noreply\r\nyz\r\n",
+        "delete k 0\r\n",
+        "touch k -1\r\n",
+        "incr k 9\r\n",
+        "decr k 1 noreply\r\n",
+        "version\r\n",
+        "stats\r\n",
+        "verbosity 1\r\n",
+        "quit\r\n",
+        "set k 0 0 40\r\n",
+        "get kkkkkkkkkk\r\n",
+        "\r\n",
+        "\n",
+        "\r",
+        " ",
+        "noreply",
+        "get ",
+        "set ",
+        "0 ",
+        "18446744073709551616 ",
+        std::string(1, '\0'),
+        "\x7f",
+        std::string(60, 'x'),
     };
     std::mt19937 rng(20240611);
     auto pick = [&](std::size_t bound) { return std::uniform_int_distribution<std::size_t>(0, bound - 1)(rng); };
@@ -493,13 +515,14 @@ TEST(AgentProtocol, RandomInputsNeverBreakTheParser) {
     for (int iteration = 0; iteration < 20000; ++iteration) {
         const ProtocolLimits limits = iteration % 2 ? small : ProtocolLimits{};
         std::string input;
-        for (std::size_t n = 1 + pick(8); n > 0; --n) input += fragments[pick(fragments.size())];
+        for (std::size_t n = 1 + pick(8); n > 0; --n)
+            input += fragments[pick(fragments.size())];
         for (std::size_t n = pick(4); n > 0 && !input.empty(); --n) {
             const std::size_t at = pick(input.size());
             switch (pick(3)) {
-                case 0: input[at] = static_cast<char>(pick(256)); break;
-                case 1: input.erase(at, 1 + pick(3)); break;
-                default: input.insert(at, 1 + pick(3), static_cast<char>(pick(256))); break;
+            case 0: input[at] = static_cast<char>(pick(256)); break;
+            case 1: input.erase(at, 1 + pick(3)); break;
+            default: input.insert(at, 1 + pick(3), static_cast<char>(pick(256))); break;
             }
         }
 
@@ -559,10 +582,9 @@ TEST(AgentProtocol, KeyProblemsNameTheProblem) {
 TEST(AgentProtocol, ExactlyTheSixStorageCommandsCarryData) {
     const std::set<Command> storage = {Command::set,    Command::add,     Command::replace,
                                        Command::append, Command::prepend, Command::cas};
-    for (Command command : {Command::get, Command::gets, Command::set, Command::add, Command::replace,
-                            Command::append, Command::prepend, Command::cas, Command::del, Command::touch,
-                            Command::incr, Command::decr, Command::version, Command::quit, Command::verbosity,
-                            Command::stats}) {
+    for (Command command : {Command::get, Command::gets, Command::set, Command::add, Command::replace, Command::append,
+                            Command::prepend, Command::cas, Command::del, Command::touch, Command::incr, Command::decr,
+                            Command::version, Command::quit, Command::verbosity, Command::stats}) {
         EXPECT_EQ(is_storage(command), storage.contains(command)) << command_name(command);
     }
 }

@@ -56,7 +56,8 @@ TEST_F(AgentTest, PassesOtherKeysThroughToTheServerTheyHashTo) {
 
     // gets/cas through the agent: the CAS the client sees is the server's.
     std::string gets = client->get_raw("user:42", "gets");
-    std::string cas = gets.substr(gets.rfind(' ', gets.find("\r\n")) + 1, gets.find("\r\n") - gets.rfind(' ', gets.find("\r\n")) - 1);
+    std::string cas =
+        gets.substr(gets.rfind(' ', gets.find("\r\n")) + 1, gets.find("\r\n") - gets.rfind(' ', gets.find("\r\n")) - 1);
     client->send("cas user:42 0 0 1 " + cas + "\r\nz\r\n");
     EXPECT_EQ(client->read_line(), "STORED\r\n");
     client->send("cas user:42 0 0 1 " + cas + "\r\ny\r\n");
@@ -70,7 +71,8 @@ TEST_F(AgentTest, PassesOtherKeysThroughToTheServerTheyHashTo) {
     // The key lives on exactly the server rendezvous hashing names, unchanged.
     std::vector<std::string_view> names;
     std::vector<std::string> owned = {server(0).address(), server(1).address()};
-    for (const auto& name : owned) names.push_back(name);
+    for (const auto& name : owned)
+        names.push_back(name);
     int home = static_cast<int>(rank_servers(names, "user:42").front());
     EXPECT_EQ(direct(home)->get("user:42"), "z");
     EXPECT_EQ(direct(1 - home)->get("user:42"), std::nullopt);
@@ -153,7 +155,8 @@ TEST_F(AgentTest, ConcurrentWorkersNeverHoldALockTogetherAndLoseNoUpdate) {
                     return;
                 }
             }
-            if (inside.fetch_add(1) != 0) ++overlaps;
+            if (inside.fetch_add(1) != 0)
+                ++overlaps;
             std::optional<std::string> value = client->get(data_key("c1"));
             int n = value ? std::stoi(*value) : -1000000;
             client->store("set", data_key("c1"), std::to_string(n + 1));
@@ -162,8 +165,10 @@ TEST_F(AgentTest, ConcurrentWorkersNeverHoldALockTogetherAndLoseNoUpdate) {
         }
     };
     std::vector<std::thread> workers;
-    for (int i = 0; i < kWorkers; ++i) workers.emplace_back(worker);
-    for (std::thread& thread : workers) thread.join();
+    for (int i = 0; i < kWorkers; ++i)
+        workers.emplace_back(worker);
+    for (std::thread& thread : workers)
+        thread.join();
     EXPECT_EQ(gave_up.load(), 0);
     EXPECT_EQ(overlaps.load(), 0) << "two workers held the lock at the same time";
     EXPECT_EQ(agent.client()->get(data_key("c1")), std::to_string(kWorkers * kRounds));
@@ -181,22 +186,25 @@ TEST_F(AgentTest, ALockWhoseReplyIsLateIsNotTakenForAnOrphan) {
     settings.lock_wait = 1s;
     RunningAgent agent(settings);
     auto holder = agent.client();
-    for (int i = 0; i < 8; ++i) holder->get("warm-up-" + std::to_string(i));  // both connections of each server open
+    for (int i = 0; i < 8; ++i)
+        holder->get("warm-up-" + std::to_string(i));  // both connections of each server open
 
-    for (auto& proxy : proxies) proxy->arm("ms " + lock_key("o1"), 400ms);
+    for (auto& proxy : proxies)
+        proxy->arm("ms " + lock_key("o1"), 400ms);
     auto held = std::async(std::launch::async, [&] { return holder->store("add", lock_key("o1"), "1", 0, 30); });
     std::this_thread::sleep_for(50ms);
     constexpr int kContenders = 6;
     std::vector<std::unique_ptr<MemcacheTextClient>> contenders;
     std::vector<std::future<std::string>> attempts;
-    for (int i = 0; i < kContenders; ++i) contenders.push_back(agent.client());
+    for (int i = 0; i < kContenders; ++i)
+        contenders.push_back(agent.client());
     for (auto& contender : contenders) {
-        attempts.push_back(std::async(std::launch::async, [&contender] {
-            return contender->store("add", lock_key("o1"), "1", 0, 30);
-        }));
+        attempts.push_back(std::async(std::launch::async,
+                                      [&contender] { return contender->store("add", lock_key("o1"), "1", 0, 30); }));
     }
     EXPECT_EQ(held.get(), "STORED\r\n");
-    for (auto& attempt : attempts) EXPECT_EQ(attempt.get(), "NOT_STORED\r\n") << "two owners of one lock";
+    for (auto& attempt : attempts)
+        EXPECT_EQ(attempt.get(), "NOT_STORED\r\n") << "two owners of one lock";
     EXPECT_EQ(agent.stat("locks_broken_orphaned"), 0u);
     EXPECT_EQ(holder->command("delete " + lock_key("o1")), "DELETED\r\n");
 }
@@ -278,7 +286,8 @@ TEST_F(AgentTest, WithoutAViewALiveOwnersLockIsNeverBroken) {
     auto on_be2 = be2.client();
     EXPECT_EQ(on_be2->store("add", lock_key("s7"), "1", 0, 30), "STORED\r\n");
     auto on_be1 = be1.client();
-    for (int i = 0; i < 3; ++i) EXPECT_EQ(on_be1->store("add", lock_key("s7"), "1", 0, 30), "NOT_STORED\r\n");
+    for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(on_be1->store("add", lock_key("s7"), "1", 0, 30), "NOT_STORED\r\n");
     // Nor a lock taken by a client that bypasses the agent (the stock "1").
     std::vector<std::string> names = {server(0).address(), server(1).address()};
     std::vector<std::string_view> views(names.begin(), names.end());
@@ -372,8 +381,9 @@ TEST_F(AgentTest, SessionsAreKeptOnTwoServersAndSurviveOneRestartingEmpty) {
     RunningAgent agent(config("be1"));
     auto client = agent.client();
     for (int user = 0; user < 10; ++user) {
-        EXPECT_EQ(client->store("set", data_key("r" + std::to_string(user)), "n|i:" + std::to_string(user) + ";", 0, 1440),
-                  "STORED\r\n");
+        EXPECT_EQ(
+            client->store("set", data_key("r" + std::to_string(user)), "n|i:" + std::to_string(user) + ";", 0, 1440),
+            "STORED\r\n");
     }
     // Both servers hold every session, behind the record header.
     for (int i = 0; i < 2; ++i) {
@@ -411,8 +421,10 @@ TEST_F(AgentTest, AServerThatMissedWritesWhileDownIsRepairedOnRead) {
     server(1).resume();
     // Its copy is version 1; reading through the agent repairs it to version 2.
     auto fresh = agent.client();
-    EXPECT_TRUE(eventually([&] { return fresh->get(data_key("m1")) == std::optional<std::string>("v2") &&
-                                        decode_session_record(direct(1)->get(data_key("m1")).value_or("")).payload == "v2"; }));
+    EXPECT_TRUE(eventually([&] {
+        return fresh->get(data_key("m1")) == std::optional<std::string>("v2") &&
+               decode_session_record(direct(1)->get(data_key("m1")).value_or("")).payload == "v2";
+    }));
 }
 
 // ------------------------------------------------------------ deletes (logout)
@@ -502,10 +514,13 @@ TEST_F(AgentTest, ASessionDeletedWhileAServerIsAwayStaysDeletedWhenReadAfterItRe
     ASSERT_FALSE(held_on(*direct(1), key).deleted);
     // Every read is a miss, and one that reaches B gives it the tombstone.
     auto reader = agent.client();
-    EXPECT_TRUE(eventually([&] {
-        EXPECT_EQ(reader->get(key), std::nullopt);
-        return held_on(*direct(1), key).deleted;
-    }, 10s)) << "B kept the deleted session";
+    EXPECT_TRUE(eventually(
+        [&] {
+            EXPECT_EQ(reader->get(key), std::nullopt);
+            return held_on(*direct(1), key).deleted;
+        },
+        10s))
+        << "B kept the deleted session";
     EXPECT_EQ(reader->get(key), std::nullopt);
 }
 
@@ -626,7 +641,8 @@ TEST_F(AgentTest, WritesAndLocksDuringAResyncAreNotDisturbed) {
     std::vector<std::string> names = {server(0).address(), server(1).address()};
     std::vector<std::string_view> views(names.begin(), names.end());
     std::string locked = "L0";
-    for (int i = 1; rank_servers(views, lock_key(locked)).front() != 1; ++i) locked = "L" + std::to_string(i);
+    for (int i = 1; rank_servers(views, lock_key(locked)).front() != 1; ++i)
+        locked = "L" + std::to_string(i);
     auto holder = agent.client();
     ASSERT_EQ(holder->store("add", lock_key(locked), "1", 0, 30), "STORED\r\n");
     ASSERT_EQ(holder->store("set", data_key(locked), "held", 0, 1440), "STORED\r\n");

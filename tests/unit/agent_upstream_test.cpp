@@ -55,9 +55,8 @@ TEST(ServerAddressTest, ParsesHostPortForms) {
 }
 
 TEST(ServerAddressTest, RejectsMalformedAddresses) {
-    for (const char* text : {"", "10.0.0.1", "10.0.0.1:", ":11211", "10.0.0.1:0", "10.0.0.1:65536",
-                             "10.0.0.1:11x", "fd00::1:11211", "[fd00::1]", "[fd00::1]11211", "[nonsense]:1",
-                             "bad host:11211"})
+    for (const char* text : {"", "10.0.0.1", "10.0.0.1:", ":11211", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:11x",
+                             "fd00::1:11211", "[fd00::1]", "[fd00::1]11211", "[nonsense]:1", "bad host:11211"})
         EXPECT_THROW(ServerAddress::parse(text), std::invalid_argument) << text;
 }
 
@@ -203,8 +202,8 @@ TEST_F(UpstreamTest, MetaCommandsFrameDataAndFlags) {
 
     // A value that looks like protocol: only the VA length may frame it.
     const std::string value = "line1\r\nEND\r\nVA 3 f1\r\nHD\r\n";
-    auto stored = call(*server, "ms lock.s1 " + std::to_string(value.size()) + " T60 F7\r\n" + value + "\r\n",
-                       ReplyShape::meta);
+    auto stored =
+        call(*server, "ms lock.s1 " + std::to_string(value.size()) + " T60 F7\r\n" + value + "\r\n", ReplyShape::meta);
     ASSERT_FALSE(stored.error) << stored.error.message();
     EXPECT_EQ(stored.reply.meta_code(), "HD");
 

@@ -30,14 +30,16 @@ using nlohmann::json;
 std::vector<std::string> split(const std::string& text) {
     std::istringstream in(text);
     std::vector<std::string> words;
-    for (std::string word; in >> word;) words.push_back(word);
+    for (std::string word; in >> word;)
+        words.push_back(word);
     return words;
 }
 
 Request parse(const std::string& line) {
     std::string help;
     auto request = parse_command(split(line), &help);
-    if (!request) throw std::runtime_error("got help instead of a request: " + help);
+    if (!request)
+        throw std::runtime_error("got help instead of a request: " + help);
     return *request;
 }
 
@@ -71,7 +73,8 @@ std::string read_file(const std::string& relative) {
 TEST(CliGrammar, TreeHasTheDocumentedObjectsAndVerbs) {
     std::map<std::string, std::vector<std::string>> tree;
     for (const auto& object : command_tree())
-        for (const auto& verb : object.verbs) tree[object.name].push_back(verb.name);
+        for (const auto& verb : object.verbs)
+            tree[object.name].push_back(verb.name);
     EXPECT_EQ(tree["vip"], (std::vector<std::string>{"show"}));
     EXPECT_EQ(tree["backend"], (std::vector<std::string>{"show", "drain", "enable", "set"}));
     EXPECT_EQ(tree["flow"], (std::vector<std::string>{"show", "flush"}));
@@ -198,8 +201,7 @@ TEST(CliGrammar, RequestsForCommands) {
     EXPECT_EQ(parse("health").to_json(), json::parse(R"({"object":"health","verb":"show","args":{}})"));
     EXPECT_EQ(parse("session show").to_json(), json::parse(R"({"object":"session","verb":"show","args":{}})"));
     EXPECT_EQ(parse("affinity save").to_json(), json::parse(R"({"object":"affinity","verb":"save","args":{}})"));
-    EXPECT_EQ(parse("affinity restore").to_json(),
-              json::parse(R"({"object":"affinity","verb":"restore","args":{}})"));
+    EXPECT_EQ(parse("affinity restore").to_json(), json::parse(R"({"object":"affinity","verb":"restore","args":{}})"));
     EXPECT_NE(usage_error("affinity save vip web").find("unexpected argument 'vip'"), std::string::npos);
 }
 
@@ -260,10 +262,12 @@ struct CliRun {
 CliRun run_cli(const std::string& args) {
     std::string command = std::string(STICKYLB_CLI_PATH) + " " + args + " 2>&1";
     FILE* pipe = ::popen(command.c_str(), "r");
-    if (!pipe) return {-1, ""};
+    if (!pipe)
+        return {-1, ""};
     std::string output;
     std::array<char, 4096> buffer;
-    while (std::size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+    while (std::size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe))
+        output.append(buffer.data(), n);
     int status = ::pclose(pipe);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
@@ -292,14 +296,16 @@ TEST(CliBinary, ADeeplyNestedReplyIsRefused) {
     ASSERT_EQ(::listen(listener, 1), 0);
     std::thread server([listener] {
         const int peer = ::accept(listener, nullptr, nullptr);
-        if (peer < 0) return;
+        if (peer < 0)
+            return;
         char request[4096];
         (void)::recv(peer, request, sizeof request, 0);
         const std::string reply =
             "{\"ok\":true,\"result\":" + std::string(200000, '[') + std::string(200000, ']') + "}\n";
         for (std::size_t sent = 0; sent < reply.size();) {
             const ssize_t n = ::send(peer, reply.data() + sent, reply.size() - sent, MSG_NOSIGNAL);
-            if (n <= 0) break;
+            if (n <= 0)
+                break;
             sent += static_cast<std::size_t>(n);
         }
         ::close(peer);
@@ -338,7 +344,8 @@ TEST(CliDocs, ManPageCoversEveryCommand) {
             EXPECT_NE(man.find("stickylb " + object.name), std::string::npos) << object.name;
         }
         std::string upper;
-        for (char c : object.name) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        for (char c : object.name)
+            upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         EXPECT_NE(man.find(".SH " + upper + " COMMAND"), std::string::npos) << "no section for " << object.name;
         for (const auto& verb : object.verbs) {
             EXPECT_NE(man.find(object.name + " " + verb.name), std::string::npos)
@@ -365,15 +372,17 @@ TEST(CliDocs, CompletionListsExactlyTheGrammar) {
     std::smatch match;
     ASSERT_TRUE(std::regex_search(script, match, std::regex("local objects=\"([^\"]*)\"")));
     std::set<std::string> objects{"help"};
-    for (const auto& object : command_tree()) objects.insert(object.name);
+    for (const auto& object : command_tree())
+        objects.insert(object.name);
     EXPECT_EQ(words_of(match[1]), objects);
 
     for (const auto& object : command_tree()) {
         std::set<std::string> verbs{"help"};
-        for (const auto& verb : object.verbs) verbs.insert(verb.name);
+        for (const auto& verb : object.verbs)
+            verbs.insert(verb.name);
         std::smatch verb_match;
-        ASSERT_TRUE(std::regex_search(script, verb_match,
-                                      std::regex("\\n\\s+" + object.name + "\\) echo \"([^\"]*)\" ;;")))
+        ASSERT_TRUE(
+            std::regex_search(script, verb_match, std::regex("\\n\\s+" + object.name + "\\) echo \"([^\"]*)\" ;;")))
             << object.name;
         EXPECT_EQ(words_of(verb_match[1]), verbs) << object.name;
         for (const auto& verb : object.verbs) {

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/config.h"
+#include "control/config.h"
 
 namespace stickylb {
 namespace {
@@ -187,7 +187,8 @@ TEST(Config, MapSizesAreSetAndBoundedByWhatTheDataPlaneCanHold) {
 max_backends: 20000
 flow_table_size: 4194304
 affinity_table_size: 2048
-)", "lb.yaml");
+)",
+                                            "lb.yaml");
     EXPECT_EQ(sized.max_vips, 200u);
     EXPECT_EQ(sized.max_backends, 20000u);
     EXPECT_EQ(sized.flow_table_size, 4194304u);
@@ -212,8 +213,9 @@ TEST(Config, MoreVipsOrBackendsThanTheMapsHoldAreRefused) {
     std::string crowded = "interface: eth0\nmax_backends: 4\n" + kMinimal.substr(kMinimal.find("vips:"));
     for (const char* address : {"10.0.1.12", "10.0.1.13", "10.0.1.14"})
         crowded += std::string("      - address: ") + address + "\n";
-    expect_problem(crowded, "lb.yaml:3: vips: 4 backends (counted per VIP) do not fit max_backends 4 (index 0 is "
-                            "reserved)");
+    expect_problem(crowded,
+                   "lb.yaml:3: vips: 4 backends (counted per VIP) do not fit max_backends 4 (index 0 is "
+                   "reserved)");
 }
 
 TEST(Config, EveryProblemIsReportedInLineOrder) {
@@ -229,7 +231,8 @@ vips:
       - address: nope
 )");
     ASSERT_EQ(problems.size(), 6u) << joined(problems);
-    EXPECT_EQ(problems[0], "lb.yaml:2: ring_size: must be a prime number (Maglev), got 65536 (e.g. 65537, 131071, 262139)");
+    EXPECT_EQ(problems[0],
+              "lb.yaml:2: ring_size: must be a prime number (Maglev), got 65536 (e.g. 65537, 131071, 262139)");
     EXPECT_EQ(problems[1], "lb.yaml:4: vips[0].address: '192.0.2.300' is not an IP address");
     EXPECT_EQ(problems[2], "lb.yaml:5: vips[0].port: must be between 1 and 65535, got 0");
     EXPECT_EQ(problems[3], "lb.yaml:6: vips[0].protocol: expected one of 'tcp', 'udp', got 'sctp'");
@@ -242,8 +245,9 @@ TEST(Config, ConfigErrorWhatListsEveryProblem) {
         parse_config("interface: eth0\nvips: []\nfoo: 1\n", "lb.yaml");
         FAIL() << "accepted";
     } catch (const ConfigError& error) {
-        EXPECT_STREQ(error.what(), "lb.yaml:2: vips: at least one VIP is required\n"
-                                   "lb.yaml:3: foo: unknown key 'foo'");
+        EXPECT_STREQ(error.what(),
+                     "lb.yaml:2: vips: at least one VIP is required\n"
+                     "lb.yaml:3: foo: unknown key 'foo'");
     }
 }
 
@@ -356,9 +360,11 @@ vips:
     backends: [{address: 10.0.1.11}]
 )");
     ASSERT_EQ(problems.size(), 4u) << joined(problems);
-    EXPECT_EQ(problems[0], "lb.yaml:8: vips[0].backends[1].name: duplicate backend name 'a' (already vips[0].backends[0])");
-    EXPECT_EQ(problems[1],
-              "lb.yaml:9: vips[0].backends[2].address: duplicate backend address 10.0.1.11 (already vips[0].backends[0])");
+    EXPECT_EQ(problems[0],
+              "lb.yaml:8: vips[0].backends[1].name: duplicate backend name 'a' (already vips[0].backends[0])");
+    EXPECT_EQ(
+        problems[1],
+        "lb.yaml:9: vips[0].backends[2].address: duplicate backend address 10.0.1.11 (already vips[0].backends[0])");
     EXPECT_EQ(problems[2], "lb.yaml:10: vips[1].name: duplicate VIP name 'web' (already vips[0])");
     EXPECT_EQ(problems[3], "lb.yaml:14: vips[2]: duplicate VIP tcp 192.0.2.10:80 (already vips[0])");
 }
@@ -408,7 +414,8 @@ vips:
     EXPECT_EQ(problems[3],
               "lb.yaml:11: vips[1].health.port: is required for a udp VIP (the default, the VIP's own port, is udp; "
               "tcp checks need a tcp port)");
-    EXPECT_EQ(problems[4], "lb.yaml:19: vips[2].health.http_path: 'health' is not an HTTP path (starts with '/', no spaces)");
+    EXPECT_EQ(problems[4],
+              "lb.yaml:19: vips[2].health.http_path: 'health' is not an HTTP path (starts with '/', no spaces)");
     EXPECT_EQ(problems[5], "lb.yaml:20: vips[2].health.expected_status: must be between 100 and 599, got 99");
     EXPECT_EQ(problems[6], "lb.yaml:21: vips[2].health.interval: must be more than 0");
 }
@@ -581,13 +588,16 @@ session:
   view_ttl_s: 5
 )" + kMinimal.substr(kMinimal.find('\n') + 1));
     ASSERT_EQ(problems.size(), 7u) << joined(problems);
-    EXPECT_EQ(problems[0], "lb.yaml:2: memcached_servers[1]: duplicate server '127.0.0.1:11211' (already "
-                           "memcached_servers[0])");
+    EXPECT_EQ(problems[0],
+              "lb.yaml:2: memcached_servers[1]: duplicate server '127.0.0.1:11211' (already "
+              "memcached_servers[0])");
     EXPECT_EQ(problems[1], "lb.yaml:4: session.view_refresh_interval: must be between 100ms and 3600000ms, got 50ms");
-    EXPECT_EQ(problems[2], "lb.yaml:5: session.view_ttl: must be a whole number of seconds (memcached expiry), got "
-                           "2500ms");
-    EXPECT_EQ(problems[3], "lb.yaml:6: session.affinity_save_interval: must be 0 (never save) or at least 1000ms, "
-                           "got 500ms");
+    EXPECT_EQ(problems[2],
+              "lb.yaml:5: session.view_ttl: must be a whole number of seconds (memcached expiry), got "
+              "2500ms");
+    EXPECT_EQ(problems[3],
+              "lb.yaml:6: session.affinity_save_interval: must be 0 (never save) or at least 1000ms, "
+              "got 500ms");
     EXPECT_EQ(problems[4], "lb.yaml:7: session.memcached_connect_timeout: must be between 1ms and 10000ms, got 0ms");
     EXPECT_EQ(problems[5], "lb.yaml:8: session.memcached_timeout: must be between 1ms and 10000ms, got 60000ms");
     EXPECT_EQ(problems[6], "lb.yaml:9: session.view_ttl_s: unknown key 'view_ttl_s' (did you mean 'view_ttl'?)");
@@ -627,10 +637,12 @@ TEST(Config, ClusterAndBackendNamesMustFitMemcachedKeys) {
     // ... refused with it, where they are written.
     const auto problems = problems_of("interface: eth0\nmemcached_servers: [127.0.0.1:11211]\n" + unicode);
     ASSERT_EQ(problems.size(), 2u) << joined(problems);
-    EXPECT_EQ(problems[0], "lb.yaml:4: vips[0].cluster: the VIP name 'caf\u00e9' cannot be a cluster name (name has "
-                           "a space, control or non-ASCII character): set cluster");
-    EXPECT_EQ(problems[1], "lb.yaml:8: vips[0].backends[0].name: 'b\u00e9' cannot name a backend in the membership "
-                           "view: name has a space, control or non-ASCII character");
+    EXPECT_EQ(problems[0],
+              "lb.yaml:4: vips[0].cluster: the VIP name 'caf\u00e9' cannot be a cluster name (name has "
+              "a space, control or non-ASCII character): set cluster");
+    EXPECT_EQ(problems[1],
+              "lb.yaml:8: vips[0].backends[0].name: 'b\u00e9' cannot name a backend in the membership "
+              "view: name has a space, control or non-ASCII character");
 }
 
 TEST(Config, LoadConfigReportsAnUnreadableFile) {

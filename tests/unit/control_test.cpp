@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The control socket: a ControlServer on a temporary path with a fake handler,
 // driven by a raw Asio client.
-#include "daemon/control_server.h"
+#include "control/control_server.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -33,8 +33,10 @@ using nlohmann::json;
 json fake_handler(const std::string& object, const std::string& verb, const json& args) {
     if (object == "backend" && verb == "show")
         return json::array({{{"name", "web1"}, {"state", "up"}, {"vip", args.value("vip", "")}}});
-    if (object == "echo") return args;
-    if (object == "crash") throw 42;  // not a std::exception
+    if (object == "echo")
+        return args;
+    if (object == "crash")
+        throw 42;  // not a std::exception
     throw std::runtime_error("unknown command " + object + " " + verb);
 }
 
@@ -59,7 +61,8 @@ protected:
         thread_ = std::thread([this] { io_.run(); });
     }
     void stop() {
-        if (!server_) return;
+        if (!server_)
+            return;
         asio::post(io_, [this] { server_->stop(); });
         thread_.join();
         server_.reset();
@@ -75,7 +78,8 @@ protected:
         std::string read_line() {
             boost::system::error_code ec;
             std::size_t n = asio::read_until(socket, buffer, '\n', ec);
-            if (ec) return "";
+            if (ec)
+                return "";
             std::string line(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + n - 1);
             buffer.consume(n);
             return line;
@@ -106,8 +110,9 @@ TEST_F(ControlServerTest, GoodRequests) {
               json::parse(R"({"ok":true,"result":[{"name":"web1","state":"up","vip":"web"}]})"));
     // args optional; several requests on one connection, also pipelined.
     EXPECT_EQ(client.call(R"({"object":"echo","verb":"x"})"), json::parse(R"({"ok":true,"result":{}})"));
-    client.send("{\"object\":\"echo\",\"verb\":\"x\",\"args\":{\"n\":1}}\r\n\n{\"object\":\"echo\",\"verb\":\"x\","
-                "\"args\":{\"n\":2}}\n");
+    client.send(
+        "{\"object\":\"echo\",\"verb\":\"x\",\"args\":{\"n\":1}}\r\n\n{\"object\":\"echo\",\"verb\":\"x\","
+        "\"args\":{\"n\":2}}\n");
     EXPECT_EQ(json::parse(client.read_line())["result"]["n"], 1);
     EXPECT_EQ(json::parse(client.read_line())["result"]["n"], 2);
 }
@@ -135,8 +140,12 @@ TEST_F(ControlServerTest, AsyncAnswersComeLaterAndInOrder) {
     server_ = std::make_unique<ControlServer>(io_, path_, ControlServer::AsyncHandler(handler));
     thread_ = std::thread([this] { io_.run(); });
     Client client(path_);
-    client.send(R"({"object":"later","verb":"x","args":{"n":1}})" "\n" R"({"object":"now","verb":"x"})" "\n"
-                R"({"object":"later","verb":"x","args":{"fail":true}})" "\n");
+    client.send(R"({"object":"later","verb":"x","args":{"n":1}})"
+                "\n"
+                R"({"object":"now","verb":"x"})"
+                "\n"
+                R"({"object":"later","verb":"x","args":{"fail":true}})"
+                "\n");
     EXPECT_EQ(json::parse(client.read_line()), json::parse(R"({"ok":true,"result":{"n":1}})"));
     EXPECT_EQ(json::parse(client.read_line()), json::parse(R"({"ok":true,"result":{"now":true}})"));
     EXPECT_EQ(json::parse(client.read_line()), json::parse(R"({"ok":false,"error":"it went wrong"})"));
@@ -147,18 +156,17 @@ TEST_F(ControlServerTest, HandlerErrors) {
     Client client(path_);
     EXPECT_EQ(client.call(R"({"object":"frob","verb":"nicate","args":{}})"),
               json::parse(R"({"ok":false,"error":"unknown command frob nicate"})"));
-    EXPECT_EQ(client.call(R"({"object":"crash","verb":"x"})"),
-              json::parse(R"({"ok":false,"error":"internal error"})"));
+    EXPECT_EQ(client.call(R"({"object":"crash","verb":"x"})"), json::parse(R"({"ok":false,"error":"internal error"})"));
     EXPECT_TRUE(client.call(R"({"object":"echo","verb":"x"})")["ok"].get<bool>()) << "connection still usable";
 }
 
 TEST_F(ControlServerTest, MalformedRequests) {
     start();
     Client client(path_);
-    for (const char* bad : {"not json", "{\"object\":", "[1,2]", "42", "{}", R"({"object":"backend"})",
-                            R"({"verb":"show"})", R"({"object":1,"verb":"show"})", R"({"object":"a","verb":["b"]})",
-                            R"({"object":"a","verb":"b","args":[1]})", R"({"object":"a","verb":"b","args":"x"})",
-                            "\xff\xfe{"}) {
+    for (const char* bad :
+         {"not json", "{\"object\":", "[1,2]", "42", "{}", R"({"object":"backend"})", R"({"verb":"show"})",
+          R"({"object":1,"verb":"show"})", R"({"object":"a","verb":["b"]})", R"({"object":"a","verb":"b","args":[1]})",
+          R"({"object":"a","verb":"b","args":"x"})", "\xff\xfe{"}) {
         json response = client.call(bad);
         EXPECT_EQ(response["ok"], false) << bad;
         EXPECT_NE(response["error"].get<std::string>().find("malformed request"), std::string::npos)
@@ -173,8 +181,8 @@ TEST_F(ControlServerTest, DeeplyNestedRequestIsRefused) {
     start();
     Client client(path_);
     const int levels = 30000;
-    const std::string deep = R"({"object":"echo","verb":"x","args":{"a":)" + std::string(levels, '[') +
-                             std::string(levels, ']') + "}}";
+    const std::string deep =
+        R"({"object":"echo","verb":"x","args":{"a":)" + std::string(levels, '[') + std::string(levels, ']') + "}}";
     json response = client.call(deep);
     EXPECT_EQ(response["ok"], false);
     EXPECT_NE(response["error"].get<std::string>().find("nested deeper than"), std::string::npos) << response;
@@ -207,7 +215,7 @@ TEST_F(ControlServerTest, OversizedRequestIsRefusedAndClosed) {
 
 TEST_F(ControlServerTest, SocketModeAndStopUnlinks) {
     start();
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat(path_.c_str(), &st), 0);
     EXPECT_TRUE(S_ISSOCK(st.st_mode));
     EXPECT_EQ(st.st_mode & 07777, 0600u);
@@ -260,7 +268,8 @@ TEST_F(ControlServerTest, ConnectionLimit) {
     for (int attempt = 0; attempt < 100; ++attempt) {
         Client again(path_);
         json answer = again.call(R"({"object":"echo","verb":"x"})");
-        if (answer["ok"].get<bool>()) return;
+        if (answer["ok"].get<bool>())
+            return;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     FAIL() << "no slot after a client left";
@@ -319,8 +328,9 @@ TEST(ControlRespond, AsyncAnswersOnceAndCatchesThrows) {
         reply(json{{"second", true}}, "");
     };
     ControlServer::respond_async(twice, R"({"object":"a","verb":"b"})", collect);
-    ControlServer::AsyncHandler throws = [](const std::string&, const std::string&, const json&,
-                                            ControlServer::Reply) { throw std::runtime_error("no such thing"); };
+    ControlServer::AsyncHandler throws = [](const std::string&, const std::string&, const json&, ControlServer::Reply) {
+        throw std::runtime_error("no such thing");
+    };
     ControlServer::respond_async(throws, R"({"object":"a","verb":"b"})", collect);
     ControlServer::respond_async(throws, "not json", collect);
     ASSERT_EQ(answers.size(), 3u);

@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/health.h"
+#include "control/health.h"
 
 namespace stickylb {
 namespace {
@@ -127,28 +127,28 @@ private:
         case Mode::http: break;
         }
         auto request = std::make_shared<std::string>();
-        asio::async_read_until(
-            *socket, asio::dynamic_buffer(*request), "\r\n\r\n",
-            [state, socket, request](const error_code& ec, std::size_t) {
-                if (ec)
-                    return;
-                unsigned status = state->status;
-                {
-                    std::lock_guard lock(state->mutex);
-                    state->last_request = *request;
-                    if (!state->script.empty()) {
-                        status = state->script.front();
-                        state->script.pop_front();
-                    }
-                }
-                auto response = std::make_shared<std::string>("HTTP/1.1 " + std::to_string(status) +
-                                                              " Whatever\r\nContent-Length: 0\r\n"
-                                                              "Connection: close\r\n\r\n");
-                asio::async_write(*socket, asio::buffer(*response), [socket, response](const error_code&, std::size_t) {
-                    error_code ignored;
-                    socket->shutdown(tcp::socket::shutdown_both, ignored);
-                });
-            });
+        asio::async_read_until(*socket, asio::dynamic_buffer(*request), "\r\n\r\n",
+                               [state, socket, request](const error_code& ec, std::size_t) {
+                                   if (ec)
+                                       return;
+                                   unsigned status = state->status;
+                                   {
+                                       std::lock_guard lock(state->mutex);
+                                       state->last_request = *request;
+                                       if (!state->script.empty()) {
+                                           status = state->script.front();
+                                           state->script.pop_front();
+                                       }
+                                   }
+                                   auto response = std::make_shared<std::string>("HTTP/1.1 " + std::to_string(status) +
+                                                                                 " Whatever\r\nContent-Length: 0\r\n"
+                                                                                 "Connection: close\r\n\r\n");
+                                   asio::async_write(*socket, asio::buffer(*response),
+                                                     [socket, response](const error_code&, std::size_t) {
+                                                         error_code ignored;
+                                                         socket->shutdown(tcp::socket::shutdown_both, ignored);
+                                                     });
+                               });
     }
 
     ServerThread& thread_;
@@ -367,7 +367,8 @@ TEST_P(HealthCheck, FirstProbeStartsAtOnce) {
     spec.interval = 60s;
     spec.rise = 1;
     checker.add_or_update("b1", spec);
-    ASSERT_TRUE(run_until(io, [&] { return checker.health("b1") == Health::up; }, 2000ms));
+    ASSERT_TRUE(run_until(
+        io, [&] { return checker.health("b1") == Health::up; }, 2000ms));
     EXPECT_EQ(recorder.results["b1"].size(), 1u);
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "core/maglev.h"
+#include "dataplane/maglev.h"
 
 #include <gtest/gtest.h>
 
@@ -61,8 +61,7 @@ void expect_rejected(const std::vector<MaglevBackend>& backends, std::uint32_t r
         build_maglev_ring(backends, ring_size, kSeed);
         ADD_FAILURE() << "expected std::invalid_argument mentioning '" << expected_text << "'";
     } catch (const std::invalid_argument& error) {
-        EXPECT_NE(std::string_view(error.what()).find(expected_text), std::string_view::npos)
-            << error.what();
+        EXPECT_NE(std::string_view(error.what()).find(expected_text), std::string_view::npos) << error.what();
     }
 }
 
@@ -246,8 +245,7 @@ TEST(MaglevWeights, OrphansFollowWeightsOfSurvivors) {
     const double slots_per_weight = kRingSize / 10.0;
     for (std::size_t i = 0; i < 4; ++i) {
         const double expected = slots_per_weight * backends[i].weight;
-        EXPECT_NEAR(static_cast<double>(counts[backends[i].index]), expected, 0.05 * expected)
-            << backends[i].name;
+        EXPECT_NEAR(static_cast<double>(counts[backends[i].index]), expected, 0.05 * expected) << backends[i].name;
     }
 }
 
@@ -312,9 +310,7 @@ TEST(MaglevErrors, RingSizeNotPrime) {
     expect_rejected({}, 0, "not prime");
 }
 
-TEST(MaglevErrors, RingSmallerThanWeightedBackendCount) {
-    expect_rejected(make_backends(3), 2, "smaller than");
-}
+TEST(MaglevErrors, RingSmallerThanWeightedBackendCount) { expect_rejected(make_backends(3), 2, "smaller than"); }
 
 TEST(MaglevErrors, DuplicateName) {
     auto backends = make_backends(3);

@@ -5,15 +5,15 @@
 // the agent's own parser (session/membership_view.h).
 #include <gtest/gtest.h>
 
-#include "daemon/membership.h"
+#include "session/membership.h"
 #include "session/membership_view.h"
 
 namespace stickylb {
 namespace {
 
 using session::Member;
-using session::MemberState;
 using session::MembershipView;
+using session::MemberState;
 using State = MemberState;
 
 ClusterStates web(std::map<std::string, MemberState> backends) { return {{"web", std::move(backends)}}; }
@@ -203,11 +203,10 @@ TEST(ClusterStates, VipsOfAClusterMergeTheirBackendsByName) {
     desired.vips[2].backends = {backend("api", "a", BackendState::down)};
     const ClusterStates states = cluster_states(config, desired);
     ASSERT_EQ(states.size(), 2u);
-    EXPECT_EQ(states.at("shop"), (std::map<std::string, MemberState>{{"a", State::up},
-                                                                      {"b", State::down},
-                                                                      {"c", State::draining},
-                                                                      {"d", State::down},
-                                                                      {"e", State::draining}}))
+    EXPECT_EQ(
+        states.at("shop"),
+        (std::map<std::string, MemberState>{
+            {"a", State::up}, {"b", State::down}, {"c", State::draining}, {"d", State::down}, {"e", State::draining}}))
         << "down only if down everywhere it is listed, draining if draining anywhere";
     EXPECT_EQ(states.at("api"), (std::map<std::string, MemberState>{{"a", State::down}}));
 }

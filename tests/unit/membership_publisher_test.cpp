@@ -14,10 +14,10 @@
 #include <mutex>
 #include <thread>
 
-#include "daemon/health.h"
-#include "daemon/memcached_link.h"
-#include "daemon/membership.h"
-#include "daemon/membership_publisher.h"
+#include "control/health.h"
+#include "session/memcached_link.h"
+#include "session/membership.h"
+#include "session/membership_publisher.h"
 #include "support/memcached_process.h"
 
 namespace stickylb {
@@ -138,7 +138,8 @@ TEST_F(Publisher, HungServerDelaysOnlyItself) {
     publisher.publish({web_view(3)}, [&](const auto& o) { outcome = o; });
     // The live server has the view while the hung one is still being waited for.
     bool live_written = false;
-    run_until(io, [&] { return live_written = publisher.servers().at(live.address()).writes == 1; }, 5s);
+    run_until(
+        io, [&] { return live_written = publisher.servers().at(live.address()).writes == 1; }, 5s);
     EXPECT_TRUE(live_written);
     EXPECT_FALSE(outcome.has_value()) << "the hung server cannot have answered yet";
     ASSERT_TRUE(run_until(io, [&] { return outcome.has_value(); }));
@@ -186,7 +187,8 @@ TEST_F(Publisher, ANewerViewReplacesAQueuedOne) {
     for (std::uint64_t epoch = 1; epoch <= 4; ++epoch)
         publisher.publish({web_view(epoch)}, [&](const auto&) { ++outcomes; });
     hung.resume();
-    ASSERT_TRUE(run_until(io, [&] { return outcomes == 4; }, 15s));
+    ASSERT_TRUE(run_until(
+        io, [&] { return outcomes == 4; }, 15s));
     // Wait out the backoff of the failed first write, if it failed.
     bool written = false;
     for (int i = 0; i < 50 && !written; ++i) {
@@ -313,10 +315,13 @@ TEST(MemcachedLink, PublishesRunBetweenTheStepsOfLongWork) {
         [&](const std::string& error) { finished.set_value(error); }, false);
     started.get_future().wait();
     std::promise<std::string> published;
-    link.publish("view", [&](MemcachedClient& client) {
-        client.set("view", "v", 10s);
-        note("publish");
-    }, [&](const std::string& error) { published.set_value(error); });
+    link.publish(
+        "view",
+        [&](MemcachedClient& client) {
+            client.set("view", "v", 10s);
+            note("publish");
+        },
+        [&](const std::string& error) { published.set_value(error); });
     release.set_value();
     ASSERT_EQ(finished.get_future().get(), "");
     ASSERT_EQ(published.get_future().get(), "");

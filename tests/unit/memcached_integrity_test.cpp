@@ -14,10 +14,10 @@
 #include <fstream>
 #include <limits>
 
-#include "daemon/affinity_snapshot.h"
-#include "daemon/affinity_store.h"
-#include "daemon/membership.h"
-#include "daemon/memcached_client.h"
+#include "session/affinity_snapshot.h"
+#include "session/affinity_store.h"
+#include "session/membership.h"
+#include "session/memcached_client.h"
 #include "session/membership_view.h"
 #include "session/signed_value.h"
 #include "support/memcached_process.h"
@@ -100,19 +100,21 @@ MembershipView web_view(std::uint64_t epoch, std::int64_t written_ms) {
 TEST(ViewReading, ViewsAreTakenOnlyFreshSignedForTheirOwnKeyAndWithinTheCounterLimits) {
     const std::string key = session::members_key("web");
     const std::int64_t now = now_ms();
-    const auto read = [&](const std::string& stored) { return session::read_stored_view(&kKey, key, stored, now, 15s); };
+    const auto read = [&](const std::string& stored) {
+        return session::read_stored_view(&kKey, key, stored, now, 15s);
+    };
 
     EXPECT_TRUE(read(session::store_view(&kKey, web_view(7, now - 2000))).view);
     EXPECT_EQ(read(session::encode_view(web_view(7, now))).rejected, Rejection::unsigned_value);
-    EXPECT_EQ(read(session::store_view(&kKey, web_view(7, now - 365LL * 24 * 3600 * 1000))).rejected,
-              Rejection::stale);
+    EXPECT_EQ(read(session::store_view(&kKey, web_view(7, now - 365LL * 24 * 3600 * 1000))).rejected, Rejection::stale);
     EXPECT_EQ(read(session::store_view(&kKey, web_view(7, std::numeric_limits<std::int64_t>::max()))).rejected,
               Rejection::future);
     EXPECT_EQ(read(session::store_view(&kKey, web_view(7, std::numeric_limits<std::int64_t>::min()))).rejected,
               Rejection::stale);
     // An epoch that the next change would wrap, signed even: refused as out of range.
-    const std::string huge = "{\"cluster\":\"web\",\"epoch\":18446744073709551615,\"written_ms\":" +
-                             std::to_string(now) + ",\"backends\":{}}";
+    const std::string huge =
+        "{\"cluster\":\"web\",\"epoch\":18446744073709551615,\"written_ms\":" + std::to_string(now) +
+        ",\"backends\":{}}";
     EXPECT_EQ(read(session::sign_value(&kKey, key, huge)).rejected, Rejection::malformed);
     // Another cluster's view under this key (signed for this key by someone holding it: still refused).
     MembershipView api = web_view(7, now);
@@ -121,9 +123,9 @@ TEST(ViewReading, ViewsAreTakenOnlyFreshSignedForTheirOwnKeyAndWithinTheCounterL
     // Without a key the same rules of freshness and range hold.
     EXPECT_EQ(session::read_stored_view(nullptr, key, session::sign_value(nullptr, key, huge), now, 15s).rejected,
               Rejection::malformed);
-    EXPECT_EQ(session::read_stored_view(nullptr, key, session::encode_view(web_view(1, now - 60'000)), now, 15s)
-                  .rejected,
-              Rejection::stale);
+    EXPECT_EQ(
+        session::read_stored_view(nullptr, key, session::encode_view(web_view(1, now - 60'000)), now, 15s).rejected,
+        Rejection::stale);
 }
 
 TEST(EpochFloor, AnEpochBelowTheHighestSeenIsRefusedUntilItsWriterHasBeenGoneLongEnough) {
@@ -145,9 +147,9 @@ TEST(MembershipCounters, NoEpochOrIncarnationCanWrap) {
     EXPECT_EQ(session::next_counter(1), 2u);
     EXPECT_THROW(session::next_counter(session::kMaxViewCounter), std::overflow_error);
     MembershipBook book;
-    EXPECT_THROW(book.load_json(nlohmann::json::parse(
-                     R"({"web":{"epoch":18446744073709551615,"backends":{},"retired":{}}})")),
-                 std::runtime_error);
+    EXPECT_THROW(
+        book.load_json(nlohmann::json::parse(R"({"web":{"epoch":18446744073709551615,"backends":{},"retired":{}}})")),
+        std::runtime_error);
     EXPECT_THROW(book.load_json(nlohmann::json::parse(
                      R"({"web":{"epoch":3,"backends":{"be1":{"state":"up","incarnation":18446744073709551615}}}})")),
                  std::runtime_error);
@@ -189,13 +191,15 @@ TEST(SnapshotBounds, CountsAreCheckedAgainstTheBytesAndTheTableBeforeAnythingIsA
     limits.max_entries = 1000;
     const auto parse = [&](const std::string& text) { return [&, text] { parse_manifest(text, limits, now); }; };
     // The forged manifest of 4294967295 entries: refused from its numbers alone.
-    EXPECT_EQ(rejection_of(parse(manifest_with(R"([{"entries":4294967295,"bytes":262144,"fnv1a":"0000000000000000"}])", now))),
+    EXPECT_EQ(rejection_of(
+                  parse(manifest_with(R"([{"entries":4294967295,"bytes":262144,"fnv1a":"0000000000000000"}])", now))),
               Rejection::too_large);
     EXPECT_EQ(rejection_of(parse(manifest_with(R"([{"entries":10,"bytes":40,"fnv1a":"0000000000000000"}])", now))),
               Rejection::too_large)
         << "10 entries cannot fit in 40 bytes";
-    EXPECT_EQ(rejection_of(parse(manifest_with(R"([{"entries":1,"bytes":4294967295,"fnv1a":"0000000000000000"}])", now))),
-              Rejection::too_large);
+    EXPECT_EQ(
+        rejection_of(parse(manifest_with(R"([{"entries":1,"bytes":4294967295,"fnv1a":"0000000000000000"}])", now))),
+        Rejection::too_large);
     std::string many = "[";
     for (int i = 0; i < 3; ++i)
         many += std::string(i ? "," : "") + R"({"entries":400,"bytes":262144,"fnv1a":"0000000000000000"})";
@@ -228,7 +232,8 @@ TEST(SnapshotBounds, EntriesSeenAfterTheSnapshotWasWrittenOrOutOfRangeRejectTheS
     SnapshotManifest manifest = edge.manifest;
     manifest.chunks[0].checksum = [&] {
         std::uint64_t hash = 0xcbf29ce484222325ull;
-        for (const unsigned char byte : chunk) hash = (hash ^ byte) * 0x100000001b3ull;
+        for (const unsigned char byte : chunk)
+            hash = (hash ^ byte) * 0x100000001b3ull;
         return hash;
     }();
     EXPECT_THROW(decode_snapshot(manifest, {chunk}), SnapshotError);

@@ -2,9 +2,9 @@
 // Prometheus exposition: the writer's text, the project's naming and label
 // policy, render_metrics checked by promtool, and the HTTP endpoint over
 // loopback (a raw Beast client on the same io_context, every wait bounded).
-#include "daemon/metrics.h"
+#include "control/metrics.h"
 #include "support/promtool.h"
-#include "common/metrics_server.h"
+#include "base/metrics_server.h"
 
 #include <gtest/gtest.h>
 
@@ -27,7 +27,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace stickylb::metrics {
 namespace {
@@ -76,8 +76,8 @@ TEST(MetricsWriter, FamiliesGroupedWhenInterleaved) {
 
 TEST(MetricsWriter, EscapesLabelValuesAndHelp) {
     MetricsWriter w;
-    w.gauge("stickylb_backend_state", "Line one\nback\\slash \"quoted\".",
-            {{"vip", "a\"b\\c\nd"}, {"backend", "x"}}, 2);
+    w.gauge("stickylb_backend_state", "Line one\nback\\slash \"quoted\".", {{"vip", "a\"b\\c\nd"}, {"backend", "x"}},
+            2);
     EXPECT_EQ(w.str(),
               "# HELP stickylb_backend_state Line one\\nback\\\\slash \"quoted\".\n"
               "# TYPE stickylb_backend_state gauge\n"
@@ -93,7 +93,8 @@ TEST(MetricsWriter, LabelsInCanonicalOrder) {
 
 TEST(MetricsWriter, HistogramCumulativeBucketsWithInf) {
     Histogram h({0.01, 0.1, 1});
-    for (double v : {0.005, 0.01, 0.05, 0.5, 0.7, 3.0}) h.observe(v);
+    for (double v : {0.005, 0.01, 0.05, 0.5, 0.7, 3.0})
+        h.observe(v);
     h.observe(std::numeric_limits<double>::quiet_NaN());  // ignored
     EXPECT_EQ(h.count(), 6u);
     MetricsWriter w;
@@ -163,8 +164,8 @@ TEST(MetricsWriter, LabelPolicyEnforced) {
 
 TEST(MetricsWriter, NamingPolicyEnforced) {
     MetricsWriter w;
-    EXPECT_THROW(w.counter("packets_total", "P.", {}, 1), std::invalid_argument);       // prefix
-    EXPECT_THROW(w.counter("stickylb_packets", "P.", {}, 1), std::invalid_argument);    // _total
+    EXPECT_THROW(w.counter("packets_total", "P.", {}, 1), std::invalid_argument);     // prefix
+    EXPECT_THROW(w.counter("stickylb_packets", "P.", {}, 1), std::invalid_argument);  // _total
     EXPECT_THROW(w.gauge("stickylb_entries_total", "E.", {}, 1), std::invalid_argument);
     EXPECT_THROW(w.gauge("stickylb_entries_count", "E.", {}, 1), std::invalid_argument);
     EXPECT_THROW(w.histogram("stickylb_latency_seconds_total", "L.", {}, Histogram({1})), std::invalid_argument);
@@ -189,21 +190,48 @@ TEST(MetricsWriter, FamilyConsistencyAndDuplicateSeries) {
 
 MetricsSnapshot filled_snapshot(const Histogram& latency) {
     MetricsSnapshot s;
-    s.global = {.pass_not_ip = 1, .pass_not_vip = 2, .pass_malformed = 3, .pass_slow_path = 4,
-                .drop_malformed = 5, .drop_no_backend = 6, .drop_fragment = 7, .drop_error = 8,
-                .tx = 9, .redirect = 10, .fragments_steered = 11, .icmp_too_big_steered = 12, .flows_not_recorded = 13};
-    s.vips.push_back({"tcp 10.0.0.1:80", {.packets = 100, .bytes = 6400, .new_flows = 7, .affinity_hits = 3,
-                                          .affinity_misses = 4},
-                      2, 65537});
-    s.vips.push_back({"udp [fd00::1]:53", {.packets = 5, .bytes = 500, .new_flows = 5, .affinity_hits = 0,
-                                           .affinity_misses = 0}});
-    s.backends.push_back({.vip = "tcp 10.0.0.1:80", .backend = "10.1.0.2:80", .stats = {60, 3840}, .state = 0,
-                          .health_ok = true, .transitions = 0, .check_latency_seconds = &latency});
-    s.backends.push_back({.vip = "tcp 10.0.0.1:80", .backend = "10.1.0.3:80", .stats = {40, 2560}, .state = 2,
-                          .health_ok = false, .transitions = 3, .check_latency_seconds = &latency,
-                          .affinity_clients_moved = 21, .last_failover_timestamp_seconds = 1763700000.5});
-    s.backends.push_back({.vip = "udp [fd00::1]:53", .backend = "[fd00:1::2]:53", .stats = {5, 500}, .state = 1,
-                          .health_ok = true, .transitions = 1, .check_latency_seconds = nullptr});
+    s.global = {.pass_not_ip = 1,
+                .pass_not_vip = 2,
+                .pass_malformed = 3,
+                .pass_slow_path = 4,
+                .drop_malformed = 5,
+                .drop_no_backend = 6,
+                .drop_fragment = 7,
+                .drop_error = 8,
+                .tx = 9,
+                .redirect = 10,
+                .fragments_steered = 11,
+                .icmp_too_big_steered = 12,
+                .flows_not_recorded = 13};
+    s.vips.push_back({"tcp 10.0.0.1:80",
+                      {.packets = 100, .bytes = 6400, .new_flows = 7, .affinity_hits = 3, .affinity_misses = 4},
+                      2,
+                      65537});
+    s.vips.push_back(
+        {"udp [fd00::1]:53", {.packets = 5, .bytes = 500, .new_flows = 5, .affinity_hits = 0, .affinity_misses = 0}});
+    s.backends.push_back({.vip = "tcp 10.0.0.1:80",
+                          .backend = "10.1.0.2:80",
+                          .stats = {60, 3840},
+                          .state = 0,
+                          .health_ok = true,
+                          .transitions = 0,
+                          .check_latency_seconds = &latency});
+    s.backends.push_back({.vip = "tcp 10.0.0.1:80",
+                          .backend = "10.1.0.3:80",
+                          .stats = {40, 2560},
+                          .state = 2,
+                          .health_ok = false,
+                          .transitions = 3,
+                          .check_latency_seconds = &latency,
+                          .affinity_clients_moved = 21,
+                          .last_failover_timestamp_seconds = 1763700000.5});
+    s.backends.push_back({.vip = "udp [fd00::1]:53",
+                          .backend = "[fd00:1::2]:53",
+                          .stats = {5, 500},
+                          .state = 1,
+                          .health_ok = true,
+                          .transitions = 1,
+                          .check_latency_seconds = nullptr});
     s.flow_entries = 1234;
     s.flow_capacity = 1 << 20;
     s.affinity_entries = 99;
@@ -225,65 +253,67 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
 
 Histogram sample_latency() {
     Histogram h(Histogram::default_latency_bounds());
-    for (double v : {0.0007, 0.002, 0.004, 0.02, 0.3, 12.0}) h.observe(v);
+    for (double v : {0.0007, 0.002, 0.004, 0.02, 0.3, 12.0})
+        h.observe(v);
     return h;
 }
 
 TEST(RenderMetrics, HasEveryFamily) {
     Histogram latency = sample_latency();
     std::string text = render_metrics(filled_snapshot(latency));
-    for (const char* line : {
-             "stickylb_packets_passed_not_ip_total 1\n",
-             "stickylb_packets_passed_not_vip_total 2\n",
-             "stickylb_packets_passed_malformed_total 3\n",
-             "stickylb_packets_passed_slow_path_total 4\n",
-             "stickylb_packets_dropped_malformed_total 5\n",
-             "stickylb_packets_dropped_no_backend_total 6\n",
-             "stickylb_packets_dropped_fragment_total 7\n",
-             "stickylb_packets_dropped_error_total 8\n",
-             "stickylb_packets_forwarded_tx_total 9\n",
-             "stickylb_packets_forwarded_redirect_total 10\n",
-             "stickylb_fragments_steered_total 11\n",
-             "stickylb_icmp_too_big_steered_total 12\n",
-             "stickylb_flows_not_recorded_total 13\n",
-             "stickylb_vip_packets_total{vip=\"tcp 10.0.0.1:80\"} 100\n",
-             "stickylb_vip_bytes_total{vip=\"tcp 10.0.0.1:80\"} 6400\n",
-             "stickylb_vip_new_flows_total{vip=\"tcp 10.0.0.1:80\"} 7\n",
-             "stickylb_vip_affinity_hits_total{vip=\"tcp 10.0.0.1:80\"} 3\n",
-             "stickylb_vip_affinity_misses_total{vip=\"tcp 10.0.0.1:80\"} 4\n",
-             "stickylb_vip_ring_rewrites_total{vip=\"tcp 10.0.0.1:80\"} 2\n",
-             "stickylb_vip_ring_slots_written_total{vip=\"tcp 10.0.0.1:80\"} 65537\n",
-             "stickylb_backend_packets_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 60\n",
-             "stickylb_backend_bytes_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 3840\n",
-             "stickylb_backend_state{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 2\n",
-             "stickylb_backend_state{vip=\"udp [fd00::1]:53\",backend=\"[fd00:1::2]:53\"} 1\n",
-             "stickylb_backend_health_check_up{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 0\n",
-             "stickylb_backend_state_transitions_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 3\n",
-             "stickylb_health_check_duration_seconds_bucket{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\",le=\"0.001\"} 1\n",
-             "stickylb_health_check_duration_seconds_bucket{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\",le=\"+Inf\"} 6\n",
-             "stickylb_health_check_duration_seconds_count{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 6\n",
-             "stickylb_flow_table_entries 1234\n",
-             "stickylb_flow_table_capacity 1048576\n",
-             "stickylb_affinity_table_entries 99\n",
-             "stickylb_affinity_table_capacity 262144\n",
-             "stickylb_reconciles_total 17\n",
-             "stickylb_reconcile_errors_total 1\n",
-             "stickylb_affinity_clients_moved_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 21\n",
-             "stickylb_affinity_clients_moved_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 0\n",
-             "stickylb_backend_last_failover_timestamp_seconds{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} "
-             "1763700000.5\n",
-             "stickylb_memcached_up{server=\"127.0.0.1:11211\"} 1\n",
-             "stickylb_memcached_up{server=\"[fd00::20]:11211\"} 0\n",
-             "stickylb_memcached_errors_total{server=\"[fd00::20]:11211\"} 7\n",
-             "stickylb_membership_view_writes_total{server=\"127.0.0.1:11211\"} 40\n",
-             "stickylb_failover_view_written_seconds_count 6\n",
-             "stickylb_affinity_snapshot_saves_total 5\n",
-             "stickylb_affinity_snapshot_save_failures_total 1\n",
-             "stickylb_affinity_snapshot_last_save_timestamp_seconds 1763700030\n",
-             "stickylb_affinity_snapshot_entries 4242\n",
-             "stickylb_affinity_restored_total 4000\n",
-             "stickylb_build_info{version=\"0.1.0\",commit=\"93c39f7\"} 1\n",
-         }) {
+    for (
+        const char* line : {
+            "stickylb_packets_passed_not_ip_total 1\n",
+            "stickylb_packets_passed_not_vip_total 2\n",
+            "stickylb_packets_passed_malformed_total 3\n",
+            "stickylb_packets_passed_slow_path_total 4\n",
+            "stickylb_packets_dropped_malformed_total 5\n",
+            "stickylb_packets_dropped_no_backend_total 6\n",
+            "stickylb_packets_dropped_fragment_total 7\n",
+            "stickylb_packets_dropped_error_total 8\n",
+            "stickylb_packets_forwarded_tx_total 9\n",
+            "stickylb_packets_forwarded_redirect_total 10\n",
+            "stickylb_fragments_steered_total 11\n",
+            "stickylb_icmp_too_big_steered_total 12\n",
+            "stickylb_flows_not_recorded_total 13\n",
+            "stickylb_vip_packets_total{vip=\"tcp 10.0.0.1:80\"} 100\n",
+            "stickylb_vip_bytes_total{vip=\"tcp 10.0.0.1:80\"} 6400\n",
+            "stickylb_vip_new_flows_total{vip=\"tcp 10.0.0.1:80\"} 7\n",
+            "stickylb_vip_affinity_hits_total{vip=\"tcp 10.0.0.1:80\"} 3\n",
+            "stickylb_vip_affinity_misses_total{vip=\"tcp 10.0.0.1:80\"} 4\n",
+            "stickylb_vip_ring_rewrites_total{vip=\"tcp 10.0.0.1:80\"} 2\n",
+            "stickylb_vip_ring_slots_written_total{vip=\"tcp 10.0.0.1:80\"} 65537\n",
+            "stickylb_backend_packets_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 60\n",
+            "stickylb_backend_bytes_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 3840\n",
+            "stickylb_backend_state{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 2\n",
+            "stickylb_backend_state{vip=\"udp [fd00::1]:53\",backend=\"[fd00:1::2]:53\"} 1\n",
+            "stickylb_backend_health_check_up{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 0\n",
+            "stickylb_backend_state_transitions_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 3\n",
+            "stickylb_health_check_duration_seconds_bucket{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\",le=\"0.001\"} 1\n",
+            "stickylb_health_check_duration_seconds_bucket{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\",le=\"+Inf\"} 6\n",
+            "stickylb_health_check_duration_seconds_count{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 6\n",
+            "stickylb_flow_table_entries 1234\n",
+            "stickylb_flow_table_capacity 1048576\n",
+            "stickylb_affinity_table_entries 99\n",
+            "stickylb_affinity_table_capacity 262144\n",
+            "stickylb_reconciles_total 17\n",
+            "stickylb_reconcile_errors_total 1\n",
+            "stickylb_affinity_clients_moved_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 21\n",
+            "stickylb_affinity_clients_moved_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 0\n",
+            "stickylb_backend_last_failover_timestamp_seconds{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} "
+            "1763700000.5\n",
+            "stickylb_memcached_up{server=\"127.0.0.1:11211\"} 1\n",
+            "stickylb_memcached_up{server=\"[fd00::20]:11211\"} 0\n",
+            "stickylb_memcached_errors_total{server=\"[fd00::20]:11211\"} 7\n",
+            "stickylb_membership_view_writes_total{server=\"127.0.0.1:11211\"} 40\n",
+            "stickylb_failover_view_written_seconds_count 6\n",
+            "stickylb_affinity_snapshot_saves_total 5\n",
+            "stickylb_affinity_snapshot_save_failures_total 1\n",
+            "stickylb_affinity_snapshot_last_save_timestamp_seconds 1763700030\n",
+            "stickylb_affinity_snapshot_entries 4242\n",
+            "stickylb_affinity_restored_total 4000\n",
+            "stickylb_build_info{version=\"0.1.0\",commit=\"93c39f7\"} 1\n",
+        }) {
         EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line;
     }
     // No histogram for a backend without one.
@@ -331,14 +361,16 @@ TEST(ParseListenAddress, AcceptsNumericForms) {
 void run_until(asio::io_context& io, const bool& done, beast::tcp_stream* stream = nullptr) {
     auto deadline = std::chrono::steady_clock::now() + 5s;
     while (!done && std::chrono::steady_clock::now() < deadline) {
-        if (io.stopped()) io.restart();
+        if (io.stopped())
+            io.restart();
         io.run_one_for(50ms);
     }
     if (!done && stream != nullptr) {
         ADD_FAILURE() << "client operation timed out";
         stream->close();
         while (!done) {
-            if (io.stopped()) io.restart();
+            if (io.stopped())
+                io.restart();
             io.run_one_for(50ms);
         }
     }
@@ -350,11 +382,10 @@ public:
     Client(asio::io_context& io, std::uint16_t port) : io_(io), stream_(io) {
         bool done = false;
         stream_.expires_after(5s);
-        stream_.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                              [&](beast::error_code ec) {
-                                  connect_error_ = ec;
-                                  done = true;
-                              });
+        stream_.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), [&](beast::error_code ec) {
+            connect_error_ = ec;
+            done = true;
+        });
         run_until(io_, done, &stream_);
     }
 
@@ -383,8 +414,10 @@ public:
             done = true;
         });
         run_until(io_, done, &stream_);
-        if (error != nullptr) *error = result;
-        if (result) return std::nullopt;
+        if (error != nullptr)
+            *error = result;
+        if (result)
+            return std::nullopt;
         return response;
     }
 
@@ -424,7 +457,7 @@ private:
 };
 
 std::optional<http::response<http::string_body>> request(asio::io_context& io, std::uint16_t port,
-                                                          const std::string& raw) {
+                                                         const std::string& raw) {
     Client client(io, port);
     EXPECT_FALSE(client.connect_error()) << client.connect_error().message();
     client.send(raw);
@@ -495,8 +528,8 @@ TEST_F(MetricsServerTest, OtherPathsAre404) {
 
 TEST_F(MetricsServerTest, OtherMethodsAre405) {
     for (const char* method : {"POST", "PUT", "DELETE", "OPTIONS"}) {
-        auto response = request(io_, port_,
-                                std::string(method) + " /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        auto response =
+            request(io_, port_, std::string(method) + " /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         ASSERT_TRUE(response) << method;
         EXPECT_EQ(response->result(), http::status::method_not_allowed) << method;
         EXPECT_EQ((*response)[http::field::allow], "GET, HEAD");
@@ -505,8 +538,7 @@ TEST_F(MetricsServerTest, OtherMethodsAre405) {
 }
 
 TEST_F(MetricsServerTest, RequestBodyRejected) {
-    auto response = request(io_, port_,
-                            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    auto response = request(io_, port_, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
     ASSERT_TRUE(response);
     EXPECT_EQ(response->result(), http::status::payload_too_large);
     EXPECT_EQ(scrapes_, 0);
@@ -593,7 +625,6 @@ TEST(MetricsServer, LiveScrapePassesPromtool) {
     ASSERT_EQ(response->result(), http::status::ok);
     expect_promtool_passes(response->body());
 }
-
 
 // Everything the server sends on one connection until it closes it (or 5 s pass).
 std::string exchange_raw(asio::io_context& io, std::uint16_t port, const std::string& raw) {

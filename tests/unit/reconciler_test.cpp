@@ -3,7 +3,7 @@
 // operator overrides, stable indexes across reloads and restarts.
 #include <gtest/gtest.h>
 
-#include "daemon/reconciler.h"
+#include "control/reconciler.h"
 
 namespace stickylb {
 namespace {
@@ -18,7 +18,8 @@ DaemonConfig two_vips() {
         vip.port = 80;
         vip.persistence.enabled = std::string(name) == "web";
         for (const char* backend : {"be1", "be2", "be3"})
-            vip.backends.push_back(BackendConfig{backend, IpAddress::parse(std::string("10.0.0.") + backend[2]), 1, {}});
+            vip.backends.push_back(
+                BackendConfig{backend, IpAddress::parse(std::string("10.0.0.") + backend[2]), 1, {}});
         config.vips.push_back(vip);
     }
     return config;
@@ -36,9 +37,12 @@ HealthVerdict all_up(const BackendId&) { return HealthVerdict::up; }
 
 TEST(DesiredState, HealthDownMarksDownAndOnlyThatVipsBackend) {
     IndexRegistry indexes(64, 4096);
-    const auto state = desired_state(two_vips(), {}, [](const BackendId& id) {
-        return id == BackendId{"web", "be2"} ? HealthVerdict::down : HealthVerdict::up;
-    }, indexes);
+    const auto state = desired_state(
+        two_vips(), {},
+        [](const BackendId& id) {
+            return id == BackendId{"web", "be2"} ? HealthVerdict::down : HealthVerdict::up;
+        },
+        indexes);
     EXPECT_EQ(backend_of(state, "web", "be2").state, BackendState::down);
     EXPECT_EQ(backend_of(state, "api", "be2").state, BackendState::up) << "health is per VIP";
     EXPECT_EQ(backend_of(state, "web", "be1").state, BackendState::up);
@@ -50,9 +54,12 @@ TEST(DesiredState, OperatorDrainAndWeightZeroDrainButHealthDownWins) {
     overrides[{"web", "be1"}].drained = true;
     overrides[{"web", "be2"}].weight = 0;
     overrides[{"web", "be3"}].drained = true;
-    const auto state = desired_state(two_vips(), overrides, [](const BackendId& id) {
-        return id == BackendId{"web", "be3"} ? HealthVerdict::down : HealthVerdict::up;
-    }, indexes);
+    const auto state = desired_state(
+        two_vips(), overrides,
+        [](const BackendId& id) {
+            return id == BackendId{"web", "be3"} ? HealthVerdict::down : HealthVerdict::up;
+        },
+        indexes);
     EXPECT_EQ(backend_of(state, "web", "be1").state, BackendState::draining);
     EXPECT_EQ(backend_of(state, "web", "be2").state, BackendState::draining);
     EXPECT_EQ(backend_of(state, "web", "be2").weight, 0u);
@@ -61,7 +68,8 @@ TEST(DesiredState, OperatorDrainAndWeightZeroDrainButHealthDownWins) {
 
 TEST(DesiredState, UnknownHealthCountsAsUp) {
     IndexRegistry indexes(64, 4096);
-    const auto state = desired_state(two_vips(), {}, [](const BackendId&) { return HealthVerdict::unknown; }, indexes);
+    const auto state = desired_state(
+        two_vips(), {}, [](const BackendId&) { return HealthVerdict::unknown; }, indexes);
     EXPECT_EQ(backend_of(state, "web", "be1").state, BackendState::up);
 }
 
@@ -72,7 +80,7 @@ TEST(DesiredState, IndexesStayPutWhenOthersComeAndGo) {
     const std::uint32_t api_be3 = backend_of(before, "api", "be3").index;
     const std::uint32_t api_vip = before.vips[1].settings.index;
 
-    config.vips.erase(config.vips.begin());            // web goes
+    config.vips.erase(config.vips.begin());                          // web goes
     config.vips[0].backends.erase(config.vips[0].backends.begin());  // api/be1 goes
     const auto after = desired_state(config, {}, all_up, indexes);
     EXPECT_EQ(backend_of(after, "api", "be3").index, api_be3);

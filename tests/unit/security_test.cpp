@@ -4,8 +4,8 @@
 // connect as another user fork a child that drops to `nobody`: they need root and
 // skip without it.
 #include "agent/agent_config.h"
-#include "daemon/config.h"
-#include "daemon/control_server.h"
+#include "control/config.h"
+#include "control/control_server.h"
 
 #include <gtest/gtest.h>
 #include <grp.h>
@@ -68,7 +68,8 @@ TEST(ControlGroupId, ResolvesNamesAndSaysWhichIsMissing) {
 }
 
 TEST(ControlGroupConfig, NamesAGroupThatExists) {
-    const std::string vips = "vips:\n  - address: 192.0.2.10\n    port: 80\n    backends:\n      - address: 10.0.1.11\n";
+    const std::string vips =
+        "vips:\n  - address: 192.0.2.10\n    port: 80\n    backends:\n      - address: 10.0.1.11\n";
     const group* root = ::getgrgid(0);
     ASSERT_NE(root, nullptr);
     EXPECT_EQ(parse_config("interface: eth0\n" + vips, "lb.yaml").control_group, "") << "none by default";
@@ -134,13 +135,17 @@ protected:
             pollfd ready{fd, POLLIN, 0};
             while (got < sizeof reply - 1 && ::poll(&ready, 1, 5000) == 1) {
                 const ssize_t n = ::read(fd, reply + got, sizeof reply - 1 - got);
-                if (n <= 0) break;
+                if (n <= 0)
+                    break;
                 got += static_cast<std::size_t>(n);
-                if (reply[got - 1] == '\n') break;
+                if (reply[got - 1] == '\n')
+                    break;
             }
             reply[got] = '\0';
-            if (std::strstr(reply, "permission denied") != nullptr) ::_exit(kPermissionDenied);
-            if (std::strstr(reply, R"("ok":true)") != nullptr) ::_exit(kServed);
+            if (std::strstr(reply, "permission denied") != nullptr)
+                ::_exit(kPermissionDenied);
+            if (std::strstr(reply, R"("ok":true)") != nullptr)
+                ::_exit(kServed);
             ::_exit(kOther + 3);
         }
         int status = 0;
@@ -167,7 +172,7 @@ TEST_F(ControlAccessTest, UnprivilegedUserIsRefusedByTheModeAndByTheCredentialCh
 TEST_F(ControlAccessTest, MembersOfTheConfiguredGroupAreServedOthersRefused) {
     STICKYLB_REQUIRE_ROOT();
     start({.group = kOperators});
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat(path_.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0660u);
     EXPECT_EQ(st.st_gid, kOperators);
@@ -180,7 +185,7 @@ TEST_F(ControlAccessTest, MembersOfTheConfiguredGroupAreServedOthersRefused) {
 
 TEST_F(ControlAccessTest, GroupSocketIsOwnedByTheGroupWithMode0660) {
     start({.group = static_cast<unsigned>(::getegid())});  // a group anyone may chown to: their own
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat(path_.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0660u);
     EXPECT_EQ(st.st_gid, ::getegid());
@@ -195,7 +200,8 @@ struct Client {
     std::string read_line() {
         boost::system::error_code ec;
         const std::size_t n = asio::read_until(socket, buffer, '\n', ec);
-        if (ec) return "";
+        if (ec)
+            return "";
         std::string line(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + n - 1);
         buffer.consume(n);
         return line;
@@ -207,7 +213,8 @@ TEST_F(ControlAccessTest, RequestsOverTheRateLimitGetAnErrorAndTheConnectionIsCl
     start({.rate_burst = 5, .rate_per_second = 0.001});
     Client client(path_);
     std::string pipelined;
-    for (int i = 0; i < 8; ++i) pipelined += R"({"object":"echo","verb":"x","args":{"i":)" + std::to_string(i) + "}}\n";
+    for (int i = 0; i < 8; ++i)
+        pipelined += R"({"object":"echo","verb":"x","args":{"i":)" + std::to_string(i) + "}}\n";
     boost::system::error_code ignored;
     asio::write(client.socket, asio::buffer(pipelined), ignored);
     for (int i = 0; i < 5; ++i) {
@@ -234,10 +241,11 @@ TEST(ControlOptions, RateLimitMustAllowSomething) {
 
 // PHP and Prometheus on the same host are the agent's only intended clients.
 TEST(AgentDefaults, ListenOnLoopbackOnly) {
-    std::vector<std::string> args = {"stickylb-agent", "--backend", "be1", "--cluster", "web", "--upstream",
-                                     "10.0.0.1:11211", "--upstream", "10.0.0.2:11211"};
+    std::vector<std::string> args = {"stickylb-agent", "--backend",      "be1",        "--cluster",     "web",
+                                     "--upstream",     "10.0.0.1:11211", "--upstream", "10.0.0.2:11211"};
     std::vector<char*> argv;
-    for (auto& arg : args) argv.push_back(arg.data());
+    for (auto& arg : args)
+        argv.push_back(arg.data());
     argv.push_back(nullptr);
     const agent::AgentConfig config = agent::parse_agent_args(static_cast<int>(args.size()), argv.data()).config;
     for (const std::string& listen : {config.listen, config.metrics_listen}) {

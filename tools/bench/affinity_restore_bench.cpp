@@ -29,10 +29,10 @@
 #include <string>
 #include <vector>
 
-#include "core/dataplane.h"
-#include "core/pinned_maps.h"
-#include "daemon/affinity_snapshot.h"
-#include "daemon/affinity_store.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/pinned_maps.h"
+#include "session/affinity_snapshot.h"
+#include "session/affinity_store.h"
 #include "support/bpffs.h"
 
 namespace {
@@ -49,8 +49,10 @@ struct Options {
 };
 
 int usage(const char* problem) {
-    std::fprintf(stderr, "affinity_restore_bench: %s\nusage: affinity_restore_bench [--entries N] [--rounds R] "
-                         "[--memcached HOST:PORT]\n", problem);
+    std::fprintf(stderr,
+                 "affinity_restore_bench: %s\nusage: affinity_restore_bench [--entries N] [--rounds R] "
+                 "[--memcached HOST:PORT]\n",
+                 problem);
     return 2;
 }
 
@@ -79,7 +81,8 @@ std::vector<AffinityRecord> bench_records(std::size_t count) {
     for (std::size_t i = 0; i < count; ++i) {
         AffinityRecord record;
         record.vip_index = static_cast<std::uint32_t>(i % kVips);
-        record.backend_index = 1 + record.vip_index * kBackendsPerVip + static_cast<std::uint32_t>(random() % kBackendsPerVip);
+        record.backend_index =
+            1 + record.vip_index * kBackendsPerVip + static_cast<std::uint32_t>(random() % kBackendsPerVip);
         stickylb_addr address{};
         if (i % 10 == 9) {
             for (auto& word : address.v6)
@@ -174,8 +177,8 @@ int main(int argc, char** argv) {
             LoadOptions load;
             load.pin_dir = bpffs.path() + "/stickylb";
             // The daemon's size (1 Mi): an LRU this full may evict a few of its own on the way.
-            load.affinity_entries = std::max<std::uint32_t>(STICKYLB_DEFAULT_AFFINITY_ENTRIES,
-                                                            static_cast<std::uint32_t>(options.entries));
+            load.affinity_entries =
+                std::max<std::uint32_t>(STICKYLB_DEFAULT_AFFINITY_ENTRIES, static_cast<std::uint32_t>(options.entries));
             DataPlane plane = DataPlane::load(load);
             PinnedMaps tables = PinnedMaps::open(load.pin_dir);
             AffinityWriteResult written;
@@ -191,21 +194,24 @@ int main(int argc, char** argv) {
             SnapshotSaveResult saved;
             record("memcached save", time_ms([&] { saved = store.save(snapshot, std::chrono::seconds(600)); }));
             if (saved.servers_written.empty()) {
-                std::fprintf(stderr, "memcached save failed: %s\n", saved.errors.empty() ? "?" : saved.errors[0].c_str());
+                std::fprintf(stderr, "memcached save failed: %s\n",
+                             saved.errors.empty() ? "?" : saved.errors[0].c_str());
                 return 1;
             }
             SnapshotLoadResult loaded;
             record("memcached load", time_ms([&] { loaded = store.load(); }));
             if (!loaded.snapshot || loaded.snapshot->entries.size() != snapshot.entries.size()) {
-                std::fprintf(stderr, "memcached load failed: %s\n", loaded.errors.empty() ? "?" : loaded.errors[0].c_str());
+                std::fprintf(stderr, "memcached load failed: %s\n",
+                             loaded.errors.empty() ? "?" : loaded.errors[0].c_str());
                 return 1;
             }
         }
     }
 
-    std::printf("# affinity_restore_bench: %zu entries (90%% IPv4, 10%% IPv6; %u VIPs x %u backends), median of %d "
-                "rounds\n",
-                options.entries, kVips, kBackendsPerVip, options.rounds);
+    std::printf(
+        "# affinity_restore_bench: %zu entries (90%% IPv4, 10%% IPv6; %u VIPs x %u backends), median of %d "
+        "rounds\n",
+        options.entries, kVips, kBackendsPerVip, options.rounds);
     std::printf("snapshot size: %zu chunks, %zu bytes (%.1f bytes per entry)\n", chunks, bytes,
                 static_cast<double>(bytes) / static_cast<double>(std::max<std::size_t>(1, options.entries)));
     for (const Step& step : steps) {

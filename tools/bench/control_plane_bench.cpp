@@ -23,10 +23,10 @@
 #include <string>
 #include <vector>
 
-#include "core/dataplane.h"
-#include "core/maglev.h"
-#include "daemon/config.h"
-#include "daemon/reconciler.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/maglev.h"
+#include "control/config.h"
+#include "control/reconciler.h"
 
 namespace stickylb {
 namespace {
@@ -52,7 +52,8 @@ Options parse_options(int argc, char** argv) {
             options.repeats = std::stoi(argv[++i]);
             repeats_given = true;
         } else {
-            throw std::invalid_argument("unknown argument '" + arg + "' (usage: control_plane_bench [--quick] [--repeats N])");
+            throw std::invalid_argument("unknown argument '" + arg +
+                                        "' (usage: control_plane_bench [--quick] [--repeats N])");
         }
     }
     if (options.quick && !repeats_given)
@@ -125,7 +126,8 @@ void maglev_section(const Options& options) {
         for (const std::uint32_t count : {10u, 100u, 1000u}) {
             std::vector<MaglevBackend> backends;
             for (std::uint32_t i = 0; i < count; ++i)
-                backends.push_back({.name = "backend-" + std::to_string(i), .index = i + 1, .weight = 1, .in_service = true});
+                backends.push_back(
+                    {.name = "backend-" + std::to_string(i), .index = i + 1, .weight = 1, .in_service = true});
             std::cerr << "control_plane_bench: maglev " << count << " backends x " << ring_size << " slots\n";
             std::vector<Timing> timings;
             for (int round = 0; round < options.repeats; ++round) {
@@ -166,8 +168,8 @@ DaemonConfig hundred_vips() {
         vip.port = 80;
         vip.persistence.enabled = true;
         for (std::uint32_t b = 0; b < kBackendsPerVip; ++b)
-            vip.backends.push_back(BackendConfig{"be" + std::to_string(b + 1),
-                                                 IpAddress::parse("10.201.0." + std::to_string(b + 1)), 1, {}});
+            vip.backends.push_back(BackendConfig{
+                "be" + std::to_string(b + 1), IpAddress::parse("10.201.0." + std::to_string(b + 1)), 1, {}});
         config.vips.push_back(std::move(vip));
     }
     return config;
@@ -200,9 +202,10 @@ public:
     ReconcileSample reconcile(const std::set<BackendId>& down) {
         ReconcileSample sample{};
         sample.timing = timed([&] {
-            const DesiredState desired = desired_state(config_, {}, [&](const BackendId& id) {
-                return down.count(id) ? HealthVerdict::down : HealthVerdict::up;
-            }, indexes_);
+            const DesiredState desired = desired_state(
+                config_, {},
+                [&](const BackendId& id) { return down.count(id) ? HealthVerdict::down : HealthVerdict::up; },
+                indexes_);
             sample.stats = reconciler_.apply(desired);
         });
         return sample;
@@ -234,7 +237,8 @@ private:
     Reconciler reconciler_;
 };
 
-std::string writes_row(const std::string& name, const std::vector<ReconcileSample>& samples, const std::string& needed) {
+std::string writes_row(const std::string& name, const std::vector<ReconcileSample>& samples,
+                       const std::string& needed) {
     // Writes are the same every round (deterministic); times vary.
     const ReconcileStats& stats = samples.front().stats;
     std::vector<Timing> timings;
@@ -284,8 +288,9 @@ void reconcile_section(const Options& options) {
               << kBackendsPerVip << " servers behind each (" << thousands(kVips * kBackendsPerVip)
               << " backend entries: health is per VIP and backend; stickylbd's defaults hold "
               << STICKYLB_DEFAULT_MAX_VIPS << " VIPs and " << thousands(STICKYLB_DEFAULT_MAX_BACKENDS)
-              << " backend entries,\nthis is `max_vips: " << kVips + 28 << "` and `max_backends: "
-              << kVips * kBackendsPerVip + 1024 << "`). Backend and VIP writes are map updates\n"
+              << " backend entries,\nthis is `max_vips: " << kVips + 28
+              << "` and `max_backends: " << kVips * kBackendsPerVip + 1024
+              << "`). Backend and VIP writes are map updates\n"
               << "(bpf syscalls); ring slots are single stores into the memory-mapped rings map. \"Needed\" is the\n"
               << "least any reconcile could write: the slots the dead backend held plus its backend entries.\n"
               << "First full write of everything (an empty data plane): " << fixed(first.cpu_ms, 1) << " ms CPU, "

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "core/maglev.h"
+#include "dataplane/maglev.h"
 
 #include <benchmark/benchmark.h>
 

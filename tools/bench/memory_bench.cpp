@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "core/dataplane.h"
+#include "dataplane/dataplane.h"
 #include "stickylb/abi.h"
 
 namespace stickylb {
@@ -172,7 +172,8 @@ int main(int argc, char** argv) {
         } else if (arg == "--repeats" && i + 1 < argc) {
             loads = std::max(1, std::atoi(argv[++i]));
         } else {
-            std::cerr << "memory_bench: unknown argument '" << arg << "' (usage: memory_bench [--quick] [--repeats N])\n";
+            std::cerr << "memory_bench: unknown argument '" << arg
+                      << "' (usage: memory_bench [--quick] [--repeats N])\n";
             return 2;
         }
     }

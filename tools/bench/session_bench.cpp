@@ -81,7 +81,8 @@ public:
                                      ": build the stickylb-agent target or pass --agent PATH");
         char log_template[] = "/tmp/session_bench-agent.XXXXXX";
         log_fd_ = ::mkstemp(log_template);
-        if (log_fd_ < 0) throw std::runtime_error(std::string("mkstemp for the agent's log: ") + std::strerror(errno));
+        if (log_fd_ < 0)
+            throw std::runtime_error(std::string("mkstemp for the agent's log: ") + std::strerror(errno));
         ::unlink(log_template);
         for (int attempt = 0;; ++attempt) {
             port_ = MemcachedProcess::unused_port();
@@ -107,7 +108,8 @@ public:
 
     // SIGTERM (it releases held locks), SIGKILL if it has not exited within 2 s.
     void stop() {
-        if (pid_ <= 0) return;
+        if (pid_ <= 0)
+            return;
         ::kill(pid_, SIGTERM);
         const auto deadline = Clock::now() + std::chrono::seconds(2);
         while (::waitpid(pid_, nullptr, WNOHANG) == 0) {
@@ -134,24 +136,33 @@ public:
 
 private:
     void start(const std::string& binary, const std::vector<std::string>& upstreams) {
-        std::vector<std::string> arguments = {binary,        "--backend", "be1",  "--cluster", "web",
-                                              "--listen",    "127.0.0.1:" + std::to_string(port_),
-                                              "--metrics-listen", "off"};
+        std::vector<std::string> arguments = {binary,
+                                              "--backend",
+                                              "be1",
+                                              "--cluster",
+                                              "web",
+                                              "--listen",
+                                              "127.0.0.1:" + std::to_string(port_),
+                                              "--metrics-listen",
+                                              "off"};
         for (const auto& upstream : upstreams) {
             arguments.push_back("--upstream");
             arguments.push_back(upstream);
         }
         std::vector<char*> argv;
-        for (auto& argument : arguments) argv.push_back(argument.data());
+        for (auto& argument : arguments)
+            argv.push_back(argument.data());
         argv.push_back(nullptr);
 
         const pid_t parent = ::getpid();
         const pid_t child = ::fork();
-        if (child < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+        if (child < 0)
+            throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
         if (child == 0) {
             ::setsid();
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != parent) ::_exit(127);
+            if (::getppid() != parent)
+                ::_exit(127);
             ::dup2(log_fd_, STDOUT_FILENO);
             ::dup2(log_fd_, STDERR_FILENO);
             ::execv(argv[0], argv.data());
@@ -167,12 +178,13 @@ private:
             int status = 0;
             if (::waitpid(pid_, &status, WNOHANG) == pid_) {
                 pid_ = -1;
-                throw std::runtime_error("stickylb-agent on port " + std::to_string(port_) + " exited at start (status " +
-                                         std::to_string(status) + "):\n" + log_tail());
+                throw std::runtime_error("stickylb-agent on port " + std::to_string(port_) +
+                                         " exited at start (status " + std::to_string(status) + "):\n" + log_tail());
             }
             try {
                 MemcacheTextClient client(port_, std::chrono::seconds(1));
-                if (client.command("version").starts_with("VERSION ")) return;
+                if (client.command("version").starts_with("VERSION "))
+                    return;
             } catch (const std::runtime_error&) {
                 // not listening yet
             }
@@ -218,9 +230,13 @@ std::string session_payload(const std::string& sid, std::uint64_t count) {
 class Client {
 public:
     Client(std::uint16_t port, const Row& row, std::shared_ptr<SessionState> session)
-        : port_(port), row_(row), session_(std::move(session)),
-          data_key_("memc.sess.key." + session_->sid), lock_key_("memc.sess.key.lock." + session_->sid) {
-        if (!row_.new_connection) kept_.emplace(port_);
+        : port_(port),
+          row_(row),
+          session_(std::move(session)),
+          data_key_("memc.sess.key." + session_->sid),
+          lock_key_("memc.sess.key.lock." + session_->sid) {
+        if (!row_.new_connection)
+            kept_.emplace(port_);
     }
 
     std::uint64_t lock_retries() const { return lock_retries_; }
@@ -230,7 +246,8 @@ public:
         const auto start = Clock::now();
         std::optional<MemcacheTextClient> fresh;
         MemcacheTextClient& connection = row_.new_connection ? fresh.emplace(port_) : *kept_;
-        if (row_.locked) lock(connection);
+        if (row_.locked)
+            lock(connection);
         std::optional<std::string> read = connection.get(data_key_);
         std::string written;
         {
@@ -247,7 +264,8 @@ public:
             session_->last_written = written;
             ++session_->count;
         }
-        if (row_.locked) unlock(connection);
+        if (row_.locked)
+            unlock(connection);
         return Clock::now() - start;
     }
 
@@ -264,7 +282,8 @@ private:
         const auto give_up = Clock::now() + std::chrono::seconds(30);
         for (;;) {
             std::string reply = connection.store("add", lock_key_, "1", 0, 30);
-            if (reply == "STORED\r\n") return;
+            if (reply == "STORED\r\n")
+                return;
             if (reply != "NOT_STORED\r\n" || !row_.shared_session || Clock::now() > give_up)
                 expect(reply, "STORED\r\n", "add " + lock_key_);
             ++lock_retries_;
@@ -288,7 +307,7 @@ private:
 struct Measured {
     std::vector<Clock::duration> latencies;
     Clock::duration wall{};
-    std::uint64_t lock_retries = 0;       // NOT_STORED answers to lock attempts
+    std::uint64_t lock_retries = 0;  // NOT_STORED answers to lock attempts
     bool capped = false;
 };
 
@@ -296,7 +315,8 @@ std::string random_sid_prefix() {
     static const char digits[] = "abcdefghijklmnopqrstuvwxyz0123456789";
     std::mt19937_64 random(std::random_device{}());
     std::string prefix;
-    for (int i = 0; i < 16; ++i) prefix += digits[random() % 36];
+    for (int i = 0; i < 16; ++i)
+        prefix += digits[random() % 36];
     return prefix;
 }
 
@@ -305,8 +325,8 @@ class Phase {
 public:
     Phase(const std::string& target, std::uint16_t port, const Row& row, const std::string& sid_prefix)
         : what_(target + " on 127.0.0.1:" + std::to_string(port) + ", " + (row.locked ? "locked" : "get+set") +
-                " cycles, " + (row.new_connection ? "new" : "kept") + " connections, " +
-                std::to_string(row.clients) + (row.shared_session ? " clients on one session" : " clients")) {
+                " cycles, " + (row.new_connection ? "new" : "kept") + " connections, " + std::to_string(row.clients) +
+                (row.shared_session ? " clients on one session" : " clients")) {
         std::shared_ptr<SessionState> shared;
         for (int i = 0; i < row.clients; ++i) {
             if (!shared || !row.shared_session) {
@@ -345,36 +365,43 @@ public:
             });
         };
         try {
-            for (std::size_t i = 0; i < clients_.size(); ++i) threads.push_back(client_thread(i));
+            for (std::size_t i = 0; i < clients_.size(); ++i)
+                threads.push_back(client_thread(i));
         } catch (...) {
             failed = true;  // the threads that did start go through `go` and stop at once
             go.count_down();
-            for (auto& thread : threads) thread.join();
+            for (auto& thread : threads)
+                thread.join();
             throw;
         }
         ready.wait();
         const auto start = Clock::now();
         go.count_down();
-        for (auto& thread : threads) thread.join();
+        for (auto& thread : threads)
+            thread.join();
         const auto wall = Clock::now() - start;
         for (auto& error : errors) {
-            if (!error) continue;
+            if (!error)
+                continue;
             try {
                 std::rethrow_exception(error);
             } catch (const std::exception& failure) {
                 throw std::runtime_error(what_ + ": " + failure.what());
             }
         }
-        if (into == nullptr) return;
+        if (into == nullptr)
+            return;
         into->wall += wall;
         into->lock_retries += lock_retries() - retries_before;
         into->capped = into->capped || capped;
-        for (auto& client : latencies) into->latencies.insert(into->latencies.end(), client.begin(), client.end());
+        for (auto& client : latencies)
+            into->latencies.insert(into->latencies.end(), client.begin(), client.end());
     }
 
     std::uint64_t lock_retries() const {
         std::uint64_t total = 0;
-        for (const auto& client : clients_) total += client->lock_retries();
+        for (const auto& client : clients_)
+            total += client->lock_retries();
         return total;
     }
 
@@ -392,7 +419,8 @@ Summary summarize(Measured& measured) {
     Summary summary;
     auto& values = measured.latencies;
     summary.cycles = values.size();
-    if (values.empty()) return summary;
+    if (values.empty())
+        return summary;
     std::sort(values.begin(), values.end());
     auto at = [&](double quantile) {
         // Nearest rank.
@@ -425,9 +453,9 @@ int run(const Options& options) {
 
     const int n = options.clients;
     const std::vector<Row> rows = {
-        {true, true, 1, false},  {true, false, 1, false},  {false, true, 1, false},  {false, false, 1, false},
-        {true, true, n, false},  {true, false, n, false},  {false, true, n, false},  {false, false, n, false},
-        {true, true, n, true},
+        {true, true, 1, false},   {true, false, 1, false},  {false, true, 1, false},
+        {false, false, 1, false}, {true, true, n, false},   {true, false, n, false},
+        {false, true, n, false},  {false, false, n, false}, {true, true, n, true},
     };
     struct RowRun {
         std::optional<Phase> direct, agent;
@@ -449,7 +477,8 @@ int run(const Options& options) {
         // Warm-up: sessions exist, connections and both servers' memory are in use.
         const auto no_cap = Clock::now() + std::chrono::hours(1);
         for (auto& row_run : runs) {
-            if (row_run.direct) row_run.direct->run(std::min(options.cycles, 20), no_cap, nullptr);
+            if (row_run.direct)
+                row_run.direct->run(std::min(options.cycles, 20), no_cap, nullptr);
             row_run.agent->run(std::min(options.cycles, 20), no_cap, nullptr);
         }
         // One session is served one cycle at a time: its cycles are shared out, not multiplied.
@@ -466,7 +495,8 @@ int run(const Options& options) {
             for (std::size_t r = 0; r < rows.size(); ++r) {
                 RowRun& row_run = runs[r];
                 const int cycles = cycles_per_client(rows[r]);
-                if (row_run.direct) row_run.direct->run(cycles, phase_deadline(), &row_run.direct_measured);
+                if (row_run.direct)
+                    row_run.direct->run(cycles, phase_deadline(), &row_run.direct_measured);
                 row_run.agent->run(cycles, phase_deadline(), &row_run.agent_measured);
             }
         }
@@ -500,8 +530,8 @@ int run(const Options& options) {
         const bool capped = row_run.direct_measured.capped || row_run.agent_measured.capped;
         any_capped = any_capped || capped;
         Summary agent_summary = summarize(row_run.agent_measured);
-        std::string clients = std::to_string(row.clients) + (row.shared_session ? ", one session" : "") +
-                              (capped ? " (capped)" : "");
+        std::string clients =
+            std::to_string(row.clients) + (row.shared_session ? ", one session" : "") + (capped ? " (capped)" : "");
         std::printf("| %s | %s | %s | ", row.locked ? "locked" : "get+set", row.new_connection ? "new" : "kept",
                     clients.c_str());
         if (row_run.direct) {
@@ -518,16 +548,19 @@ int run(const Options& options) {
             shared_note =
                 "\nOne session, " + std::to_string(row.clients) +
                 " clients: they queue on its lock, so a cycle is mostly the wait for the others and\n"
-                "cycles/s is the session's serial rate. " + std::to_string(agent_summary.cycles) +
+                "cycles/s is the session's serial rate. " +
+                std::to_string(agent_summary.cycles) +
                 " cycles; every read saw the previous writer's value. Lock attempts answered\n"
                 "NOT_STORED (the agent holds each up to its lock_wait, 100 ms; the client retried at once, as\n"
-                "php-memcached does after its sleep): " + std::to_string(measured.lock_retries) +
+                "php-memcached does after its sleep): " +
+                std::to_string(measured.lock_retries) +
                 ". The stock handler needs client-side sleeps between lock\n"
                 "attempts for this, so the row has no direct baseline.\n";
         }
     }
     std::fputs(shared_note.c_str(), stdout);
-    if (any_capped) std::printf("\n(capped): the row hit its share of the wall-clock cap before all its cycles ran.\n");
+    if (any_capped)
+        std::printf("\n(capped): the row hit its share of the wall-clock cap before all its cycles ran.\n");
     return 0;
 }
 
@@ -540,7 +573,8 @@ int main(int argc, char** argv) {
         for (int i = 1; i < argc; ++i) {
             const std::string argument = argv[i];
             auto value = [&]() -> std::string {
-                if (i + 1 >= argc) throw std::invalid_argument(argument + " needs a value");
+                if (i + 1 >= argc)
+                    throw std::invalid_argument(argument + " needs a value");
                 return argv[++i];
             };
             if (argument == "--quick") {
@@ -565,8 +599,10 @@ int main(int argc, char** argv) {
         return usage(error.what());
     }
     if (options.quick) {
-        if (!cycles_given) options.cycles = 100;
-        if (!max_given) options.max_seconds = 60;
+        if (!cycles_given)
+            options.cycles = 100;
+        if (!max_given)
+            options.max_seconds = 60;
     }
     std::signal(SIGPIPE, SIG_IGN);
     try {

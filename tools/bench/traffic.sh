@@ -637,7 +637,7 @@ verdict() {
 print_targets() {
     local load label
     [[ " ${selected[*]} " == *" native "* ]] || return 0
-    printf '### Targets (issue 7), stickylb L2 DSR native XDP\n\n'
+    printf '### Targets, stickylb L2 DSR native XDP\n\n'
     printf '| load | req/s vs direct (>= 0.95x) | vs HAProxy (>= 1.5x) | vs nginx (>= 1.5x) | p99 vs direct (<= 1.10x) | req/s vs floor | LB CPU per request of HAProxy, nginx over stickylb |\n'
     printf '|---|---|---|---|---|---|---|\n'
     for load in keepalive close udp; do

@@ -59,9 +59,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "core/dataplane.h"
-#include "core/errors.h"
-#include "core/maglev.h"
+#include "dataplane/dataplane.h"
+#include "base/errors.h"
+#include "dataplane/maglev.h"
 #include "floor.skel.h"
 #include "support/packets.h"
 
@@ -358,9 +358,9 @@ double median(std::vector<double> values) {
 enum class Method { repeat, single, single_raw };
 enum class Expect {
     nothing,
-    no_new_flow,      // established or non-VIP: no flow recorded
-    new_flow,         // one new flow recorded per packet
-    new_client,       // one affinity miss (and one new flow) per packet
+    no_new_flow,  // established or non-VIP: no flow recorded
+    new_flow,     // one new flow recorded per packet
+    new_client,   // one affinity miss (and one new flow) per packet
 };
 
 struct Case {
@@ -370,7 +370,7 @@ struct Case {
     std::string table;   // "1k" / "1M" / "-": flow-table size while timed
     Method method;
     std::string method_text;
-    bool on_floor = false;     // time the floor program itself (the floor rows)
+    bool on_floor = false;  // time the floor program itself (the floor rows)
     // What every timed packet must do, checked with the data plane's own VIP counters, so a
     // case cannot silently time another path (an evicted entry, a client seen before).
     Expect expect = Expect::nothing;
@@ -515,8 +515,8 @@ void Bench::setup() {
         const bool v4 = i <= kBackendsPerFamily;
         BackendEntry entry;
         entry.index = i;
-        entry.address = v4 ? IpAddress::parse("10.1.0." + std::to_string(i))
-                           : IpAddress::parse("fd00:b::" + std::to_string(i));
+        entry.address =
+            v4 ? IpAddress::parse("10.1.0." + std::to_string(i)) : IpAddress::parse("fd00:b::" + std::to_string(i));
         entry.nexthop_mac = MacAddress({0x02, 0x00, 0x00, 0x00, 0x01, static_cast<std::uint8_t>(i)});
         entry.egress_mac = kLbMac;
         plane_->set_backend(entry);
@@ -628,8 +628,9 @@ void Bench::probe_ipip_repeat() {
         text += "repeat=" + std::to_string(repeat) + " -> " + action_name(static_cast<int>(options.retval)) + ", " +
                 std::to_string(syn.size()) + " -> " + std::to_string(options.data_size_out) + " bytes; ";
     }
-    text += "after the first run the buffer is an IPIP packet to a backend, not to a VIP, so later runs time the "
-            "non-VIP pass path; IPIP is therefore timed with single runs.";
+    text +=
+        "after the first run the buffer is an IPIP packet to a backend, not to a VIP, so later runs time the "
+        "non-VIP pass path; IPIP is therefore timed with single runs.";
     notes_.push_back(text);
 }
 
@@ -768,8 +769,9 @@ void Bench::add_established(std::vector<Case>& cases, const std::string& table, 
     const bool all = spread == tuples.size();
     cases.push_back(make_case(
         "established, spread over the table " + flows, v4, mode_name(mode), table, Method::single,
-        singles_text(args_.singles) + ", " + (all ? "cycling all " + std::to_string(spread) + " tuples of this VIP"
-                                                  : std::to_string(spread) + " random tuples of this VIP per round"),
+        singles_text(args_.singles) + ", " +
+            (all ? "cycling all " + std::to_string(spread) + " tuples of this VIP"
+                 : std::to_string(spread) + " random tuples of this VIP per round"),
         [this, target, spread, all, &tuples](int) {
             std::vector<Bytes> packets;
             packets.reserve(spread);
@@ -1010,11 +1012,12 @@ void Bench::report(const Machine& machine, double fill_seconds) const {
     out << "- libbpf: " << machine.libbpf << "\n";
     out << "- load average at start: " << machine.loadavg << "\n";
     if (machine.steal_percent >= 0)
-        out << "- CPU " << machine.bench_cpu << " time stolen by the hypervisor during the run: "
-            << fixed(machine.steal_percent, 1) << "%\n";
-    out << "- rounds: " << args_.rounds << ", repeat: " << args_.repeat << ", single runs per measurement: "
-        << args_.singles << (args_.quick ? " (--quick)" : "") << "\n";
-    out << "- flow table: LRU hash, " << args_.flow_entries << " entries (one LRU list; per-CPU flow cache of 4096 slots in front), prefilled from userspace "
+        out << "- CPU " << machine.bench_cpu
+            << " time stolen by the hypervisor during the run: " << fixed(machine.steal_percent, 1) << "%\n";
+    out << "- rounds: " << args_.rounds << ", repeat: " << args_.repeat
+        << ", single runs per measurement: " << args_.singles << (args_.quick ? " (--quick)" : "") << "\n";
+    out << "- flow table: LRU hash, " << args_.flow_entries
+        << " entries (one LRU list; per-CPU flow cache of 4096 slots in front), prefilled from userspace "
         << "with random tuples by bpf_map_update_batch: " << kSmallTable << " entries, then " << filled_
         << " (fill took " << fixed(fill_seconds, 1) << " s)\n";
     out << "- ring: " << kRingSize << " slots, 8 backends per family, next-hop MACs known (XDP_TX)\n\n";
@@ -1074,8 +1077,7 @@ void Bench::report(const Machine& machine, double fill_seconds) const {
              << ", \"cpu\": " << json_string(machine.cpu_model) << ", \"online_cpus\": " << machine.cpus
              << ", \"bench_cpu\": " << machine.bench_cpu << ", \"date\": " << json_string(machine.date)
              << ", \"libbpf\": " << json_string(machine.libbpf) << ", \"loadavg\": " << json_string(machine.loadavg)
-             << ", \"steal_percent\": " << fixed(machine.steal_percent, 1)
-             << "},\n";
+             << ", \"steal_percent\": " << fixed(machine.steal_percent, 1) << "},\n";
         json << "  \"settings\": {\"rounds\": " << args_.rounds << ", \"repeat\": " << args_.repeat
              << ", \"singles\": " << args_.singles << ", \"quick\": " << (args_.quick ? "true" : "false")
              << ", \"flow_entries\": " << args_.flow_entries << ", \"small_table\": " << kSmallTable

@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/client_connection.h"
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace stickylb::agent {
 
@@ -39,11 +39,13 @@ constexpr std::size_t kSpareDescriptors = 96;
 void ensure_descriptors(const AgentConfig& config, std::size_t upstream_connections) {
     const rlim_t needed = config.max_clients + upstream_connections + kSpareDescriptors;
     rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) throw SystemError("getrlimit(RLIMIT_NOFILE)", errno);
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        throw SystemError("getrlimit(RLIMIT_NOFILE)", errno);
     if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
         rlimit raised = limit;
         raised.rlim_cur = needed;
-        if (raised.rlim_max != RLIM_INFINITY && raised.rlim_max < needed) raised.rlim_max = needed;
+        if (raised.rlim_max != RLIM_INFINITY && raised.rlim_max < needed)
+            raised.rlim_max = needed;
         if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {
             const int error = errno;
             throw AgentConfigError("max_clients " + std::to_string(config.max_clients) + " needs " +
@@ -77,16 +79,22 @@ Agent::Agent(asio::io_context& io, AgentConfig config)
       renew_timer_(io),
       accept_pause_(io) {
     ensure_descriptors(config_, upstreams_.size() * upstream_options(config_).connections);
-    if (!config_.key_file.empty()) key_.emplace(session::SigningKey::load(config_.key_file));
+    if (!config_.key_file.empty())
+        key_.emplace(session::SigningKey::load(config_.key_file));
     tcp::endpoint endpoint = metrics::parse_listen_address(config_.listen);
     boost::system::error_code error;
     acceptor_.open(endpoint.protocol(), error);
-    if (!error) acceptor_.set_option(tcp::acceptor::reuse_address(true), error);
-    if (!error) acceptor_.bind(endpoint, error);
-    if (!error) acceptor_.listen(asio::socket_base::max_listen_connections, error);
-    if (error) throw SystemError("listen " + config_.listen, error.value());
+    if (!error)
+        acceptor_.set_option(tcp::acceptor::reuse_address(true), error);
+    if (!error)
+        acceptor_.bind(endpoint, error);
+    if (!error)
+        acceptor_.listen(asio::socket_base::max_listen_connections, error);
+    if (error)
+        throw SystemError("listen " + config_.listen, error.value());
     if (!config_.metrics_listen.empty() && config_.metrics_listen != "off") {
-        metrics_ = std::make_unique<metrics::MetricsServer>(io_, config_.metrics_listen, [this] { return metrics_text(); });
+        metrics_ =
+            std::make_unique<metrics::MetricsServer>(io_, config_.metrics_listen, [this] { return metrics_text(); });
     }
 }
 
@@ -102,7 +110,8 @@ void Agent::start() {
 }
 
 void Agent::stop() {
-    if (stopping_) return;
+    if (stopping_)
+        return;
     stopping_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
@@ -110,25 +119,30 @@ void Agent::stop() {
     renew_timer_.cancel();
     accept_pause_.cancel();
     resync_.stop();
-    if (metrics_) metrics_->stop();
+    if (metrics_)
+        metrics_->stop();
     for (auto& [id, weak] : connections_) {
-        if (auto connection = weak.lock()) connection->close(ConnectionEnd::stopping);
+        if (auto connection = weak.lock())
+            connection->close(ConnectionEnd::stopping);
     }
     // Upstreams close once the last connection has released its locks.
-    if (connections_.empty()) upstreams_.close();
+    if (connections_.empty())
+        upstreams_.close();
 }
 
 void Agent::connection_closed(std::uint64_t id, ConnectionEnd why) {
     connections_.erase(id);
     --stats_.connections_current;
     ++stats_.connections_closed[static_cast<std::size_t>(why)];
-    if (stopping_ && connections_.empty()) upstreams_.close();
+    if (stopping_ && connections_.empty())
+        upstreams_.close();
 }
 
 std::uint16_t Agent::port() const { return acceptor_.local_endpoint().port(); }
 
 std::optional<std::uint16_t> Agent::metrics_port() const {
-    if (!metrics_) return std::nullopt;
+    if (!metrics_)
+        return std::nullopt;
     return metrics_->port();
 }
 
@@ -146,12 +160,14 @@ asio::awaitable<void> Agent::accept_loop() {
     while (!stopping_) {
         boost::system::error_code error;
         tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, error));
-        if (error == asio::error::operation_aborted || stopping_) co_return;
+        if (error == asio::error::operation_aborted || stopping_)
+            co_return;
         if (error == asio::error::no_descriptors || error.value() == ENFILE) {
             if (out_of_descriptors++ == 0) {
-                spdlog::warn("accept on {}: {} with {} clients connected: accepting again every 100 ms until "
-                             "descriptors are free (raise LimitNOFILE= or lower max_clients)",
-                             config_.listen, error.message(), connections_.size());
+                spdlog::warn(
+                    "accept on {}: {} with {} clients connected: accepting again every 100 ms until "
+                    "descriptors are free (raise LimitNOFILE= or lower max_clients)",
+                    config_.listen, error.message(), connections_.size());
             }
             ++stats_.accepts_refused[static_cast<std::size_t>(AcceptRefusal::descriptors)];
             co_await accept_backoff();
@@ -200,7 +216,8 @@ asio::awaitable<void> Agent::poll_view() {
     const session::SigningKey* signing = key_ ? &*key_ : nullptr;
     bool refused = false;
     for (const CallResult& result : results) {
-        if (!result.ok()) continue;
+        if (!result.ok())
+            continue;
         for (const Reply::Value& value : result.reply.values) {
             session::ViewReading reading =
                 session::read_stored_view(signing, key, value.data, wall_ms(), config_.view_max_age);
@@ -209,7 +226,8 @@ asio::awaitable<void> Agent::poll_view() {
                 refused = true;
                 continue;
             }
-            if (!newest || reading.view->epoch > newest->epoch) newest = std::move(reading.view);
+            if (!newest || reading.view->epoch > newest->epoch)
+                newest = std::move(reading.view);
         }
     }
     if (newest && !epochs_.admit(*newest, std::chrono::steady_clock::now())) {
@@ -223,7 +241,8 @@ asio::awaitable<void> Agent::poll_view() {
         // What was found was replayed or forged: the view in use stays while it is fresh.
         const auto& current = sessions_.view();
         const bool fresh = current && std::abs(wall_ms() - current->written_ms) <= config_.view_max_age.count();
-        if (!fresh) sessions_.set_view(std::nullopt);
+        if (!fresh)
+            sessions_.set_view(std::nullopt);
         co_return;
     }
     const auto& current = sessions_.view();
@@ -243,7 +262,8 @@ void Agent::view_refused(session::Rejection reason, const std::string& why) {
     ++stats_.memcached_rejected[static_cast<std::size_t>(reason)];
     // A value refused stays refused at every poll: said once a minute, counted always.
     const auto now = std::chrono::steady_clock::now();
-    if (now - view_refusal_logged_ < std::chrono::minutes(1)) return;
+    if (now - view_refusal_logged_ < std::chrono::minutes(1))
+        return;
     view_refusal_logged_ = now;
     spdlog::warn("membership view of {} refused ({}: {}): ignored", config_.cluster, session::to_string(reason), why);
 }
@@ -254,7 +274,8 @@ asio::awaitable<void> Agent::view_loop() {
         view_timer_.expires_after(config_.view_poll);
         boost::system::error_code error;
         co_await view_timer_.async_wait(asio::redirect_error(asio::use_awaitable, error));
-        if (error) co_return;
+        if (error)
+            co_return;
     }
 }
 
@@ -263,7 +284,8 @@ asio::awaitable<void> Agent::renew_loop() {
         renew_timer_.expires_after(config_.lock_lease / 3);
         boost::system::error_code error;
         co_await renew_timer_.async_wait(asio::redirect_error(asio::use_awaitable, error));
-        if (error || stopping_) co_return;
+        if (error || stopping_)
+            co_return;
         co_await sessions_.renew_locks();
     }
 }
@@ -276,8 +298,8 @@ StatsContext Agent::stats_context() const {
     for (std::size_t i = 0; i < upstreams_.size(); ++i) {
         const UpstreamServer& server = upstreams_.server(i);
         const UpstreamCounters& counters = server.counters();
-        context.upstreams.push_back({server.name(), server.up(), counters.requests, counters.errors,
-                                     counters.connect_failures});
+        context.upstreams.push_back(
+            {server.name(), server.up(), counters.requests, counters.errors, counters.connect_failures});
     }
     context.uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
     if (const auto& view = sessions_.view()) {

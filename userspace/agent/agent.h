@@ -27,7 +27,7 @@
 #include "agent/session_resync.h"
 #include "agent/session_service.h"
 #include "agent/upstream_group.h"
-#include "common/metrics_server.h"
+#include "base/metrics_server.h"
 
 namespace stickylb::agent {
 

@@ -11,8 +11,8 @@
 
 #include "agent/protocol.h"
 #include "agent/upstream.h"
-#include "common/input_checks.h"
-#include "daemon/config.h"
+#include "base/input_checks.h"
+#include "base/duration.h"
 #include "session/membership_view.h"
 
 namespace stickylb::agent {
@@ -38,27 +38,48 @@ std::chrono::milliseconds parse_period(std::string_view what, std::string_view t
 
 // One setting by its snake_case name, from a flag or the file.
 void apply(AgentConfig& config, std::string_view name, const std::string& value) {
-    if (name == "backend") config.backend = value;
-    else if (name == "cluster") config.cluster = value;
-    else if (name == "listen") config.listen = value;
-    else if (name == "upstream") config.upstreams.push_back(value);
-    else if (name == "metrics_listen") config.metrics_listen = value;
-    else if (name == "session_prefix") config.session_prefix = value;
-    else if (name == "replicas") config.replicas = parse_count(name, value);
-    else if (name == "lock_lease") config.lock_lease = parse_period(name, value);
-    else if (name == "lock_wait") config.lock_wait = parse_period(name, value);
-    else if (name == "view_poll") config.view_poll = parse_period(name, value);
-    else if (name == "view_max_age") config.view_max_age = parse_period(name, value);
-    else if (name == "key_file") config.key_file = value;
-    else if (name == "upstream_timeout") config.upstream_timeout = parse_period(name, value);
-    else if (name == "max_clients") config.max_clients = parse_count(name, value);
-    else if (name == "client_idle_timeout") config.client_idle_timeout = parse_period(name, value);
-    else if (name == "client_request_timeout") config.client_request_timeout = parse_period(name, value);
-    else if (name == "client_write_timeout") config.client_write_timeout = parse_period(name, value);
-    else if (name == "max_buffered_bytes") config.max_buffered_bytes = parse_count(name, value);
-    else if (name == "resync_sessions") config.resync_sessions = parse_count(name, value);
-    else if (name == "resync_rate") config.resync_rate = parse_count(name, value);
-    else throw AgentConfigError("unknown setting '" + std::string(name) + "'");
+    if (name == "backend")
+        config.backend = value;
+    else if (name == "cluster")
+        config.cluster = value;
+    else if (name == "listen")
+        config.listen = value;
+    else if (name == "upstream")
+        config.upstreams.push_back(value);
+    else if (name == "metrics_listen")
+        config.metrics_listen = value;
+    else if (name == "session_prefix")
+        config.session_prefix = value;
+    else if (name == "replicas")
+        config.replicas = parse_count(name, value);
+    else if (name == "lock_lease")
+        config.lock_lease = parse_period(name, value);
+    else if (name == "lock_wait")
+        config.lock_wait = parse_period(name, value);
+    else if (name == "view_poll")
+        config.view_poll = parse_period(name, value);
+    else if (name == "view_max_age")
+        config.view_max_age = parse_period(name, value);
+    else if (name == "key_file")
+        config.key_file = value;
+    else if (name == "upstream_timeout")
+        config.upstream_timeout = parse_period(name, value);
+    else if (name == "max_clients")
+        config.max_clients = parse_count(name, value);
+    else if (name == "client_idle_timeout")
+        config.client_idle_timeout = parse_period(name, value);
+    else if (name == "client_request_timeout")
+        config.client_request_timeout = parse_period(name, value);
+    else if (name == "client_write_timeout")
+        config.client_write_timeout = parse_period(name, value);
+    else if (name == "max_buffered_bytes")
+        config.max_buffered_bytes = parse_count(name, value);
+    else if (name == "resync_sessions")
+        config.resync_sessions = parse_count(name, value);
+    else if (name == "resync_rate")
+        config.resync_rate = parse_count(name, value);
+    else
+        throw AgentConfigError("unknown setting '" + std::string(name) + "'");
 }
 
 void load_file(AgentConfig& config, const std::string& path) {
@@ -70,22 +91,28 @@ void load_file(AgentConfig& config, const std::string& path) {
     } catch (const std::runtime_error& error) {
         throw AgentConfigError(error.what());
     }
-    if (!root.IsMap()) throw AgentConfigError(path + ": expected a mapping of settings");
+    if (!root.IsMap())
+        throw AgentConfigError(path + ": expected a mapping of settings");
     for (const auto& entry : root) {
         const std::string line = path + ":" + std::to_string(entry.first.Mark().line + 1);
-        if (!entry.first.IsScalar()) throw AgentConfigError(line + ": a setting's name must be a plain word");
+        if (!entry.first.IsScalar())
+            throw AgentConfigError(line + ": a setting's name must be a plain word");
         const std::string name = entry.first.Scalar();
         const YAML::Node& value = entry.second;
         const std::string where = line + ": " + name;
         const auto scalar = [&](const YAML::Node& node) {
-            if (!node.IsScalar()) throw AgentConfigError("expected a single value");
-            if (auto problem = text_problem(node.Scalar())) throw AgentConfigError("contains " + *problem);
+            if (!node.IsScalar())
+                throw AgentConfigError("expected a single value");
+            if (auto problem = text_problem(node.Scalar()))
+                throw AgentConfigError("contains " + *problem);
             return node.Scalar();
         };
         try {
             if (name == "upstreams") {
-                if (!value.IsSequence()) throw AgentConfigError("expected a list of host:port");
-                for (const auto& item : value) apply(config, "upstream", scalar(item));
+                if (!value.IsSequence())
+                    throw AgentConfigError("expected a list of host:port");
+                for (const auto& item : value)
+                    apply(config, "upstream", scalar(item));
             } else {
                 apply(config, name, scalar(value));
             }
@@ -140,12 +167,15 @@ says their backend is down. Sessions are kept on --replicas servers.
 
 void validate(const AgentConfig& config) {
     auto check_name = [](std::string_view what, const std::string& name) {
-        if (name.empty()) throw AgentConfigError(std::string(what) + " is required");
-        if (auto problem = session::name_problem(name)) throw AgentConfigError(std::string(what) + ": " + *problem);
+        if (name.empty())
+            throw AgentConfigError(std::string(what) + " is required");
+        if (auto problem = session::name_problem(name))
+            throw AgentConfigError(std::string(what) + ": " + *problem);
     };
     check_name("--backend", config.backend);
     check_name("--cluster", config.cluster);
-    if (config.upstreams.empty()) throw AgentConfigError("at least one --upstream is required");
+    if (config.upstreams.empty())
+        throw AgentConfigError("at least one --upstream is required");
     for (const std::string& upstream : config.upstreams) {
         try {
             ServerAddress::parse(upstream);
@@ -157,19 +187,24 @@ void validate(const AgentConfig& config) {
         throw AgentConfigError("--replicas must be 1.." + std::to_string(config.upstreams.size()) +
                                " (the number of upstream servers)");
     }
-    if (config.session_prefix.empty()) throw AgentConfigError("--session-prefix must not be empty");
+    if (config.session_prefix.empty())
+        throw AgentConfigError("--session-prefix must not be empty");
     if (auto problem = key_problem(config.session_prefix + "x")) {
         throw AgentConfigError("--session-prefix: " + *problem);
     }
     // memcached expires by a whole-second clock that can step by two on a busy host: a
     // lease under 2 s could expire between two renewals (every third of it).
-    if (config.lock_lease < std::chrono::seconds(2)) throw AgentConfigError("--lock-lease must be at least 2s");
-    if (config.view_poll < std::chrono::milliseconds(10)) throw AgentConfigError("--view-poll must be at least 10ms");
-    if (config.view_max_age < std::chrono::seconds(1)) throw AgentConfigError("--view-max-age must be at least 1s");
+    if (config.lock_lease < std::chrono::seconds(2))
+        throw AgentConfigError("--lock-lease must be at least 2s");
+    if (config.view_poll < std::chrono::milliseconds(10))
+        throw AgentConfigError("--view-poll must be at least 10ms");
+    if (config.view_max_age < std::chrono::seconds(1))
+        throw AgentConfigError("--view-max-age must be at least 1s");
     if (config.upstream_timeout < std::chrono::milliseconds(1)) {
         throw AgentConfigError("--upstream-timeout must be at least 1ms");
     }
-    if (config.max_clients < 1) throw AgentConfigError("--max-clients must be at least 1");
+    if (config.max_clients < 1)
+        throw AgentConfigError("--max-clients must be at least 1");
     if (config.client_request_timeout < std::chrono::milliseconds(1)) {
         throw AgentConfigError("--client-request-timeout must be at least 1ms");
     }
@@ -189,20 +224,31 @@ void validate(const AgentConfig& config) {
 }
 
 ParsedArgs parse_agent_args(int argc, char** argv) {
-    static const option options[] = {
-        {"backend", required_argument, nullptr, 0},       {"cluster", required_argument, nullptr, 0},
-        {"listen", required_argument, nullptr, 0},        {"upstream", required_argument, nullptr, 0},
-        {"metrics-listen", required_argument, nullptr, 0}, {"session-prefix", required_argument, nullptr, 0},
-        {"replicas", required_argument, nullptr, 0},      {"lock-lease", required_argument, nullptr, 0},
-        {"lock-wait", required_argument, nullptr, 0},     {"view-poll", required_argument, nullptr, 0},
-        {"upstream-timeout", required_argument, nullptr, 0}, {"max-clients", required_argument, nullptr, 0},
-        {"client-idle-timeout", required_argument, nullptr, 0}, {"client-request-timeout", required_argument, nullptr, 0},
-        {"client-write-timeout", required_argument, nullptr, 0}, {"max-buffered-bytes", required_argument, nullptr, 0},
-        {"resync-sessions", required_argument, nullptr, 0}, {"resync-rate", required_argument, nullptr, 0},
-        {"view-max-age", required_argument, nullptr, 0},  {"key-file", required_argument, nullptr, 0},
-        {"config", required_argument, nullptr, 'c'},      {"check-config", no_argument, nullptr, 'k'},
-        {"help", no_argument, nullptr, 'h'},              {"version", no_argument, nullptr, 'V'},
-        {nullptr, 0, nullptr, 0}};
+    static const option options[] = {{"backend", required_argument, nullptr, 0},
+                                     {"cluster", required_argument, nullptr, 0},
+                                     {"listen", required_argument, nullptr, 0},
+                                     {"upstream", required_argument, nullptr, 0},
+                                     {"metrics-listen", required_argument, nullptr, 0},
+                                     {"session-prefix", required_argument, nullptr, 0},
+                                     {"replicas", required_argument, nullptr, 0},
+                                     {"lock-lease", required_argument, nullptr, 0},
+                                     {"lock-wait", required_argument, nullptr, 0},
+                                     {"view-poll", required_argument, nullptr, 0},
+                                     {"upstream-timeout", required_argument, nullptr, 0},
+                                     {"max-clients", required_argument, nullptr, 0},
+                                     {"client-idle-timeout", required_argument, nullptr, 0},
+                                     {"client-request-timeout", required_argument, nullptr, 0},
+                                     {"client-write-timeout", required_argument, nullptr, 0},
+                                     {"max-buffered-bytes", required_argument, nullptr, 0},
+                                     {"resync-sessions", required_argument, nullptr, 0},
+                                     {"resync-rate", required_argument, nullptr, 0},
+                                     {"view-max-age", required_argument, nullptr, 0},
+                                     {"key-file", required_argument, nullptr, 0},
+                                     {"config", required_argument, nullptr, 'c'},
+                                     {"check-config", no_argument, nullptr, 'k'},
+                                     {"help", no_argument, nullptr, 'h'},
+                                     {"version", no_argument, nullptr, 'V'},
+                                     {nullptr, 0, nullptr, 0}};
     ParsedArgs parsed;
     std::vector<std::pair<std::string, std::string>> flags;
     std::string config_file;
@@ -211,7 +257,8 @@ ParsedArgs parse_agent_args(int argc, char** argv) {
     for (;;) {
         int index = -1;
         int c = getopt_long(argc, argv, ":hV", options, &index);
-        if (c == -1) break;
+        if (c == -1)
+            break;
         switch (c) {
         case 0: {
             std::string name = options[index].name;
@@ -227,8 +274,10 @@ ParsedArgs parse_agent_args(int argc, char** argv) {
         default: throw AgentConfigError(std::string("unknown option ") + argv[optind - 1] + " (see --help)");
         }
     }
-    if (optind < argc) throw AgentConfigError(std::string("unexpected argument '") + argv[optind] + "'");
-    if (!config_file.empty()) load_file(parsed.config, config_file);
+    if (optind < argc)
+        throw AgentConfigError(std::string("unexpected argument '") + argv[optind] + "'");
+    if (!config_file.empty())
+        load_file(parsed.config, config_file);
     // Flags override the file; --upstream given on the command line replaces the file's list.
     bool upstream_flag = false;
     for (const auto& [name, value] : flags) {

@@ -110,8 +110,8 @@ std::string render_prometheus(const StatsContext& c) {
     w.gauge("stickylb_agent_buffered_bytes",
             "Bytes client connections hold now: unfinished requests and replies the client has not read.", {},
             d(c.buffered_bytes));
-    w.gauge("stickylb_agent_buffered_bytes_limit", "--max-buffered-bytes: the ceiling of stickylb_agent_buffered_bytes.",
-            {}, d(c.buffered_bytes_limit));
+    w.gauge("stickylb_agent_buffered_bytes_limit",
+            "--max-buffered-bytes: the ceiling of stickylb_agent_buffered_bytes.", {}, d(c.buffered_bytes_limit));
     w.counter("stickylb_agent_upstream_failovers_total",
               "Requests for one server (locks, keys outside sessions) sent to the next server in placement order "
               "because the first did not answer.",
@@ -130,16 +130,16 @@ std::string render_prometheus(const StatsContext& c) {
     }
     w.gauge("stickylb_agent_locks_held", "Session locks held by this agent's clients now.", {}, d(c.locks_held));
     w.counter("stickylb_agent_locks_taken_total", "Session locks acquired for clients.", {}, d(s.locks_taken));
-    w.counter("stickylb_agent_locks_busy_total", "Lock attempts answered NOT_STORED because a live owner held it.",
-              {}, d(s.locks_busy));
+    w.counter("stickylb_agent_locks_busy_total", "Lock attempts answered NOT_STORED because a live owner held it.", {},
+              d(s.locks_busy));
     w.histogram("stickylb_agent_lock_wait_seconds",
                 "Time from a client's first lock attempt to getting the lock, retries included.", {},
                 s.lock_wait_seconds);
     w.counter("stickylb_agent_locks_released_total", "Session locks released by the client's own unlock.", {},
               d(s.locks_released));
     w.counter("stickylb_agent_locks_released_on_disconnect_total",
-              "Session locks released because the owning connection closed (worker finished, crashed or killed).",
-              {}, d(s.locks_released_on_disconnect));
+              "Session locks released because the owning connection closed (worker finished, crashed or killed).", {},
+              d(s.locks_released_on_disconnect));
     w.counter("stickylb_agent_locks_broken_owner_down_total", "Locks broken: the view says the owner is down.", {},
               d(s.locks_broken[static_cast<std::size_t>(BreakReason::owner_down)]));
     w.counter("stickylb_agent_locks_broken_stale_incarnation_total",
@@ -151,10 +151,9 @@ std::string render_prometheus(const StatsContext& c) {
     w.counter("stickylb_agent_locks_broken_orphaned_total",
               "Locks broken: taken through this agent by a connection that no longer holds them.", {},
               d(s.locks_broken[static_cast<std::size_t>(BreakReason::orphaned)]));
-    w.counter("stickylb_agent_lock_renewals_total", "Lock expiries extended while their owner's connection lives.",
-              {}, d(s.lock_renewals));
-    w.counter("stickylb_agent_locks_lost_total", "Held locks found taken over or gone upstream.", {},
-              d(s.locks_lost));
+    w.counter("stickylb_agent_lock_renewals_total", "Lock expiries extended while their owner's connection lives.", {},
+              d(s.lock_renewals));
+    w.counter("stickylb_agent_locks_lost_total", "Held locks found taken over or gone upstream.", {}, d(s.locks_lost));
     w.counter("stickylb_agent_fenced_unlocks_refused_total", "Unlocks refused: the connection did not own the lock.",
               {}, d(s.fenced_unlocks_refused));
     w.counter("stickylb_agent_fenced_writes_refused_total",
@@ -169,8 +168,8 @@ std::string render_prometheus(const StatsContext& c) {
     w.counter("stickylb_agent_session_deletes_total",
               "Session deletes that left a versioned tombstone (a deleted session cannot be repaired back).", {},
               d(s.session_deletes));
-    w.counter("stickylb_agent_tombstone_reads_total", "Session reads answered as a miss because the newest copy is a tombstone.",
-              {}, d(s.tombstone_reads));
+    w.counter("stickylb_agent_tombstone_reads_total",
+              "Session reads answered as a miss because the newest copy is a tombstone.", {}, d(s.tombstone_reads));
     w.gauge("stickylb_agent_resync_sessions_remembered",
             "Session ids this agent served lately: what a resync walks (bounded by --resync-sessions).", {},
             d(c.sessions_remembered));
@@ -185,15 +184,16 @@ std::string render_prometheus(const StatsContext& c) {
               d(s.resync_sessions_copied));
     w.gauge("stickylb_agent_view_present", "1 if a membership view from stickylbd is in use.", {},
             c.view_present ? 1 : 0);
-    w.gauge("stickylb_agent_view_age_seconds", "Age of the membership view in use (now - written_ms); 0 if none.",
-            {}, c.view_present ? c.view_age_seconds : 0);
+    w.gauge("stickylb_agent_view_age_seconds", "Age of the membership view in use (now - written_ms); 0 if none.", {},
+            c.view_present ? c.view_age_seconds : 0);
     w.gauge("stickylb_agent_view_epoch", "Epoch of the membership view in use.", {}, d(c.view_epoch));
     w.gauge("stickylb_agent_incarnation", "This backend's incarnation per the view (0: unknown).", {},
             d(c.incarnation));
     w.counter("stickylb_agent_view_updates_total", "Membership views with a new epoch taken into use.", {},
               d(s.view_updates));
     for (std::size_t i = 0; i < session::kRejectionCount; ++i) {
-        w.counter("stickylb_agent_memcached_rejected_total", "Membership views read from memcached and refused, by reason.",
+        w.counter("stickylb_agent_memcached_rejected_total",
+                  "Membership views read from memcached and refused, by reason.",
                   {{"reason", std::string(session::to_string(static_cast<session::Rejection>(i)))}},
                   d(s.memcached_rejected[i]));
     }

@@ -29,7 +29,8 @@ public:
         // This share holds `bytes` now. False, holding what it held before, if
         // the total would pass the limit (shrinking always succeeds).
         bool hold(std::size_t bytes) {
-            if (bytes > held_ && budget_.used_ - held_ + bytes > budget_.limit_) return false;
+            if (bytes > held_ && budget_.used_ - held_ + bytes > budget_.limit_)
+                return false;
             budget_.used_ = budget_.used_ - held_ + bytes;
             held_ = bytes;
             return true;

@@ -31,7 +31,8 @@ ClientConnection::ClientConnection(asio::ip::tcp::socket socket, Agent& agent, s
 }
 
 void ClientConnection::close(ConnectionEnd why) {
-    if (!ended_) ended_ = why;
+    if (!ended_)
+        ended_ = why;
     boost::system::error_code ignored;
     stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     stream_.close();
@@ -40,8 +41,10 @@ void ClientConnection::close(ConnectionEnd why) {
 bool ClientConnection::account() { return share_.hold(parser_.buffered_bytes() + out_.size()); }
 
 asio::awaitable<void> ClientConnection::flush() {
-    if (ended_) throw ConnectionEnded("connection closed");
-    if (out_.empty()) co_return;
+    if (ended_)
+        throw ConnectionEnded("connection closed");
+    if (out_.empty())
+        co_return;
     boost::system::error_code error;
     stream_.expires_after(agent_.config_.client_write_timeout);
     co_await asio::async_write(stream_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, error));
@@ -59,14 +62,17 @@ asio::awaitable<void> ClientConnection::flush() {
 }
 
 asio::awaitable<void> ClientConnection::put(std::string_view bytes) {
-    if (ended_) throw ConnectionEnded("connection closed");
-    if (!out_.empty() && out_.size() + bytes.size() > kFlushBytes) co_await flush();
+    if (ended_)
+        throw ConnectionEnded("connection closed");
+    if (!out_.empty() && out_.size() + bytes.size() > kFlushBytes)
+        co_await flush();
     out_.append(bytes);
     if (!account()) {
         close(ConnectionEnd::buffer_limit);
         throw ConnectionEnded("buffers of all client connections at --max-buffered-bytes");
     }
-    if (out_.size() >= kFlushBytes) co_await flush();
+    if (out_.size() >= kFlushBytes)
+        co_await flush();
 }
 
 asio::awaitable<std::optional<std::size_t>> ClientConnection::serve_buffered() {
@@ -74,8 +80,7 @@ asio::awaitable<std::optional<std::size_t>> ClientConnection::serve_buffered() {
     for (;;) {
         RequestParser::Result result = parser_.next();
         switch (result.status) {
-        case RequestParser::Status::need_more:
-            co_return served;
+        case RequestParser::Status::need_more: co_return served;
         case RequestParser::Status::rejected:
             ++agent_.stats_.protocol_errors;
             ++served;
@@ -87,8 +92,7 @@ asio::awaitable<std::optional<std::size_t>> ClientConnection::serve_buffered() {
             co_await flush();
             close(ConnectionEnd::protocol_error);
             co_return std::nullopt;
-        case RequestParser::Status::request:
-            break;
+        case RequestParser::Status::request: break;
         }
         ++served;
         const Request& request = result.request;
@@ -116,7 +120,8 @@ asio::awaitable<void> ClientConnection::serve() {
         // The deadline of this read: the request under way must finish within
         // its own time, however slowly its bytes come; between requests the idle timeout.
         if (parser_.mid_request()) {
-            if (!request_started) request_started = Clock::now();
+            if (!request_started)
+                request_started = Clock::now();
             stream_.expires_at(*request_started + config.client_request_timeout);
         } else if (config.client_idle_timeout.count() > 0) {
             request_started.reset();
@@ -146,8 +151,10 @@ asio::awaitable<void> ClientConnection::serve() {
             co_return;
         }
         const std::optional<std::size_t> served = co_await serve_buffered();
-        if (!served) co_return;
-        if (*served > 0) request_started.reset();  // a pipeline that makes progress is not slow
+        if (!served)
+            co_return;
+        if (*served > 0)
+            request_started.reset();  // a pipeline that makes progress is not slow
         co_await flush();
     }
 }

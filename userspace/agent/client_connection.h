@@ -53,7 +53,7 @@ private:
     // Serves every complete request buffered; returns how many, or nullopt when the connection must end.
     boost::asio::awaitable<std::optional<std::size_t>> serve_buffered();
     boost::asio::awaitable<void> flush();  // throws ConnectionEnded
-    bool account();  // the budget share follows what is buffered now; false: over the limit
+    bool account();                        // the budget share follows what is buffered now; false: over the limit
 
     boost::beast::tcp_stream stream_;
     Agent& agent_;

@@ -20,15 +20,15 @@ namespace stickylb::agent {
 class UpstreamServer;
 
 struct HeldLock {
-    std::string key;         // the client's lock key, also the upstream key
+    std::string key;  // the client's lock key, also the upstream key
     std::string session_id;
     UpstreamServer* server = nullptr;
-    std::string tag;         // encoded LockTag: the upstream value
+    std::string tag;  // encoded LockTag: the upstream value
     std::uint64_t token = 0;
-    std::uint64_t cas = 0;   // upstream CAS of our value, updated by renewals
-    std::uint64_t owner = 0; // client connection id
-    bool lost = false;       // found taken over or gone: writes under it are refused
-    bool releasing = false;  // its delete is on the way: renewals leave it alone
+    std::uint64_t cas = 0;    // upstream CAS of our value, updated by renewals
+    std::uint64_t owner = 0;  // client connection id
+    bool lost = false;        // found taken over or gone: writes under it are refused
+    bool releasing = false;   // its delete is on the way: renewals leave it alone
 };
 
 class LockRegistry {

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
         Agent agent(io, args.config);
         boost::asio::signal_set signals(io, SIGINT, SIGTERM);
         signals.async_wait([&](const boost::system::error_code& error, int signal) {
-            if (error) return;
+            if (error)
+                return;
             spdlog::info("signal {}: stopping (releasing held locks)", signal);
             agent.stop();
         });

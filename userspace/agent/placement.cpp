@@ -28,11 +28,13 @@ std::uint64_t placement_score(std::string_view server, std::string_view key) {
 
 std::vector<std::size_t> rank_servers(const std::vector<std::string_view>& servers, std::string_view key) {
     std::vector<std::uint64_t> scores(servers.size());
-    for (std::size_t i = 0; i < servers.size(); ++i) scores[i] = placement_score(servers[i], key);
+    for (std::size_t i = 0; i < servers.size(); ++i)
+        scores[i] = placement_score(servers[i], key);
     std::vector<std::size_t> order(servers.size());
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-        if (scores[a] != scores[b]) return scores[a] > scores[b];
+        if (scores[a] != scores[b])
+            return scores[a] > scores[b];
         return servers[a] < servers[b];
     });
     return order;

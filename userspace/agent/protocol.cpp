@@ -50,17 +50,28 @@ struct CommandSpelling {
     Command command;
 };
 constexpr std::array<CommandSpelling, 16> kCommands{{
-    {"get", Command::get},         {"gets", Command::gets},       {"set", Command::set},
-    {"add", Command::add},         {"replace", Command::replace}, {"append", Command::append},
-    {"prepend", Command::prepend}, {"cas", Command::cas},         {"delete", Command::del},
-    {"touch", Command::touch},     {"incr", Command::incr},       {"decr", Command::decr},
-    {"version", Command::version}, {"quit", Command::quit},       {"verbosity", Command::verbosity},
+    {"get", Command::get},
+    {"gets", Command::gets},
+    {"set", Command::set},
+    {"add", Command::add},
+    {"replace", Command::replace},
+    {"append", Command::append},
+    {"prepend", Command::prepend},
+    {"cas", Command::cas},
+    {"delete", Command::del},
+    {"touch", Command::touch},
+    {"incr", Command::incr},
+    {"decr", Command::decr},
+    {"version", Command::version},
+    {"quit", Command::quit},
+    {"verbosity", Command::verbosity},
     {"stats", Command::stats},
 }};
 
 std::optional<Command> find_command(std::string_view name) {
     for (const auto& spelling : kCommands) {
-        if (spelling.name == name) return spelling.command;
+        if (spelling.name == name)
+            return spelling.command;
     }
     return std::nullopt;
 }
@@ -69,29 +80,24 @@ std::optional<Command> find_command(std::string_view name) {
 // "delete noreply" deletes the key "noreply"); 0 when it takes no "noreply".
 std::size_t arguments_before_noreply(Command command) {
     switch (command) {
-        case Command::set:
-        case Command::add:
-        case Command::replace:
-        case Command::append:
-        case Command::prepend:
-            return 4;
-        case Command::cas:
-            return 5;
-        case Command::del:
-        case Command::verbosity:
-            return 1;
-        case Command::touch:
-        case Command::incr:
-        case Command::decr:
-            return 2;
-        default:
-            return 0;
+    case Command::set:
+    case Command::add:
+    case Command::replace:
+    case Command::append:
+    case Command::prepend: return 4;
+    case Command::cas: return 5;
+    case Command::del:
+    case Command::verbosity: return 1;
+    case Command::touch:
+    case Command::incr:
+    case Command::decr: return 2;
+    default: return 0;
     }
 }
 
 std::string_view last_token(std::string_view line) {
     line = line.substr(0, line.find_last_not_of(' ') + 1);  // npos + 1 == 0: all spaces
-    return line.substr(line.rfind(' ') + 1);                  // npos + 1 == 0: one token
+    return line.substr(line.rfind(' ') + 1);                // npos + 1 == 0: one token
 }
 
 // The whole token, in plain decimal: no sign for unsigned types, no '+', no spaces.
@@ -100,7 +106,8 @@ std::optional<Number> parse_number(std::string_view token) {
     Number value{};
     const char* end = token.data() + token.size();
     auto [stop, error] = std::from_chars(token.data(), end, value);
-    if (token.empty() || error != std::errc{} || stop != end) return std::nullopt;
+    if (token.empty() || error != std::errc{} || stop != end)
+        return std::nullopt;
     return value;
 }
 
@@ -108,7 +115,8 @@ std::optional<Number> parse_number(std::string_view token) {
 
 std::string_view command_name(Command command) {
     for (const auto& spelling : kCommands) {
-        if (spelling.command == command) return spelling.name;
+        if (spelling.command == command)
+            return spelling.name;
     }
     return "unknown";
 }
@@ -120,10 +128,8 @@ bool is_storage(Command command) {
     case Command::replace:
     case Command::append:
     case Command::prepend:
-    case Command::cas:
-        return true;
-    default:
-        return false;
+    case Command::cas: return true;
+    default: return false;
     }
 }
 
@@ -153,13 +159,15 @@ std::string value_reply(std::string_view key, std::uint32_t flags, std::string_v
     reply.append("VALUE ").append(key);
     append_number(reply, flags);
     append_number(reply, data.size());
-    if (cas) append_number(reply, *cas);
+    if (cas)
+        append_number(reply, *cas);
     reply.append("\r\n").append(data).append("\r\n");
     return reply;
 }
 
 std::optional<std::string> key_problem(std::string_view key, const ProtocolLimits& limits) {
-    if (key.empty()) return "key is empty";
+    if (key.empty())
+        return "key is empty";
     if (key.size() > limits.max_key_bytes) {
         return "key is " + std::to_string(key.size()) + " bytes, longer than the limit of " +
                std::to_string(limits.max_key_bytes);
@@ -168,8 +176,8 @@ std::optional<std::string> key_problem(std::string_view key, const ProtocolLimit
         const auto byte = static_cast<unsigned char>(key[i]);
         if (byte <= 0x20 || byte == 0x7f) {
             static constexpr char kHex[] = "0123456789abcdef";
-            return std::string("key contains a space or control character (0x") + kHex[byte >> 4] +
-                   kHex[byte & 0xf] + ") at offset " + std::to_string(i);
+            return std::string("key contains a space or control character (0x") + kHex[byte >> 4] + kHex[byte & 0xf] +
+                   ") at offset " + std::to_string(i);
         }
     }
     return std::nullopt;
@@ -180,12 +188,13 @@ RequestParser::RequestParser(ProtocolLimits limits) : limits_(limits) {
     // max_keys_per_get keys of the longest size with their separating spaces,
     // plus room for "gets" and the line end. Every other line keeps the plain
     // limit, so a client that never ends its line is cut off after 2 KiB.
-    multiget_line_bytes_ = std::max(limits_.max_line_bytes,
-                                    limits_.max_keys_per_get * (limits_.max_key_bytes + 1) + 16);
+    multiget_line_bytes_ =
+        std::max(limits_.max_line_bytes, limits_.max_keys_per_get * (limits_.max_key_bytes + 1) + 16);
 }
 
 void RequestParser::feed(std::string_view bytes) {
-    if (phase_ == Phase::closed) return;
+    if (phase_ == Phase::closed)
+        return;
     if (consumed_ == buffer_.size()) {
         if (buffer_.capacity() > kKeptCapacity) {
             std::string().swap(buffer_);
@@ -206,72 +215,78 @@ std::size_t RequestParser::buffered_bytes() const {
 }
 
 bool RequestParser::mid_request() const {
-    if (phase_ == Phase::closed) return false;
+    if (phase_ == Phase::closed)
+        return false;
     return phase_ != Phase::line || buffer_.size() > consumed_;
 }
 
 RequestParser::Result RequestParser::next() {
     for (;;) {
         switch (phase_) {
-            case Phase::closed:
-                return {};
-            case Phase::line: {
-                std::optional<std::string_view> line = take_line();
-                if (!line) return line_too_long() ? fail_line_too_long() : Result{};
-                Result result = parse_line(*line);
-                if (result.status != Status::need_more) return result;
-                break;  // a storage command: its data block follows
-            }
-            case Phase::data: {
-                const std::string_view unread = std::string_view(buffer_).substr(consumed_);
-                const std::size_t wanted = data_bytes_ - pending_.data.size();
-                const std::size_t taken = std::min(wanted, unread.size());
-                pending_.data.append(unread.data(), taken);
-                consumed_ += taken;
-                if (taken < wanted || unread.size() - taken < 2) return {};
-                const bool terminated = unread.substr(taken, 2) == "\r\n";
-                Result result;
-                if (terminated) {
-                    consumed_ += 2;
-                    result.status = Status::request;
-                    result.request = std::move(pending_);
-                    phase_ = Phase::line;
-                } else {
-                    // Where the block should have ended there is something
-                    // else: the client miscounted. What follows is junk up to
-                    // the next line end, counted from the block's expected end
-                    // (so "helloX\r\n" for 5 bytes loses only "X\r\n").
-                    result = reject(client_error("bad data chunk"), pending_.noreply);
-                    resync_skipped_ = 0;
-                    phase_ = Phase::resync;
-                }
-                pending_ = Request{};
+        case Phase::closed: return {};
+        case Phase::line: {
+            std::optional<std::string_view> line = take_line();
+            if (!line)
+                return line_too_long() ? fail_line_too_long() : Result{};
+            Result result = parse_line(*line);
+            if (result.status != Status::need_more)
                 return result;
-            }
-            case Phase::swallow: {
-                const std::size_t skipped = std::min(swallow_, buffer_.size() - consumed_);
-                consumed_ += skipped;
-                swallow_ -= skipped;
-                if (swallow_ > 0) return {};
+            break;  // a storage command: its data block follows
+        }
+        case Phase::data: {
+            const std::string_view unread = std::string_view(buffer_).substr(consumed_);
+            const std::size_t wanted = data_bytes_ - pending_.data.size();
+            const std::size_t taken = std::min(wanted, unread.size());
+            pending_.data.append(unread.data(), taken);
+            consumed_ += taken;
+            if (taken < wanted || unread.size() - taken < 2)
+                return {};
+            const bool terminated = unread.substr(taken, 2) == "\r\n";
+            Result result;
+            if (terminated) {
+                consumed_ += 2;
+                result.status = Status::request;
+                result.request = std::move(pending_);
                 phase_ = Phase::line;
-                break;
+            } else {
+                // Where the block should have ended there is something
+                // else: the client miscounted. What follows is junk up to
+                // the next line end, counted from the block's expected end
+                // (so "helloX\r\n" for 5 bytes loses only "X\r\n").
+                result = reject(client_error("bad data chunk"), pending_.noreply);
+                resync_skipped_ = 0;
+                phase_ = Phase::resync;
             }
-            case Phase::resync: {
-                // The junk is discarded like a command line would be, under the
-                // same length limit.
-                const std::size_t unread = buffer_.size() - consumed_;
-                const void* newline = std::memchr(buffer_.data() + consumed_, '\n', unread);
-                const std::size_t junk = newline ? static_cast<std::size_t>(static_cast<const char*>(newline) -
-                                                                            (buffer_.data() + consumed_))
-                                                 : unread;
-                resync_skipped_ += junk;
-                consumed_ += junk;
-                if (resync_skipped_ > limits_.max_line_bytes + 1) return fail_line_too_long();
-                if (!newline) return {};
-                consumed_ += 1;
-                phase_ = Phase::line;
-                break;
-            }
+            pending_ = Request{};
+            return result;
+        }
+        case Phase::swallow: {
+            const std::size_t skipped = std::min(swallow_, buffer_.size() - consumed_);
+            consumed_ += skipped;
+            swallow_ -= skipped;
+            if (swallow_ > 0)
+                return {};
+            phase_ = Phase::line;
+            break;
+        }
+        case Phase::resync: {
+            // The junk is discarded like a command line would be, under the
+            // same length limit.
+            const std::size_t unread = buffer_.size() - consumed_;
+            const void* newline = std::memchr(buffer_.data() + consumed_, '\n', unread);
+            const std::size_t junk =
+                newline ? static_cast<std::size_t>(static_cast<const char*>(newline) - (buffer_.data() + consumed_))
+                        : unread;
+            resync_skipped_ += junk;
+            consumed_ += junk;
+            if (resync_skipped_ > limits_.max_line_bytes + 1)
+                return fail_line_too_long();
+            if (!newline)
+                return {};
+            consumed_ += 1;
+            phase_ = Phase::line;
+            break;
+        }
         }
     }
 }
@@ -287,7 +302,8 @@ std::optional<std::string_view> RequestParser::take_line() {
     std::size_t length = static_cast<std::size_t>(static_cast<const char*>(newline) - start);
     consumed_ += length + 1;
     line_scanned_ = 0;
-    if (length > 0 && start[length - 1] == '\r') --length;
+    if (length > 0 && start[length - 1] == '\r')
+        --length;
     return std::string_view(start, length);
 }
 
@@ -296,9 +312,11 @@ std::size_t RequestParser::line_limit(std::string_view line_start) const {
     // line and the same line finished get the same limit.
     line_start = line_start.substr(0, limits_.max_line_bytes);
     const std::size_t first = line_start.find_first_not_of(' ');
-    if (first == std::string_view::npos) return limits_.max_line_bytes;
+    if (first == std::string_view::npos)
+        return limits_.max_line_bytes;
     line_start.remove_prefix(first);
-    if (line_start.starts_with("get ") || line_start.starts_with("gets ")) return multiget_line_bytes_;
+    if (line_start.starts_with("get ") || line_start.starts_with("gets "))
+        return multiget_line_bytes_;
     return limits_.max_line_bytes;
 }
 
@@ -322,12 +340,14 @@ RequestParser::Result RequestParser::fail_line_too_long() {
 RequestParser::Result RequestParser::reject(std::string reply, bool noreply) {
     Result result;
     result.status = Status::rejected;
-    if (!noreply) result.reply = std::move(reply);
+    if (!noreply)
+        result.reply = std::move(reply);
     return result;
 }
 
 RequestParser::Result RequestParser::parse_line(std::string_view line) {
-    if (line.size() > line_limit(line)) return fail_line_too_long();
+    if (line.size() > line_limit(line))
+        return fail_line_too_long();
 
     // Tokens beyond what any command accepts are not stored: every command but
     // get/gets is refused by its token count already, get/gets by its key count.
@@ -337,23 +357,26 @@ RequestParser::Result RequestParser::parse_line(std::string_view line) {
     std::size_t position = 0;
     while (position < line.size()) {
         const std::size_t start = line.find_first_not_of(' ', position);
-        if (start == std::string_view::npos) break;
+        if (start == std::string_view::npos)
+            break;
         if (tokens_.size() == max_tokens) {
             too_many_tokens = true;
             break;
         }
         std::size_t end = line.find(' ', start);
-        if (end == std::string_view::npos) end = line.size();
+        if (end == std::string_view::npos)
+            end = line.size();
         tokens_.push_back(line.substr(start, end - start));
         position = end;
     }
 
-    if (tokens_.empty()) return reject("ERROR\r\n", false);
+    if (tokens_.empty())
+        return reject("ERROR\r\n", false);
     const std::optional<Command> command = find_command(tokens_[0]);
-    if (!command) return reject("ERROR\r\n", false);
+    if (!command)
+        return reject("ERROR\r\n", false);
     const std::size_t before_noreply = arguments_before_noreply(*command);
-    const bool noreply =
-        before_noreply > 0 && tokens_.size() - 1 > before_noreply && last_token(line) == kNoreply;
+    const bool noreply = before_noreply > 0 && tokens_.size() - 1 > before_noreply && last_token(line) == kNoreply;
 
     Result result;
     result.status = Status::request;
@@ -364,66 +387,76 @@ RequestParser::Result RequestParser::parse_line(std::string_view line) {
     auto bad_format = [&] { return reject(client_error(kBadFormat), noreply); };
 
     switch (*command) {
-        case Command::get:
-        case Command::gets: {
-            if (args.empty()) return bad_format();
-            if (too_many_tokens || args.size() > limits_.max_keys_per_get) {
-                return reject(client_error("too many keys"), false);
-            }
-            if (!std::all_of(args.begin(), args.end(), valid_key)) return bad_format();
-            request.keys.assign(args.begin(), args.end());
-            return result;
+    case Command::get:
+    case Command::gets: {
+        if (args.empty())
+            return bad_format();
+        if (too_many_tokens || args.size() > limits_.max_keys_per_get) {
+            return reject(client_error("too many keys"), false);
         }
-        case Command::set:
-        case Command::add:
-        case Command::replace:
-        case Command::append:
-        case Command::prepend:
-        case Command::cas:
-            return parse_storage(request, noreply);
-        case Command::del: {
-            if (args.empty()) return bad_format();
-            // "delete <key> 0" is an old form memcached still accepts.
-            const bool valid_tail = args.size() == 1 || (args.size() == 2 && (args[1] == "0" || noreply)) ||
-                                    (args.size() == 3 && args[1] == "0" && noreply);
-            if (!valid_tail) {
-                return reject(client_error("bad command line format.  Usage: delete <key> [noreply]"), noreply);
-            }
-            if (!valid_key(args[0])) return bad_format();
-            request.keys.emplace_back(args[0]);
-            request.noreply = noreply;
-            return result;
+        if (!std::all_of(args.begin(), args.end(), valid_key))
+            return bad_format();
+        request.keys.assign(args.begin(), args.end());
+        return result;
+    }
+    case Command::set:
+    case Command::add:
+    case Command::replace:
+    case Command::append:
+    case Command::prepend:
+    case Command::cas: return parse_storage(request, noreply);
+    case Command::del: {
+        if (args.empty())
+            return bad_format();
+        // "delete <key> 0" is an old form memcached still accepts.
+        const bool valid_tail = args.size() == 1 || (args.size() == 2 && (args[1] == "0" || noreply)) ||
+                                (args.size() == 3 && args[1] == "0" && noreply);
+        if (!valid_tail) {
+            return reject(client_error("bad command line format.  Usage: delete <key> [noreply]"), noreply);
         }
-        case Command::touch:
-        case Command::incr:
-        case Command::decr: {
-            if (args.size() != 2 + (noreply ? 1 : 0) || !valid_key(args[0])) return bad_format();
-            request.keys.emplace_back(args[0]);
-            request.noreply = noreply;
-            if (*command == Command::touch) {
-                const auto exptime = parse_number<std::int64_t>(args[1]);
-                if (!exptime) return reject(client_error("invalid exptime argument"), noreply);
-                request.exptime = *exptime;
-            } else {
-                const auto delta = parse_number<std::uint64_t>(args[1]);
-                if (!delta) return reject(client_error("invalid numeric delta argument"), noreply);
-                request.delta = *delta;
-            }
-            return result;
+        if (!valid_key(args[0]))
+            return bad_format();
+        request.keys.emplace_back(args[0]);
+        request.noreply = noreply;
+        return result;
+    }
+    case Command::touch:
+    case Command::incr:
+    case Command::decr: {
+        if (args.size() != 2 + (noreply ? 1 : 0) || !valid_key(args[0]))
+            return bad_format();
+        request.keys.emplace_back(args[0]);
+        request.noreply = noreply;
+        if (*command == Command::touch) {
+            const auto exptime = parse_number<std::int64_t>(args[1]);
+            if (!exptime)
+                return reject(client_error("invalid exptime argument"), noreply);
+            request.exptime = *exptime;
+        } else {
+            const auto delta = parse_number<std::uint64_t>(args[1]);
+            if (!delta)
+                return reject(client_error("invalid numeric delta argument"), noreply);
+            request.delta = *delta;
         }
-        case Command::version:
-        case Command::quit:
-            if (!args.empty()) return bad_format();
-            return result;
-        case Command::verbosity:
-            if (args.size() != 1 + (noreply ? 1 : 0) || !parse_number<std::uint32_t>(args[0])) return bad_format();
+        return result;
+    }
+    case Command::version:
+    case Command::quit:
+        if (!args.empty())
+            return bad_format();
+        return result;
+    case Command::verbosity:
+        if (args.size() != 1 + (noreply ? 1 : 0) || !parse_number<std::uint32_t>(args[0]))
+            return bad_format();
+        request.argument = args[0];
+        request.noreply = noreply;
+        return result;
+    case Command::stats:
+        if (args.size() > 1)
+            return bad_format();
+        if (!args.empty())
             request.argument = args[0];
-            request.noreply = noreply;
-            return result;
-        case Command::stats:
-            if (args.size() > 1) return bad_format();
-            if (!args.empty()) request.argument = args[0];
-            return result;
+        return result;
     }
     return reject("ERROR\r\n", false);
 }
@@ -451,13 +484,16 @@ RequestParser::Result RequestParser::parse_storage(Request& request, bool norepl
     const auto cas_unique = parse_number<std::uint64_t>(arg(4));
     const bool valid = args.size() == fields + (noreply ? 1 : 0) && !key_problem(args[0], limits_) && flags &&
                        exptime && block_follows && (request.command != Command::cas || cas_unique);
-    if (!valid) return refuse(client_error(kBadFormat));
-    if (bytes > limits_.max_value_bytes) return refuse(server_error("object too large for cache"));
+    if (!valid)
+        return refuse(client_error(kBadFormat));
+    if (bytes > limits_.max_value_bytes)
+        return refuse(server_error("object too large for cache"));
 
     request.keys.emplace_back(args[0]);
     request.flags = *flags;
     request.exptime = *exptime;
-    if (request.command == Command::cas) request.cas_unique = *cas_unique;
+    if (request.command == Command::cas)
+        request.cas_unique = *cas_unique;
     request.noreply = noreply;
     pending_ = std::move(request);
     // The block grows as it arrives: a client that announces 1 MiB and sends

@@ -21,12 +21,22 @@
 namespace stickylb::agent {
 
 enum class Command {
-    get, gets,                                      // keys..., one or more
-    set, add, replace, append, prepend, cas,        // key flags exptime bytes [cas] [noreply] + data
-    del,                                            // "delete" key [0] [noreply]
-    touch,                                          // key exptime [noreply]
-    incr, decr,                                     // key delta [noreply]
-    version, quit, verbosity, stats,                // verbosity level [noreply]; stats [argument]
+    get,
+    gets,  // keys..., one or more
+    set,
+    add,
+    replace,
+    append,
+    prepend,
+    cas,    // key flags exptime bytes [cas] [noreply] + data
+    del,    // "delete" key [0] [noreply]
+    touch,  // key exptime [noreply]
+    incr,
+    decr,  // key delta [noreply]
+    version,
+    quit,
+    verbosity,
+    stats,  // verbosity level [noreply]; stats [argument]
 };
 
 std::string_view command_name(Command command);  // the wire spelling: "delete" for del
@@ -36,7 +46,7 @@ bool is_storage(Command command);
 struct ProtocolLimits {
     std::size_t max_key_bytes = 250;
     std::size_t max_value_bytes = 1024 * 1024;
-    std::size_t max_line_bytes = 2048;   // a command line, without its "\r\n"
+    std::size_t max_line_bytes = 2048;  // a command line, without its "\r\n"
     std::size_t max_keys_per_get = 1024;
 };
 
@@ -97,12 +107,12 @@ private:
     ProtocolLimits limits_;
     std::size_t multiget_line_bytes_ = 0;  // line limit for get/gets
     std::string buffer_;
-    std::size_t consumed_ = 0;     // start of unparsed input in buffer_
-    std::size_t line_scanned_ = 0; // bytes after consumed_ already searched for '\n'
+    std::size_t consumed_ = 0;      // start of unparsed input in buffer_
+    std::size_t line_scanned_ = 0;  // bytes after consumed_ already searched for '\n'
     Phase phase_ = Phase::line;
-    Request pending_;              // storage command waiting for its data block
-    std::size_t data_bytes_ = 0;   // length of pending_'s data block
-    std::size_t swallow_ = 0;      // bytes of a rejected data block still to skip
+    Request pending_;             // storage command waiting for its data block
+    std::size_t data_bytes_ = 0;  // length of pending_'s data block
+    std::size_t swallow_ = 0;     // bytes of a rejected data block still to skip
     std::size_t resync_skipped_ = 0;
     std::vector<std::string_view> tokens_;  // of the line being parsed; kept for its capacity
 };

@@ -4,7 +4,8 @@
 namespace stickylb::agent {
 
 void RecentSessions::remember(std::string_view sid) {
-    if (capacity_ == 0) return;
+    if (capacity_ == 0)
+        return;
     if (auto known = index_.find(sid); known != index_.end()) {
         order_.splice(order_.begin(), order_, known->second);
         return;

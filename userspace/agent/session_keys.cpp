@@ -8,14 +8,17 @@ constexpr std::string_view kLockPrefix = "lock.";
 }
 
 SessionKey classify_key(std::string_view key, std::string_view session_prefix) {
-    if (session_prefix.empty() || !key.starts_with(session_prefix)) return {};
+    if (session_prefix.empty() || !key.starts_with(session_prefix))
+        return {};
     std::string_view rest = key.substr(session_prefix.size());
     if (rest.starts_with(kLockPrefix)) {
         rest.remove_prefix(kLockPrefix.size());
-        if (rest.empty()) return {};
+        if (rest.empty())
+            return {};
         return {SessionKey::Kind::lock, rest};
     }
-    if (rest.empty()) return {};
+    if (rest.empty())
+        return {};
     return {SessionKey::Kind::data, rest};
 }
 

@@ -29,7 +29,8 @@ constexpr std::size_t kRepairConcurrency = 8;
 std::string stat_value(const Reply& reply, std::string_view name) {
     const std::string prefix = "STAT " + std::string(name) + ' ';
     for (const std::string& line : reply.stats_lines) {
-        if (line.starts_with(prefix)) return line.substr(prefix.size());
+        if (line.starts_with(prefix))
+            return line.substr(prefix.size());
     }
     return {};
 }
@@ -39,7 +40,9 @@ std::string stat_value(const Reply& reply, std::string_view name) {
 // One walk of the remembered sessions for one server, shared by its workers.
 struct SessionResync::Run {
     Run(asio::any_io_executor executor, UpstreamServer& server_, std::vector<std::string> sids_, std::size_t rate)
-        : server(server_), sids(std::move(sids_)), interval(std::chrono::nanoseconds(1'000'000'000) / rate),
+        : server(server_),
+          sids(std::move(sids_)),
+          interval(std::chrono::nanoseconds(1'000'000'000) / rate),
           finished(executor) {}
 
     UpstreamServer& server;
@@ -83,7 +86,8 @@ SessionResync::SessionResync(asio::any_io_executor executor, const AgentConfig& 
       detectors_(upstreams.size()) {}
 
 void SessionResync::start() {
-    if (config_.resync_sessions == 0) return;
+    if (config_.resync_sessions == 0)
+        return;
     asio::co_spawn(executor_, watch_loop(), asio::detached);
 }
 
@@ -91,24 +95,28 @@ void SessionResync::stop() {
     stopping_ = true;
     watch_timer_.cancel();
     if (current_) {
-        for (auto& pace : current_->paces) pace->cancel();
+        for (auto& pace : current_->paces)
+            pace->cancel();
     }
 }
 
 asio::awaitable<void> SessionResync::watch_loop() {
     while (!stopping_) {
-        for (std::size_t i = 0; i < upstreams_.size() && !stopping_; ++i) co_await probe(i);
+        for (std::size_t i = 0; i < upstreams_.size() && !stopping_; ++i)
+            co_await probe(i);
         watch_timer_.expires_after(kProbeInterval);
         boost::system::error_code error;
         co_await watch_timer_.async_wait(asio::redirect_error(asio::use_awaitable, error));
-        if (error) co_return;
+        if (error)
+            co_return;
     }
 }
 
 asio::awaitable<void> SessionResync::probe(std::size_t index) {
     UpstreamServer& server = upstreams_.server(index);
     CallResult stats = co_await call(server, "stats\r\n", ReplyShape::stats);
-    if (stopping_) co_return;
+    if (stopping_)
+        co_return;
     ServerProbe probe;
     probe.answered = stats.ok() && stats.reply.line == "END";
     if (probe.answered) {
@@ -117,14 +125,17 @@ asio::awaitable<void> SessionResync::probe(std::size_t index) {
         std::from_chars(uptime.data(), uptime.data() + uptime.size(), probe.uptime);
     }
     probe.connect_failures = server.counters().connect_failures;
-    if (auto reason = detectors_[index].observe(probe)) request(index, std::move(*reason));
+    if (auto reason = detectors_[index].observe(probe))
+        request(index, std::move(*reason));
 }
 
 void SessionResync::request(std::size_t index, std::string reason) {
-    const bool queued = std::any_of(requested_.begin(), requested_.end(),
-                                    [index](const auto& entry) { return entry.first == index; });
-    if (!queued) requested_.emplace_back(index, std::move(reason));
-    if (running_) return;
+    const bool queued =
+        std::any_of(requested_.begin(), requested_.end(), [index](const auto& entry) { return entry.first == index; });
+    if (!queued)
+        requested_.emplace_back(index, std::move(reason));
+    if (running_)
+        return;
     running_ = true;
     asio::co_spawn(executor_, run_requested(), asio::detached);
 }
@@ -142,8 +153,8 @@ asio::awaitable<void> SessionResync::resync(std::size_t index, const std::string
     UpstreamServer& server = upstreams_.server(index);
     auto run = std::make_shared<Run>(executor_, server, sessions_.recent_sessions().snapshot(), config_.resync_rate);
     current_ = run;
-    spdlog::info("resync of memcached {}, {}: walking {} recently served sessions, at most {}/s", server.name(),
-                 reason, run->sids.size(), config_.resync_rate);
+    spdlog::info("resync of memcached {}, {}: walking {} recently served sessions, at most {}/s", server.name(), reason,
+                 run->sids.size(), config_.resync_rate);
     run->finished.expires_at(Clock::time_point::max());
     run->workers = kRepairConcurrency;
     for (std::size_t i = 0; i < kRepairConcurrency; ++i) {
@@ -158,7 +169,8 @@ asio::awaitable<void> SessionResync::resync(std::size_t index, const std::string
                     spdlog::error("resync of memcached {}: a repair worker ended: {}", run->server.name(), what.what());
                 }
             }
-            if (--run->workers == 0) run->finished.cancel();
+            if (--run->workers == 0)
+                run->finished.cancel();
         });
     }
     // cancel() wakes only a wait already pending: no wait if the workers ended already.
@@ -170,7 +182,8 @@ asio::awaitable<void> SessionResync::resync(std::size_t index, const std::string
 
     const double seconds = std::chrono::duration<double>(Clock::now() - run->started_at).count();
     const bool complete = run->next == run->sids.size() && !stopping_;
-    if (complete) ++stats_.resync_runs;
+    if (complete)
+        ++stats_.resync_runs;
     spdlog::log(complete ? spdlog::level::info : spdlog::level::warn,
                 "resync of memcached {} {}: {} sessions examined, {} copied, {:.1f} s", server.name(),
                 complete ? "done" : (stopping_ ? "stopped (agent stopping)" : "stopped (server down again)"),
@@ -188,13 +201,15 @@ asio::awaitable<void> SessionResync::repair_worker(std::shared_ptr<Run> run, asi
                 key = std::move(candidate);
             }
         }
-        if (key.empty()) break;
+        if (key.empty())
+            break;
         const auto due = run->started_at + run->interval * run->paced++;
         if (due > Clock::now()) {
             pace.expires_at(due);
             boost::system::error_code ignored;
             co_await pace.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-            if (stopping_) break;
+            if (stopping_)
+                break;
         }
         ++run->examined;
         ++stats_.resync_sessions_examined;

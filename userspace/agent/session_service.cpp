@@ -43,7 +43,8 @@ constexpr std::int64_t kMaxRelativeExpiry = 30 * 24 * 3600;
 
 // "T<seconds>" for a copy with `seconds` left (0: never expires).
 std::string expiry_flag(std::int64_t seconds) {
-    if (seconds > kMaxRelativeExpiry) seconds += static_cast<std::int64_t>(std::time(nullptr));
+    if (seconds > kMaxRelativeExpiry)
+        seconds += static_cast<std::int64_t>(std::time(nullptr));
     return "T" + std::to_string(seconds);
 }
 
@@ -66,13 +67,15 @@ std::string meta_set(std::string_view key, std::string_view value, std::string_v
 
 std::string meta_get(std::string_view key, std::string_view flags) {
     std::string wire = "mg " + std::string(key);
-    if (!flags.empty()) wire += ' ' + std::string(flags);
+    if (!flags.empty())
+        wire += ' ' + std::string(flags);
     return wire + "\r\n";
 }
 
 std::uint64_t reply_number(const Reply& reply, char flag) {
     std::uint64_t value = 0;
-    if (auto text = reply.flag(flag)) std::from_chars(text->data(), text->data() + text->size(), value);
+    if (auto text = reply.flag(flag))
+        std::from_chars(text->data(), text->data() + text->size(), value);
     return value;
 }
 
@@ -85,7 +88,8 @@ std::string lease_flag(std::chrono::milliseconds lease) {
 }
 
 std::string upstream_failure(const UpstreamServer& server, const CallResult& result) {
-    if (result.error) return server_error("upstream " + server.name() + ": " + result.error.message());
+    if (result.error)
+        return server_error("upstream " + server.name() + ": " + result.error.message());
     return server_error("upstream " + server.name() + ": unexpected reply '" + result.reply.line + "'");
 }
 
@@ -100,7 +104,8 @@ std::string classic_wire(const Request& request) {
     if (is_storage(request.command)) {
         wire += ' ' + std::to_string(request.flags) + ' ' + std::to_string(request.exptime) + ' ' +
                 std::to_string(request.data.size());
-        if (request.command == Command::cas) wire += ' ' + std::to_string(request.cas_unique);
+        if (request.command == Command::cas)
+            wire += ' ' + std::to_string(request.cas_unique);
         wire += "\r\n";
         wire += request.data;
     } else if (request.command == Command::touch) {
@@ -133,8 +138,9 @@ private:
 }  // namespace
 
 std::map<std::string, ClientState::SessionRead>::iterator ClientState::remember_read(const std::string& sid,
-                                                                                    SessionRead read) {
-    if (read.newest) std::string().swap(read.newest->payload);
+                                                                                     SessionRead read) {
+    if (read.newest)
+        std::string().swap(read.newest->payload);
     read.sequence = ++sequence;
     auto [kept, inserted] = reads.insert_or_assign(sid, std::move(read));
     if (reads.size() > kMaxKept) {
@@ -151,7 +157,8 @@ Clock::time_point ClientState::first_lock_attempt(const std::string& lock_key, C
     if (inserted && lock_attempts.size() > kMaxKept) {
         auto oldest = lock_attempts.end();
         for (auto it = lock_attempts.begin(); it != lock_attempts.end(); ++it) {
-            if (it != attempt && (oldest == lock_attempts.end() || it->second < oldest->second)) oldest = it;
+            if (it != attempt && (oldest == lock_attempts.end() || it->second < oldest->second))
+                oldest = it;
         }
         lock_attempts.erase(oldest);
     }
@@ -171,7 +178,8 @@ SessionService::SessionService(const AgentConfig& config, UpstreamGroup& upstrea
 }
 
 std::uint64_t SessionService::incarnation() const {
-    if (!view_) return 0;
+    if (!view_)
+        return 0;
     const session::Member* member = view_->find(self_.backend);
     return member == nullptr ? 0 : member->incarnation;
 }
@@ -197,26 +205,25 @@ asio::awaitable<void> SessionService::handle(ClientState& client, const Request&
         co_return;
     }
     std::string reply = co_await answer(client, request);
-    if (!request.noreply) co_await out.put(reply);
+    if (!request.noreply)
+        co_await out.put(reply);
 }
 
 asio::awaitable<std::string> SessionService::answer(ClientState& client, const Request& request) {
     switch (request.command) {
-    case Command::version:
-        co_return "VERSION 1.6.0-stickylb-agent-" STICKYLB_VERSION "\r\n";
-    case Command::verbosity:
-        co_return std::string(kOk);
+    case Command::version: co_return "VERSION 1.6.0-stickylb-agent-" STICKYLB_VERSION "\r\n";
+    case Command::verbosity: co_return std::string(kOk);
     case Command::quit:
-    case Command::stats:
-        co_return std::string();  // the connection answers these itself
-    default:
-        break;
+    case Command::stats: co_return std::string();  // the connection answers these itself
+    default: break;
     }
     const std::string& key = request.keys.at(0);
     SessionKey kind = classify_key(key, config_.session_prefix);
     if (kind.kind == SessionKey::Kind::lock) {
-        if (request.command == Command::add) co_return co_await lock(client, request, kind.session_id);
-        if (request.command == Command::del) co_return co_await unlock(client, key);
+        if (request.command == Command::add)
+            co_return co_await lock(client, request, kind.session_id);
+        if (request.command == Command::del)
+            co_return co_await unlock(client, key);
         // Any other write would bypass ownership: replace a live lock, or leave one nobody owns or breaks.
         ++stats_.lock_commands_refused;
         co_return client_error("only add and delete are allowed on session lock keys (their owners are checked)");
@@ -224,14 +231,10 @@ asio::awaitable<std::string> SessionService::answer(ClientState& client, const R
         switch (request.command) {
         case Command::set:
         case Command::add:
-        case Command::replace:
-            co_return co_await write_session(client, request, kind.session_id);
-        case Command::del:
-            co_return co_await delete_session(client, request, kind.session_id);
-        case Command::touch:
-            co_return co_await touch_session(request);
-        default:
-            co_return client_error("command not supported on session keys (they are versioned and replicated)");
+        case Command::replace: co_return co_await write_session(client, request, kind.session_id);
+        case Command::del: co_return co_await delete_session(client, request, kind.session_id);
+        case Command::touch: co_return co_await touch_session(request);
+        default: co_return client_error("command not supported on session keys (they are versioned and replicated)");
         }
     }
     co_return co_await pass_through(request);
@@ -249,9 +252,9 @@ asio::awaitable<void> SessionService::get(ClientState& client, const Request& re
             } else if (read.newest) {
                 recent_.remember(kind.session_id);
                 // A session's CAS for the client is its version: gets/cas on sessions is not offered.
-                const std::string value = value_reply(
-                    key, read.flags, read.newest->payload,
-                    with_cas ? std::optional<std::uint64_t>(read.newest->version) : std::nullopt);
+                const std::string value =
+                    value_reply(key, read.flags, read.newest->payload,
+                                with_cas ? std::optional<std::uint64_t>(read.newest->version) : std::nullopt);
                 co_await out.put(value);
             }
             client.remember_read(std::string(kind.session_id), std::move(read));
@@ -265,7 +268,8 @@ asio::awaitable<void> SessionService::get(ClientState& client, const Request& re
             co_return;
         }
         for (const Reply::Value& value : placed.result.reply.values) {
-            const std::string reply = value_reply(value.key, value.flags, value.data, with_cas ? value.cas : std::nullopt);
+            const std::string reply =
+                value_reply(value.key, value.flags, value.data, with_cas ? value.cas : std::nullopt);
             co_await out.put(reply);
         }
     }
@@ -274,7 +278,8 @@ asio::awaitable<void> SessionService::get(ClientState& client, const Request& re
 
 asio::awaitable<std::string> SessionService::lock(ClientState& client, const Request& request, std::string_view sid) {
     const std::string& key = request.keys[0];
-    if (client.locks.contains(key)) co_return std::string(kNotStored);
+    if (client.locks.contains(key))
+        co_return std::string(kNotStored);
     const auto first_try = client.first_lock_attempt(key, Clock::now());
     const auto deadline = Clock::now() + config_.lock_wait;
     const std::string lease = lease_flag(config_.lock_lease);
@@ -297,21 +302,25 @@ asio::awaitable<std::string> SessionService::lock(ClientState& client, const Req
         // is down does not fail the request); this round stays on it.
         PlacedResult added = co_await call_placed(key, meta_set(key, value, "ME " + lease + " c"), ReplyShape::meta);
         UpstreamServer& server = *added.server;
-        if (!added.result.ok()) co_return upstream_failure(server, added.result);
+        if (!added.result.ok())
+            co_return upstream_failure(server, added.result);
         if (added.result.reply.meta_code() == "HD") {
             take(server, reply_number(added.result.reply, 'c'));
             co_return std::string(kStored);
         }
-        if (added.result.reply.meta_code() != "NS") co_return upstream_failure(server, added.result);
+        if (added.result.reply.meta_code() != "NS")
+            co_return upstream_failure(server, added.result);
 
         // Held: by whom, and may it be broken?
         CallResult holder = co_await call(server, meta_get(key, "v c"), ReplyShape::meta);
         if (!holder.ok()) {
             // That server just went away: the next round asks the next one, while there is time.
-            if (Clock::now() >= deadline) co_return upstream_failure(server, holder);
+            if (Clock::now() >= deadline)
+                co_return upstream_failure(server, holder);
             continue;
         }
-        if (holder.reply.meta_code() == "EN") continue;  // released in between: try again now
+        if (holder.reply.meta_code() == "EN")
+            continue;  // released in between: try again now
         bool held_here = false;
         if (holder.reply.meta_code() == "VA") {
             if (auto owner = parse_lock_tag(holder.reply.data)) {
@@ -323,7 +332,8 @@ asio::awaitable<std::string> SessionService::lock(ClientState& client, const Req
                         server, meta_set(key, value, "C" + std::to_string(their_cas) + ' ' + lease + " c"),
                         ReplyShape::meta);
                     if (!taken.ok()) {
-                        if (Clock::now() >= deadline) co_return upstream_failure(server, taken);
+                        if (Clock::now() >= deadline)
+                            co_return upstream_failure(server, taken);
                         continue;
                     }
                     if (taken.reply.meta_code() == "HD") {
@@ -339,12 +349,15 @@ asio::awaitable<std::string> SessionService::lock(ClientState& client, const Req
         }
         // A live owner: wait, woken at once if the holder is one of ours.
         const auto now = Clock::now();
-        if (now >= deadline) break;
+        if (now >= deadline)
+            break;
         timer.expires_at(held_here ? deadline : std::min(deadline, now + kRemotePoll));
-        if (held_here) locks_.add_waiter(key, &timer);
+        if (held_here)
+            locks_.add_waiter(key, &timer);
         boost::system::error_code ignored;
         co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-        if (held_here) locks_.remove_waiter(key, &timer);
+        if (held_here)
+            locks_.remove_waiter(key, &timer);
     }
     ++stats_.locks_busy;
     co_return std::string(kNotStored);
@@ -355,11 +368,15 @@ asio::awaitable<bool> SessionService::release(HeldLock held) {
     for (int attempt = 0; attempt < 2; ++attempt) {
         CallResult deleted =
             co_await call(*held.server, "md " + held.key + " C" + std::to_string(held.cas) + "\r\n", ReplyShape::meta);
-        if (!deleted.ok()) co_return false;
-        if (deleted.reply.meta_code() == "HD") co_return true;
-        if (deleted.reply.meta_code() != "EX") co_return false;
+        if (!deleted.ok())
+            co_return false;
+        if (deleted.reply.meta_code() == "HD")
+            co_return true;
+        if (deleted.reply.meta_code() != "EX")
+            co_return false;
         CallResult current = co_await call(*held.server, meta_get(held.key, "v c"), ReplyShape::meta);
-        if (!current.ok() || current.reply.meta_code() != "VA" || current.reply.data != held.tag) co_return false;
+        if (!current.ok() || current.reply.meta_code() != "VA" || current.reply.data != held.tag)
+            co_return false;
         held.cas = reply_number(current.reply, 'c');
     }
     co_return false;
@@ -383,8 +400,10 @@ asio::awaitable<std::string> SessionService::unlock(ClientState& client, const s
         co_return std::string(kNotFound);
     }
     PlacedResult current = co_await call_placed(key, meta_get(key, "v"), ReplyShape::meta);
-    if (!current.result.ok()) co_return upstream_failure(*current.server, current.result);
-    if (current.result.reply.meta_code() == "EN") co_return std::string(kNotFound);
+    if (!current.result.ok())
+        co_return upstream_failure(*current.server, current.result);
+    if (current.result.reply.meta_code() == "EN")
+        co_return std::string(kNotFound);
     ++stats_.fenced_unlocks_refused;
     co_return server_error("fenced: lock " + key + " is held by another owner; not deleted");
 }
@@ -392,7 +411,8 @@ asio::awaitable<std::string> SessionService::unlock(ClientState& client, const s
 asio::awaitable<void> SessionService::disconnect(ClientState& client) {
     for (const std::string& key : std::set<std::string>(client.locks)) {
         HeldLock* held = locks_.find(key);
-        if (held == nullptr || held->owner != client.id) continue;
+        if (held == nullptr || held->owner != client.id)
+            continue;
         held->releasing = true;
         HeldLock copy = *held;
         const bool released = co_await release(copy);
@@ -410,14 +430,16 @@ asio::awaitable<void> SessionService::renew_locks() {
     const std::string lease = lease_flag(config_.lock_lease);
     for (const std::string& key : locks_.keys()) {
         HeldLock* held = locks_.find(key);
-        if (held == nullptr || held->lost || held->releasing) continue;
+        if (held == nullptr || held->lost || held->releasing)
+            continue;
         const std::uint64_t token = held->token;
-        CallResult renewed = co_await call(
-            *held->server, meta_set(key, held->tag, "C" + std::to_string(held->cas) + ' ' + lease + " c"),
-            ReplyShape::meta);
+        CallResult renewed =
+            co_await call(*held->server, meta_set(key, held->tag, "C" + std::to_string(held->cas) + ' ' + lease + " c"),
+                          ReplyShape::meta);
         held = locks_.find(key);
         // Released (or being released) meanwhile, or an upstream error: try again next round.
-        if (held == nullptr || held->token != token || held->releasing || !renewed.ok()) continue;
+        if (held == nullptr || held->token != token || held->releasing || !renewed.ok())
+            continue;
         if (renewed.reply.meta_code() == "HD") {
             held->cas = reply_number(renewed.reply, 'c');
             ++stats_.lock_renewals;
@@ -445,9 +467,10 @@ asio::awaitable<std::optional<std::string>> SessionService::fence(ClientState& c
     if (key_problem(lock_key)) {
         if (!long_session_id_logged_) {
             long_session_id_logged_ = true;
-            spdlog::warn("a session id of {} bytes makes a lock key of {} bytes, over memcached's 250: such "
-                         "sessions cannot be locked (lower PHP's session.sid_length to at most {})",
-                         sid.size(), lock_key.size(), 250 - (lock_key.size() - sid.size()));
+            spdlog::warn(
+                "a session id of {} bytes makes a lock key of {} bytes, over memcached's 250: such "
+                "sessions cannot be locked (lower PHP's session.sid_length to at most {})",
+                sid.size(), lock_key.size(), 250 - (lock_key.size() - sid.size()));
         }
         co_return std::nullopt;
     }
@@ -478,11 +501,14 @@ asio::awaitable<SessionService::Copies> SessionService::read_copies(const std::s
     copies.records.resize(results.size());
     for (std::size_t i = 0; i < results.size(); ++i) {
         const CallResult& result = results[i];
-        if (!result.ok()) continue;
+        if (!result.ok())
+            continue;
         std::string_view code = result.reply.meta_code();
-        if (code != "VA" && code != "EN") continue;
+        if (code != "VA" && code != "EN")
+            continue;
         read.replicas[i].reachable = true;
-        if (code == "EN") continue;
+        if (code == "EN")
+            continue;
         read.replicas[i].present = true;
         read.replicas[i].cas = reply_number(result.reply, 'c');
         auto t = result.reply.flag('t');
@@ -504,15 +530,18 @@ asio::awaitable<SessionService::Copies> SessionService::read_copies(const std::s
 
 asio::awaitable<void> SessionService::repair(const std::string& key, Copies& copies, bool quiet) {
     ClientState::SessionRead& read = copies.read;
-    if (!read.newest) co_return;
+    if (!read.newest)
+        co_return;
     const std::string stored = encode_session_record(*read.newest);
     const std::string common = ' ' + expiry_flag(copies.newest_ttl) + " F" + std::to_string(read.flags) + " c";
     for (std::size_t i = 0; i < read.replicas.size(); ++i) {
         ClientState::ReplicaCopy& replica = read.replicas[i];
         const std::optional<SessionRecord>& copy = copies.records[i];
-        if (!replica.reachable || (copy && !newer_than(*read.newest, *copy))) continue;
+        if (!replica.reachable || (copy && !newer_than(*read.newest, *copy)))
+            continue;
         std::string condition = replica.present ? "C" + std::to_string(replica.cas) : "ME";
-        CallResult repaired = co_await call(*replica.server, meta_set(key, stored, condition + common), ReplyShape::meta);
+        CallResult repaired =
+            co_await call(*replica.server, meta_set(key, stored, condition + common), ReplyShape::meta);
         if (repaired.ok() && repaired.reply.meta_code() == "HD") {
             replica.present = true;
             replica.cas = reply_number(repaired.reply, 'c');
@@ -543,7 +572,8 @@ asio::awaitable<SessionService::StoreOutcome> SessionService::store_record(const
             std::string condition = replica.present ? "C" + std::to_string(replica.cas) : "ME";
             CallResult result =
                 co_await call(*replica.server, meta_set(key, stored, condition + meta_flags), ReplyShape::meta);
-            if (!result.ok()) break;  // this copy is unreachable; the others carry the write
+            if (!result.ok())
+                break;  // this copy is unreachable; the others carry the write
             std::string_view code = result.reply.meta_code();
             if (code == "HD") {
                 replica.reachable = replica.present = true;
@@ -551,15 +581,18 @@ asio::awaitable<SessionService::StoreOutcome> SessionService::store_record(const
                 ++outcome.written;
                 break;
             }
-            if (code != "EX" && code != "NS" && code != "NF") break;
+            if (code != "EX" && code != "NS" && code != "NF")
+                break;
             // The copy changed since we read it: whose write is it?
             CallResult now = co_await call(*replica.server, meta_get(key, "v c"), ReplyShape::meta);
-            if (!now.ok()) break;
+            if (!now.ok())
+                break;
             if (now.reply.meta_code() == "EN") {
                 replica.present = false;
                 continue;
             }
-            if (now.reply.meta_code() != "VA") break;
+            if (now.reply.meta_code() != "VA")
+                break;
             SessionRecord theirs = decode_session_record(now.reply.data);
             if (theirs.version >= record.version && theirs.write_id != record.write_id) {
                 outcome.conflict = std::move(theirs);
@@ -576,7 +609,8 @@ asio::awaitable<SessionService::StoreOutcome> SessionService::store_record(const
 asio::awaitable<std::string> SessionService::write_session(ClientState& client, const Request& request,
                                                            std::string_view sid) {
     std::optional<std::string> refused = co_await fence(client, sid);
-    if (refused) co_return *refused;
+    if (refused)
+        co_return *refused;
     const std::string& key = request.keys[0];
     const std::string sid_text(sid);
 
@@ -595,11 +629,14 @@ asio::awaitable<std::string> SessionService::write_session(ClientState& client, 
     ClientState::SessionRead& read = known->second;
     // A tombstone is no session: add succeeds over it, replace does not.
     const bool exists = read.newest && !read.newest->deleted;
-    if (request.command == Command::add && exists) co_return std::string(kNotStored);
-    if (request.command == Command::replace && !exists) co_return std::string(kNotStored);
+    if (request.command == Command::add && exists)
+        co_return std::string(kNotStored);
+    if (request.command == Command::replace && !exists)
+        co_return std::string(kNotStored);
 
     const std::optional<std::uint64_t> version = next_version(read.newest);
-    if (!version) co_return server_error("session " + sid_text + ": its version is at the limit (not written by an agent)");
+    if (!version)
+        co_return server_error("session " + sid_text + ": its version is at the limit (not written by an agent)");
     SessionRecord record{*version, random64(), request.data};
     const std::string common = " T" + std::to_string(request.exptime) + " F" + std::to_string(request.flags) + " c";
     StoreOutcome outcome = co_await store_record(key, read, record, common);
@@ -631,7 +668,8 @@ asio::awaitable<std::string> SessionService::write_session(ClientState& client, 
 asio::awaitable<std::string> SessionService::delete_session(ClientState& client, const Request& request,
                                                             std::string_view sid) {
     std::optional<std::string> refused = co_await fence(client, sid);
-    if (refused) co_return *refused;
+    if (refused)
+        co_return *refused;
     const std::string& key = request.keys[0];
     const std::string sid_text(sid);
     client.reads.erase(sid_text);
@@ -654,7 +692,8 @@ asio::awaitable<std::string> SessionService::delete_session(ClientState& client,
         copies.records.resize(kept);
 
         // Nothing seen anywhere; or deleted already, and the read's repair spreads the tombstone.
-        if (!copies.read.newest) co_return std::string(kNotFound);
+        if (!copies.read.newest)
+            co_return std::string(kNotFound);
         if (copies.read.newest->deleted) {
             co_await repair(key, copies, false);
             co_return std::string(kNotFound);
@@ -674,7 +713,8 @@ asio::awaitable<std::string> SessionService::delete_session(ClientState& client,
                          outcome.conflict->version, outcome.conflict_server);
             continue;
         }
-        if (outcome.written == 0) co_return server_error("no memcached server stored the deletion of session " + sid_text);
+        if (outcome.written == 0)
+            co_return server_error("no memcached server stored the deletion of session " + sid_text);
         ++stats_.session_deletes;
         // Remembered, so that a resync gives a server away right now the tombstone when it returns.
         recent_.remember(sid);
@@ -689,14 +729,16 @@ asio::awaitable<std::string> SessionService::touch_session(const Request& reques
     const std::string& key = request.keys[0];
     Copies copies = co_await read_copies(key, upstreams_.placement(key, config_.replicas));
     if (!copies.read.newest || copies.read.newest->deleted) {
-        if (copies.read.newest) ++stats_.tombstone_reads;
+        if (copies.read.newest)
+            ++stats_.tombstone_reads;
         co_return std::string(kNotFound);
     }
     std::vector<UpstreamCall> calls;
     for (std::size_t i = 0; i < copies.records.size(); ++i) {
-        if (!copies.records[i] || copies.records[i]->deleted) continue;
-        calls.push_back({copies.read.replicas[i].server, "touch " + key + ' ' + std::to_string(request.exptime) + "\r\n",
-                         ReplyShape::line});
+        if (!copies.records[i] || copies.records[i]->deleted)
+            continue;
+        calls.push_back({copies.read.replicas[i].server,
+                         "touch " + key + ' ' + std::to_string(request.exptime) + "\r\n", ReplyShape::line});
     }
     bool touched = false;
     std::vector<CallResult> results = co_await call_all(std::move(calls));
@@ -708,7 +750,8 @@ asio::awaitable<std::string> SessionService::touch_session(const Request& reques
 
 asio::awaitable<std::string> SessionService::pass_through(const Request& request) {
     PlacedResult placed = co_await call_placed(request.keys.at(0), classic_wire(request), ReplyShape::line);
-    if (!placed.result.ok()) co_return upstream_failure(*placed.server, placed.result);
+    if (!placed.result.ok())
+        co_return upstream_failure(*placed.server, placed.result);
     co_return placed.result.reply.line + "\r\n";
 }
 

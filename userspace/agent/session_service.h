@@ -63,13 +63,13 @@ struct ClientState {
         std::vector<ReplicaCopy> replicas;
         std::optional<SessionRecord> newest;
         std::uint32_t flags = 0;
-        std::size_t repairs = 0;  // copies this read rewrote
+        std::size_t repairs = 0;     // copies this read rewrote
         std::uint64_t sequence = 0;  // when it was remembered, for forgetting the oldest
     };
 
     std::uint64_t id = 0;
-    std::set<std::string> locks;                                     // lock keys held
-    std::map<std::string, SessionRead> reads;                        // by session id
+    std::set<std::string> locks;                                                 // lock keys held
+    std::map<std::string, SessionRead> reads;                                    // by session id
     std::map<std::string, std::chrono::steady_clock::time_point> lock_attempts;  // first try, by lock key
     std::uint64_t sequence = 0;
 
@@ -122,8 +122,8 @@ private:
     struct Copies {
         ClientState::SessionRead read;
         std::vector<std::optional<SessionRecord>> records;  // by replica, as read
-        std::int64_t newest_ttl = 0;    // seconds the newest copy has left; 0: no expiry
-        std::int64_t longest_ttl = 0;   // seconds the longest-lived copy has left
+        std::int64_t newest_ttl = 0;                        // seconds the newest copy has left; 0: no expiry
+        std::int64_t longest_ttl = 0;                       // seconds the longest-lived copy has left
         bool copy_without_expiry = false;
     };
     // What writing one record over the copies of a read did.
@@ -145,8 +145,10 @@ private:
     // above the record's version.
     boost::asio::awaitable<StoreOutcome> store_record(const std::string& key, ClientState::SessionRead& read,
                                                       const SessionRecord& record, const std::string& meta_flags);
-    boost::asio::awaitable<std::string> write_session(ClientState& client, const Request& request, std::string_view sid);
-    boost::asio::awaitable<std::string> delete_session(ClientState& client, const Request& request, std::string_view sid);
+    boost::asio::awaitable<std::string> write_session(ClientState& client, const Request& request,
+                                                      std::string_view sid);
+    boost::asio::awaitable<std::string> delete_session(ClientState& client, const Request& request,
+                                                       std::string_view sid);
     boost::asio::awaitable<std::string> touch_session(const Request& request);
     boost::asio::awaitable<std::string> pass_through(const Request& request);
 

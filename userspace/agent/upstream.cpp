@@ -48,6 +48,8 @@
 #include <iterator>
 #include <stdexcept>
 
+#include "base/host_port.h"
+
 namespace stickylb::agent {
 
 namespace asio = boost::asio;
@@ -60,9 +62,7 @@ constexpr std::chrono::milliseconds initial_backoff{100};
 constexpr std::chrono::milliseconds max_backoff{2000};
 constexpr std::size_t read_chunk = 16 * 1024;
 
-bool starts_with(std::string_view text, std::string_view prefix) {
-    return text.substr(0, prefix.size()) == prefix;
-}
+bool starts_with(std::string_view text, std::string_view prefix) { return text.substr(0, prefix.size()) == prefix; }
 
 template <class Integer>
 bool parse_decimal(std::string_view text, Integer& value) {
@@ -82,62 +82,19 @@ std::string_view next_token(std::string_view& rest) {
     return token;
 }
 
-bool valid_host_name(std::string_view host) {
-    return std::all_of(host.begin(), host.end(), [](unsigned char c) {
-        return std::isalnum(c) || c == '.' || c == '-' || c == '_';
-    });
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- ServerAddress
 
-std::string ServerAddress::name() const {
-    auto port_text = std::to_string(port);
-    if (host.find(':') != std::string::npos)
-        return "[" + host + "]:" + port_text;
-    return host + ":" + port_text;
-}
+std::string ServerAddress::name() const { return HostPort{host, port}.text(); }
 
 ServerAddress ServerAddress::parse(std::string_view text) {
-    auto invalid = [&](const std::string& why) {
-        return std::invalid_argument("memcached server '" + std::string(text) + "': " + why);
-    };
-    ServerAddress result;
-    std::string_view port_text;
-    if (starts_with(text, "[")) {
-        auto close = text.find(']');
-        if (close == std::string_view::npos)
-            throw invalid("missing ']' after the IPv6 address");
-        result.host = std::string(text.substr(1, close - 1));
-        boost::system::error_code error;
-        asio::ip::make_address_v6(result.host, error);
-        if (error)
-            throw invalid("'" + result.host + "' is not an IPv6 address");
-        auto rest = text.substr(close + 1);
-        if (rest.empty())
-            throw invalid("no port (expected [address]:port)");
-        if (rest.front() != ':')
-            throw invalid("expected ':' and a port after ']'");
-        port_text = rest.substr(1);
-    } else {
-        auto colon = text.rfind(':');
-        if (colon == std::string_view::npos)
-            throw invalid("no port (expected host:port)");
-        if (text.find(':') != colon)
-            throw invalid("an IPv6 address needs brackets: [address]:port");
-        result.host = std::string(text.substr(0, colon));
-        if (result.host.empty())
-            throw invalid("no host before ':'");
-        if (!valid_host_name(result.host))
-            throw invalid("'" + result.host + "' is not an IPv4 address or a host name");
-        port_text = text.substr(colon + 1);
+    try {
+        HostPort parsed = parse_host_port(text);
+        return ServerAddress{std::move(parsed.host), parsed.port};
+    } catch (const std::invalid_argument& error) {
+        throw std::invalid_argument(std::string("memcached server ") + error.what());
     }
-    unsigned port = 0;
-    if (!parse_decimal(port_text, port) || port == 0 || port > 65535)
-        throw invalid("port '" + std::string(port_text) + "' is not a number in 1..65535");
-    result.port = static_cast<std::uint16_t>(port);
-    return result;
 }
 
 // ---------------------------------------------------------------- errors
@@ -166,9 +123,7 @@ const std::error_category& upstream_category() {
     return category;
 }
 
-std::error_code make_error_code(UpstreamError error) {
-    return {static_cast<int>(error), upstream_category()};
-}
+std::error_code make_error_code(UpstreamError error) { return {static_cast<int>(error), upstream_category()}; }
 
 // ---------------------------------------------------------------- Reply
 
@@ -279,9 +234,7 @@ private:
 
             switch (shape) {
             case ReplyShape::line:
-            case ReplyShape::none:
-                reply.line = std::move(line);
-                return Status::complete;
+            case ReplyShape::none: reply.line = std::move(line); return Status::complete;
             case ReplyShape::meta:
                 if (starts_with(line, "VA ")) {
                     std::string_view rest = std::string_view(line).substr(3);
@@ -435,25 +388,23 @@ public:
         boost::system::error_code not_numeric;
         auto numeric = asio::ip::make_address(server_->address.host, not_numeric);
         if (!not_numeric) {
-            socket_.async_connect(tcp::endpoint(numeric, server_->address.port),
-                                  [self = shared_from_this()](const boost::system::error_code& error) {
-                                      self->on_connected(error);
-                                  });
+            socket_.async_connect(
+                tcp::endpoint(numeric, server_->address.port),
+                [self = shared_from_this()](const boost::system::error_code& error) { self->on_connected(error); });
             return;
         }
-        resolver_.async_resolve(
-            server_->address.host, std::to_string(server_->address.port), tcp::resolver::numeric_service,
-            [self = shared_from_this()](const boost::system::error_code& error,
-                                        const tcp::resolver::results_type& results) {
-                if (self->closed_)
-                    return;
-                if (error)
-                    return self->on_connect_failed();
-                asio::async_connect(self->socket_, results,
-                                    [self](const boost::system::error_code& error, const tcp::endpoint&) {
-                                        self->on_connected(error);
-                                    });
-            });
+        resolver_.async_resolve(server_->address.host, std::to_string(server_->address.port),
+                                tcp::resolver::numeric_service,
+                                [self = shared_from_this()](const boost::system::error_code& error,
+                                                            const tcp::resolver::results_type& results) {
+                                    if (self->closed_)
+                                        return;
+                                    if (error)
+                                        return self->on_connect_failed();
+                                    asio::async_connect(self->socket_, results,
+                                                        [self](const boost::system::error_code& error,
+                                                               const tcp::endpoint&) { self->on_connected(error); });
+                                });
     }
 
     void enqueue(Pending request) {
@@ -645,9 +596,9 @@ private:
     bool writing_ = false;
     bool deadline_armed_ = false;
 
-    std::deque<Pending> queued_;           // not written yet
-    std::vector<Pending> written_noreply_; // noreply requests in the write in flight
-    std::deque<Pending> awaiting_;         // written (or being written), reply expected
+    std::deque<Pending> queued_;            // not written yet
+    std::vector<Pending> written_noreply_;  // noreply requests in the write in flight
+    std::deque<Pending> awaiting_;          // written (or being written), reply expected
     std::string write_buffer_;
     ReadBuffer in_;
     ReplyFramer framer_;
@@ -675,7 +626,8 @@ void UpstreamServer::Impl::call(std::string wire, ReplyShape shape, Handler done
         connections[slot] = connection;
         connection->open();
     }
-    connection->enqueue(Pending{next_sequence++, std::move(wire), shape, std::move(done), now + options.request_timeout});
+    connection->enqueue(
+        Pending{next_sequence++, std::move(wire), shape, std::move(done), now + options.request_timeout});
 }
 
 void UpstreamServer::Impl::close() {

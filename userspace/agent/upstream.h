@@ -46,22 +46,22 @@ struct ServerAddress {
 };
 
 enum class UpstreamError {
-    server_down = 1,   // marked down, not tried (backoff)
+    server_down = 1,  // marked down, not tried (backoff)
     connect_failed,
     timeout,
-    connection_lost,   // reset, closed by the server, or closed by another request's failure
-    protocol,          // a reply that does not frame as the shape said
+    connection_lost,  // reset, closed by the server, or closed by another request's failure
+    protocol,         // a reply that does not frame as the shape said
 };
 const std::error_category& upstream_category();
 std::error_code make_error_code(UpstreamError error);
 
 enum class ReplyShape {
-    line,       // one line: STORED, NOT_STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, a number,
-                // OK, VERSION x, ERROR, CLIENT_ERROR x, SERVER_ERROR x
-    values,     // get/gets: VALUE blocks then END (or one error line)
-    stats,      // STAT lines then END
-    meta,       // mg/ms/md/mn: HD/NS/EX/NF/EN/MN line, or VA <len> <flags> + data block
-    none,       // noreply: nothing is read, the handler runs once the request is written
+    line,    // one line: STORED, NOT_STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, a number,
+             // OK, VERSION x, ERROR, CLIENT_ERROR x, SERVER_ERROR x
+    values,  // get/gets: VALUE blocks then END (or one error line)
+    stats,   // STAT lines then END
+    meta,    // mg/ms/md/mn: HD/NS/EX/NF/EN/MN line, or VA <len> <flags> + data block
+    none,    // noreply: nothing is read, the handler runs once the request is written
 };
 
 struct Reply {
@@ -74,7 +74,7 @@ struct Reply {
     std::string line;           // the first (or only) line without "\r\n": "STORED", "HD c5", "VA 3 c2 f0", "END"
     std::vector<Value> values;  // values: the VALUE blocks in order
     std::vector<std::string> stats_lines;  // stats: "STAT name value" lines
-    std::string data;           // meta VA: the data block
+    std::string data;                      // meta VA: the data block
 
     // Meta replies: the two-letter code ("HD", "VA", "EN", "NS", "EX", "NF", "MN").
     std::string_view meta_code() const;
@@ -86,13 +86,13 @@ struct Reply {
 struct UpstreamOptions {
     std::chrono::milliseconds connect_timeout{250};
     std::chrono::milliseconds request_timeout{500};
-    std::size_t connections = 2;           // opened lazily; requests spread round-robin
+    std::size_t connections = 2;  // opened lazily; requests spread round-robin
     std::size_t max_reply_bytes = 2 * 1024 * 1024;
 };
 
 struct UpstreamCounters {
     std::uint64_t requests = 0;
-    std::uint64_t errors = 0;         // requests that completed with an error
+    std::uint64_t errors = 0;  // requests that completed with an error
     std::uint64_t connects = 0;
     std::uint64_t connect_failures = 0;
 };

@@ -15,12 +15,14 @@ UpstreamGroup::UpstreamGroup(asio::any_io_executor executor, const std::vector<s
     for (const std::string& text : servers) {
         servers_.push_back(std::make_unique<UpstreamServer>(executor, ServerAddress::parse(text), options));
     }
-    for (const auto& server : servers_) names_.push_back(server->name());
+    for (const auto& server : servers_)
+        names_.push_back(server->name());
 }
 
 std::vector<UpstreamServer*> UpstreamGroup::ranked(std::string_view key) {
     std::vector<UpstreamServer*> out;
-    for (std::size_t index : rank_servers(names_, key)) out.push_back(servers_[index].get());
+    for (std::size_t index : rank_servers(names_, key))
+        out.push_back(servers_[index].get());
     return out;
 }
 
@@ -28,17 +30,21 @@ std::vector<UpstreamServer*> UpstreamGroup::placement(std::string_view key, std:
     std::vector<UpstreamServer*> order = ranked(key);
     std::vector<UpstreamServer*> chosen;
     for (UpstreamServer* server : order) {
-        if (chosen.size() < count && server->up()) chosen.push_back(server);
+        if (chosen.size() < count && server->up())
+            chosen.push_back(server);
     }
     for (UpstreamServer* server : order) {
-        if (chosen.size() >= std::min(count, order.size())) break;
-        if (std::find(chosen.begin(), chosen.end(), server) == chosen.end()) chosen.push_back(server);
+        if (chosen.size() >= std::min(count, order.size()))
+            break;
+        if (std::find(chosen.begin(), chosen.end(), server) == chosen.end())
+            chosen.push_back(server);
     }
     return chosen;
 }
 
 void UpstreamGroup::close() {
-    for (auto& server : servers_) server->close();
+    for (auto& server : servers_)
+        server->close();
 }
 
 asio::awaitable<CallResult> call(UpstreamServer& server, std::string wire, ReplyShape shape) {
@@ -64,7 +70,8 @@ asio::awaitable<PlacedResult> call_first(UpstreamGroup& group, std::string_view 
         // co_await inside a conditional expression.
         std::string attempt = wire;
         placed.result = co_await call(*order[i], std::move(attempt), shape);
-        if (placed.result.ok()) break;
+        if (placed.result.ok())
+            break;
     }
     co_return placed;
 }
@@ -88,7 +95,8 @@ asio::awaitable<std::vector<CallResult>> call_all(std::vector<UpstreamCall> call
                 calls[i].server->call(std::move(calls[i].wire), calls[i].shape,
                                       [pending, i](std::error_code error, Reply reply) {
                                           pending->results[i] = CallResult{error, std::move(reply)};
-                                          if (--pending->outstanding == 0) pending->done(std::move(pending->results));
+                                          if (--pending->outstanding == 0)
+                                              pending->done(std::move(pending->results));
                                       });
             }
         },

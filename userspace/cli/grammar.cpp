@@ -35,7 +35,9 @@ std::vector<Object> build_tree() {
     const Param vip_filter = keyword("vip", "VIP");
     const Param table_filters[] = {vip_filter, keyword("backend", "NAME"), keyword("client", "ADDR", Type::address)};
     return {
-        {"vip", "virtual services", {{"show", "list VIPs (or one VIP) with their settings", {positional("vip", "VIP", false)}}}},
+        {"vip",
+         "virtual services",
+         {{"show", "list VIPs (or one VIP) with their settings", {positional("vip", "VIP", false)}}}},
         {"backend",
          "the backends of each VIP",
          {
@@ -43,7 +45,9 @@ std::vector<Object> build_tree() {
              {"drain",
               "take a backend out of the ring; its flows and affinities stay (force: its affinity clients move now)",
               {positional("vip", "VIP"), positional("name", "NAME"), flag("force")}},
-             {"enable", "put a drained backend back into the ring", {positional("vip", "VIP"), positional("name", "NAME")}},
+             {"enable",
+              "put a drained backend back into the ring",
+              {positional("vip", "VIP"), positional("name", "NAME")}},
              {"set",
               "change a backend's weight (0..65535)",
               {positional("vip", "VIP"), positional("name", "NAME"), keyword("weight", "N", Type::weight, true)}},
@@ -73,29 +77,33 @@ std::vector<Object> build_tree() {
 
 std::vector<std::string> object_names(bool with_help) {
     std::vector<std::string> names;
-    for (const auto& object : command_tree()) names.push_back(object.name);
-    if (with_help) names.emplace_back("help");
+    for (const auto& object : command_tree())
+        names.push_back(object.name);
+    if (with_help)
+        names.emplace_back("help");
     return names;
 }
 
 std::vector<std::string> verb_names(const Object& object) {
     std::vector<std::string> names;
-    for (const auto& verb : object.verbs) names.push_back(verb.name);
+    for (const auto& verb : object.verbs)
+        names.push_back(verb.name);
     names.emplace_back("help");
     return names;
 }
 
 const Object& find_object(const std::string& name) {
     for (const auto& object : command_tree())
-        if (object.name == name) return object;
+        if (object.name == name)
+            return object;
     throw UsageError("unknown object '" + name + "'");
 }
 
 json validate(const Param& param, const std::string& value, const std::string& where) {
-    if (value.empty()) throw UsageError(where + ": " + param.meta + " must not be empty");
+    if (value.empty())
+        throw UsageError(where + ": " + param.meta + " must not be empty");
     switch (param.type) {
-    case Type::text:
-        return value;
+    case Type::text: return value;
     case Type::address: {
         unsigned char buffer[16];
         char text[INET6_ADDRSTRLEN];
@@ -110,9 +118,8 @@ json validate(const Param& param, const std::string& value, const std::string& w
         throw UsageError(where + ": '" + value + "' is not an IPv4 or IPv6 address");
     }
     case Type::weight: {
-        bool digits = value.size() <= 5 && std::all_of(value.begin(), value.end(), [](char c) {
-                          return c >= '0' && c <= '9';
-                      });
+        bool digits =
+            value.size() <= 5 && std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
         unsigned long number = digits ? std::stoul(value) : 0;
         if (!digits || number > 65535)
             throw UsageError(where + ": weight must be an integer from 0 to 65535, not '" + value + "'");
@@ -127,7 +134,8 @@ Request parse_args(const Object& object, const Verb& verb, const std::vector<std
     Request request{object.name, verb.name, json::object()};
     std::size_t i = 0;
     for (const auto& param : verb.params) {
-        if (param.kind != Kind::positional) continue;
+        if (param.kind != Kind::positional)
+            continue;
         if (i < words.size()) {
             request.args[param.key] = validate(param, words[i++], where);
         } else if (param.required) {
@@ -137,22 +145,24 @@ Request parse_args(const Object& object, const Verb& verb, const std::vector<std
     }
     std::vector<std::string> names;
     for (const auto& param : verb.params)
-        if (param.kind != Kind::positional) names.push_back(param.key);
+        if (param.kind != Kind::positional)
+            names.push_back(param.key);
     while (i < words.size()) {
         const std::string& word = words[i++];
         if (names.empty())
             throw UsageError(where + ": unexpected argument '" + word + "' (usage: stickylb " + object.name + " " +
                              verb.usage() + ")");
         std::string name = match_prefix(word, names, "argument for " + where);
-        const Param& param = *std::find_if(verb.params.begin(), verb.params.end(), [&](const Param& p) {
-            return p.kind != Kind::positional && p.key == name;
-        });
-        if (request.args.contains(param.key)) throw UsageError(where + ": '" + param.key + "' given twice");
+        const Param& param = *std::find_if(verb.params.begin(), verb.params.end(),
+                                           [&](const Param& p) { return p.kind != Kind::positional && p.key == name; });
+        if (request.args.contains(param.key))
+            throw UsageError(where + ": '" + param.key + "' given twice");
         if (param.kind == Kind::flag) {
             request.args[param.key] = true;
             continue;
         }
-        if (i >= words.size()) throw UsageError(where + ": '" + param.key + "' needs a value (" + param.meta + ")");
+        if (i >= words.size())
+            throw UsageError(where + ": '" + param.key + "' needs a value (" + param.meta + ")");
         request.args[param.key] = validate(param, words[i++], where);
     }
     for (const auto& param : verb.params)
@@ -183,18 +193,23 @@ const std::vector<Object>& command_tree() {
     return tree;
 }
 
-std::string match_prefix(const std::string& word, const std::vector<std::string>& candidates,
-                         const std::string& what) {
-    if (word.empty()) throw UsageError("empty " + what);
+std::string match_prefix(const std::string& word, const std::vector<std::string>& candidates, const std::string& what) {
+    if (word.empty())
+        throw UsageError("empty " + what);
     std::vector<std::string> matches;
     for (const auto& candidate : candidates) {
-        if (candidate == word) return candidate;
-        if (candidate.compare(0, word.size(), word) == 0) matches.push_back(candidate);
+        if (candidate == word)
+            return candidate;
+        if (candidate.compare(0, word.size(), word) == 0)
+            matches.push_back(candidate);
     }
-    if (matches.size() == 1) return matches.front();
+    if (matches.size() == 1)
+        return matches.front();
     std::string list;
-    for (const auto& name : matches.empty() ? candidates : matches) list += (list.empty() ? "" : ", ") + name;
-    if (matches.empty()) throw UsageError("unknown " + what + " '" + word + "' (one of: " + list + ")");
+    for (const auto& name : matches.empty() ? candidates : matches)
+        list += (list.empty() ? "" : ", ") + name;
+    if (matches.empty())
+        throw UsageError("unknown " + what + " '" + word + "' (one of: " + list + ")");
     throw UsageError("ambiguous " + what + " '" + word + "': " + list);
 }
 
@@ -215,8 +230,10 @@ std::string usage_text() {
            "OPTIONS := { -j|--json | -p|--pretty | -s|--socket PATH | -h|--help | -V|--version }\n\n"
            "Commands:\n";
     for (const auto& object : command_tree()) {
-        if (object.verbs.empty()) out << "  stickylb " << object.name << "\n";
-        for (const auto& verb : object.verbs) out << "  stickylb " << object.name << " " << verb.usage() << "\n";
+        if (object.verbs.empty())
+            out << "  stickylb " << object.name << "\n";
+        for (const auto& verb : object.verbs)
+            out << "  stickylb " << object.name << " " << verb.usage() << "\n";
     }
     out << "\nObjects and commands may be abbreviated to any unambiguous prefix (stickylb b sh).\n"
            "Default socket: "
@@ -236,7 +253,9 @@ std::string object_help(const Object& object) {
         lead = "       ";
     }
     out << lead << "stickylb " << object.name << " help\n\n" << object.name << ": " << object.summary << "\n";
-    for (const auto& verb : object.verbs) out << "  " << verb.name << std::string(8 - std::min<std::size_t>(7, verb.name.size()), ' ') << verb.summary << "\n";
+    for (const auto& verb : object.verbs)
+        out << "  " << verb.name << std::string(8 - std::min<std::size_t>(7, verb.name.size()), ' ') << verb.summary
+            << "\n";
     return out.str();
 }
 
@@ -244,36 +263,46 @@ std::string verb_help(const Object& object, const Verb& verb) {
     std::ostringstream out;
     out << "Usage: stickylb " << object.name << " " << verb.usage() << "\n\n" << verb.summary << "\n";
     for (const auto& param : verb.params) {
-        if (param.type == Type::weight) out << "  " << param.meta << ": an integer from 0 to 65535\n";
-        if (param.type == Type::address) out << "  " << param.meta << ": an IPv4 or IPv6 address\n";
-        if (param.meta == "VIP" && param.kind == Kind::positional) out << "  VIP: the VIP's name\n";
+        if (param.type == Type::weight)
+            out << "  " << param.meta << ": an integer from 0 to 65535\n";
+        if (param.type == Type::address)
+            out << "  " << param.meta << ": an IPv4 or IPv6 address\n";
+        if (param.meta == "VIP" && param.kind == Kind::positional)
+            out << "  VIP: the VIP's name\n";
     }
     return out.str();
 }
 
 std::optional<Request> parse_command(const std::vector<std::string>& words, std::string* help_text) {
     auto help = [&](std::string text) -> std::optional<Request> {
-        if (help_text) *help_text = std::move(text);
+        if (help_text)
+            *help_text = std::move(text);
         return std::nullopt;
     };
-    if (words.empty()) throw UsageError("missing OBJECT (try 'stickylb help')");
+    if (words.empty())
+        throw UsageError("missing OBJECT (try 'stickylb help')");
     std::string object_name = match_prefix(words[0], object_names(true), "object");
-    if (object_name == "help") return help(usage_text());
+    if (object_name == "help")
+        return help(usage_text());
     const Object& object = find_object(object_name);
 
     if (object.verbs.empty()) {  // version
-        if (words.size() == 2 && words[1] == "help") return help(object_help(object));
-        if (words.size() > 1) throw UsageError(object.name + ": unexpected argument '" + words[1] + "'");
+        if (words.size() == 2 && words[1] == "help")
+            return help(object_help(object));
+        if (words.size() > 1)
+            throw UsageError(object.name + ": unexpected argument '" + words[1] + "'");
         return Request{object.name, "show", json::object()};
     }
     // `stickylb backend` alone runs the first command (show), like bpftool.
     std::string verb_name = words.size() > 1 ? match_prefix(words[1], verb_names(object), "command for " + object.name)
                                              : object.verbs.front().name;
-    if (verb_name == "help") return help(object_help(object));
-    const Verb& verb = *std::find_if(object.verbs.begin(), object.verbs.end(),
-                                     [&](const Verb& v) { return v.name == verb_name; });
+    if (verb_name == "help")
+        return help(object_help(object));
+    const Verb& verb =
+        *std::find_if(object.verbs.begin(), object.verbs.end(), [&](const Verb& v) { return v.name == verb_name; });
     std::vector<std::string> rest(words.begin() + std::min<std::ptrdiff_t>(2, words.size()), words.end());
-    if (rest.size() == 1 && rest[0] == "help") return help(verb_help(object, verb));
+    if (rest.size() == 1 && rest[0] == "help")
+        return help(verb_help(object, verb));
     return parse_args(object, verb, rest);
 }
 
@@ -288,7 +317,8 @@ Invocation parse_command_line(const std::vector<std::string>& argv) {
             ++i;
             break;
         }
-        if (arg.size() < 2 || arg[0] != '-') break;
+        if (arg.size() < 2 || arg[0] != '-')
+            break;
         if (arg.compare(0, 2, "--") == 0) {
             std::string name = arg.substr(2), value;
             bool has_value = false;
@@ -299,19 +329,27 @@ Invocation parse_command_line(const std::vector<std::string>& argv) {
             }
             if (name == "socket") {
                 if (!has_value) {
-                    if (++i >= argv.size()) throw UsageError("option --socket needs a PATH");
+                    if (++i >= argv.size())
+                        throw UsageError("option --socket needs a PATH");
                     value = argv[i];
                 }
-                if (value.empty()) throw UsageError("option --socket needs a PATH");
+                if (value.empty())
+                    throw UsageError("option --socket needs a PATH");
                 options.socket = value;
                 continue;
             }
-            if (has_value) throw UsageError("option --" + name + " takes no value");
-            if (name == "json") options.json = true;
-            else if (name == "pretty") options.json = options.pretty = true;
-            else if (name == "help") want_help = true;
-            else if (name == "version") want_version = true;
-            else throw UsageError("unknown option '" + arg + "'");
+            if (has_value)
+                throw UsageError("option --" + name + " takes no value");
+            if (name == "json")
+                options.json = true;
+            else if (name == "pretty")
+                options.json = options.pretty = true;
+            else if (name == "help")
+                want_help = true;
+            else if (name == "version")
+                want_version = true;
+            else
+                throw UsageError("unknown option '" + arg + "'");
             continue;
         }
         for (std::size_t c = 1; c < arg.size(); ++c) {
@@ -323,10 +361,12 @@ Invocation parse_command_line(const std::vector<std::string>& argv) {
             case 's': {
                 std::string value = arg.substr(c + 1);
                 if (value.empty()) {
-                    if (++i >= argv.size()) throw UsageError("option -s needs a PATH");
+                    if (++i >= argv.size())
+                        throw UsageError("option -s needs a PATH");
                     value = argv[i];
                 }
-                if (value.empty()) throw UsageError("option -s needs a PATH");
+                if (value.empty())
+                    throw UsageError("option -s needs a PATH");
                 options.socket = value;
                 c = arg.size();
                 break;
@@ -341,15 +381,16 @@ Invocation parse_command_line(const std::vector<std::string>& argv) {
         return invocation;
     }
     std::vector<std::string> words(argv.begin() + std::min(i, argv.size()), argv.end());
-    if (want_version) words = {"version"};
+    if (want_version)
+        words = {"version"};
     auto request = parse_command(words, &invocation.text);
     if (!request) {
         invocation.action = Invocation::Action::help;
         return invocation;
     }
     invocation.request = std::move(*request);
-    invocation.action = invocation.request.object == "version" ? Invocation::Action::version
-                                                               : Invocation::Action::request;
+    invocation.action =
+        invocation.request.object == "version" ? Invocation::Action::version : Invocation::Action::request;
     return invocation;
 }
 

@@ -8,7 +8,7 @@
 // tests that keep the man page and the bash completion in step all read it.
 // Objects and commands match by unambiguous prefix (`stickylb b sh` is
 // `stickylb backend show`); an exact name always wins. Every command becomes one
-// control-socket request {object, verb, args} (see daemon/control_server.h).
+// control-socket request {object, verb, args} (see control/control_server.h).
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -36,8 +36,8 @@ struct Param {
     enum class Kind { positional, keyword, flag };
     enum class Type { text, address, weight };  // weight: integer 0..65535
     Kind kind;
-    std::string key;    // the args key in the request (snake_case), also the keyword
-    std::string meta;   // the placeholder in usage: VIP, NAME, ADDR, N
+    std::string key;   // the args key in the request (snake_case), also the keyword
+    std::string meta;  // the placeholder in usage: VIP, NAME, ADDR, N
     Type type = Type::text;
     bool required = false;
 };
@@ -61,8 +61,7 @@ const std::vector<Object>& command_tree();
 // Resolves a possibly abbreviated word among candidates: the exact match, else
 // the only one it is a prefix of. Throws UsageError (unknown / ambiguous);
 // `what` names the kind of word in the message ("object", "command for backend").
-std::string match_prefix(const std::string& word, const std::vector<std::string>& candidates,
-                         const std::string& what);
+std::string match_prefix(const std::string& word, const std::vector<std::string>& candidates, const std::string& what);
 
 struct Options {
     bool json = false;
@@ -81,8 +80,8 @@ struct Invocation {
     enum class Action { request, help, version };
     Options options;
     Action action = Action::help;
-    Request request;    // action == request (and version: the daemon's version request)
-    std::string text;   // action == help: what to print
+    Request request;   // action == request (and version: the daemon's version request)
+    std::string text;  // action == help: what to print
 };
 
 // argv without the program name. Options come before OBJECT. Throws UsageError.
@@ -92,8 +91,8 @@ Invocation parse_command_line(const std::vector<std::string>& argv);
 // help words yield std::nullopt with `help_text` filled in.
 std::optional<Request> parse_command(const std::vector<std::string>& words, std::string* help_text);
 
-std::string usage_text();                                    // stickylb help
-std::string object_help(const Object& object);               // stickylb backend help
+std::string usage_text();                                       // stickylb help
+std::string object_help(const Object& object);                  // stickylb backend help
 std::string verb_help(const Object& object, const Verb& verb);  // stickylb backend drain help
 
 }  // namespace stickylb::cli

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // stickylb: the command line of stickylbd, bpftool style. See cli/grammar.h for
-// the grammar and daemon/control_server.h for the protocol.
+// the grammar and control/control_server.h for the protocol.
 //
 // Exit codes: 0 success (and help), 1 error (daemon unreachable, the daemon
 // answered with an error), 2 usage error.
@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "cli/grammar.h"
-#include "common/bounded_json.h"
+#include "base/bounded_json.h"
 #include "cli/output.h"
 
 namespace {
@@ -41,14 +41,17 @@ public:
         };
         sockaddr_un address{};
         address.sun_family = AF_UNIX;
-        if (path.size() >= sizeof address.sun_path) fail(ENAMETOOLONG);
+        if (path.size() >= sizeof address.sun_path)
+            fail(ENAMETOOLONG);
         std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
         fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) fail(errno);
+        if (fd_ < 0)
+            fail(errno);
         timeval timeout{kTimeoutSeconds, 0};
         ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
         ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) fail(errno);
+        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+            fail(errno);
     }
     ~Connection() { ::close(fd_); }
     Connection(const Connection&) = delete;
@@ -59,23 +62,30 @@ public:
         std::string line = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
         for (std::size_t sent = 0; sent < line.size();) {
             ssize_t n = ::send(fd_, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) throw std::runtime_error(std::string("sending to stickylbd: ") + std::strerror(errno));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                throw std::runtime_error(std::string("sending to stickylbd: ") + std::strerror(errno));
             sent += static_cast<std::size_t>(n);
         }
         std::string response;
         char buffer[65536];
         while (response.find('\n') == std::string::npos) {
             ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
-            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EINTR)
+                continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 throw std::runtime_error("stickylbd did not answer within " + std::to_string(kTimeoutSeconds) + " s");
-            if (n < 0) throw std::runtime_error(std::string("reading from stickylbd: ") + std::strerror(errno));
-            if (n == 0) break;
+            if (n < 0)
+                throw std::runtime_error(std::string("reading from stickylbd: ") + std::strerror(errno));
+            if (n == 0)
+                break;
             response.append(buffer, static_cast<std::size_t>(n));
-            if (response.size() > kMaxResponseBytes) throw std::runtime_error("response from stickylbd too large");
+            if (response.size() > kMaxResponseBytes)
+                throw std::runtime_error("response from stickylbd too large");
         }
-        if (auto newline = response.find('\n'); newline != std::string::npos) response.resize(newline);
+        if (auto newline = response.find('\n'); newline != std::string::npos)
+            response.resize(newline);
         json parsed;
         try {
             parsed = stickylb::parse_json_bounded(response, kMaxResponseDepth);
@@ -107,7 +117,9 @@ json result_of(const json& response) {
 int run(const Invocation& invocation) {
     using stickylb::cli::OutputFormat;
     const auto& options = invocation.options;
-    OutputFormat format = options.pretty ? OutputFormat::pretty : options.json ? OutputFormat::json : OutputFormat::plain;
+    OutputFormat format = options.pretty ? OutputFormat::pretty
+                          : options.json ? OutputFormat::json
+                                         : OutputFormat::plain;
 
     if (invocation.action == Invocation::Action::version) {
         json daemon;  // null: no answer
@@ -148,7 +160,8 @@ int main(int argc, char** argv) {
         invocation = stickylb::cli::parse_command_line(args);
     } catch (const stickylb::cli::UsageError& e) {
         std::cerr << "Error: " << e.what() << "\n";
-        if (args.empty()) std::cerr << "\n" << stickylb::cli::usage_text();
+        if (args.empty())
+            std::cerr << "\n" << stickylb::cli::usage_text();
         return 2;
     }
     if (invocation.action == Invocation::Action::help) {

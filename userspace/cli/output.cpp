@@ -12,18 +12,23 @@ namespace {
 std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 bool is_scalar_array(const json& value) {
-    if (!value.is_array()) return false;
+    if (!value.is_array())
+        return false;
     for (const auto& element : value)
-        if (element.is_structured()) return false;
+        if (element.is_structured())
+            return false;
     return true;
 }
 
 std::string scalar(const json& value) {
-    if (value.is_string()) return value.get<std::string>();
-    if (value.is_null()) return "-";
+    if (value.is_string())
+        return value.get<std::string>();
+    if (value.is_null())
+        return "-";
     if (is_scalar_array(value)) {
         std::string text;
-        for (const auto& element : value) text += (text.empty() ? "" : ",") + scalar(element);
+        for (const auto& element : value)
+            text += (text.empty() ? "" : ",") + scalar(element);
         return text.empty() ? "-" : text;
     }
     return dump(value);
@@ -36,13 +41,15 @@ void flatten(const json& object, const std::string& prefix, std::string& line) {
             flatten(value, prefix + key + ".", line);
             continue;
         }
-        if (!line.empty()) line += "  ";
+        if (!line.empty())
+            line += "  ";
         line += prefix + key + " " + scalar(value);
     }
 }
 
 void print(const json& value, const std::string& indent, std::ostringstream& out) {
-    if (value.is_null()) return;
+    if (value.is_null())
+        return;
     if (value.is_array() && !is_scalar_array(value)) {
         for (const auto& element : value) {
             if (element.is_object()) {
@@ -58,7 +65,8 @@ void print(const json& value, const std::string& indent, std::ostringstream& out
         return;
     }
     if (value.is_array()) {  // of scalars: one per line
-        for (const auto& element : value) out << indent << scalar(element) << "\n";
+        for (const auto& element : value)
+            out << indent << scalar(element) << "\n";
         return;
     }
     if (value.is_object()) {

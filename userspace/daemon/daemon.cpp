@@ -9,9 +9,11 @@
 #include <fstream>
 #include <set>
 
-#include "core/errors.h"
-#include "daemon/affinity_snapshot.h"
-#include "daemon/ring_pick.h"
+#include "base/protocol.h"
+#include "control/reload_rules.h"
+#include "base/errors.h"
+#include "session/affinity_snapshot.h"
+#include "control/ring_pick.h"
 #include "session/signed_value.h"
 
 #ifndef STICKYLB_VERSION
@@ -22,17 +24,6 @@ namespace stickylb {
 namespace {
 
 constexpr auto kRefreshPeriod = std::chrono::seconds(1);  // next-hop MACs, periodic reconcile
-
-std::string state_name(BackendState state) {
-    switch (state) {
-    case BackendState::up: return "up";
-    case BackendState::draining: return "draining";
-    case BackendState::down: return "down";
-    }
-    return "unknown";
-}
-
-std::string protocol_name(std::uint8_t protocol) { return protocol == IPPROTO_UDP ? "udp" : "tcp"; }
 
 LoadOptions load_options_for(const DaemonConfig& config) {
     LoadOptions options;
@@ -47,7 +38,7 @@ LoadOptions load_options_for(const DaemonConfig& config) {
 
 ProbeSpec probe_for(const VipConfig& vip, const BackendConfig& backend) {
     ProbeSpec spec;
-    spec.kind = vip.health.kind == HealthCheckConfig::Kind::http ? ProbeSpec::Kind::http : ProbeSpec::Kind::tcp;
+    spec.kind = vip.health.kind;
     spec.address = backend.address;
     spec.port = vip.health.port ? vip.health.port : vip.port;
     spec.interval = vip.health.interval;
@@ -97,8 +88,9 @@ void Daemon::start() {
     plane_->set_runtime_config(runtime_config());
 
     neighbours_ = std::make_unique<NeighbourTable>();
-    reconciler_.emplace(*plane_, config_.hash_seed, EgressInterface{MacAddress::of_interface(config_.interface), ifindex_},
-                        [this](const DesiredBackend& backend, ForwardingMode mode) { return resolve_mac(backend, mode); });
+    reconciler_.emplace(
+        *plane_, config_.hash_seed, EgressInterface{MacAddress::of_interface(config_.interface), ifindex_},
+        [this](const DesiredBackend& backend, ForwardingMode mode) { return resolve_mac(backend, mode); });
 
     // Adopt what a previous daemon left pinned: backend states seed the health checks,
     // so nothing flaps while the first probes run.
@@ -223,22 +215,24 @@ void Daemon::reload() {
         spdlog::error("reload rejected: {}; keeping the running configuration", error.what());
         return;
     }
-    if (next.interface != config_.interface || next.pin_dir != config_.pin_dir || next.ring_size != config_.ring_size ||
-        next.max_vips != config_.max_vips || next.max_backends != config_.max_backends ||
-        next.flow_table_size != config_.flow_table_size || next.affinity_table_size != config_.affinity_table_size ||
-        next.hash_seed != config_.hash_seed ||
-        next.control_socket != config_.control_socket || next.control_group != config_.control_group ||
-        next.metrics_listen != config_.metrics_listen ||
-        next.memcached_servers != config_.memcached_servers || next.session != config_.session)
-        spdlog::warn("reload: interface, pin_dir, ring_size, map sizes, hash_seed, control_socket, control_group, "
-                     "metrics_listen, memcached_servers and session take effect on restart (map sizes: after "
-                     "stickylbd --detach)");
-    next.max_vips = config_.max_vips;
-    next.max_backends = config_.max_backends;
+    if (const auto changed = restart_only_changes(config_, next); !changed.empty()) {
+        std::string keys;
+        for (const std::string_view key : changed)
+            keys += (keys.empty() ? "" : ", ") + std::string(key);
+        spdlog::warn(
+            "reload: {} take{} effect on restart (map sizes: after stickylbd --detach); running with the "
+            "current values",
+            keys, changed.size() == 1 ? "s" : "");
+    }
+    // The running map sizes bound the new VIPs and backends; every other restart-only
+    // key is kept too.
+    keep_restart_only_keys(next, config_);
     if (const auto problems = capacity_problems(next); !problems.empty()) {
         for (const std::string& problem : problems)
-            spdlog::error("reload rejected: {} (the running map size; sizes change on restart); keeping the running "
-                          "configuration", problem);
+            spdlog::error(
+                "reload rejected: {} (the running map size; sizes change on restart); keeping the running "
+                "configuration",
+                problem);
         return;
     }
     // A weight the file changes outranks the operator's earlier override.
@@ -255,17 +249,6 @@ void Daemon::reload() {
         if (override_of.weight && weight_in(next) != weight_in(config_))
             override_of.weight.reset();
     }
-    next.interface = config_.interface;
-    next.pin_dir = config_.pin_dir;
-    next.ring_size = config_.ring_size;
-    next.flow_table_size = config_.flow_table_size;
-    next.affinity_table_size = config_.affinity_table_size;
-    next.hash_seed = config_.hash_seed;
-    next.control_socket = config_.control_socket;
-    next.control_group = config_.control_group;
-    next.metrics_listen = config_.metrics_listen;
-    next.memcached_servers = config_.memcached_servers;
-    next.session = config_.session;
     const bool runtime_changed = next.new_flow_limit_per_cpu != config_.new_flow_limit_per_cpu;
     config_ = std::move(next);
     if (runtime_changed)
@@ -313,7 +296,8 @@ void Daemon::reconcile(const std::string& why) {
         for (const DesiredVip& vip : desired_.vips)
             for (const DesiredBackend& backend : vip.backends)
                 before[backend.id] = backend.state;
-        desired_ = desired_state(config_, overrides_, [this](const BackendId& id) { return verdict(id); }, *indexes_);
+        desired_ = desired_state(
+            config_, overrides_, [this](const BackendId& id) { return verdict(id); }, *indexes_);
         const ReconcileStats stats = reconciler_->apply(desired_);
         for (const auto& [vip, slots] : stats.ring_slots_written_by_vip) {
             ++ring_writes_[vip].rewrites;
@@ -352,7 +336,8 @@ void Daemon::count_moved_clients(const std::vector<DesiredBackend>& gone_down) {
     std::vector<Watched> watched;
     watched.reserve(gone_down.size());
     for (const DesiredBackend& backend : gone_down)
-        watched.push_back({backend.id, backend.index, std::chrono::seconds(find_vip(backend.id.first).persistence.timeout_s)});
+        watched.push_back(
+            {backend.id, backend.index, std::chrono::seconds(find_vip(backend.id.first).persistence.timeout_s)});
     worker_->post([this, watched] {
         std::map<std::uint32_t, std::uint64_t> counts;
         try {
@@ -442,7 +427,7 @@ nlohmann::json Daemon::backends_json(const nlohmann::json& args) const {
                             {"address", backend.address.to_string()},
                             {"index", backend.index},
                             {"weight", backend.weight},
-                            {"state", state_name(backend.state)},
+                            {"state", to_string(backend.state)},
                             {"health", to_string(checker_->health(to_string(backend.id)))},
                             {"admin_drained", override_of != overrides_.end() && override_of->second.drained},
                             {"packets", stats.packets},
@@ -461,7 +446,8 @@ void Daemon::handle_async(const std::string& object, const std::string& verb, co
         }
         if (object == "affinity" && (verb == "save" || verb == "restore")) {
             if (!session_)
-                throw std::invalid_argument("affinity " + verb + ": snapshots live in memcached, and no "
+                throw std::invalid_argument("affinity " + verb +
+                                            ": snapshots live in memcached, and no "
                                             "memcached_servers are configured");
             if (verb == "save")
                 session_->save_affinities(std::move(reply));
@@ -600,13 +586,11 @@ nlohmann::json Daemon::handle(const std::string& object, const std::string& verb
                 continue;
             for (const BackendConfig& backend : vip.backends) {
                 const std::string key = to_string(BackendId{vip.name, backend.name});
-                nlohmann::json row{{"vip", vip.name},
-                                   {"name", backend.name},
-                                   {"health", to_string(checker_->health(key))}};
+                nlohmann::json row{
+                    {"vip", vip.name}, {"name", backend.name}, {"health", to_string(checker_->health(key))}};
                 if (auto found = health_detail_.find(key); found != health_detail_.end() && found->second.last) {
                     row["last_result"] = found->second.last->success ? "ok" : found->second.last->detail;
-                    row["last_latency_seconds"] =
-                        std::chrono::duration<double>(found->second.last->latency).count();
+                    row["last_latency_seconds"] = std::chrono::duration<double>(found->second.last->latency).count();
                     row["transitions"] = found->second.transitions;
                 }
                 list.push_back(row);
@@ -616,11 +600,9 @@ nlohmann::json Daemon::handle(const std::string& object, const std::string& verb
     }
     if (object == "stats" && verb == "show") {
         const auto global = plane_->global_stats();
-        nlohmann::json result{{"passed_not_ip", global.pass_not_ip},     {"passed_not_vip", global.pass_not_vip},
-                              {"passed_malformed", global.pass_malformed}, {"slow_path", global.pass_slow_path},
-                              {"dropped_malformed", global.drop_malformed}, {"dropped_no_backend", global.drop_no_backend},
-                              {"dropped_fragment", global.drop_fragment},   {"dropped_error", global.drop_error},
-                              {"forwarded_tx", global.tx},                  {"forwarded_redirect", global.redirect}};
+        nlohmann::json result = nlohmann::json::object();
+        for (const GlobalCounter& counter : kGlobalCounters)
+            result[counter.name] = global.*counter.field;
         nlohmann::json vips = nlohmann::json::array();
         for (const DesiredVip& vip : desired_.vips) {
             if (args.contains("vip") && args["vip"] != vip.name)
@@ -631,12 +613,25 @@ nlohmann::json Daemon::handle(const std::string& object, const std::string& verb
                             {"bytes", stats.bytes},
                             {"new_flows", stats.new_flows},
                             {"affinity_hits", stats.affinity_hits},
-                            {"affinity_misses", stats.affinity_misses}});
+                            {"affinity_misses", stats.affinity_misses},
+                            {"backends", backend_counters(vip)}});
         }
         result["vips"] = vips;
         return result;
     }
     throw std::invalid_argument("unknown command '" + object + " " + verb + "'");
+}
+
+nlohmann::json Daemon::backend_counters(const DesiredVip& vip) const {
+    nlohmann::json backends = nlohmann::json::array();
+    for (const DesiredBackend& backend : vip.backends) {
+        const auto stats = plane_->backend_stats(backend.index);
+        backends.push_back({{"name", backend.id.second},
+                            {"state", to_string(backend.state)},
+                            {"packets", stats.packets},
+                            {"bytes", stats.bytes}});
+    }
+    return backends;
 }
 
 std::string Daemon::vip_name(std::uint32_t vip_index) const {
@@ -656,7 +651,8 @@ std::string Daemon::backend_name(std::uint32_t backend_index) const {
 
 // flow|affinity show|flush [vip VIP] [backend NAME] [client ADDR], straight from the pinned tables.
 nlohmann::json Daemon::table_command(const std::string& object, const std::string& verb, const nlohmann::json& args) {
-    const std::optional<std::string> vip = args.contains("vip") ? std::optional(args["vip"].get<std::string>()) : std::nullopt;
+    const std::optional<std::string> vip =
+        args.contains("vip") ? std::optional(args["vip"].get<std::string>()) : std::nullopt;
     const std::optional<std::string> backend =
         args.contains("backend") ? std::optional(args["backend"].get<std::string>()) : std::nullopt;
     const std::optional<IpAddress> client =
@@ -668,11 +664,12 @@ nlohmann::json Daemon::table_command(const std::string& object, const std::strin
                (!client || address == *client);
     };
     if (verb == "flush") {
-        const std::size_t removed =
-            object == "flow"
-                ? tables_->delete_flows([&](const FlowRecord& f) { return selected(f.vip_index, f.backend_index, f.client); })
-                : tables_->delete_affinities(
-                      [&](const AffinityRecord& a) { return selected(a.vip_index, a.backend_index, a.client); });
+        const std::size_t removed = object == "flow" ? tables_->delete_flows([&](const FlowRecord& f) {
+            return selected(f.vip_index, f.backend_index, f.client);
+        })
+                                                     : tables_->delete_affinities([&](const AffinityRecord& a) {
+                                                           return selected(a.vip_index, a.backend_index, a.client);
+                                                       });
         spdlog::info("{} flush: {} entries removed", object, removed);
         return {{"removed", removed}};
     }

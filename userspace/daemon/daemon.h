@@ -15,17 +15,17 @@
 #include <optional>
 #include <string>
 
-#include "common/metrics_server.h"
-#include "core/dataplane.h"
-#include "core/neighbours.h"
-#include "core/pinned_maps.h"
-#include "daemon/background_worker.h"
-#include "daemon/config.h"
-#include "daemon/control_server.h"
-#include "daemon/health.h"
-#include "daemon/metrics.h"
-#include "daemon/reconciler.h"
-#include "daemon/session_coordinator.h"
+#include "base/metrics_server.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/neighbours.h"
+#include "dataplane/pinned_maps.h"
+#include "base/background_worker.h"
+#include "control/config.h"
+#include "control/control_server.h"
+#include "control/health.h"
+#include "control/metrics.h"
+#include "control/reconciler.h"
+#include "session/session_coordinator.h"
 
 namespace stickylb {
 
@@ -63,6 +63,7 @@ private:
     nlohmann::json backends_json(const nlohmann::json& args) const;
     nlohmann::json table_command(const std::string& object, const std::string& verb, const nlohmann::json& args);
     // Names of what flow and affinity entries refer to by index.
+    nlohmann::json backend_counters(const DesiredVip& vip) const;
     std::string vip_name(std::uint32_t vip_index) const;
     std::string backend_name(std::uint32_t backend_index) const;
     const VipConfig& find_vip(const std::string& name) const;
@@ -97,8 +98,8 @@ private:
     };
     std::map<std::string, RingWrites> ring_writes_;  // VIP name -> reconciles that rewrote its ring
     std::uint64_t reconcile_errors_ = 0;
-    std::unique_ptr<BackgroundWorker> worker_;       // table walks off the io_context
-    std::unique_ptr<SessionCoordinator> session_;    // null without memcached_servers
+    std::unique_ptr<BackgroundWorker> worker_;     // table walks off the io_context
+    std::unique_ptr<SessionCoordinator> session_;  // null without memcached_servers
     // Marked down by their checks since the last reconcile: their first failed check.
     std::map<BackendId, std::chrono::steady_clock::time_point> failovers_;
     std::map<BackendId, std::uint64_t> clients_moved_;

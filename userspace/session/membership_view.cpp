@@ -7,43 +7,32 @@
 
 namespace stickylb::session {
 
-std::string_view to_string(MemberState state) {
-    switch (state) {
-    case MemberState::up: return "up";
-    case MemberState::draining: return "draining";
-    case MemberState::down: return "down";
-    }
-    return "down";
-}
-
-std::optional<MemberState> parse_member_state(std::string_view text) {
-    if (text == "up") return MemberState::up;
-    if (text == "draining") return MemberState::draining;
-    if (text == "down") return MemberState::down;
-    return std::nullopt;
-}
-
 const Member* MembershipView::find(std::string_view backend) const {
     auto it = backends.find(std::string(backend));
     return it == backends.end() ? nullptr : &it->second;
 }
 
 std::optional<std::string> name_problem(std::string_view name) {
-    if (name.empty()) return "name is empty";
-    if (name.size() > 200) return "name is longer than 200 bytes";
+    if (name.empty())
+        return "name is empty";
+    if (name.size() > 200)
+        return "name is longer than 200 bytes";
     for (unsigned char c : name) {
-        if (c <= 0x20 || c >= 0x7f) return "name has a space, control or non-ASCII character";
+        if (c <= 0x20 || c >= 0x7f)
+            return "name has a space, control or non-ASCII character";
     }
     return std::nullopt;
 }
 
 std::uint64_t next_counter(std::uint64_t value) {
-    if (value >= kMaxViewCounter) throw std::overflow_error("membership counter at its limit of 2^53");
+    if (value >= kMaxViewCounter)
+        throw std::overflow_error("membership counter at its limit of 2^53");
     return value + 1;
 }
 
 std::string members_key(std::string_view cluster) {
-    if (auto problem = name_problem(cluster)) throw std::invalid_argument("cluster \"" + std::string(cluster) + "\": " + *problem);
+    if (auto problem = name_problem(cluster))
+        throw std::invalid_argument("cluster \"" + std::string(cluster) + "\": " + *problem);
     return std::string(kMembersKeyPrefix) + std::string(cluster);
 }
 
@@ -61,40 +50,54 @@ std::string encode_view(const MembershipView& view) {
 
 std::optional<MembershipView> parse_view(std::string_view text, std::string* error) {
     auto fail = [&](const std::string& why) -> std::optional<MembershipView> {
-        if (error != nullptr) *error = why;
+        if (error != nullptr)
+            *error = why;
         return std::nullopt;
     };
     nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (json.is_discarded()) return fail("not JSON");
-    if (!json.is_object()) return fail("not a JSON object");
+    if (json.is_discarded())
+        return fail("not JSON");
+    if (!json.is_object())
+        return fail("not a JSON object");
     MembershipView view;
     auto cluster = json.find("cluster");
-    if (cluster == json.end() || !cluster->is_string()) return fail("\"cluster\" missing or not a string");
+    if (cluster == json.end() || !cluster->is_string())
+        return fail("\"cluster\" missing or not a string");
     view.cluster = cluster->get<std::string>();
-    if (auto problem = name_problem(view.cluster)) return fail("\"cluster\": " + *problem);
+    if (auto problem = name_problem(view.cluster))
+        return fail("\"cluster\": " + *problem);
     auto epoch = json.find("epoch");
-    if (epoch == json.end() || !epoch->is_number_unsigned()) return fail("\"epoch\" missing or not an unsigned integer");
+    if (epoch == json.end() || !epoch->is_number_unsigned())
+        return fail("\"epoch\" missing or not an unsigned integer");
     view.epoch = epoch->get<std::uint64_t>();
-    if (view.epoch > kMaxViewCounter) return fail("\"epoch\" is above 2^53");
+    if (view.epoch > kMaxViewCounter)
+        return fail("\"epoch\" is above 2^53");
     auto written = json.find("written_ms");
-    if (written == json.end() || !written->is_number_integer()) return fail("\"written_ms\" missing or not an integer");
+    if (written == json.end() || !written->is_number_integer())
+        return fail("\"written_ms\" missing or not an integer");
     view.written_ms = written->get<std::int64_t>();
     auto backends = json.find("backends");
-    if (backends == json.end() || !backends->is_object()) return fail("\"backends\" missing or not an object");
+    if (backends == json.end() || !backends->is_object())
+        return fail("\"backends\" missing or not an object");
     for (const auto& [name, entry] : backends->items()) {
         std::string where = "backend \"" + name + "\": ";
-        if (auto problem = name_problem(name)) return fail(where + *problem);
-        if (!entry.is_object()) return fail(where + "not an object");
+        if (auto problem = name_problem(name))
+            return fail(where + *problem);
+        if (!entry.is_object())
+            return fail(where + "not an object");
         auto state = entry.find("state");
-        if (state == entry.end() || !state->is_string()) return fail(where + "\"state\" missing or not a string");
+        if (state == entry.end() || !state->is_string())
+            return fail(where + "\"state\" missing or not a string");
         auto parsed = parse_member_state(state->get<std::string>());
-        if (!parsed) return fail(where + "\"state\" is not up, draining or down");
+        if (!parsed)
+            return fail(where + "\"state\" is not up, draining or down");
         auto incarnation = entry.find("incarnation");
         if (incarnation == entry.end() || !incarnation->is_number_unsigned()) {
             return fail(where + "\"incarnation\" missing or not an unsigned integer");
         }
         const auto value = incarnation->get<std::uint64_t>();
-        if (value > kMaxViewCounter) return fail(where + "\"incarnation\" is above 2^53");
+        if (value > kMaxViewCounter)
+            return fail(where + "\"incarnation\" is above 2^53");
         view.backends[name] = Member{*parsed, value};
     }
     return view;
@@ -147,15 +150,18 @@ ViewReading read_stored_view(const SigningKey* key, std::string_view memcached_k
 
 bool EpochFloor::admit(const MembershipView& view, std::chrono::steady_clock::time_point now) {
     auto [highest, inserted] = highest_.try_emplace(view.cluster, Highest{view.epoch, now});
-    if (inserted) return true;
-    if (view.epoch < highest->second.epoch && now - highest->second.seen < forget_after_) return false;
+    if (inserted)
+        return true;
+    if (view.epoch < highest->second.epoch && now - highest->second.seen < forget_after_)
+        return false;
     highest->second = {view.epoch, now};
     return true;
 }
 
 std::optional<std::uint64_t> EpochFloor::floor(const std::string& cluster) const {
     const auto found = highest_.find(cluster);
-    if (found == highest_.end()) return std::nullopt;
+    if (found == highest_.end())
+        return std::nullopt;
     return found->second.epoch;
 }
 

@@ -23,14 +23,15 @@
 #include <string>
 #include <string_view>
 
+#include "base/backend_state.h"
 #include "session/signed_value.h"
 
 namespace stickylb::session {
 
-enum class MemberState { up, draining, down };
+using MemberState = BackendState;
+using stickylb::to_string;  // a member's state, named as everywhere else
 
-std::string_view to_string(MemberState state);
-std::optional<MemberState> parse_member_state(std::string_view text);
+inline std::optional<MemberState> parse_member_state(std::string_view text) { return parse_backend_state(text); }
 
 struct Member {
     MemberState state = MemberState::up;

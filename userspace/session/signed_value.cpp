@@ -43,8 +43,7 @@ std::string_view to_string(Rejection rejection) {
 std::string_view describe(Rejection rejection) {
     switch (rejection) {
 #define STICKYLB_X(name, label, help) \
-    case Rejection::name:             \
-        return help;
+    case Rejection::name: return help;
         STICKYLB_MEMCACHED_REJECTIONS(STICKYLB_X)
 #undef STICKYLB_X
     }
@@ -61,7 +60,8 @@ SigningKey::SigningKey(std::string secret) : secret_(std::move(secret)) {
 SigningKey SigningKey::load(const std::string& path) {
     const auto fail = [&](const std::string& why) { return std::runtime_error("key file " + path + ": " + why); };
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) throw fail(std::strerror(errno));
+    if (fd < 0)
+        throw fail(std::strerror(errno));
     struct stat info {};
     if (::fstat(fd, &info) != 0) {
         const int error = errno;
@@ -86,14 +86,18 @@ SigningKey SigningKey::load(const std::string& path) {
     std::size_t have = 0;
     while (have < secret.size()) {
         const ssize_t got = ::read(fd, secret.data() + have, secret.size() - have);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) break;
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
         have += static_cast<std::size_t>(got);
     }
     ::close(fd);
     secret.resize(have);
-    if (!secret.empty() && secret.back() == '\n') secret.pop_back();
-    if (secret.size() > kMaxKeyBytes) throw fail("larger than " + std::to_string(kMaxKeyBytes) + " bytes");
+    if (!secret.empty() && secret.back() == '\n')
+        secret.pop_back();
+    if (secret.size() > kMaxKeyBytes)
+        throw fail("larger than " + std::to_string(kMaxKeyBytes) + " bytes");
     try {
         return SigningKey(std::move(secret));
     } catch (const std::invalid_argument& error) {
@@ -120,12 +124,14 @@ std::string SigningKey::mac(std::string_view memcached_key, std::string_view pay
         EVP_MAC_final(context, digest.data(), &length, digest.size()) == 1;
     EVP_MAC_CTX_free(context);
     EVP_MAC_free(hmac);
-    if (!ok || length != kMacBytes) throw std::runtime_error("HMAC-SHA256 failed (OpenSSL)");
+    if (!ok || length != kMacBytes)
+        throw std::runtime_error("HMAC-SHA256 failed (OpenSSL)");
     return std::string(reinterpret_cast<const char*>(digest.data()), length);
 }
 
 std::string sign_value(const SigningKey* key, std::string_view memcached_key, std::string_view payload) {
-    if (key == nullptr) return std::string(payload);
+    if (key == nullptr)
+        return std::string(payload);
     std::string stored;
     stored.reserve(kSignedValueMagic.size() + 2 * kMacBytes + 1 + payload.size());
     stored.append(kSignedValueMagic);
@@ -139,15 +145,19 @@ OpenedValue open_value(const SigningKey* key, std::string_view memcached_key, st
     constexpr std::size_t kHeader = kSignedValueMagic.size() + 2 * kMacBytes + 1;
     const bool has_mac = stored.starts_with(kSignedValueMagic);
     if (!has_mac) {
-        if (key != nullptr) return {{}, Rejection::unsigned_value};
+        if (key != nullptr)
+            return {{}, Rejection::unsigned_value};
         return {stored, std::nullopt};
     }
-    if (stored.size() < kHeader || stored[kHeader - 1] != '\n') return {{}, Rejection::malformed};
+    if (stored.size() < kHeader || stored[kHeader - 1] != '\n')
+        return {{}, Rejection::malformed};
     const std::string_view payload = stored.substr(kHeader);
-    if (key == nullptr) return {payload, std::nullopt};
+    if (key == nullptr)
+        return {payload, std::nullopt};
     const std::string expected = hex(key->mac(memcached_key, payload));
     const std::string_view given = stored.substr(kSignedValueMagic.size(), 2 * kMacBytes);
-    if (CRYPTO_memcmp(expected.data(), given.data(), expected.size()) != 0) return {{}, Rejection::bad_signature};
+    if (CRYPTO_memcmp(expected.data(), given.data(), expected.size()) != 0)
+        return {{}, Rejection::bad_signature};
     return {payload, std::nullopt};
 }
 

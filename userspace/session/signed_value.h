@@ -21,13 +21,13 @@
 
 namespace stickylb::session {
 
-#define STICKYLB_MEMCACHED_REJECTIONS(X)                                                   \
-    X(unsigned_value, "unsigned", "no MAC, and a key is configured")                       \
-    X(bad_signature, "bad_signature", "a MAC that does not match the key")                 \
-    X(malformed, "malformed", "does not parse, or a field out of its range")               \
-    X(too_large, "too_large", "sizes beyond the bytes present or the configured ceiling")  \
-    X(stale, "stale", "written longer ago than its freshness allows")                      \
-    X(future, "future", "written later than now, beyond the clock skew allowed")           \
+#define STICKYLB_MEMCACHED_REJECTIONS(X)                                                  \
+    X(unsigned_value, "unsigned", "no MAC, and a key is configured")                      \
+    X(bad_signature, "bad_signature", "a MAC that does not match the key")                \
+    X(malformed, "malformed", "does not parse, or a field out of its range")              \
+    X(too_large, "too_large", "sizes beyond the bytes present or the configured ceiling") \
+    X(stale, "stale", "written longer ago than its freshness allows")                     \
+    X(future, "future", "written later than now, beyond the clock skew allowed")          \
     X(epoch_regressed, "epoch_regressed", "an epoch below the highest seen for its cluster")
 
 enum class Rejection {
@@ -65,8 +65,8 @@ inline constexpr std::string_view kSignedValueMagic = "SLBMAC1 ";
 std::string sign_value(const SigningKey* key, std::string_view memcached_key, std::string_view payload);
 
 struct OpenedValue {
-    std::string_view payload;             // a view into the stored value
-    std::optional<Rejection> rejected;    // set: payload is empty and must not be used
+    std::string_view payload;           // a view into the stored value
+    std::optional<Rejection> rejected;  // set: payload is empty and must not be used
 };
 // Checks and strips what sign_value added (`stored` must outlive the result).
 OpenedValue open_value(const SigningKey* key, std::string_view memcached_key, std::string_view stored);

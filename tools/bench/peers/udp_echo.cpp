@@ -21,9 +21,7 @@
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) {
-    throw std::runtime_error(what + ": " + std::strerror(errno));
-}
+[[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what + ": " + std::strerror(errno)); }
 
 int bind_socket(int port) {
     const int fd = socket(AF_INET, SOCK_DGRAM, 0);

@@ -30,9 +30,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-[[noreturn]] void fail(const std::string& what) {
-    throw std::runtime_error(what + ": " + std::strerror(errno));
-}
+[[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what + ": " + std::strerror(errno)); }
 
 struct Options {
     sockaddr_in target{};
@@ -100,7 +98,8 @@ Result run(const Options& options) {
     result.latencies_ns.reserve(1 << 20);
     const auto timeout = std::chrono::milliseconds(options.timeout_ms);
     const auto start = Clock::now();
-    const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.duration_s));
+    const auto end =
+        start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.duration_s));
     for (auto& flow : flows)
         send_request(flow);
     std::array<epoll_event, 64> events{};
@@ -123,7 +122,8 @@ Result run(const Options& options) {
                 // Read the clock per reply: the next request's reply may already be
                 // waiting when this loop comes back to recv.
                 now = Clock::now();
-                result.latencies_ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - flow.sent).count());
+                result.latencies_ns.push_back(
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(now - flow.sent).count());
                 if (now < end)
                     send_request(flow);
             }
@@ -191,12 +191,12 @@ int main(int argc, char** argv) {
         const double requests = static_cast<double>(result.latencies_ns.size());
         const double p50 = percentile_us(result.latencies_ns, 0.50);
         const double p99 = percentile_us(result.latencies_ns, 0.99);
-        std::printf("requests=%.0f seconds=%.3f rps=%.0f p50_us=%.1f p99_us=%.1f lost=%llu\n", requests,
-                    result.seconds, requests / result.seconds, p50, p99,
-                    static_cast<unsigned long long>(result.lost));
+        std::printf("requests=%.0f seconds=%.3f rps=%.0f p50_us=%.1f p99_us=%.1f lost=%llu\n", requests, result.seconds,
+                    requests / result.seconds, p50, p99, static_cast<unsigned long long>(result.lost));
     } catch (const std::exception& error) {
-        std::fprintf(stderr, "udp_load: %s\n"
-                             "usage: udp_load --target ADDRESS:PORT [--flows N] [--duration S] [--timeout-ms MS]\n",
+        std::fprintf(stderr,
+                     "udp_load: %s\n"
+                     "usage: udp_load --target ADDRESS:PORT [--flows N] [--duration S] [--timeout-ms MS]\n",
                      error.what());
         return 1;
     }

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// stickylbd's metric families: the daemon fills a MetricsSnapshot per scrape and
+// render_metrics() turns it into Prometheus text (conventions: base/prometheus.h).
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/prometheus.h"
+#include "session/signed_value.h"
+#include "stickylb/stats.h"
+
+namespace stickylb::metrics {
+
+struct VipSample {
+    std::string vip;  // "tcp 10.0.0.1:80" (VipKey::to_string) or a configured name
+    stickylb_vip_stats stats{};
+    std::uint64_t ring_rewrites = 0;       // reconciles that changed slots of its Maglev ring
+    std::uint64_t ring_slots_written = 0;  // slots they changed
+};
+
+struct BackendSample {
+    std::string vip;
+    std::string backend;  // "10.1.0.2:80" or a configured name
+    stickylb_backend_stats stats{};
+    int state = 0;  // 0 up, 1 draining, 2 down (stickylb_backend_state)
+    bool health_ok = false;
+    std::uint64_t transitions = 0;
+    // Health-check durations of this backend; nullptr: not exported for it.
+    const Histogram* check_latency_seconds = nullptr;
+    // Affinity clients moved off it: when it went down, or was drained with force.
+    std::uint64_t affinity_clients_moved = 0;
+    double last_failover_timestamp_seconds = 0;  // wall clock; 0: never failed over
+};
+
+struct MemcachedServerSample {
+    std::string server;  // "host:port"
+    bool up = false;
+    std::uint64_t errors = 0;
+    std::uint64_t view_writes = 0;
+};
+
+// Session coordination (memcached); nothing is exported for it unless enabled.
+struct SessionSample {
+    bool enabled = false;
+    std::vector<MemcachedServerSample> servers;
+    // First failed check of a backend to a view saying down written; nullptr: none.
+    const Histogram* failover_to_view_seconds = nullptr;
+    std::uint64_t snapshot_saves = 0, snapshot_save_failures = 0;
+    double snapshot_last_save_timestamp_seconds = 0;  // 0: never saved
+    std::uint64_t snapshot_last_save_entries = 0;
+    std::uint64_t affinities_restored = 0;
+    std::uint64_t affinity_restore_failures = 0;
+    std::array<std::uint64_t, session::kRejectionCount> memcached_rejected{};  // by session::Rejection
+};
+
+struct MetricsSnapshot {
+    stickylb_global_stats global{};
+    std::vector<VipSample> vips;
+    std::vector<BackendSample> backends;
+    std::uint64_t flow_entries = 0, flow_capacity = 0;
+    std::uint64_t affinity_entries = 0, affinity_capacity = 0;
+    std::uint64_t reconciles = 0, reconcile_errors = 0;
+    SessionSample session;
+    std::string version, commit;
+};
+
+// Every stickylb_* family (see metrics.cpp for the list), data-plane counters
+// summed over CPUs as the snapshot carries them.
+void write_metrics(MetricsWriter& writer, const MetricsSnapshot& snapshot);
+// stickylb_packets_<name>_total for an outcome, stickylb_<name>_total otherwise.
+std::string global_counter_metric(const GlobalCounter& counter);
+std::string render_metrics(const MetricsSnapshot& snapshot);
+
+}  // namespace stickylb::metrics

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "dataplane/neighbours.h"
+
+#include <arpa/inet.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "base/errors.h"
+
+namespace stickylb {
+namespace {
+
+constexpr std::uint16_t kUsableStates = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
+
+std::uint8_t address_family(const IpAddress& address) { return address.is_v4() ? AF_INET : AF_INET6; }
+std::size_t address_length(const IpAddress& address) { return address.is_v4() ? 4 : 16; }
+
+IpAddress address_from(std::uint8_t family, const void* data, std::size_t length) {
+    stickylb_addr abi{};
+    if (family == AF_INET && length == 4) {
+        std::memcpy(abi.bytes, data, 4);
+        return IpAddress::from_abi(abi, STICKYLB_FAMILY_IPV4);
+    }
+    if (family == AF_INET6 && length == 16) {
+        std::memcpy(abi.bytes, data, 16);
+        return IpAddress::from_abi(abi, STICKYLB_FAMILY_IPV6);
+    }
+    throw std::runtime_error("netlink: unexpected address of family " + std::to_string(family) + ", length " +
+                             std::to_string(length));
+}
+
+// A netlink request under construction: header, fixed part, then attributes.
+class Message {
+public:
+    Message(std::uint16_t type, std::uint16_t flags, const void* fixed, std::size_t fixed_length) {
+        buffer_.resize(NLMSG_SPACE(fixed_length));
+        auto* header = this->header();
+        header->nlmsg_len = NLMSG_LENGTH(fixed_length);
+        header->nlmsg_type = type;
+        header->nlmsg_flags = static_cast<std::uint16_t>(NLM_F_REQUEST | NLM_F_ACK | flags);
+        std::memcpy(NLMSG_DATA(header), fixed, fixed_length);
+    }
+    void add(std::uint16_t type, const void* data, std::size_t length) {
+        const std::size_t offset = NLMSG_ALIGN(header()->nlmsg_len);
+        buffer_.resize(offset + RTA_SPACE(length));
+        auto* attribute = reinterpret_cast<rtattr*>(buffer_.data() + offset);
+        attribute->rta_type = type;
+        attribute->rta_len = static_cast<unsigned short>(RTA_LENGTH(length));
+        std::memcpy(RTA_DATA(attribute), data, length);
+        header()->nlmsg_len = static_cast<std::uint32_t>(offset + RTA_SPACE(length));
+    }
+    nlmsghdr* header() { return reinterpret_cast<nlmsghdr*>(buffer_.data()); }
+
+private:
+    std::vector<std::uint8_t> buffer_;
+};
+
+// Attributes of a reply's payload after its fixed part, by type (last one wins).
+std::vector<const rtattr*> attributes(const std::string& payload, std::size_t fixed_length, std::size_t max_type) {
+    std::vector<const rtattr*> by_type(max_type + 1, nullptr);
+    if (payload.size() < NLMSG_ALIGN(fixed_length))
+        return by_type;
+    auto* attribute = reinterpret_cast<const rtattr*>(payload.data() + NLMSG_ALIGN(fixed_length));
+    int remaining = static_cast<int>(payload.size() - NLMSG_ALIGN(fixed_length));
+    for (; RTA_OK(attribute, remaining); attribute = RTA_NEXT(attribute, remaining))
+        if (attribute->rta_type <= max_type)
+            by_type[attribute->rta_type] = attribute;
+    return by_type;
+}
+
+}  // namespace
+
+NeighbourTable::NeighbourTable() {
+    fd_ = check_syscall(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "open a NETLINK_ROUTE socket");
+    const int on = 1;
+    // Best effort: the kernel's reason for a refusal, in our error messages.
+    setsockopt(fd_, SOL_NETLINK, NETLINK_EXT_ACK, &on, sizeof(on));
+    setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof(on));
+    sockaddr_nl local{};
+    local.nl_family = AF_NETLINK;
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+        const int error = errno;
+        close(fd_);
+        throw SystemError("bind the NETLINK_ROUTE socket", error);
+    }
+}
+
+NeighbourTable::NeighbourTable(NeighbourTable&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), sequence_(other.sequence_), managed_supported_(other.managed_supported_) {}
+
+NeighbourTable& NeighbourTable::operator=(NeighbourTable&& other) noexcept {
+    if (this != &other) {
+        if (fd_ >= 0)
+            close(fd_);
+        fd_ = std::exchange(other.fd_, -1);
+        sequence_ = other.sequence_;
+        managed_supported_ = other.managed_supported_;
+    }
+    return *this;
+}
+
+NeighbourTable::~NeighbourTable() {
+    if (fd_ >= 0)
+        close(fd_);
+}
+
+int NeighbourTable::request(void* message, std::uint32_t length, std::uint16_t reply_type, std::string& reply,
+                            std::string& extack_message) {
+    auto* header = static_cast<nlmsghdr*>(message);
+    header->nlmsg_seq = ++sequence_;
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(fd_, message, length, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
+        throw SystemError("send a netlink request", errno);
+    std::vector<std::uint8_t> buffer(65536);
+    for (;;) {
+        const ssize_t received = recv(fd_, buffer.data(), buffer.size(), 0);
+        if (received < 0) {
+            if (errno == EINTR)
+                continue;
+            throw SystemError("receive a netlink reply", errno);
+        }
+        int remaining = static_cast<int>(received);
+        for (auto* reply_header = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(reply_header, remaining);
+             reply_header = NLMSG_NEXT(reply_header, remaining)) {
+            if (reply_header->nlmsg_seq != sequence_)
+                continue;  // a late answer to an earlier request
+            if (reply_header->nlmsg_type == reply_type) {
+                reply.assign(static_cast<const char*>(NLMSG_DATA(reply_header)),
+                             reply_header->nlmsg_len - NLMSG_LENGTH(0));
+                continue;
+            }
+            if (reply_header->nlmsg_type == NLMSG_DONE)
+                return 0;
+            if (reply_header->nlmsg_type != NLMSG_ERROR)
+                continue;
+            const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(reply_header));
+            if ((reply_header->nlmsg_flags & NLM_F_ACK_TLVS) && error->error != 0) {
+                // TLVs follow the error and the (capped) request header.
+                std::size_t offset = sizeof(nlmsgerr);
+                if (!(reply_header->nlmsg_flags & NLM_F_CAPPED))
+                    offset += error->msg.nlmsg_len - sizeof(nlmsghdr);
+                const std::size_t payload = reply_header->nlmsg_len - NLMSG_LENGTH(0);
+                if (offset < payload) {
+                    auto* attribute = reinterpret_cast<const rtattr*>(
+                        static_cast<const std::uint8_t*>(NLMSG_DATA(reply_header)) + NLMSG_ALIGN(offset));
+                    int left = static_cast<int>(payload - NLMSG_ALIGN(offset));
+                    for (; RTA_OK(attribute, left); attribute = RTA_NEXT(attribute, left))
+                        if (attribute->rta_type == NLMSGERR_ATTR_MSG)
+                            extack_message = static_cast<const char*>(RTA_DATA(attribute));
+                }
+            }
+            return error->error;  // 0 (the ack) or -errno
+        }
+    }
+}
+
+std::optional<Neighbour> NeighbourTable::entry(std::uint32_t ifindex, const IpAddress& address) {
+    ndmsg fixed{};
+    fixed.ndm_family = address_family(address);
+    fixed.ndm_ifindex = static_cast<int>(ifindex);
+    Message message(RTM_GETNEIGH, 0, &fixed, sizeof(fixed));
+    message.add(NDA_DST, address.bytes().data(), address_length(address));
+    std::string reply, extack;
+    const int rc = request(message.header(), message.header()->nlmsg_len, RTM_NEWNEIGH, reply, extack);
+    if (rc == -ENOENT)
+        return std::nullopt;
+    if (rc < 0)
+        throw SystemError("look up the neighbour " + address.to_string() + " on ifindex " + std::to_string(ifindex) +
+                              (extack.empty() ? "" : " (" + extack + ")"),
+                          -rc);
+    if (reply.size() < sizeof(ndmsg))
+        return std::nullopt;
+    ndmsg found;
+    std::memcpy(&found, reply.data(), sizeof(found));
+    const auto by_type = attributes(reply, sizeof(ndmsg), NDA_MAX);
+    Neighbour neighbour;
+    neighbour.address = address;
+    neighbour.ifindex = static_cast<std::uint32_t>(found.ndm_ifindex);
+    neighbour.state = found.ndm_state;
+    if (const rtattr* lladdr = by_type[NDA_LLADDR]; lladdr != nullptr && RTA_PAYLOAD(lladdr) == 6) {
+        std::array<std::uint8_t, 6> bytes;
+        std::memcpy(bytes.data(), RTA_DATA(lladdr), 6);
+        if (found.ndm_state & kUsableStates)
+            neighbour.mac = MacAddress(bytes);
+    }
+    if (const rtattr* ext = by_type[NDA_FLAGS_EXT]; ext != nullptr && RTA_PAYLOAD(ext) >= 4) {
+        std::uint32_t flags;
+        std::memcpy(&flags, RTA_DATA(ext), 4);
+        neighbour.managed = (flags & NTF_EXT_MANAGED) != 0;
+    }
+    return neighbour;
+}
+
+std::optional<MacAddress> NeighbourTable::lookup(std::uint32_t ifindex, const IpAddress& address) {
+    const auto found = entry(ifindex, address);
+    if (!found || !(found->state & kUsableStates))
+        return std::nullopt;
+    return found->mac;
+}
+
+void NeighbourTable::ensure_resolving(std::uint32_t ifindex, const IpAddress& address) {
+    if (const auto existing = entry(ifindex, address)) {
+        if (existing->managed || (existing->state & (NUD_PERMANENT | NUD_NOARP)))
+            return;  // resolved for good, or the kernel already keeps it resolved
+    }
+    if (managed_supported_.value_or(true)) {
+        ndmsg fixed{};
+        fixed.ndm_family = address_family(address);
+        fixed.ndm_ifindex = static_cast<int>(ifindex);
+        fixed.ndm_state = NUD_NONE;  // what `ip neigh add ... managed` sends: the kernel keeps the current state
+        Message message(RTM_NEWNEIGH, NLM_F_CREATE, &fixed, sizeof(fixed));
+        message.add(NDA_DST, address.bytes().data(), address_length(address));
+        const std::uint32_t ext_flags = NTF_EXT_MANAGED;
+        message.add(NDA_FLAGS_EXT, &ext_flags, sizeof(ext_flags));
+        std::string reply, extack;
+        const int rc = request(message.header(), message.header()->nlmsg_len, 0xffff, reply, extack);
+        if (rc == 0) {
+            // Kernels before 5.16 ignore NDA_FLAGS_EXT: check the entry really is managed.
+            const auto created = entry(ifindex, address);
+            if (created && created->managed) {
+                managed_supported_ = true;
+                return;
+            }
+            managed_supported_ = false;
+        } else if (rc == -EINVAL || rc == -EOPNOTSUPP || rc == -EPROTONOSUPPORT) {
+            managed_supported_ = false;
+        } else {
+            throw SystemError("add a managed neighbour entry for " + address.to_string() + " on ifindex " +
+                                  std::to_string(ifindex) + (extack.empty() ? "" : " (" + extack + ")"),
+                              -rc);
+        }
+    }
+    trigger_by_udp(ifindex, address);
+}
+
+// One datagram towards the address from a socket bound to the interface makes
+// the kernel send an ARP request / neighbour solicitation. It goes to the
+// discard port and is queued (or dropped) by the kernel: nothing waits on it.
+void NeighbourTable::trigger_by_udp(std::uint32_t ifindex, const IpAddress& address) {
+    const int family = address_family(address);
+    const int fd = check_syscall(socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0),
+                                 "open a UDP socket to resolve " + address.to_string());
+    char name[IF_NAMESIZE] = {};
+    if (if_indextoname(ifindex, name) == nullptr) {
+        const int error = errno;
+        close(fd);
+        throw SystemError("name of ifindex " + std::to_string(ifindex), error);
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, static_cast<socklen_t>(std::strlen(name))) != 0) {
+        const int error = errno;
+        close(fd);
+        throw SystemError("bind a UDP socket to " + std::string(name), error);
+    }
+    sockaddr_storage destination{};
+    socklen_t length;
+    if (address.is_v4()) {
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&destination);
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(9);
+        std::memcpy(&v4->sin_addr, address.bytes().data(), 4);
+        length = sizeof(sockaddr_in);
+    } else {
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&destination);
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(9);
+        std::memcpy(&v6->sin6_addr, address.bytes().data(), 16);
+        v6->sin6_scope_id = ifindex;  // link-local next hops need their interface
+        length = sizeof(sockaddr_in6);
+    }
+    // Errors (no route, EAGAIN, an earlier failed resolution reported as EHOSTUNREACH)
+    // are not ours to report: the caller polls lookup() and tries again.
+    (void)sendto(fd, "", 0, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&destination), length);
+    close(fd);
+}
+
+std::pair<IpAddress, std::uint32_t> NeighbourTable::next_hop(const IpAddress& destination) {
+    rtmsg fixed{};
+    fixed.rtm_family = address_family(destination);
+    fixed.rtm_dst_len = destination.is_v4() ? 32 : 128;
+    Message message(RTM_GETROUTE, 0, &fixed, sizeof(fixed));
+    message.add(RTA_DST, destination.bytes().data(), address_length(destination));
+    std::string reply, extack;
+    const int rc = request(message.header(), message.header()->nlmsg_len, RTM_NEWROUTE, reply, extack);
+    if (rc < 0)
+        throw SystemError("route to " + destination.to_string() + (extack.empty() ? "" : " (" + extack + ")"), -rc);
+    if (reply.size() < sizeof(rtmsg))
+        throw std::runtime_error("route to " + destination.to_string() + ": the kernel sent no route");
+    rtmsg route;
+    std::memcpy(&route, reply.data(), sizeof(route));
+    const auto by_type = attributes(reply, sizeof(rtmsg), RTA_MAX);
+    std::uint32_t ifindex = 0;
+    if (const rtattr* oif = by_type[RTA_OIF]; oif != nullptr && RTA_PAYLOAD(oif) >= 4)
+        std::memcpy(&ifindex, RTA_DATA(oif), 4);
+    if (const rtattr* gateway = by_type[RTA_GATEWAY]; gateway != nullptr)
+        return {address_from(route.rtm_family, RTA_DATA(gateway), RTA_PAYLOAD(gateway)), ifindex};
+    if (const rtattr* via = by_type[RTA_VIA]; via != nullptr && RTA_PAYLOAD(via) >= sizeof(rtvia)) {
+        const auto* next = static_cast<const rtvia*>(RTA_DATA(via));  // IPv4 route via an IPv6 gateway
+        return {address_from(static_cast<std::uint8_t>(next->rtvia_family), next->rtvia_addr,
+                             RTA_PAYLOAD(via) - sizeof(rtvia)),
+                ifindex};
+    }
+    if (route.rtm_type != RTN_UNICAST && route.rtm_type != RTN_LOCAL)
+        throw std::runtime_error("route to " + destination.to_string() + " is not unicast (type " +
+                                 std::to_string(route.rtm_type) + ")");
+    return {destination, ifindex};
+}
+
+}  // namespace stickylb
