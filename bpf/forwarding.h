@@ -135,9 +135,9 @@ static __always_inline int rewrite_macs(struct xdp_md *ctx, const struct stickyl
     return 0;
 }
 
-/* L2 DSR: the backend itself is the next hop. IPIP: the route to the outer destination decides. */
+/* family: the backend's own, for a next hop on the segment; none, to route to its address. */
 static __always_inline int attach_slow_path_meta(struct xdp_md *ctx, const struct stickylb_backend *backend,
-                                                 __u8 forwarding_mode)
+                                                 __u8 family)
 {
     if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct stickylb_slow_path_meta)))
         return -1;
@@ -147,7 +147,7 @@ static __always_inline int attach_slow_path_meta(struct xdp_md *ctx, const struc
         return -1;
     meta->magic = STICKYLB_SLOW_PATH_MAGIC;
     meta->egress_ifindex = backend->egress_ifindex;
-    meta->family = forwarding_mode == STICKYLB_FWD_L2_DSR ? backend->family : STICKYLB_FAMILY_NONE;
+    meta->family = family;
     meta->pad0[0] = meta->pad0[1] = meta->pad0[2] = 0;
     __builtin_memcpy(meta->nexthop.bytes, backend->addr.bytes, 16);
     return 0;

@@ -8,7 +8,7 @@
 #include "maps.h"
 #include "parsing.h"
 #include "selection.h"
-#include "forwarding.h"
+#include "modes.h"
 #include "stats.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -17,21 +17,14 @@ static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt,
                                    const struct choice *choice, struct stickylb_global_stats *counters)
 {
     const struct stickylb_backend *backend = choice->backend;
-    if (vip->forwarding_mode == STICKYLB_FWD_IPIP) {
-        const struct stickylb_config *config = runtime_settings();
-        if (!config)
-            return OUTCOME(counters, drop_error, XDP_DROP);
-        const __u32 hash = choice->has_flow_hash ? choice->flow_hash : flow_hash(pkt, config->hash_seed);
-        if (encapsulate(ctx, pkt, backend, config, hash))
-            return OUTCOME(counters, drop_error, XDP_DROP);
-    }
-
+    if (before_next_hop(vip->forwarding_mode, ctx, pkt, choice))
+        return OUTCOME(counters, drop_error, XDP_DROP);
     if (!(backend->flags & STICKYLB_BACKEND_F_NEXTHOP_KNOWN)) {
-        if (attach_slow_path_meta(ctx, backend, vip->forwarding_mode))
+        if (attach_slow_path_meta(ctx, backend, slow_path_family(vip->forwarding_mode, backend)))
             return OUTCOME(counters, drop_error, XDP_DROP);
         return OUTCOME(counters, pass_slow_path, XDP_PASS);
     }
-    if (vip->forwarding_mode != STICKYLB_FWD_IPIP && rewrite_macs(ctx, backend))
+    if (after_next_hop(vip->forwarding_mode, ctx, backend))
         return OUTCOME(counters, drop_error, XDP_DROP);
     if (backend->egress_ifindex && backend->egress_ifindex != ctx->ingress_ifindex)
         return OUTCOME(counters, redirect, bpf_redirect(backend->egress_ifindex, 0));

@@ -55,10 +55,18 @@ enum stickylb_family {
 enum stickylb_backend_state { STICKYLB_BACKEND_STATES(STICKYLB_BACKEND_STATE_ENUM) };
 #undef STICKYLB_BACKEND_STATE_ENUM
 
-enum stickylb_forwarding_mode {
-    STICKYLB_FWD_L2_DSR = 0, /* rewrite MACs only; backend shares the L2 segment */
-    STICKYLB_FWD_IPIP = 1,   /* IPIP / IP6IP6 / 4in6 / 6in4 by backend family */
-};
+/*
+ * How a packet reaches its backend, X(NAME, name, config word, value): the XDP
+ * program's switch (forwarding.h), the config's word, `vip show` and the check of a
+ * mode read back from a pinned map all expand this list.
+ *   l2    rewrite MACs only; the backend shares the L2 segment
+ *   ipip  IPIP / IP6IP6 / 4in6 / 6in4 by backend family
+ */
+#define STICKYLB_FORWARDING_MODES(X) X(L2_DSR, l2_dsr, "l2", 0) X(IPIP, ipip, "ipip", 1)
+
+#define STICKYLB_FORWARDING_MODE_ENUM(NAME, name, word, value) STICKYLB_FWD_##NAME = (value),
+enum stickylb_forwarding_mode { STICKYLB_FORWARDING_MODES(STICKYLB_FORWARDING_MODE_ENUM) };
+#undef STICKYLB_FORWARDING_MODE_ENUM
 
 /* vip_meta.flags */
 #define STICKYLB_VIP_F_PERSISTENT (1u << 0)  /* affinity table with a timeout */

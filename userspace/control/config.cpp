@@ -264,8 +264,9 @@ public:
         }
     }
 
-    template <typename T>
-    std::optional<T> choice(const Entry& entry, std::initializer_list<std::pair<std::string_view, T>> choices) {
+    // choices: {word, value} pairs, a braced list or a table such as kForwardingModes.
+    template <typename T, typename Choices = std::initializer_list<std::pair<std::string_view, T>>>
+    std::optional<T> choice(const Entry& entry, const Choices& choices) {
         std::string names;
         for (const auto& [name, value] : choices) {
             if (entry.value.IsScalar() && entry.value.Scalar() == name)
@@ -497,9 +498,8 @@ VipConfig Parser::vip(const Entry& entry, std::uint32_t ring_size, bool names_in
     set(map, "protocol", config.protocol, [&](const Entry& e) {
         return choice<std::uint8_t>(e, {{"tcp", std::uint8_t{IPPROTO_TCP}}, {"udp", std::uint8_t{IPPROTO_UDP}}});
     });
-    set(map, "forwarding", config.forwarding, [&](const Entry& e) {
-        return choice<ForwardingMode>(e, {{"l2", ForwardingMode::l2_dsr}, {"ipip", ForwardingMode::ipip}});
-    });
+    set(map, "forwarding", config.forwarding,
+        [&](const Entry& e) { return choice<ForwardingMode>(e, kForwardingModes); });
     set(map, "hash_source", config.hash_source, [&](const Entry& e) { return boolean(e); });
     if (const Entry* e = map.get("persistence"))
         config.persistence = persistence(*e);

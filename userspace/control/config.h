@@ -17,7 +17,7 @@
 #include "base/duration.h"
 #include "base/host_port.h"
 #include "control/health_check_kind.h"
-#include "dataplane/dataplane.h"
+#include "dataplane/maps.h"
 
 namespace stickylb {
 

@@ -114,7 +114,7 @@ DesiredState desired_state(const DaemonConfig& config, const AdminOverrides& ove
     return desired;
 }
 
-Reconciler::Reconciler(DataPlane& plane, std::uint64_t maglev_seed, EgressInterface egress, MacResolver resolve_mac)
+Reconciler::Reconciler(ServiceMaps& plane, std::uint64_t maglev_seed, EgressInterface egress, MacResolver resolve_mac)
     : plane_(plane), maglev_seed_(maglev_seed), egress_(egress), resolve_mac_(std::move(resolve_mac)) {}
 
 void Reconciler::adopt(const std::vector<std::uint32_t>& backend_indexes) {

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dataplane/dataplane.h"
+#include "dataplane/maps.h"
 #include "dataplane/maglev.h"
 #include "control/config.h"
 
@@ -101,7 +101,7 @@ class Reconciler {
 public:
     // resolve_mac: the next hop's MAC, or nullopt (the tc slow path resolves it meanwhile).
     using MacResolver = std::function<std::optional<MacAddress>(const DesiredBackend&, ForwardingMode)>;
-    Reconciler(DataPlane& plane, std::uint64_t maglev_seed, EgressInterface egress, MacResolver resolve_mac);
+    Reconciler(ServiceMaps& plane, std::uint64_t maglev_seed, EgressInterface egress, MacResolver resolve_mac);
 
     // Takes what pinned maps already hold as written, so a restart rewrites nothing that is right.
     void adopt(const std::vector<std::uint32_t>& backend_indexes);
@@ -111,7 +111,7 @@ private:
     BackendEntry entry_for(const DesiredBackend& backend, ForwardingMode mode) const;
     bool write_backend(const BackendEntry& entry);
 
-    DataPlane& plane_;
+    ServiceMaps& plane_;
     std::uint64_t maglev_seed_;
     EgressInterface egress_;
     MacResolver resolve_mac_;

@@ -97,15 +97,13 @@ VipSettings from_abi(const stickylb_vip_meta& meta) {
     settings.affinity_timeout_s = meta.affinity_timeout_s;
     settings.client_prefix_v4 = meta.client_prefix_v4;
     settings.client_prefix_v6 = meta.client_prefix_v6;
-    switch (meta.forwarding_mode) {
-    case STICKYLB_FWD_L2_DSR:
-    case STICKYLB_FWD_IPIP: settings.forwarding = static_cast<ForwardingMode>(meta.forwarding_mode); break;
-    default:
-        // Written by a program of another version, or not by stickylbd: adopting it would
-        // forward in a mode nobody configured.
+    const auto mode = forwarding_mode_from_abi(meta.forwarding_mode);
+    // Written by a program of another version, or not by stickylbd: adopting it would
+    // forward in a mode nobody configured.
+    if (!mode)
         throw std::runtime_error("VIP index " + std::to_string(meta.vip_index) + " has forwarding mode " +
                                  std::to_string(meta.forwarding_mode) + ", which this stickylbd does not know");
-    }
+    settings.forwarding = *mode;
     return settings;
 }
 

@@ -11,46 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "base/address.h"
+#include "dataplane/maps.h"
 
 namespace stickylb {
 
-struct FlowRecord {
-    IpAddress client;
-    std::uint16_t client_port = 0;  // host order
-    IpAddress vip;
-    std::uint16_t vip_port = 0;  // host order
-    std::uint8_t protocol = 0;
-    std::uint32_t backend_index = 0;
-    std::uint16_t vip_index = 0;
-};
-
-struct AffinityRecord {
-    std::uint32_t vip_index = 0;
-    IpAddress client;  // masked to the VIP's client prefix
-    std::uint32_t backend_index = 0;
-    std::chrono::nanoseconds age{0};  // now(CLOCK_MONOTONIC_COARSE) - last_seen, never negative
-};
-
-// An affinity entry to write: last_seen_ns on the map's own clock (affinity_clock_ns()).
-struct AffinityWrite {
-    std::uint32_t vip_index = 0;
-    IpAddress client;  // already masked to the VIP's client prefix
-    std::uint32_t backend_index = 0;
-    std::uint64_t last_seen_ns = 0;
-};
-
-struct AffinityWriteResult {
-    std::size_t written = 0;
-    std::size_t present = 0;  // not written: the key was there and overwrite was false
-    bool batched = false;     // bpf_map_update_batch did the work
-};
-
-// The clock of stickylb_affinity.last_seen_ns (CLOCK_MONOTONIC_COARSE, as
-// bpf_ktime_get_coarse_ns()), now.
-std::uint64_t affinity_clock_ns();
-
-class PinnedMaps {
+class PinnedMaps final : public ClientTables {
 public:
     // bpf_obj_get of "flows", "flow_cache", "affinity", "backends" and "vips" under
     // pin_dir. Throws std::runtime_error "no stickylb maps pinned in DIR: is stickylbd
@@ -61,27 +26,18 @@ public:
     PinnedMaps& operator=(PinnedMaps&& other) noexcept;
     PinnedMaps(const PinnedMaps&) = delete;
     PinnedMaps& operator=(const PinnedMaps&) = delete;
-    ~PinnedMaps();
+    ~PinnedMaps() override;
 
-    // A snapshot (the tables change while they are read: an entry may be missing
-    // or, on kernels without batch lookups, listed twice). At most limit entries.
-    std::vector<FlowRecord> flows(std::size_t limit = SIZE_MAX) const;
-    std::vector<AffinityRecord> affinities(std::size_t limit = SIZE_MAX) const;
-
-    // Deletes the flow entries which() picks, then clears the per-CPU flow cache
-    // copies of those flows (and any cached flow which() picks) on every CPU, so
-    // the XDP program stops serving them. Returns how many flow-table entries went.
-    std::size_t delete_flows(std::function<bool(const FlowRecord&)> which);
-    std::size_t delete_affinities(std::function<bool(const AffinityRecord&)> which);
-
-    // Writes the entries, with bpf_map_update_batch where the kernel has it for
-    // the LRU hash (5.6+), in batches, else one update each. overwrite false
-    // leaves keys already present alone (counted in `present`).
-    AffinityWriteResult write_affinities(const std::vector<AffinityWrite>& entries, bool overwrite);
-    // For every entry, to(record) says what becomes of it: nullopt nothing,
-    // STICKYLB_NO_BACKEND deleted, another index rewritten to that backend (its
-    // last-seen time kept). Returns how many entries changed.
-    std::size_t reassign_affinities(std::function<std::optional<std::uint32_t>(const AffinityRecord&)> to);
+    std::vector<FlowRecord> flows(std::size_t limit = SIZE_MAX) const override;
+    std::vector<AffinityRecord> affinities(std::size_t limit = SIZE_MAX) const override;
+    // Clears the per-CPU flow cache copies of the flows it deletes (and any cached
+    // flow which() picks) on every CPU.
+    std::size_t delete_flows(std::function<bool(const FlowRecord&)> which) override;
+    std::size_t delete_affinities(std::function<bool(const AffinityRecord&)> which) override;
+    // With bpf_map_update_batch where the kernel has it for the LRU hash (5.6+), in
+    // batches, else one update each.
+    AffinityWriteResult write_affinities(const std::vector<AffinityWrite>& entries, bool overwrite) override;
+    std::size_t reassign_affinities(std::function<std::optional<std::uint32_t>(const AffinityRecord&)> to) override;
 
     // Address of a backend index as the backends map holds it; nullopt for an
     // index out of range or an empty slot.

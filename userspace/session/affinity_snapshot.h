@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "base/address.h"
-#include "dataplane/pinned_maps.h"
+#include "dataplane/maps.h"
 #include "control/reconciler.h"
 #include "session/signed_value.h"
 

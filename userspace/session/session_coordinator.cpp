@@ -33,7 +33,7 @@ std::string join(const std::vector<std::string>& parts) {
 
 }  // namespace
 
-SessionCoordinator::SessionCoordinator(asio::io_context& io, const DaemonConfig& config, PinnedMaps& tables,
+SessionCoordinator::SessionCoordinator(asio::io_context& io, const DaemonConfig& config, ClientTables& tables,
                                        BackgroundWorker& worker, Layout layout)
     : io_(io),
       settings_(config.session),

@@ -28,7 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dataplane/pinned_maps.h"
+#include "dataplane/maps.h"
 #include "session/affinity_snapshot.h"
 #include "session/affinity_store.h"
 #include "base/background_worker.h"
@@ -47,7 +47,7 @@ public:
 
     // Reads session.key_file when set (std::runtime_error naming the problem);
     // without one, logs once that memcached data is not authenticated.
-    SessionCoordinator(boost::asio::io_context& io, const DaemonConfig& config, PinnedMaps& tables,
+    SessionCoordinator(boost::asio::io_context& io, const DaemonConfig& config, ClientTables& tables,
                        BackgroundWorker& worker, Layout layout);
     ~SessionCoordinator();  // stop()
 
@@ -111,7 +111,7 @@ private:
     boost::asio::io_context& io_;
     const SessionConfig settings_;
     const std::chrono::seconds view_ttl_;
-    PinnedMaps& tables_;
+    ClientTables& tables_;
     BackgroundWorker& worker_;
     Layout layout_;
     std::optional<session::SigningKey> key_;

@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: Apache-2.0
+// stickylbd's control plane on in-memory maps, driven through its control-socket
+// handlers as the CLI drives it: no root, no kernel. The backends' health checks are
+// real TCP checks against listeners on 127.0.0.1 and 127.0.0.2 (be1 and be2 answer;
+// nothing listens at be3's 127.0.0.3, so it goes down).
+#include "daemon/control_plane.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "cli/grammar.h"
+#include "support/fake_maps.h"
+
+namespace stickylb {
+namespace {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using testing::FakeClientTables;
+using testing::FakeServiceMaps;
+
+constexpr std::uint32_t kRingSize = 251;
+
+LoadOptions small_ring() {
+    LoadOptions options;
+    options.ring_size = kRingSize;
+    return options;
+}
+
+struct Answer {
+    bool arrived = false;
+    json result;
+    std::string error;
+};
+
+class ControlPlaneTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = std::filesystem::path(::testing::TempDir()) /
+               ("stickylb-control-plane-" + std::to_string(::getpid()) + "-" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        std::filesystem::remove_all(dir_);
+        std::filesystem::create_directories(dir_);
+        // be1 and be2 listen on one port at their own addresses; nothing listens at be3's.
+        up_one_.open(asio::ip::tcp::v4());
+        up_one_.bind({asio::ip::make_address("127.0.0.1"), 0});
+        up_one_.listen();
+        up_two_.open(asio::ip::tcp::v4());
+        up_two_.bind({asio::ip::make_address("127.0.0.2"), check_port()});
+        up_two_.listen();
+        accept_forever(up_one_);
+        accept_forever(up_two_);
+    }
+
+    std::uint16_t check_port() const { return up_one_.local_endpoint().port(); }
+
+    void TearDown() override {
+        plane_.reset();
+        std::filesystem::remove_all(dir_);
+    }
+
+    void accept_forever(asio::ip::tcp::acceptor& acceptor) {
+        acceptor.async_accept([this, &acceptor](boost::system::error_code error, asio::ip::tcp::socket) {
+            if (!error)
+                accept_forever(acceptor);
+        });
+    }
+
+    std::string config_path() const { return (dir_ / "stickylbd.yaml").string(); }
+
+    // One persistent VIP of three backends, checked by TCP on check_port().
+    std::string config_text(std::uint32_t be1_weight = 1, std::uint32_t ring_size = kRingSize) const {
+        std::ostringstream yaml;
+        yaml << "interface: lo\n"
+             << "pin_dir: " << (dir_ / "pins").string() << "\n"
+             << "state_file: " << (dir_ / "state.json").string() << "\n"
+             << "ring_size: " << ring_size << "\n"
+             << "vips:\n"
+             << "  - name: web\n"
+             << "    address: 192.0.2.10\n"
+             << "    port: 80\n"
+             << "    persistence: {enabled: true, timeout_s: 300}\n"
+             << "    health: {kind: tcp, port: " << check_port()
+             << ", interval: 50ms, timeout: 50ms, rise: 1, fall: 1}\n"
+             << "    backends:\n";
+        for (int n = 1; n <= 3; ++n)
+            yaml << "      - name: be" << n << "\n        address: 127.0.0." << n << "\n"
+                 << "        weight: " << (n == 1 ? be1_weight : 1) << "\n";
+        return yaml.str();
+    }
+
+    void write_config(const std::string& text) {
+        std::ofstream(config_path()) << text;
+    }
+
+    void start(const std::string& text) {
+        write_config(text);
+        plane_ = std::make_unique<ControlPlane>(io_, config_path(), load_config(config_path()), maps_, tables_,
+                                                EgressInterface{}, [](const DesiredBackend&, ForwardingMode) {
+                                                    return std::optional(MacAddress{});
+                                                });
+        plane_->start(/*tables_were_empty=*/true);
+    }
+
+    // Runs the io_context until done() or 5 s.
+    bool run_until(const std::function<bool()>& done) {
+        const auto deadline = std::chrono::steady_clock::now() + 5s;
+        while (!done() && std::chrono::steady_clock::now() < deadline)
+            io_.run_for(10ms);
+        return done();
+    }
+
+    Answer request(const std::string& object, const std::string& verb, const json& args = json::object()) {
+        auto answer = std::make_shared<Answer>();
+        plane_->handle(object, verb, args, [answer](json result, std::string error) {
+            answer->arrived = true;
+            answer->result = std::move(result);
+            answer->error = std::move(error);
+        });
+        EXPECT_TRUE(run_until([&] { return answer->arrived; })) << object << " " << verb << ": no reply in 5 s";
+        return *answer;
+    }
+
+    json row_of(const json& rows, const std::string& name) {
+        for (const json& row : rows)
+            if (row.value("name", "") == name)
+                return row;
+        ADD_FAILURE() << "no row named " << name << " in " << rows.dump();
+        return json::object();
+    }
+
+    // be1 and be2 answer their checks, be3 does not.
+    void wait_for_health() {
+        ASSERT_TRUE(run_until([&] {
+            const json rows = request("health", "show").result;
+            return row_of(rows, "be1")["health"] == "up" && row_of(rows, "be3")["health"] == "down";
+        })) << request("health", "show").result.dump();
+    }
+
+    std::uint32_t index_of(const std::string& name) {
+        return row_of(request("backend", "show").result, name)["index"].get<std::uint32_t>();
+    }
+
+    std::filesystem::path dir_;
+    asio::io_context io_;
+    asio::ip::tcp::acceptor up_one_{io_}, up_two_{io_};
+    FakeServiceMaps maps_{small_ring()};
+    FakeClientTables tables_;
+    std::unique_ptr<ControlPlane> plane_;
+};
+
+TEST_F(ControlPlaneTest, EveryCommandOfTheCliGrammarHasAHandlerAndNoHandlerIsUnreachable) {
+    std::set<std::pair<std::string, std::string>> grammar, handled;
+    for (const cli::Object& object : cli::command_tree()) {
+        if (object.verbs.empty())
+            grammar.insert({object.name, "show"});  // an object alone asks for "show"
+        for (const cli::Verb& verb : object.verbs)
+            grammar.insert({object.name, verb.name});
+    }
+    for (const ControlPlane::Command& command : ControlPlane::commands())
+        handled.insert({std::string(command.object), std::string(command.verb)});
+    EXPECT_EQ(grammar, handled);
+}
+
+TEST_F(ControlPlaneTest, StartWritesTheVipItsBackendsAndARingOfTheLiveOnes) {
+    start(config_text());
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    ASSERT_EQ(maps_.vips().size(), 1u);
+    const auto& [key, settings] = *maps_.vips().begin();
+    EXPECT_EQ(key.to_string(), "tcp 192.0.2.10:80");
+    EXPECT_TRUE(settings.persistent);
+    EXPECT_EQ(settings.affinity_timeout_s, 300u);
+    ASSERT_EQ(maps_.backends.size(), 3u);
+    EXPECT_EQ(maps_.backends.at(index_of("be3")).state, BackendState::down);
+    EXPECT_EQ(maps_.backends.at(index_of("be1")).state, BackendState::up);
+    // The ring: every slot filled, by the two live backends only.
+    EXPECT_EQ(maps_.slots_of(settings.index, index_of("be1")) + maps_.slots_of(settings.index, index_of("be2")),
+              kRingSize);
+    EXPECT_EQ(maps_.slots_of(settings.index, index_of("be3")), 0u);
+    EXPECT_EQ(maps_.runtime.new_flow_limit, STICKYLB_DEFAULT_NEW_FLOW_LIMIT);
+}
+
+TEST_F(ControlPlaneTest, StatsShowNamesEveryGlobalCounterOfTheTableAndEachVipsBackends) {
+    start(config_text());
+    for (std::size_t n = 0; n < std::size(kGlobalCounters); ++n)
+        maps_.global.*kGlobalCounters[n].field = 100 + n;
+    const std::uint32_t vip_index = maps_.vips().begin()->second.index;
+    maps_.vip_counters[vip_index] = {.packets = 7, .bytes = 700, .new_flows = 3, .affinity_hits = 2,
+                                     .affinity_misses = 1};
+    maps_.backend_counters[index_of("be2")] = {.packets = 5, .bytes = 500};
+
+    const Answer answer = request("stats", "show");
+    ASSERT_EQ(answer.error, "");
+    for (std::size_t n = 0; n < std::size(kGlobalCounters); ++n)
+        EXPECT_EQ(answer.result.value(kGlobalCounters[n].name, std::uint64_t{0}), 100 + n) << kGlobalCounters[n].name;
+    ASSERT_EQ(answer.result["vips"].size(), 1u);
+    const json& vip = answer.result["vips"][0];
+    EXPECT_EQ(vip["vip"], "web");
+    EXPECT_EQ(vip["packets"], 7);
+    EXPECT_EQ(vip["affinity_misses"], 1);
+    ASSERT_EQ(vip["backends"].size(), 3u);
+    EXPECT_EQ(row_of(vip["backends"], "be2")["packets"], 5);
+    EXPECT_EQ(row_of(vip["backends"], "be2")["bytes"], 500);
+
+    EXPECT_EQ(request("stats", "show", {{"vip", "nope"}}).error, "no VIP named 'nope'");
+}
+
+TEST_F(ControlPlaneTest, DrainKeepsTheBackendInTheMapsWithoutRingSlotsAndEnableGivesThemBack) {
+    start(config_text());
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    const std::uint32_t vip_index = maps_.vips().begin()->second.index;
+    const std::uint32_t be1 = index_of("be1");
+    ASSERT_GT(maps_.slots_of(vip_index, be1), 0u);
+
+    const Answer drained = request("backend", "drain", {{"vip", "web"}, {"name", "be1"}});
+    ASSERT_EQ(drained.error, "");
+    EXPECT_EQ(drained.result[0]["state"], "draining");
+    EXPECT_EQ(drained.result[0]["admin_drained"], true);
+    EXPECT_EQ(maps_.backends.at(be1).state, BackendState::draining);
+    EXPECT_EQ(maps_.slots_of(vip_index, be1), 0u);
+    // Saved: a restarted stickylbd keeps the drain.
+    std::ifstream state_file(dir_ / "state.json");
+    const json state = json::parse(state_file);
+    EXPECT_EQ(state["overrides"]["web/be1"]["drained"], true);
+
+    const Answer enabled = request("backend", "enable", {{"vip", "web"}, {"name", "be1"}});
+    ASSERT_EQ(enabled.error, "");
+    EXPECT_EQ(enabled.result[0]["state"], "up");
+    EXPECT_GT(maps_.slots_of(vip_index, be1), 0u);
+
+    EXPECT_EQ(request("backend", "drain", {{"vip", "web"}, {"name", "be9"}}).error,
+              "VIP 'web' has no backend named 'be9'");
+}
+
+TEST_F(ControlPlaneTest, SetWeightChangesTheBackendsShareOfTheRing) {
+    start(config_text());
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    const std::uint32_t vip_index = maps_.vips().begin()->second.index;
+    const std::size_t even = maps_.slots_of(vip_index, index_of("be1"));
+    const Answer set = request("backend", "set", {{"vip", "web"}, {"name", "be1"}, {"weight", 3}});
+    ASSERT_EQ(set.error, "");
+    EXPECT_EQ(set.result[0]["weight"], 3);
+    const std::size_t weighted = maps_.slots_of(vip_index, index_of("be1"));
+    // 3:1 against be2 (be3 is down): about three quarters of the ring, from about half.
+    EXPECT_GT(weighted, even);
+    EXPECT_NEAR(static_cast<double>(weighted) / kRingSize, 0.75, 0.02);
+}
+
+TEST_F(ControlPlaneTest, ForcedDrainPointsTheBackendsLiveClientsAtTheirRingPick) {
+    start(config_text());
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    const std::uint32_t vip_index = maps_.vips().begin()->second.index;
+    const std::uint32_t be1 = index_of("be1"), be2 = index_of("be2");
+    for (int n = 1; n <= 4; ++n)
+        tables_.add(AffinityRecord{vip_index, IpAddress::parse("198.51.100." + std::to_string(n)), be1, 1s});
+    tables_.add(AffinityRecord{vip_index, IpAddress::parse("198.51.100.50"), be2, 1s});
+    tables_.add(AffinityRecord{vip_index, IpAddress::parse("198.51.100.60"), be1, 400s});  // expired: left alone
+
+    const Answer answer = request("backend", "drain", {{"vip", "web"}, {"name", "be1"}, {"force", true}});
+    ASSERT_EQ(answer.error, "");
+    EXPECT_EQ(answer.result["clients_moved"], 4);
+    EXPECT_EQ(answer.result["state"], "draining");
+    std::size_t on_be1 = 0;
+    for (const AffinityRecord& record : tables_.affinities())
+        if (record.backend_index == be1)
+            ++on_be1;
+    EXPECT_EQ(on_be1, 1u) << "only the expired entry stays on the drained backend";
+}
+
+TEST_F(ControlPlaneTest, FlowAndAffinityCommandsFilterByVipBackendAndClient) {
+    start(config_text());
+    const std::uint32_t vip_index = maps_.vips().begin()->second.index;
+    const std::uint32_t be1 = index_of("be1"), be2 = index_of("be2");
+    const IpAddress vip = IpAddress::parse("192.0.2.10");
+    tables_.add(FlowRecord{IpAddress::parse("198.51.100.1"), 40000, vip, 80, 6, be1, static_cast<std::uint16_t>(vip_index)});
+    tables_.add(FlowRecord{IpAddress::parse("198.51.100.2"), 40001, vip, 80, 6, be2, static_cast<std::uint16_t>(vip_index)});
+    tables_.add(AffinityRecord{vip_index, IpAddress::parse("198.51.100.1"), be1, 2s});
+
+    const Answer flows = request("flow", "show", {{"backend", "be2"}});
+    ASSERT_EQ(flows.error, "");
+    ASSERT_EQ(flows.result.size(), 1u);
+    EXPECT_EQ(flows.result[0]["client"], "198.51.100.2");
+    EXPECT_EQ(flows.result[0]["vip"], "web");
+    EXPECT_EQ(flows.result[0]["protocol"], "tcp");
+    const Answer affinities = request("affinity", "show", {{"client", "198.51.100.1"}});
+    ASSERT_EQ(affinities.result.size(), 1u);
+    EXPECT_EQ(affinities.result[0]["backend"], "be1");
+    EXPECT_DOUBLE_EQ(affinities.result[0]["age_seconds"].get<double>(), 2.0);
+
+    EXPECT_EQ(request("flow", "flush", {{"backend", "be1"}}).result["removed"], 1);
+    EXPECT_EQ(tables_.flows().size(), 1u);
+    EXPECT_EQ(request("flow", "show", {{"vip", "nope"}}).error, "no VIP named 'nope'");
+    EXPECT_NE(request("affinity", "save").error.find("no memcached_servers are configured"), std::string::npos);
+}
+
+TEST_F(ControlPlaneTest, ReloadAppliesWeightsKeepsRestartOnlyKeysAndRejectsABadFileWhole) {
+    start(config_text());
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    const std::uint32_t vip_index = maps_.vips().begin()->second.index;
+
+    write_config(config_text(/*be1_weight=*/3, /*ring_size=*/65537));
+    ASSERT_TRUE(plane_->reload());
+    EXPECT_EQ(plane_->config().ring_size, kRingSize) << "ring_size is restart-only";
+    EXPECT_EQ(row_of(request("backend", "show").result, "be1")["weight"], 3);
+    EXPECT_NEAR(static_cast<double>(maps_.slots_of(vip_index, index_of("be1"))) / kRingSize, 0.75, 0.02);
+
+    std::string bad = config_text(/*be1_weight=*/5);
+    bad.replace(bad.find("127.0.0.2"), 9, "127.0.0.300");
+    write_config(bad);
+    EXPECT_FALSE(plane_->reload());
+    EXPECT_EQ(row_of(request("backend", "show").result, "be1")["weight"], 3) << "the running config stays";
+    EXPECT_EQ(maps_.backends.size(), 3u);
+}
+
+TEST_F(ControlPlaneTest, UnknownCommandsAreErrorsThatNameThem) {
+    start(config_text());
+    EXPECT_EQ(request("backend", "explode").error, "unknown command 'backend explode'");
+    EXPECT_EQ(request("version", "show").result["version"].is_string(), true);
+    EXPECT_EQ(request("session", "show").result["enabled"], false);
+}
+
+}  // namespace
+}  // namespace stickylb

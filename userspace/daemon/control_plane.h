@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// stickylbd's state and decisions: the running config, operator overrides, health,
+// the desired state and its reconcile into the data plane, the membership view, and
+// one handler per control-socket command. It drives the data plane through
+// ServiceMaps and ClientTables, so a unit test builds it on in-memory maps, without
+// root; Daemon wires it to the kernel, the sockets and the signals.
+//
+// Everything runs on the io_context's thread; table walks (flows, affinities: up to
+// millions of entries) run on a background worker and answer back on that thread.
+// <utility> first: Boost 1.74 Asio uses std::exchange without including it (C++20, GCC 12).
+#include <utility>
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/background_worker.h"
+#include "control/config.h"
+#include "control/control_server.h"
+#include "control/health.h"
+#include "control/metrics.h"
+#include "control/reconciler.h"
+#include "dataplane/maps.h"
+#include "session/session_coordinator.h"
+
+namespace stickylb {
+
+// What set a reconcile off: start and operator or config changes always save the
+// state file when the data plane changed; the periodic refresh only when the view did.
+enum class ReconcileCause { start, refresh, reload, health, admin };
+
+class ControlPlane {
+public:
+    // The maps must outlive it. With memcached_servers it coordinates sessions
+    // (views, snapshots) through them; nothing is written or probed before start().
+    ControlPlane(boost::asio::io_context& io, std::string config_path, DaemonConfig config, ServiceMaps& maps,
+                 ClientTables& tables, EgressInterface egress, Reconciler::MacResolver resolve_mac);
+    ~ControlPlane();
+    ControlPlane(const ControlPlane&) = delete;
+    ControlPlane& operator=(const ControlPlane&) = delete;
+
+    // Reads the state file, adopts what the maps already hold, starts the health checks
+    // and the first reconcile. tables_were_empty: a new or rebooted LB host, whose
+    // clients the last affinity snapshot brings back (before the program is attached).
+    void start(bool tables_were_empty);
+    // Session coordination's timers and links, once the data plane forwards.
+    void begin_service();
+    // Periodic: the reconcile that picks up next-hop MACs, and the table sizes.
+    void refresh();
+    // Re-reads the config file: rejected whole when invalid (the running config stays),
+    // restart-only keys kept at their running values. Returns whether it was applied.
+    bool reload();
+    // Stops the checks; a last affinity snapshot (bounded), then done() on the io_context.
+    void stop(std::function<void()> done);
+
+    // A control-socket request; reply is called once, on the io_context's thread.
+    void handle(const std::string& object, const std::string& verb, const nlohmann::json& args,
+                ControlServer::Reply reply);
+    struct Command {
+        std::string_view object, verb;
+    };
+    // Every command handle() answers (the CLI's grammar is checked against it).
+    static std::vector<Command> commands();
+
+    std::string metrics_text() const;
+    const DaemonConfig& config() const { return config_; }
+
+    // The health checker's callbacks (public so that tests can play a check's verdict).
+    void on_health_change(const HealthChange& change);
+    void on_probe(const std::string& key, const ProbeResult& result);
+
+private:
+    struct BackendHealth {
+        std::optional<ProbeResult> last;
+        std::uint64_t transitions = 0;
+        metrics::Histogram latency_seconds{metrics::Histogram::default_latency_bounds()};
+    };
+    struct RingWrites {
+        std::uint64_t rewrites = 0, slots = 0;
+    };
+    using Handler = void (ControlPlane::*)(const nlohmann::json& args, ControlServer::Reply reply);
+    struct HandlerEntry {
+        Command command;
+        Handler handler;
+    };
+    static const std::vector<HandlerEntry>& handler_table();
+
+    // The commands, one each (the grammar's tree in cli/grammar.cpp).
+    void show_version(const nlohmann::json& args, ControlServer::Reply reply);
+    void show_session(const nlohmann::json& args, ControlServer::Reply reply);
+    void show_vips(const nlohmann::json& args, ControlServer::Reply reply);
+    void show_backends(const nlohmann::json& args, ControlServer::Reply reply);
+    void drain_backend(const nlohmann::json& args, ControlServer::Reply reply);
+    void enable_backend(const nlohmann::json& args, ControlServer::Reply reply);
+    void set_backend(const nlohmann::json& args, ControlServer::Reply reply);
+    void show_flows(const nlohmann::json& args, ControlServer::Reply reply);
+    void flush_flows(const nlohmann::json& args, ControlServer::Reply reply);
+    void show_affinities(const nlohmann::json& args, ControlServer::Reply reply);
+    void flush_affinities(const nlohmann::json& args, ControlServer::Reply reply);
+    void save_affinities(const nlohmann::json& args, ControlServer::Reply reply);
+    void restore_affinities(const nlohmann::json& args, ControlServer::Reply reply);
+    void show_stats(const nlohmann::json& args, ControlServer::Reply reply);
+    void show_health(const nlohmann::json& args, ControlServer::Reply reply);
+
+    // drain, enable, set: the override changed, reconciled and saved; the backend's row.
+    nlohmann::json apply_override(const BackendId& id, const AdminOverride& override_of, std::string_view what);
+    // drain force: drained, view written (bounded wait), then its clients re-picked.
+    void force_drain(const BackendId& id, ControlServer::Reply reply);
+    // flow|affinity show|flush, filtered by [vip] [backend] [client], on the worker.
+    void table_command(const std::string& object, const std::string& verb, const nlohmann::json& args,
+                       ControlServer::Reply reply);
+
+    RuntimeConfig runtime_config() const;
+    void reconcile(ReconcileCause cause, std::string_view detail = {});
+    // Counts, off the io_context, the live affinity clients of backends that just went down.
+    void count_moved_clients(const std::vector<DesiredBackend>& gone_down);
+    // At most every 10 s, on the worker: a million-entry walk is most of a second.
+    void count_table_entries();
+    void update_health_targets();
+    HealthVerdict verdict(const BackendId& id) const;
+    nlohmann::json backends_json(const nlohmann::json& args) const;
+    nlohmann::json backend_counters(const DesiredVip& vip) const;
+    const VipConfig& find_vip(const std::string& name) const;
+    BackendId find_backend(const nlohmann::json& args) const;
+    void load_state();
+    void save_state() const;
+
+    boost::asio::io_context& io_;
+    std::string config_path_;
+    DaemonConfig config_;
+    ServiceMaps& maps_;
+    ClientTables& tables_;
+    BackgroundWorker worker_{"slb-tables"};  // table walks off the io_context
+    IndexRegistry indexes_;
+    Reconciler reconciler_;
+    HealthChecker checker_;
+    std::unique_ptr<SessionCoordinator> session_;  // null without memcached_servers
+    AdminOverrides overrides_;
+    DesiredState desired_;
+    std::map<std::string, BackendHealth> health_detail_;  // by to_string(BackendId)
+    std::uint64_t reconciles_ = 0;
+    std::uint64_t reconcile_errors_ = 0;
+    std::map<std::string, RingWrites> ring_writes_;  // VIP name -> reconciles that rewrote its ring
+    std::uint64_t flow_entries_ = 0, affinity_entries_ = 0;
+    std::chrono::steady_clock::time_point tables_counted_at_{};
+    // Marked down by their checks since the last reconcile: their first failed check.
+    std::map<BackendId, std::chrono::steady_clock::time_point> failovers_;
+    std::map<BackendId, std::uint64_t> clients_moved_;
+    std::map<BackendId, double> last_failover_seconds_;  // wall clock
+};
+
+}  // namespace stickylb
