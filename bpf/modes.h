@@ -60,38 +60,40 @@ static __always_inline __u8 ipip_slow_path_family(const struct stickylb_backend 
     return STICKYLB_FAMILY_NONE;
 }
 
-/* An unknown mode (the daemon never writes one) is an error: -1, or no family. */
-#define MODE_BEFORE_NEXT_HOP(NAME, name, word, value)                                                                  \
-    case STICKYLB_FWD_##NAME: return name##_before_next_hop(ctx, pkt, choice);
+/*
+ * A value outside the table (stickylbd refuses to write or adopt one) takes the first
+ * mode's path: the test for that mode then folds away, where an error path for
+ * unknown values costs every packet a compare and made IPv6 established flows ~10%
+ * slower in xdp_bench.
+ */
+#define MODE_BEFORE_NEXT_HOP(NAME, name, word, value) \
+    if (mode == STICKYLB_FWD_##NAME)                  \
+        return name##_before_next_hop(ctx, pkt, choice);
 static __always_inline int before_next_hop(__u8 mode, struct xdp_md *ctx, const struct packet *pkt,
                                            const struct choice *choice)
 {
-    switch (mode) {
-        STICKYLB_FORWARDING_MODES(MODE_BEFORE_NEXT_HOP)
-    }
-    return -1;
+    STICKYLB_FORWARDING_MODES(MODE_BEFORE_NEXT_HOP)
+    return l2_dsr_before_next_hop(ctx, pkt, choice);
 }
 #undef MODE_BEFORE_NEXT_HOP
 
-#define MODE_AFTER_NEXT_HOP(NAME, name, word, value)                                                                   \
-    case STICKYLB_FWD_##NAME: return name##_after_next_hop(ctx, backend);
+#define MODE_AFTER_NEXT_HOP(NAME, name, word, value) \
+    if (mode == STICKYLB_FWD_##NAME)                 \
+        return name##_after_next_hop(ctx, backend);
 static __always_inline int after_next_hop(__u8 mode, struct xdp_md *ctx, const struct stickylb_backend *backend)
 {
-    switch (mode) {
-        STICKYLB_FORWARDING_MODES(MODE_AFTER_NEXT_HOP)
-    }
-    return -1;
+    STICKYLB_FORWARDING_MODES(MODE_AFTER_NEXT_HOP)
+    return l2_dsr_after_next_hop(ctx, backend);
 }
 #undef MODE_AFTER_NEXT_HOP
 
-#define MODE_SLOW_PATH_FAMILY(NAME, name, word, value)                                                                 \
-    case STICKYLB_FWD_##NAME: return name##_slow_path_family(backend);
+#define MODE_SLOW_PATH_FAMILY(NAME, name, word, value) \
+    if (mode == STICKYLB_FWD_##NAME)                   \
+        return name##_slow_path_family(backend);
 static __always_inline __u8 slow_path_family(__u8 mode, const struct stickylb_backend *backend)
 {
-    switch (mode) {
-        STICKYLB_FORWARDING_MODES(MODE_SLOW_PATH_FAMILY)
-    }
-    return STICKYLB_FAMILY_NONE;
+    STICKYLB_FORWARDING_MODES(MODE_SLOW_PATH_FAMILY)
+    return l2_dsr_slow_path_family(backend);
 }
 #undef MODE_SLOW_PATH_FAMILY
 

@@ -14,6 +14,9 @@
 set -Eeuo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_TAG=demo
+# shellcheck source=tools/lib/common.sh
+source "$repo/tools/lib/common.sh"
 build=${STICKYLB_BUILD_DIR:-$repo/build}
 lab="$repo/tools/lab/lab.sh"
 state=/run/stickylb-demo # beside, not inside, the lab's state directory
@@ -25,8 +28,9 @@ daemon_log=$state/stickylbd.log
 jars=$state/clients
 daemon="$build/userspace/daemon/stickylbd"
 cli_binary="$build/userspace/cli/stickylb"
-vip=10.89.0.250
-metrics_url=http://10.89.0.2:9478/metrics
+vip=$LAB_VIP4
+metrics_listen=$(lab_lb_address):$LAB_METRICS_PORT
+metrics_url=http://$metrics_listen/metrics
 backends=3
 # The lab's namespaces: the demo always uses the default prefix.
 unset STICKYLB_LAB_PREFIX STICKYLB_LAB_STATE
@@ -37,7 +41,6 @@ targets=(stickylbd stickylb stickylb-agent stickylb_bpf neigh_bpf decap_bpf xdp_
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 note() { printf '%s\n' "$*"; }
 indent() { sed 's/^/    /'; }
-now_ms() { date +%s%3N; }
 
 fail() {
   printf '\n\033[1;31mdemo failed: %s\033[0m\n' "$*" >&2
@@ -53,7 +56,6 @@ trap 'fail "line $LINENO: \"$BASH_COMMAND\" exited with $?"' ERR
 lab() { STICKYLB_BUILD_DIR=$build "$lab" "$@"; }
 cli() { "$cli_binary" -s "$socket" "$@"; }
 client() { ip netns exec "$ns_client" "$@"; }
-namespace_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$1"; }
 
 # The PID in the PID file if it is this demo's stickylbd; fails otherwise.
 daemon_pid() {
@@ -151,9 +153,11 @@ printf '%s\n' "$build" >"$state/build_dir"
 mountpoint -q "$bpffs" || mount -t bpf bpf "$bpffs"
 # The same generator as a real LB host's (tools/provision/host-lb.sh), with the
 # lab's paths: the daemon's pins, state and socket stay under $state.
-"$repo/tools/provision/stickylbd-config.sh" --interface eth0 --vip 10.89.0.250 \
-  --backend be1=10.89.0.21 --backend be2=10.89.0.22 --backend be3=10.89.0.23 \
-  --memcached 10.89.0.11:11211 --memcached 10.89.0.12:11211 --metrics-listen 10.89.0.2:9478 \
+members=()
+for n in $(seq 1 "$backends"); do members+=(--backend "be$n=$(lab_backend_address "$n")"); done
+for m in 1 2; do members+=(--memcached "$(lab_memcached_address "$m"):$LAB_MEMCACHED_PORT"); done
+"$repo/tools/provision/stickylbd-config.sh" --interface eth0 --vip "$vip" "${members[@]}" \
+  --metrics-listen "$metrics_listen" \
   --pin-dir "$bpffs/stickylb" --state-file "$state/state.json" --control-socket "$state/control.sock" >"$config"
 "$daemon" --check-config "$config" >/dev/null
 note "config: $config"
@@ -179,7 +183,7 @@ done
 note "stickylbd pid $(daemon_pid), log $daemon_log"
 for n in $(seq 1 "$backends"); do # every agent follows the view before users arrive
   for ((tries = 0; tries < 100; tries++)); do
-    client curl -sS --max-time 1 "http://10.89.0.$((20 + n)):9479/metrics" 2>/dev/null |
+    client curl -sS --max-time 1 "http://$(lab_backend_address "$n"):$LAB_AGENT_METRICS_PORT/metrics" 2>/dev/null |
       grep -qx 'stickylb_agent_view_present 1' && break
     sleep 0.1
   done
@@ -197,7 +201,7 @@ declare -A at    # client -> backend it was last served by
 declare -A count # client -> its session counter
 clients=(101 102 103 104 105 106 107 108 109)
 
-# One visit of client 10.89.0.$1 to /counter.php with its own cookie jar: sets
+# One visit of client $LAB_NET4.$1 to /counter.php with its own cookie jar: sets
 # at[$1], count[$1] and seen ("beN n=K"). Retries refused connections (a dead backend
 # before the health checks notice) for up to $2 seconds (default 5). Not in a
 # subshell: it sets the arrays.
@@ -206,14 +210,14 @@ visit() {
   local c="$1" limit_ms=$((${2:-5} * 1000)) started body
   started=$(now_ms)
   while true; do
-    if body=$(client curl -sS --connect-timeout 0.3 --max-time 10 --interface "10.89.0.$c" \
+    if body=$(client curl -sS --connect-timeout 0.3 --max-time 10 --interface "$LAB_NET4.$c" \
       -b "$jars/$c" -c "$jars/$c" "http://$vip/counter.php" 2>&1) && [[ "$body" =~ backend=(be[0-9]+)\ n=([0-9]+) ]]; then
       at[$c]=${BASH_REMATCH[1]}
       count[$c]=${BASH_REMATCH[2]}
       seen="${at[$c]} n=${count[$c]}"
       return 0
     fi
-    (($(now_ms) - started < limit_ms)) || fail "client 10.89.0.$c got no answer from the VIP: $body"
+    (($(now_ms) - started < limit_ms)) || fail "client $LAB_NET4.$c got no answer from the VIP: $body"
     sleep 0.05
   done
 }
@@ -254,7 +258,7 @@ for c in "${clients[@]}"; do
     visit "$c"
     line="$line  $seen"
   done
-  printf '  client 10.89.0.%s ->%s\n' "$c" "$line"
+  printf '  client '"$LAB_NET4"'.%s ->%s\n' "$c" "$line"
 done
 for n in $(seq 1 "$backends"); do
   printf '  be%s serves: %s\n' "$n" "$(clients_of "be$n" | sed 's/\([0-9]\+\)/.\1/g')"
@@ -281,15 +285,15 @@ note "Its users' next requests land elsewhere; their session counters go on:"
 for c in $moved; do
   before="${at[$c]} n=${count[$c]}"
   visit "$c"
-  printf '  client 10.89.0.%s: %s -> %s\n' "$c" "$before" "$seen"
-  [ "${at[$c]}" != "$victim" ] || fail "client 10.89.0.$c is still served by the dead $victim"
+  printf '  client '"$LAB_NET4"'.%s: %s -> %s\n' "$c" "$before" "$seen"
+  [ "${at[$c]}" != "$victim" ] || fail "client $LAB_NET4.$c is still served by the dead $victim"
 done
 note "Everybody else stays where they were:"
 for c in "${clients[@]}"; do
   [[ " $moved " == *" $c "* ]] && continue
   before="${at[$c]} n=${count[$c]}"
   visit "$c"
-  printf '  client 10.89.0.%s: %s -> %s\n' "$c" "$before" "$seen"
+  printf '  client '"$LAB_NET4"'.%s: %s -> %s\n' "$c" "$before" "$seen"
 done
 echo
 note "\$ stickylb backend show"
@@ -308,14 +312,14 @@ note "stickylbd marked $victim up after $((state_at - started)) ms (2 good check
 for c in $moved; do
   before="${at[$c]} n=${count[$c]}"
   visit "$c"
-  printf '  client 10.89.0.%s: %s -> %s\n' "$c" "$before" "$seen"
-  [ "${at[$c]}" = "${before% *}" ] || fail "client 10.89.0.$c moved back from ${before% *} to ${at[$c]}"
+  printf '  client '"$LAB_NET4"'.%s: %s -> %s\n' "$c" "$before" "$seen"
+  [ "${at[$c]}" = "${before% *}" ] || fail "client $LAB_NET4.$c moved back from ${before% *} to ${at[$c]}"
 done
 note "New clients are spread over all three again (the ring includes $victim):"
 for c in 121 122 123 124 125 126; do
   clients+=("$c")
   visit "$c"
-  printf '  client 10.89.0.%s -> %s\n' "$c" "$seen"
+  printf '  client '"$LAB_NET4"'.%s -> %s\n' "$c" "$seen"
 done
 
 # The drain target: the backend with the most clients now.
@@ -330,14 +334,14 @@ wait_state "$drained" draining
 for c in $kept; do
   before="${at[$c]} n=${count[$c]}"
   visit "$c"
-  printf '  client 10.89.0.%s: %s -> %s\n' "$c" "$before" "$seen"
-  [ "${at[$c]}" = "$drained" ] || fail "client 10.89.0.$c left the draining $drained"
+  printf '  client '"$LAB_NET4"'.%s: %s -> %s\n' "$c" "$before" "$seen"
+  [ "${at[$c]}" = "$drained" ] || fail "client $LAB_NET4.$c left the draining $drained"
 done
 note "New clients no longer get $drained:"
 for c in 111 112 113 114 115 116; do
   visit "$c"
-  printf '  client 10.89.0.%s -> %s\n' "$c" "$seen"
-  [ "${at[$c]}" != "$drained" ] || fail "new client 10.89.0.$c was sent to the draining $drained"
+  printf '  client '"$LAB_NET4"'.%s -> %s\n' "$c" "$seen"
+  [ "${at[$c]}" != "$drained" ] || fail "new client $LAB_NET4.$c was sent to the draining $drained"
 done
 echo
 note "\$ stickylb backend drain web $drained force    (its users move now, sessions intact)"
@@ -345,8 +349,8 @@ cli backend drain web "$drained" force | indent
 for c in $kept; do
   before="${at[$c]} n=${count[$c]}"
   visit "$c"
-  printf '  client 10.89.0.%s: %s -> %s\n' "$c" "$before" "$seen"
-  [ "${at[$c]}" != "$drained" ] || fail "client 10.89.0.$c is still on $drained after drain force"
+  printf '  client '"$LAB_NET4"'.%s: %s -> %s\n' "$c" "$before" "$seen"
+  [ "${at[$c]}" != "$drained" ] || fail "client $LAB_NET4.$c is still on $drained after drain force"
 done
 note "\$ stickylb backend show"
 cli backend show | indent
@@ -366,9 +370,9 @@ $(printf '\033[1m== The lab is still running. Try:\033[0m')
   $cli_binary -s $socket session show       # also: affinity show, flow show, stats show, health show
   $cli_binary -s $socket backend drain web be2 force
   $cli_binary -s $socket backend enable web be2
-  ip netns exec $ns_client curl -b /tmp/jar -c /tmp/jar --interface 10.89.0.130 http://$vip/counter.php
+  ip netns exec $ns_client curl -b /tmp/jar -c /tmp/jar --interface $LAB_NET4.$LAB_CLIENT_EXTRA_LAST http://$vip/counter.php
   ip netns exec $ns_client curl $metrics_url                # stickylbd
-  ip netns exec $ns_client curl http://10.89.0.21:9479/metrics      # be1's stickylb-agent
+  ip netns exec $ns_client curl http://$(lab_backend_address 1):$LAB_AGENT_METRICS_PORT/metrics      # be1's stickylb-agent
   $lab_command crash-backend 2    # then: start-agent 2, start-backend 2
   $lab_command kill-host 3        # the whole host goes; status shows what is left
 stickylbd's log: $daemon_log

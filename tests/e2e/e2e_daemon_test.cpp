@@ -26,7 +26,7 @@ using namespace lab;
 using namespace std::chrono_literals;
 
 constexpr int kBackends = 3;
-constexpr int kClients = 12;  // client addresses 10.89.0.101..
+constexpr int kClients = 12;  // extra client addresses 1..
 
 class Daemon : public DaemonLabTest {
 protected:
@@ -49,7 +49,7 @@ protected:
         for (int n = 1; n <= kBackends; ++n) {
             if (n == 3 && extra_backend.empty() && skip_third_)
                 continue;
-            yaml << "      - name: be" << n << "\n        address: 10.89.0." << 20 + n << "\n";
+            yaml << "      - name: be" << n << "\n        address: " << backend_address(n) << "\n";
             if (n == 2)
                 yaml << "        weight: " << be2_weight << "\n";
         }
@@ -124,7 +124,8 @@ TEST_F(Daemon, KillNineUnderLoadDropsNothingAndTheRestartAdoptsEveryFlow) {
                << "/\"; done\n"
                << "for round in $(seq " << kRounds << "); do\n"
                << "  for c in $(seq " << kConnections << "); do\n"
-               << "    curl -s --interface 10.89.0.10$c --max-time 10 -w '%{http_code}\\n' $urls\n"
+               << "    curl -s --interface " << kLabNet4 << ".$((" << kLabClientHost
+               << " + c)) --max-time 10 -w '%{http_code}\\n' $urls\n"
                << "  done\n"
                << "done\n";
     }

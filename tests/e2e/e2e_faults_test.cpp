@@ -36,7 +36,7 @@ using namespace lab;
 using namespace std::chrono_literals;
 
 constexpr int kBackends = 3;
-constexpr int kLoadClients = 4;         // client addresses 10.89.0.101..104
+constexpr int kLoadClients = 4;         // extra client addresses 1..4
 constexpr int kBatchesPerClient = 600;  // bound of the load: 10 requests per batch
 constexpr int kHealthPort = 8080;
 
@@ -113,7 +113,8 @@ protected:
                << "for c in $(seq " << kLoadClients << "); do\n"
                << "  (i=0; while [ $i -lt " << kBatchesPerClient << " ] && [ ! -e " << shell_quote(stop_file())
                << " ]; do\n"
-               << "     curl -s --interface 10.89.0.$((100 + c)) --max-time 3 -w '%{http_code} %{exitcode}\\n' $urls\n"
+               << "     curl -s --interface " << kLabNet4 << ".$((" << kLabClientHost
+               << " + c)) --max-time 3 -w '%{http_code} %{exitcode}\\n' $urls\n"
                << "     i=$((i + 1))\n"
                << "   done) &\n"
                << "done\n"
@@ -202,7 +203,7 @@ TEST_F(Faults, HundredReloadsUnderLoadAndConnectionsToARemovedBackendAreReset) {
         std::ofstream script(dir_ + "/held.py");
         script << "import os, socket, sys, time\n"
                << "s = socket.socket()\n"
-               << "s.bind(('10.89.0." << 100 + be3_client << "', 0))\n"
+               << "s.bind(('" << client_address(be3_client) << "', 0))\n"
                << "s.settimeout(5)\n"
                << "s.connect(('" << kLabVip << "', 80))\n"
                << "open('" << dir_ << "/held.port', 'w').write(str(s.getsockname()[1]))\n"
@@ -231,8 +232,7 @@ TEST_F(Faults, HundredReloadsUnderLoadAndConnectionsToARemovedBackendAreReset) {
         long port = 0;
         if (port_file >> port)
             for (const auto& flow : cli_json("flow show"))
-                if (flow.value("client_port", 0L) == port &&
-                    flow.value("client", "") == "10.89.0." + std::to_string(100 + be3_client))
+                if (flow.value("client_port", 0L) == port && flow.value("client", "") == client_address(be3_client))
                     held_backend = flow.value("backend", "");
         if (held_backend.empty())
             std::this_thread::sleep_for(50ms);
@@ -401,7 +401,8 @@ TEST_F(Faults, MemcachedKilledAndRestartedUnderSessionTrafficFailsNoRequestAndLo
     {
         std::ofstream script(dir_ + "/sessions.sh");
         script << "for u in $(seq " << kUsers << "); do\n"
-               << "  (url='http://" << kLabVip << "/counter.php --interface 10.89.0.'$((100 + u))\n"
+               << "  (url='http://" << kLabVip << "/counter.php --interface " << kLabNet4 << ".'$((" << kLabClientHost
+               << " + u))\n"
                << "   out=$(curl -sS --max-time 20 -w 'status=%{http_code}' $url | tr '\\n' ' ')\n"
                << "   echo \"$u $out\"\n"
                << "   sid=$(echo \"$out\" | sed -n 's/.*sid=\\([^ ]*\\).*/\\1/p')\n"
@@ -419,7 +420,9 @@ TEST_F(Faults, MemcachedKilledAndRestartedUnderSessionTrafficFailsNoRequestAndLo
     std::filesystem::remove(stop_file());
     BackgroundCommand traffic(in_ns(lab_ns("client"), "sh " + shell_quote(dir_ + "/sessions.sh")));
     const auto agent_scrape = [&](int backend) {
-        return run_command(in_ns(backend_ns(backend), "curl -sS --max-time 2 http://127.0.0.1:9479/metrics")).output;
+        return run_command(in_ns(backend_ns(backend), "curl -sS --max-time 2 http://127.0.0.1:" +
+                                                          std::to_string(kAgentMetricsPort) + "/metrics"))
+            .output;
     };
     const std::string resync_runs = "stickylb_agent_resync_runs_total";
     const std::string failovers = "stickylb_agent_upstream_failovers_total";

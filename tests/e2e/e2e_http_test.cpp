@@ -50,8 +50,8 @@ namespace {
 using namespace stickylb::testing::lab;
 
 // Lab constants: they must match tools/lab/lab.sh.
-constexpr const char* kVip4 = "10.89.0.250";
-constexpr const char* kVip6 = "fd00:89::250";
+constexpr const char* kVip4 = kLabVip;
+constexpr const char* kVip6 = kLabVip6;
 constexpr int kBackends = 2;
 constexpr int kBackendHostBase = 20;      // backend N is .20+N / ::20+N
 constexpr std::uint32_t kRingSize = 257;  // prime
@@ -191,11 +191,9 @@ protected:
     }
     IpAddress backend_address(int index) const {
         const int host = kBackendHostBase + index;
-        return IpAddress::parse(ipv6() ? "fd00:89::" + std::to_string(host) : "10.89.0." + std::to_string(host));
+        return IpAddress::parse(ipv6() ? lab_host6(host) : lab_host(host));
     }
-    std::string client_address(int host) const {
-        return ipv6() ? "fd00:89::" + std::to_string(host) : "10.89.0." + std::to_string(host);
-    }
+    std::string client_address(int host) const { return ipv6() ? lab_host6(host) : lab_host(host); }
 
     // One VIP (index 0, tcp/80) with both backends in its ring.
     void configure(bool persistent, bool nexthop_known) {

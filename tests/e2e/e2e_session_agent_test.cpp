@@ -113,7 +113,8 @@ protected:
         // The backends really keep their sessions where this test thinks they do.
         const std::string expected_path = sessions == Sessions::agent
                                               ? "127.0.0.1:11311"
-                                              : memcached_address(1) + ":11211," + memcached_address(2) + ":11211";
+                                              : memcached_address(1) + ":" + std::to_string(kMemcachedPort) + "," +
+                                                    memcached_address(2) + ":" + std::to_string(kMemcachedPort);
         for (int backend = 1; backend <= kBackends; ++backend) {
             const Reply path = get(backend, "/ini.php?name=session.save_path");
             ASSERT_EQ(path.status, 200) << path;
@@ -226,7 +227,8 @@ protected:
     // The lock, fencing and conflict counters of a backend's agent: what explains a lost update.
     static std::string agent_counters(int backend) {
         const auto scrape = run_command(
-            in_ns(lab_ns("be" + std::to_string(backend)), "curl -sS --max-time 5 http://127.0.0.1:9479/metrics"));
+            in_ns(lab_ns("be" + std::to_string(backend)),
+                  "curl -sS --max-time 5 http://127.0.0.1:" + std::to_string(kAgentMetricsPort) + "/metrics"));
         std::istringstream lines(scrape.output);
         std::string out;
         for (std::string line; std::getline(lines, line);) {

@@ -32,7 +32,7 @@ using namespace lab;
 using namespace std::chrono_literals;
 
 constexpr int kBackends = 3;
-constexpr int kClients = 12;                           // client addresses 10.89.0.101..
+constexpr int kClients = 12;                           // extra client addresses 1..
 constexpr const char* kMemcached = "127.0.0.1:11211";  // inside the LB's namespace
 constexpr const char* kMetrics = "127.0.0.1:19479";
 
@@ -80,7 +80,7 @@ protected:
              << "    health: {kind: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}\n"
              << "    backends:\n";
         for (int n = 1; n <= kBackends; ++n)
-            yaml << "      - name: be" << n << "\n        address: 10.89.0." << 20 + n << "\n";
+            yaml << "      - name: be" << n << "\n        address: " << backend_address(n) << "\n";
     }
 
     void start_memcached() {

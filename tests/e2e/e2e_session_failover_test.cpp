@@ -50,8 +50,8 @@ using namespace std::chrono_literals;
 constexpr int kBackends = 3;
 constexpr int kMemcached = 2;
 constexpr const char* kCluster = "web";
-constexpr const char* kUser = "10.89.0.100";  // the user's one client address
-constexpr int kHoldMs = 10000;                // the doomed request holds the lock this long
+const std::string kUser = lab_host(kLabClientHost);  // the user's one client address
+constexpr int kHoldMs = 10000;                       // the doomed request holds the lock this long
 
 // stickylbd's health checks, and the acceptance figure they give: B is marked down
 // after `fall` failed checks, each given `timeout`, one every `interval`; the user
@@ -81,8 +81,8 @@ int backend_index(const std::string& name) { return std::atoi(name.c_str() + 2);
 
 // The user's request for PATH through the VIP, with session SID ("" = a new session).
 std::string user_curl(const std::string& path, const std::string& sid, int max_time_s = kRequestMaxTimeS) {
-    std::string command = std::string("curl -sS --interface ") + kUser + " --connect-timeout " + kConnectTimeoutS +
-                          " --max-time " + std::to_string(max_time_s) + kCurlStatusFormat;
+    std::string command = "curl -sS --interface " + kUser + " --connect-timeout " + kConnectTimeoutS + " --max-time " +
+                          std::to_string(max_time_s) + kCurlStatusFormat;
     if (!sid.empty())
         command += " -H " + shell_quote("Cookie: PHPSESSID=" + sid);
     return in_ns(lab_ns("client"), command + " " + shell_quote(std::string("http://") + kLabVip + path));
@@ -144,8 +144,9 @@ protected:
 
     // A sample of backend N's agent metrics (scraped from the client), or nullopt.
     static std::optional<double> agent_metric(int backend, const std::string& series) {
-        const auto scrape = run_command(
-            in_ns(lab_ns("client"), "curl -sS --max-time 3 http://" + backend_address(backend) + ":9479/metrics"));
+        const auto scrape =
+            run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 http://" + backend_address(backend) + ":" +
+                                                    std::to_string(kAgentMetricsPort) + "/metrics"));
         return scrape.exit_code == 0 ? sample_value(scrape.output, series) : std::nullopt;
     }
 
@@ -256,12 +257,13 @@ TEST_F(SessionUnderLoad, TwentyClientsEachSeeOneBackendOverAThousandRequests) {
     // One curl per client: URL globbing gives kRequests requests, "Connection: close"
     // a new connection for each; the 20 clients run at once.
     // index.php answers "backend=beN\n"; each line out is "<client> <count> backend=beN".
-    const std::string one_client = "curl -sS --max-time 120 --interface 10.89.0.$0 -H 'Connection: close' 'http://" +
-                                   std::string(kLabVip) + "/?i=[1-" + std::to_string(kRequests) +
-                                   "]' | sort | uniq -c | sed \"s/^/$0 /\"";
+    const std::string one_client = "curl -sS --max-time 120 --interface " + std::string(kLabNet4) +
+                                   ".$0 -H 'Connection: close' 'http://" + std::string(kLabVip) + "/?i=[1-" +
+                                   std::to_string(kRequests) + "]' | sort | uniq -c | sed \"s/^/$0 /\"";
     const auto run = run_command(
         in_ns(lab_ns("client"),
-              "bash -c " + shell_quote("seq 101 " + std::to_string(100 + kClients) + " | xargs -P " +
+              "bash -c " + shell_quote("seq " + std::to_string(kLabClientHost + 1) + " " +
+                                       std::to_string(kLabClientHost + kClients) + " | xargs -P " +
                                        std::to_string(kClients) + " -I{} bash -c " + shell_quote(one_client) + " {}")));
     ASSERT_EQ(run.exit_code, 0) << run.output;
     std::map<std::string, std::map<std::string, int>> seen;
@@ -274,10 +276,10 @@ TEST_F(SessionUnderLoad, TwentyClientsEachSeeOneBackendOverAThousandRequests) {
     std::set<std::string> used;
     ASSERT_EQ(seen.size(), static_cast<std::size_t>(kClients)) << run.output << "\nstickylbd's log:\n" << daemon_log();
     for (const auto& [client, backends] : seen) {
-        ASSERT_EQ(backends.size(), 1u) << "client 10.89.0." << client << " saw several backends:\n"
+        ASSERT_EQ(backends.size(), 1u) << "client " << kLabNet4 << "." << client << " saw several backends:\n"
                                        << run.output << "\nstickylbd's log:\n"
                                        << daemon_log();
-        EXPECT_EQ(backends.begin()->second, kRequests) << "client 10.89.0." << client;
+        EXPECT_EQ(backends.begin()->second, kRequests) << "client " << kLabNet4 << "." << client;
         EXPECT_EQ(backends.begin()->first.rfind("backend=be", 0), 0u) << backends.begin()->first;
         used.insert(backends.begin()->first);
     }

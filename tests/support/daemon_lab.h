@@ -32,8 +32,6 @@
 
 namespace stickylb::testing::lab {
 
-inline constexpr const char* kLabVip = "10.89.0.250";
-
 // The value of SERIES (name and labels, as exposed) in a Prometheus scrape, or nullopt.
 inline std::optional<double> sample_value(const std::string& scrape, const std::string& series) {
     const auto at = ("\n" + scrape).find("\n" + series + " ");
@@ -171,12 +169,12 @@ protected:
         return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
     }
 
-    // GET / of the VIP from client address 10.89.0.(100+CLIENT): the backend that
+    // GET / of the VIP from extra client address CLIENT: the backend that
     // answered, or "" on failure.
     static std::string request_from(int client) {
         const auto answer =
-            run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 --interface 10.89.0." +
-                                                    std::to_string(100 + client) + " http://" + kLabVip + "/"));
+            run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 --interface " + client_address(client) +
+                                                    " http://" + kLabVip + "/"));
         const std::string body = trim(answer.output);
         return answer.exit_code == 0 && body.rfind("backend=", 0) == 0 ? body.substr(8) : "";
     }

@@ -110,8 +110,7 @@ public:
         }
         return result;
     }
-    std::size_t reassign_affinities(
-        std::function<std::optional<std::uint32_t>(const AffinityRecord&)> to) override {
+    std::size_t reassign_affinities(std::function<std::optional<std::uint32_t>(const AffinityRecord&)> to) override {
         std::lock_guard lock(mutex_);
         std::size_t changed = 0;
         for (auto it = affinities_.begin(); it != affinities_.end();) {

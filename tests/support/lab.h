@@ -95,10 +95,29 @@ inline std::string lab_state_dir() {
     return prefix == "slb" ? "/run/stickylb-lab" : "/run/stickylb-lab-" + prefix;
 }
 inline std::string memcached_ns(int index) { return lab_ns("mc" + std::to_string(index)); }
-// Backend N's address and memcached server M's, as lab.sh assigns them.
-inline std::string backend_address(int index) { return "10.89.0." + std::to_string(20 + index); }
-inline std::string memcached_address(int index) { return "10.89.0." + std::to_string(10 + index); }
-constexpr int kMemcachedPort = 11211;
+// The address plan lab.sh builds (tools/lib/address-plan.sh, through CMake).
+constexpr int plan_number(const char* text) {
+    int value = 0;
+    for (; *text >= '0' && *text <= '9'; ++text)
+        value = value * 10 + (*text - '0');
+    return value;
+}
+inline constexpr const char* kLabNet4 = STICKYLB_LAB_NET4;  // "10.89.0"
+inline constexpr const char* kLabNet6 = STICKYLB_LAB_NET6;  // "fd00:89:"
+inline constexpr const char* kLabVip = STICKYLB_LAB_VIP4;
+inline constexpr const char* kLabVip6 = STICKYLB_LAB_VIP6;
+inline constexpr int kLabClientHost = plan_number(STICKYLB_LAB_CLIENT_HOST);  // the client's own; extras follow
+inline constexpr int kLabBackendBase = plan_number(STICKYLB_LAB_BACKEND_BASE);
+inline constexpr int kLabMemcachedBase = plan_number(STICKYLB_LAB_MEMCACHED_BASE);
+inline constexpr int kMemcachedPort = plan_number(STICKYLB_LAB_MEMCACHED_PORT);
+inline constexpr int kAgentMetricsPort = plan_number(STICKYLB_LAB_AGENT_METRICS_PORT);
+// Host HOST of the segment, IPv4 or IPv6.
+inline std::string lab_host(int host) { return std::string(kLabNet4) + "." + std::to_string(host); }
+inline std::string lab_host6(int host) { return std::string(kLabNet6) + ":" + std::to_string(host); }
+// Backend N's address, memcached server M's, and extra client address N (1..30).
+inline std::string backend_address(int index) { return lab_host(kLabBackendBase + index); }
+inline std::string memcached_address(int index) { return lab_host(kLabMemcachedBase + index); }
+inline std::string client_address(int extra) { return lab_host(kLabClientHost + extra); }
 // The agent lab.sh runs on each PHP backend with --sessions agent.
 inline std::string lab_agent_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/agent/stickylb-agent"; }
 // hold.php of PHP backend N writes its worker's PID here once it holds the session lock.

@@ -100,16 +100,13 @@ protected:
         return yaml.str();
     }
 
-    void write_config(const std::string& text) {
-        std::ofstream(config_path()) << text;
-    }
+    void write_config(const std::string& text) { std::ofstream(config_path()) << text; }
 
     void start(const std::string& text) {
         write_config(text);
-        plane_ = std::make_unique<ControlPlane>(io_, config_path(), load_config(config_path()), maps_, tables_,
-                                                EgressInterface{}, [](const DesiredBackend&, ForwardingMode) {
-                                                    return std::optional(MacAddress{});
-                                                });
+        plane_ = std::make_unique<ControlPlane>(
+            io_, config_path(), load_config(config_path()), maps_, tables_, EgressInterface{},
+            [](const DesiredBackend&, ForwardingMode) { return std::optional(MacAddress{}); });
         plane_->start(/*tables_were_empty=*/true);
     }
 
@@ -196,8 +193,8 @@ TEST_F(ControlPlaneTest, StatsShowNamesEveryGlobalCounterOfTheTableAndEachVipsBa
     for (std::size_t n = 0; n < std::size(kGlobalCounters); ++n)
         maps_.global.*kGlobalCounters[n].field = 100 + n;
     const std::uint32_t vip_index = maps_.vips().begin()->second.index;
-    maps_.vip_counters[vip_index] = {.packets = 7, .bytes = 700, .new_flows = 3, .affinity_hits = 2,
-                                     .affinity_misses = 1};
+    maps_.vip_counters[vip_index] = {
+        .packets = 7, .bytes = 700, .new_flows = 3, .affinity_hits = 2, .affinity_misses = 1};
     maps_.backend_counters[index_of("be2")] = {.packets = 5, .bytes = 500};
 
     const Answer answer = request("stats", "show");
@@ -283,8 +280,10 @@ TEST_F(ControlPlaneTest, FlowAndAffinityCommandsFilterByVipBackendAndClient) {
     const std::uint32_t vip_index = maps_.vips().begin()->second.index;
     const std::uint32_t be1 = index_of("be1"), be2 = index_of("be2");
     const IpAddress vip = IpAddress::parse("192.0.2.10");
-    tables_.add(FlowRecord{IpAddress::parse("198.51.100.1"), 40000, vip, 80, 6, be1, static_cast<std::uint16_t>(vip_index)});
-    tables_.add(FlowRecord{IpAddress::parse("198.51.100.2"), 40001, vip, 80, 6, be2, static_cast<std::uint16_t>(vip_index)});
+    tables_.add(
+        FlowRecord{IpAddress::parse("198.51.100.1"), 40000, vip, 80, 6, be1, static_cast<std::uint16_t>(vip_index)});
+    tables_.add(
+        FlowRecord{IpAddress::parse("198.51.100.2"), 40001, vip, 80, 6, be2, static_cast<std::uint16_t>(vip_index)});
     tables_.add(AffinityRecord{vip_index, IpAddress::parse("198.51.100.1"), be1, 2s});
 
     const Answer flows = request("flow", "show", {{"backend", "be2"}});

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_stats.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/pinned_maps.h"
 #include "session/affinity_snapshot.h"
@@ -36,6 +37,8 @@
 #include "support/bpffs.h"
 
 namespace {
+
+using stickylb::bench::median;
 
 using namespace stickylb;
 using Clock = std::chrono::steady_clock;
@@ -104,11 +107,6 @@ struct Step {
     std::string name;
     std::vector<double> ms;
 };
-
-double median(std::vector<double> values) {
-    std::sort(values.begin(), values.end());
-    return values[values.size() / 2];
-}
 
 template <typename F>
 double time_ms(F&& body) {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_stats.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/maglev.h"
 #include "control/config.h"
@@ -30,6 +31,9 @@
 
 namespace stickylb {
 namespace {
+
+using stickylb::bench::fixed;
+using stickylb::bench::median;
 
 constexpr std::uint64_t kSeed = 0x5eed'cafe'f00d'0001ULL;
 constexpr std::uint32_t kVips = 100;
@@ -82,18 +86,6 @@ Timing timed(const std::function<void()>& work) {
     work();
     const auto wall_end = std::chrono::steady_clock::now();
     return {std::chrono::duration<double, std::milli>(wall_end - wall_start).count(), thread_cpu_ms() - cpu_start};
-}
-
-double median(std::vector<double> values) {
-    std::ranges::sort(values);
-    const std::size_t middle = values.size() / 2;
-    return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
-}
-
-std::string fixed(double value, int decimals) {
-    char text[64];
-    std::snprintf(text, sizeof text, "%.*f", decimals, value);
-    return text;
 }
 
 std::string thousands(std::uint64_t value) {

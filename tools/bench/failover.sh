@@ -69,15 +69,16 @@ export STICKYLB_LAB_PREFIX=${STICKYLB_LAB_PREFIX:-slbfo}
 export STICKYLB_BUILD_DIR=$build
 readonly prefix=$STICKYLB_LAB_PREFIX
 readonly ns_lb=$prefix-lb ns_client=$prefix-client
-readonly vip=10.89.0.250 backends=3
+readonly vip=$LAB_VIP4 backends=3
 readonly lab=$repo/tools/lab/lab.sh
 readonly daemon=$build/userspace/daemon/stickylbd cli_binary=$build/userspace/cli/stickylb
 
-progress() { printf 'failover.sh: %s\n' "$*" >&2; }
-die() {
-    progress "error: $*"
-    exit 1
-}
+LOG_TAG=failover.sh LOG_FD=2
+# shellcheck source=tools/lib/common.sh
+source "$repo/tools/lib/common.sh"
+# shellcheck source=tools/bench/failover-haproxy.sh
+source "$repo/tools/bench/failover-haproxy.sh"
+progress() { log "$@"; }
 now() { date +%s.%N; }
 
 if [[ ! -f $build/CMakeCache.txt ]]; then
@@ -170,32 +171,11 @@ stop_daemon() {
         progress "stickylbd --detach failed (log $state/stickylbd-detach.log)"
 }
 
-stop_haproxy() {
-    [[ -n $haproxy_pid ]] || return 0
-    stop_pid "$haproxy_pid" haproxy
-    haproxy_pid=""
-    ip -n "$ns_lb" addr del "$vip/32" dev lo 2>/dev/null || true
-}
-
 stickylbd_all_up() {
     "$cli_binary" -s "$socket" -j backend show 2>/dev/null | python3 -c '
 import json, sys
 states = [b["state"] for b in json.load(sys.stdin)]
 sys.exit(0 if len(states) == int(sys.argv[1]) and set(states) == {"up"} else 1)' "$backends" 2>/dev/null
-}
-
-haproxy_all_up() {
-    python3 - "$state/haproxy.sock" "$backends" <<'PY' 2>/dev/null
-import csv, io, socket, sys
-conn = socket.socket(socket.AF_UNIX)
-conn.connect(sys.argv[1])
-conn.sendall(b"show stat\n")
-data = b""
-while chunk := conn.recv(65536):
-    data += chunk
-rows = [r for r in csv.DictReader(io.StringIO(data.decode().lstrip("# "))) if r["pxname"] == "web" and r["svname"].startswith("be")]
-sys.exit(0 if len(rows) == int(sys.argv[2]) and all(r["status"] == "UP" for r in rows) else 1)
-PY
 }
 
 wait_all_up() { # LB: until the load balancer says every backend is up (15 s)
@@ -266,7 +246,7 @@ run_series() {
     local lb=$1 run source
     wait_all_up "$lb"
     for ((run = 1; run <= runs; run++)); do
-        source=10.89.0.$((101 + (run - 1) % 30))
+        source=$LAB_NET4.$((LAB_CLIENT_HOST + 1 + (run - 1) % 30))
         one_run "$lb" "$source" "$run"
         results[$lb]+="${run_ms:-timeout} "
         if [[ $lb == stickylb ]]; then
@@ -281,9 +261,10 @@ run_series() {
 start_stickylb() {
     mkdir -p "$bpffs"
     mountpoint -q "$bpffs" || mount -t bpf bpf "$bpffs"
-    "$repo/tools/provision/stickylbd-config.sh" --interface eth0 --vip "$vip" \
-        --backend be1=10.89.0.21 --backend be2=10.89.0.22 --backend be3=10.89.0.23 \
-        --metrics-listen 10.89.0.2:9478 --pin-dir "$bpffs/stickylb" --state-file "$state/state.json" \
+    local members=() n
+    for ((n = 1; n <= backends; n++)); do members+=(--backend "be$n=$(lab_backend_address "$n")"); done
+    "$repo/tools/provision/stickylbd-config.sh" --interface eth0 --vip "$vip" "${members[@]}" \
+        --metrics-listen "$(lab_lb_address):$LAB_METRICS_PORT" --pin-dir "$bpffs/stickylb" --state-file "$state/state.json" \
         --control-socket "$socket" >"$config"
     "$daemon" --check-config "$config" >/dev/null
     # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
@@ -296,56 +277,6 @@ start_stickylb() {
     done
     daemon_pid=$(tr -dc '0-9' <"$state/stickylbd.pid")
     [[ -n $daemon_pid ]] || die "stickylbd did not start (log $state/stickylbd.log)"
-}
-
-start_haproxy() { # redispatch: 1 or 0
-    local retry_lines=""
-    # Redispatch on every retry, and a connect timeout as short as the check timeout:
-    # HAProxy waits min(timeout connect, 1 s) before a retry.
-    local connect_timeout=2s
-    ((${1})) && retry_lines=$'    option redispatch 1\n    retries 2' && connect_timeout=100ms
-    cat >"$state/haproxy.cfg" <<CFG
-# HAProxy 2.6 for tools/bench/failover.sh: tools/bench/peers/haproxy.cfg.in's settings
-# that matter for one client (no maxconn: it needs a file limit a container may not
-# allow), health checks as stickylbd's, a stats socket to see their verdicts.
-global
-    stats socket $state/haproxy.sock mode 600 level admin
-
-defaults
-    mode tcp
-    timeout connect ${connect_timeout}
-    timeout client 30s
-    timeout server 30s
-    option dontlognull
-${retry_lines}
-
-frontend vip
-    bind $vip:80
-    default_backend web
-
-backend web
-    balance roundrobin
-    stick-table type ip size 1m expire 30m
-    stick on src
-    option httpchk GET /
-    timeout check 100ms
-    server be1 10.89.0.21:80 check inter 200ms rise 2 fall 2
-    server be2 10.89.0.22:80 check inter 200ms rise 2 fall 2
-    server be3 10.89.0.23:80 check inter 200ms rise 2 fall 2
-CFG
-    haproxy -c -f "$state/haproxy.cfg" >&2 || die "haproxy rejects $state/haproxy.cfg"
-    ip -n "$ns_lb" addr add "$vip/32" dev lo
-    # shellcheck disable=SC2016
-    ip netns exec "$ns_lb" setsid sh -c 'printf "%s\n" "$$" >"$0" && exec "$@"' "$state/haproxy.pid" \
-        haproxy -db -f "$state/haproxy.cfg" </dev/null >"$state/haproxy-$2.log" 2>&1 &
-    local tries
-    for ((tries = 0; tries < 50; tries++)); do
-        [[ -s $state/haproxy.pid ]] && break
-        sleep 0.02
-    done
-    haproxy_pid=$(tr -dc '0-9' <"$state/haproxy.pid")
-    rm -f "$state/haproxy.pid"
-    [[ -n $haproxy_pid ]] || die "haproxy did not start (log $state/haproxy-$2.log)"
 }
 
 # --- the runs ---------------------------------------------------------------------------

@@ -46,12 +46,11 @@ cases=""
 command_line="tools/bench/traffic.sh"
 for arg in "$@"; do command_line="$command_line $arg"; done
 
+LOG_TAG=traffic LOG_FD=2
+# shellcheck source=tools/lib/common.sh
+source "$repo/tools/lib/common.sh"
 usage() { sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; }
-die() {
-    printf 'traffic: error: %s\n' "$*" >&2
-    exit 1
-}
-progress() { printf 'traffic: %s\n' "$*" >&2; }
+progress() { log "$@"; }
 
 while (($#)); do
     case $1 in
@@ -107,8 +106,8 @@ prefix=$STICKYLB_LAB_PREFIX
 state=/run/stickylb-traffic-$prefix # beside, not inside, the lab's state directory
 ns_client=$prefix-client
 ns_lb=$prefix-lb
-readonly vip=10.89.0.250 backends=3 http_port=80 udp_port=9000
-backend_address() { printf '10.89.0.%d' $((20 + $1)); }
+readonly vip=$LAB_VIP4 backends=3 http_port=80 udp_port=9000
+backend_address() { lab_backend_address "$1"; }
 backend_ns() { printf '%s-be%d' "$prefix" "$1"; }
 cores=$(nproc)
 # One wrk thread per core; 64 connections keep every backend worker busy without
@@ -131,12 +130,9 @@ stats_saved=""
 
 # Starts COMMAND... in namespace NS as NAME (log STATE/NAME.log).
 spawn() {
-    local name=$1 ns=$2
+    local name=$1 ns=$2 tries
     shift 2
-    # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
-    ip netns exec "$ns" setsid sh -c 'printf "%s\n" "$$" >"$0" && exec "$@"' "$state/$name.pid" "$@" \
-        </dev/null >"$state/$name.log" 2>&1 &
-    local tries
+    spawn_in_ns "$ns" "$state/$name.pid" "$state/$name.log" "$@"
     for ((tries = 0; tries < 50; tries++)); do
         [[ -s $state/$name.pid ]] && return 0
         sleep 0.02
@@ -144,24 +140,13 @@ spawn() {
     die "$name did not start (log: $state/$name.log)"
 }
 
-group_alive() {
-    ps -e -o pgid=,stat= | awk -v pgid="$1" '$1 == pgid && $2 !~ /^Z/ {found = 1} END {exit !found}'
-}
-
 # Ends what spawn started as NAME: its process group, TERM then (after 5 s) KILL.
 stop_spawned() {
-    local name=$1 pid tries
+    local name=$1 pid
     [[ -s $state/$name.pid ]] || return 0
     pid=$(tr -dc '0-9' <"$state/$name.pid")
     rm -f "$state/$name.pid"
-    [[ -n $pid ]] || return 0
-    kill -TERM -- "-$pid" 2>/dev/null || return 0
-    for ((tries = 0; tries < 50; tries++)); do
-        group_alive "$pid" || return 0
-        sleep 0.1
-    done
-    progress "$name (process group $pid) ignored SIGTERM: SIGKILL"
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    [[ -z $pid ]] || stop_group "$pid" 50
 }
 
 stop_all_spawned() {
@@ -342,10 +327,6 @@ xdp_counters() { # "RUN_TIME_NS RUN_CNT" of the XDP program
         python3 -c 'import json, sys; p = json.load(sys.stdin); print(p.get("run_time_ns", 0), p.get("run_cnt", 0))'
 }
 
-median() { # numbers on stdin -> their median
-    sort -g | awk '{v[NR] = $1} END {
-        if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 declare -A result # [case,load,metric] = median; metric rps p50 p99 xdp
 declare -A run_values
@@ -410,152 +391,8 @@ measure_all_loads() { # CASE HTTP_HOST UDP_TARGET (UDP_TARGET "" = no UDP for th
 
 # --- the cases -------------------------------------------------------------------------
 
-vip_on_lb() { # add|del: the VIP on the LB's lo, for the proxies to listen on
-    ip -n "$ns_lb" addr "$1" "$vip/32" dev lo
-}
-
-wait_for_vip() { # NAME: until GET / of the VIP answers from the client (10 s)
-    local tries
-    for ((tries = 0; tries < 100; tries++)); do
-        ip netns exec "$ns_client" curl -s --max-time 1 "http://$vip/" 2>/dev/null | grep -q '^backend=be' && return 0
-        sleep 0.1
-    done
-    die "$1 does not answer on http://$vip/ (log: $state/$1.log)"
-}
-
-server_lines() { # FORMAT PORT: one line per backend
-    local n
-    for ((n = 1; n <= backends; n++)); do
-        # shellcheck disable=SC2059 # the format is the caller's
-        printf "$1\n" "$n" "$(backend_address "$n")" "$2"
-    done
-}
-
-haproxy_config=$state/haproxy.cfg
-nginx_config=$state/nginx-stream.conf
-
-run_direct() {
-    progress "case direct: to be1 ($(backend_address 1))"
-    measure_all_loads direct "$(backend_address 1)" "$(backend_address 1):$udp_port"
-}
-
-run_haproxy() {
-    progress "case haproxy: $(haproxy -v | head -1)"
-    render "$peers_dir/haproxy.cfg.in" "THREADS=$cores" "VIP=$vip" \
-        "SERVERS=$(server_lines '    server be%s %s:%s check inter 200ms rise 2 fall 2' "$http_port")" >"$haproxy_config"
-    haproxy -c -f "$haproxy_config" >&2 || die "haproxy rejects $haproxy_config"
-    vip_on_lb add
-    spawn haproxy "$ns_lb" haproxy -db -f "$haproxy_config"
-    wait_for_vip haproxy
-    proxy_pgid=$(tr -dc '0-9' <"$state/haproxy.pid") proxy_name=haproxy
-    measure_all_loads haproxy "$vip" "" # HAProxy 2.6 proxies no UDP
-    proxy_pgid=""
-    stop_spawned haproxy
-    vip_on_lb del
-}
-
-run_nginx() {
-    progress "case nginx: $(nginx -v 2>&1)"
-    mkdir -p "$state/nginx"
-    render "$peers_dir/nginx-stream.conf.in" "WORKERS=$cores" "DIR=$state/nginx" "VIP=$vip" "UDP_PORT=$udp_port" \
-        "TCP_SERVERS=$(server_lines '        server %.0s%s:%s;' "$http_port")" \
-        "UDP_SERVERS=$(server_lines '        server %.0s%s:%s;' "$udp_port")" >"$nginx_config"
-    vip_on_lb add
-    ip netns exec "$ns_lb" nginx -t -q -e "$state/nginx/error.log" -p "$state/nginx" -c "$nginx_config" >&2 ||
-        die "nginx rejects $nginx_config"
-    spawn nginx "$ns_lb" nginx -e "$state/nginx/error.log" -p "$state/nginx" -c "$nginx_config"
-    wait_for_vip nginx
-    proxy_pgid=$(tr -dc '0-9' <"$state/nginx.pid") proxy_name=nginx
-    measure_all_loads nginx "$vip" "$vip:$udp_port"
-    proxy_pgid=""
-    stop_spawned nginx
-    vip_on_lb del
-}
-
-write_daemon_config() { # ATTACH_MODE FORWARDING
-    local protocol port
-    {
-        cat <<YAML
-# stickylbd config of tools/bench/traffic.sh
-interface: eth0
-attach_mode: $1
-pin_dir: $bpffs/stickylb
-state_file: $state/state.json
-control_socket: $state/control.sock
-metrics_listen: 127.0.0.1:19478
-vips:
-YAML
-        for protocol in tcp udp; do
-            port=$http_port
-            [[ $protocol == udp ]] && port=$udp_port
-            cat <<YAML
-  - name: bench-$protocol
-    address: "$vip"
-    port: $port
-    protocol: $protocol
-    forwarding: $2
-    persistence: {enabled: true, timeout_s: 300}
-    health: {kind: http, port: $http_port, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}
-    backends:
-YAML
-            server_lines '      - {name: be%s, address: "%s"}%.0s' 0
-        done
-    } >"$daemon_config"
-}
-
-lb_xdp() { # FIELD (id or mode) of the XDP program on the LB's eth0, or ""
-    ip -n "$ns_lb" -j link show dev eth0 | python3 -c '
-import json, sys
-xdp = json.load(sys.stdin)[0].get("xdp", {})
-print({"id": xdp.get("prog", {}).get("id", ""), "mode": xdp.get("mode", "")}[sys.argv[1]])' "$1"
-}
-
-# All loads against the VIP, the XDP program of the LB's eth0 timed by the kernel
-# (kernel.bpf_stats_enabled=1 only meanwhile).
-measure_with_xdp_stats() { # CASE
-    xdp_prog_id=$(lb_xdp id)
-    [[ -n $xdp_prog_id ]] || die "no XDP program on $ns_lb/eth0"
-    progress "  XDP program id $xdp_prog_id on $ns_lb/eth0 (mode $(lb_xdp mode): 1 native, 2 generic)"
-    stats_saved=$(sysctl -n kernel.bpf_stats_enabled)
-    sysctl -qw kernel.bpf_stats_enabled=1
-    measure_all_loads "$1" "$vip" "$vip:$udp_port"
-    restore_bpf_stats
-    xdp_prog_id=""
-}
-
-run_floor() {
-    progress "case floor: forward_floor.bpf.o (MAC rewrite to be1 + XDP_TX) on $ns_lb/eth0, native"
-    ip -n "$ns_lb" link set dev eth0 xdpdrv obj "$build/bpf/forward_floor.bpf.o" sec xdp
-    wait_for_vip floor
-    measure_with_xdp_stats floor
-    ip -n "$ns_lb" link set dev eth0 xdpdrv off
-}
-
-run_stickylb() { # CASE ATTACH_MODE FORWARDING
-    local case=$1 tries
-    progress "case $case: stickylbd, attach_mode $2, forwarding $3"
-    mountpoint -q "$bpffs" || mount -t bpf bpf "$bpffs"
-    write_daemon_config "$2" "$3"
-    "$daemon" --check-config "$daemon_config" >/dev/null || die "stickylbd rejects $daemon_config"
-    spawn stickylbd "$ns_lb" "$daemon" --config "$daemon_config"
-    for ((tries = 0; tries < 100; tries++)); do
-        "$cli_binary" -j -s "$state/control.sock" backend show 2>/dev/null |
-            python3 -c '
-import json, sys
-states = [b["state"] for b in json.load(sys.stdin)]
-sys.exit(0 if states.count("up") == int(sys.argv[1]) else 1)' $((2 * backends)) 2>/dev/null && break
-        sleep 0.1
-    done
-    ((tries < 100)) || die "stickylbd has not all backends up after 10 s (log: $state/stickylbd.log)"
-    wait_for_vip stickylbd
-    # The daemon's own CPU (health checks, metrics, map upkeep) counts as the LB's too.
-    proxy_pgid=$(tr -dc '0-9' <"$state/stickylbd.pid") proxy_name=stickylbd
-    measure_with_xdp_stats "$case"
-    proxy_pgid=""
-    cp "$daemon_config" "$state/stickylbd-$case.yaml"
-    stop_spawned stickylbd
-    detach_daemon
-}
+# shellcheck source=tools/bench/traffic-cases.sh
+source "$repo/tools/bench/traffic-cases.sh"
 
 started=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -581,127 +418,6 @@ elapsed=$(($(date +%s) - started))
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 progress "measured in ${elapsed} s"
 
-# --- the report ------------------------------------------------------------------------
-
-declare -A case_title=(
-    [direct]="direct to one backend (the limit)"
-    [floor]="floor: XDP MAC rewrite + XDP_TX, no lookup"
-    [native]="stickylb L2 DSR, native XDP"
-    [generic]="stickylb L2 DSR, generic XDP"
-    [ipip]="stickylb IPIP, native XDP"
-    [haproxy]="HAProxy, mode tcp, stick on src"
-    [nginx]="nginx stream, hash \$remote_addr consistent"
-)
-
-ratio() { # VALUE BASE -> "1.02x" or "–"
-    awk -v v="$1" -v b="$2" 'BEGIN { if (v == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2fx\n", v / b }'
-}
-fmt_rps() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else printf "%.0f\n", v }'; }
-fmt_us() {
-    awk -v v="$1" 'BEGIN { if (v == "") print "–"; else if (v >= 1000) printf "%.2f ms\n", v / 1000; else printf "%.0f µs\n", v }'
-}
-
-print_table() { # LOAD TITLE
-    local load=$1 name base_rps base_p50 base_p99 xdp
-    printf '### %s\n\n' "$2"
-    printf '| configuration | req/s | vs direct | req/s of the runs | p50 | vs direct | p99 | vs direct | XDP ns/packet | LB CPU µs/request |\n'
-    printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
-    base_rps=${result[direct,$load,rps]:-}
-    base_p50=${result[direct,$load,p50]:-}
-    base_p99=${result[direct,$load,p99]:-}
-    for name in "${all_cases[@]}"; do
-        [[ " ${selected[*]} " == *" $name "* ]] || continue
-        if [[ -z ${result[$name,$load,rps]:-} ]]; then
-            [[ $name == haproxy ]] && printf '| %s | n/a (HAProxy 2.6 has no UDP proxy) | | | | | | | | |\n' "${case_title[$name]}"
-            continue
-        fi
-        xdp=${result[$name,$load,xdp]:-}
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${case_title[$name]}" \
-            "$(fmt_rps "${result[$name,$load,rps]}")" "$(ratio "${result[$name,$load,rps]}" "$base_rps")" \
-            "${result[$name,$load,range]}" \
-            "$(fmt_us "${result[$name,$load,p50]}")" "$(ratio "${result[$name,$load,p50]}" "$base_p50")" \
-            "$(fmt_us "${result[$name,$load,p99]}")" "$(ratio "${result[$name,$load,p99]}" "$base_p99")" \
-            "${xdp:-–}" "$(awk -v v="${result[$name,$load,lbcpu]:-}" 'BEGIN { if (v == "") print "–"; else printf "%.2f\n", v }')"
-    done
-    printf '\n'
-}
-
-# "met" / "missed" / "–" for a ratio A/B compared with LIMIT by OP (ge|le).
-verdict() {
-    awk -v a="$1" -v b="$2" -v limit="$3" -v op="$4" 'BEGIN {
-        if (a == "" || b == "" || b + 0 == 0) { print "–"; exit }
-        r = a / b; ok = (op == "ge") ? r >= limit : r <= limit
-        printf "%.2fx (%s)\n", r, ok ? "met" : "missed" }'
-}
-
-print_targets() {
-    local load label
-    [[ " ${selected[*]} " == *" native "* ]] || return 0
-    printf '### Targets, stickylb L2 DSR native XDP\n\n'
-    printf '| load | req/s vs direct (>= 0.95x) | vs HAProxy (>= 1.5x) | vs nginx (>= 1.5x) | p99 vs direct (<= 1.10x) | req/s vs floor | LB CPU per request of HAProxy, nginx over stickylb |\n'
-    printf '|---|---|---|---|---|---|---|\n'
-    for load in keepalive close udp; do
-        case $load in keepalive) label="HTTP keep-alive" ;; close) label="HTTP Connection: close" ;; udp) label="UDP request/response" ;; esac
-        [[ -n ${result[native,$load,rps]:-} ]] || continue
-        printf '| %s | %s | %s | %s | %s | %s | %s, %s |\n' "$label" \
-            "$(verdict "${result[native,$load,rps]}" "${result[direct,$load,rps]:-}" 0.95 ge)" \
-            "$(verdict "${result[native,$load,rps]}" "${result[haproxy,$load,rps]:-}" 1.5 ge)" \
-            "$(verdict "${result[native,$load,rps]}" "${result[nginx,$load,rps]:-}" 1.5 ge)" \
-            "$(verdict "${result[native,$load,p99]}" "${result[direct,$load,p99]:-}" 1.10 le)" \
-            "$(ratio "${result[native,$load,rps]}" "${result[floor,$load,rps]:-}")" \
-            "$(ratio "${result[haproxy,$load,lbcpu]:-}" "${result[native,$load,lbcpu]:-}")" \
-            "$(ratio "${result[nginx,$load,lbcpu]:-}" "${result[native,$load,lbcpu]:-}")"
-    done
-    printf '\n'
-}
-
-code_block() { # TITLE FILE
-    printf '<details><summary>%s</summary>\n\n```\n' "$1"
-    grep -v -e '^ *#' -e '^$' "$2"
-    printf '```\n\n</details>\n\n'
-}
-
-wrk_version=$(wrk -v 2>&1 | head -1 | awk '{print $2}' || true)
-# shellcheck disable=SC2016 # backquotes in the report are markdown, not command substitution
-{
-    printf '## Real traffic: namespace lab, wrk and UDP request/response\n\n'
-    printf 'Generated by `%s` on %s (git %s%s).\n' "$command_line" "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" \
-        "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-        "$(git -C "$repo" diff --quiet HEAD -- tools/bench bpf userspace 2>/dev/null || echo ', with uncommitted changes')"
-    printf 'Machine: Linux %s, %s CPUs (%s); %s; nginx %s; wrk %s; %s.\n\n' "$(uname -r)" "$cores" \
-        "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(haproxy -v | head -1 | awk '{print "HAProxy " $3}')" \
-        "$(nginx -v 2>&1 | sed 's|.*nginx/||')" "$wrk_version" "$(apache2 -v | awk -F': ' '/version/ {print $2}' | awk '{print $1}')"
-    printf 'Every figure is the median of %s run(s) of %s s per load and configuration, from this run.\n' "$runs" "$duration"
-    printf 'Load average (1, 5, 15 min) before the runs: %s; after: %s.\n' "$load_before" "$load_after"
-    printf 'Client, load balancer and %s backends are network namespaces on one bridge (tools/lab/lab.sh,\n' "$backends"
-    printf 'veth pairs) sharing the same %s CPUs: the client, the LB path and the backends compete for them, so\n' "$cores"
-    printf 'a configuration that spends more CPU per request shows it as fewer requests per second. There is\n'
-    printf 'one client address, and every configuration keeps a client on one backend (affinity, stick table,\n'
-    printf 'consistent hash), so each serves from one backend, like "direct". Backends: Apache 2.4 event MPM\n'
-    printf 'serving a 13-byte static page (tools/bench/peers/backend-apache.conf.in) and a UDP echo\n'
-    printf '(tools/bench/peers/udp_echo.cpp). "floor" is the same path as stickylb L2 DSR with the least\n'
-    printf 'possible XDP program (MAC rewrite + XDP_TX, tools/bench/peers/forward_floor.bpf.c): the gap from\n'
-    printf 'direct to floor is the lab'"'"'s extra hops (client -> LB -> backend), the gap from floor to stickylb\n'
-    printf 'is stickylb'"'"'s program. "XDP ns/packet": run_time_ns / run_cnt of the LB'"'"'s XDP program over each\n'
-    printf 'run (kernel.bpf_stats_enabled=1 during the XDP runs only; it adds two clock reads per packet).\n'
-    printf '"LB CPU µs/request": what the load balancer itself spent per request: the XDP program'"'"'s run time\n'
-    printf '(floor; stickylb, plus stickylbd'"'"'s user + system CPU time: health checks, metrics), or the user +\n'
-    printf 'system CPU time of the proxy'"'"'s processes (HAProxy, nginx; the softirq work of their sockets is\n'
-    printf 'partly charged elsewhere, so it is a lower bound). It depends far less than req/s on who else\n'
-    printf 'wants the CPUs.\n\n'
-    print_table keepalive "HTTP keep-alive: \`wrk -t$wrk_threads -c$wrk_connections -d${duration}s --latency http://TARGET/\`"
-    print_table close "HTTP Connection: close: \`wrk -t$wrk_threads -c$wrk_connections -d${duration}s --latency -H 'Connection: close' http://TARGET/\`"
-    print_table udp "UDP request/response: \`udp_load --target TARGET:$udp_port --flows $udp_flows --duration $duration\` (64-byte datagrams, one in flight per flow)"
-    print_targets
-    printf 'TARGET: %s (be1) for direct, the VIP %s for the others (the proxies listen on it on the LB'"'"'s\n' "$(backend_address 1)" "$vip"
-    printf 'lo; stickylb'"'"'s XDP program answers for it on the LB'"'"'s eth0). Lab: `lab.sh up --mode l2 --backends %s`\n' "$backends"
-    printf '(`--mode ipip` for the IPIP row), then per namespace `tcp_tw_reuse=1` and a wide port range on the\n'
-    printf 'client and the LB, the lab'"'"'s python backends replaced by the Apache above. Measured in %s s.\n\n' "$elapsed"
-    [[ ! -f $state/stickylbd-native.yaml ]] || code_block "stickylbd config (native; generic: attach_mode generic; IPIP: forwarding ipip)" "$state/stickylbd-native.yaml"
-    for name in generic ipip; do
-        [[ -f $state/stickylbd-native.yaml || ! -f $state/stickylbd-$name.yaml ]] || code_block "stickylbd config ($name)" "$state/stickylbd-$name.yaml"
-    done
-    [[ ! -f $haproxy_config ]] || code_block "haproxy.cfg (tools/bench/peers/haproxy.cfg.in)" "$haproxy_config"
-    [[ ! -f $nginx_config ]] || code_block "nginx.conf (tools/bench/peers/nginx-stream.conf.in)" "$nginx_config"
-    code_block "backend apache2.conf (tools/bench/peers/backend-apache.conf.in)" "$state/be1/apache2.conf"
-}
+# shellcheck source=tools/bench/traffic-report.sh
+source "$repo/tools/bench/traffic-report.sh"
+print_report

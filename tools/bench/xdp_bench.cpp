@@ -62,11 +62,17 @@
 #include "dataplane/dataplane.h"
 #include "base/errors.h"
 #include "dataplane/maglev.h"
+#include "bench_stats.h"
 #include "floor.skel.h"
 #include "support/packets.h"
+#include "xdp_case.h"
+#include "xdp_machine.h"
+#include "xdp_report.h"
+#include "xdp_timing.h"
 
 namespace {
 
+using namespace stickylb::bench;
 using stickylb::BackendEntry;
 using stickylb::DataPlane;
 using stickylb::ForwardingMode;
@@ -178,209 +184,7 @@ Args parse_args(int argc, char** argv) {
 
 // ---------------------------------------------------------------- machine facts
 
-std::string trim(std::string text) {
-    const auto begin = text.find_first_not_of(" \t\n");
-    const auto end = text.find_last_not_of(" \t\n");
-    return begin == std::string::npos ? "" : text.substr(begin, end - begin + 1);
-}
-
-// Ticks of one CPU from /proc/stat: total and stolen by the hypervisor.
-struct CpuTicks {
-    unsigned long long total = 0, steal = 0;
-};
-
-CpuTicks cpu_ticks(int cpu) {
-    std::ifstream stat("/proc/stat");
-    const std::string name = "cpu" + std::to_string(cpu);
-    for (std::string line; std::getline(stat, line);) {
-        std::istringstream fields(line);
-        std::string label;
-        fields >> label;
-        if (label != name)
-            continue;
-        CpuTicks ticks;
-        unsigned long long value;
-        for (int i = 0; fields >> value; ++i) {
-            if (i < 8)  // user nice system idle iowait irq softirq steal (guest is counted in user)
-                ticks.total += value;
-            if (i == 7)
-                ticks.steal = value;
-        }
-        return ticks;
-    }
-    return {};
-}
-
-struct Machine {
-    std::string kernel, cpu_model, date, libbpf;
-    long cpus = 0;
-    int bench_cpu = 0;
-    std::string loadavg;
-    double steal_percent = -1;  // of the bench CPU's time during the run, stolen by the hypervisor
-};
-
-Machine machine_facts(int bench_cpu) {
-    Machine machine;
-    utsname name{};
-    if (uname(&name) == 0)
-        machine.kernel = std::string(name.sysname) + " " + name.release + " " + name.version + " " + name.machine;
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    for (std::string line; std::getline(cpuinfo, line);)
-        if (line.rfind("model name", 0) == 0) {
-            machine.cpu_model = trim(line.substr(line.find(':') + 1));
-            break;
-        }
-    const std::time_t now = std::time(nullptr);
-    char date[64];
-    std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
-    machine.date = date;
-    machine.libbpf = libbpf_version_string();
-    machine.cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    machine.bench_cpu = bench_cpu;
-    std::ifstream loadavg("/proc/loadavg");
-    std::getline(loadavg, machine.loadavg);
-    return machine;
-}
-
-// ---------------------------------------------------------------- timing
-
-struct Timer {
-    int floor_fd;
-    int plane_fd;
-};
-
-const char* action_name(int action) {
-    switch (action) {
-    case XDP_ABORTED: return "XDP_ABORTED";
-    case XDP_DROP: return "XDP_DROP";
-    case XDP_PASS: return "XDP_PASS";
-    case XDP_TX: return "XDP_TX";
-    case XDP_REDIRECT: return "XDP_REDIRECT";
-    default: return "?";
-    }
-}
-
-// ns per run as the kernel measured it over `repeat` back-to-back runs.
-double time_repeat(int fd, const Bytes& packet, std::uint32_t repeat, int expected, const std::string& what) {
-    LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = packet.data(),
-                .data_size_in = static_cast<std::uint32_t>(packet.size()), .repeat = static_cast<int>(repeat));
-    stickylb::check_libbpf(bpf_prog_test_run_opts(fd, &options), "BPF_PROG_TEST_RUN " + what);
-    if (static_cast<int>(options.retval) != expected)
-        throw std::runtime_error(what + ": expected " + action_name(expected) + ", got " +
-                                 action_name(static_cast<int>(options.retval)));
-    return options.duration;
-}
-
-// One run (repeat=1) on a fresh copy of packet: the kernel-timed ns.
-double time_once(int fd, const Bytes& packet, int expected, const std::string& what) {
-    LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = packet.data(),
-                .data_size_in = static_cast<std::uint32_t>(packet.size()), .repeat = 1);
-    stickylb::check_libbpf(bpf_prog_test_run_opts(fd, &options), "BPF_PROG_TEST_RUN " + what);
-    if (static_cast<int>(options.retval) != expected)
-        throw std::runtime_error(what + ": expected " + action_name(expected) + ", got " +
-                                 action_name(static_cast<int>(options.retval)));
-    return options.duration;
-}
-
-struct Pair {
-    double floor;
-    double test;
-    double floor_repeat = 0;  // single method: the floor by repeat, timed between the single runs
-};
-
-// Floor and case alternate in chunks (repeat method: kChunks chunks of repeat/kChunks each;
-// single method: run by run), so a slow phase of the machine hits both alike. Few chunks:
-// every BPF_PROG_TEST_RUN with repeat > 1 swaps the program into the XDP dispatcher and
-// back, and each swap waits for an RCU grace period (wall time, not measured time).
-constexpr std::uint32_t kChunks = 3;
-constexpr std::uint32_t kSingleReferenceChunks = 2;  // floor-by-repeat blocks among single runs
-
-Pair time_repeat_pair(int floor_fd, int fd, const Bytes& packet, std::uint32_t repeat, int expected,
-                      const std::string& what) {
-    const std::uint32_t chunk = std::max<std::uint32_t>(repeat / kChunks, 1);
-    double floor_sum = 0, test_sum = 0;
-    for (std::uint32_t i = 0; i < kChunks; ++i) {
-        floor_sum += time_repeat(floor_fd, packet, chunk, XDP_TX, "floor");
-        test_sum += time_repeat(fd, packet, chunk, expected, what);
-    }
-    return {floor_sum / kChunks, test_sum / kChunks};
-}
-
-// Mean of runs, without the runs an interrupt or preemption landed in (> 10x the median).
-double mean_without_interrupts(std::vector<double>& each) {
-    std::vector<double> sorted = each;
-    std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
-    const double limit = 10 * std::max(sorted[sorted.size() / 2], 10.0);
-    double sum = 0;
-    std::size_t kept = 0;
-    for (const double value : each)
-        if (value <= limit) {
-            sum += value;
-            ++kept;
-        }
-    return sum / static_cast<double>(kept);
-}
-
-// count single runs of the floor and of the case, alternating, over packets (cycled); and, spread
-// between them in kSingleReferenceChunks blocks, `repeat` floor runs by repeat: the reference of
-// the correction, timed in the same phase as the single runs.
-Pair time_singles_pair(int floor_fd, int fd, const std::vector<Bytes>& packets, std::size_t count, std::uint32_t repeat,
-                       int expected, const std::string& what) {
-    std::vector<double> floor_runs, test_runs;
-    floor_runs.reserve(count);
-    test_runs.reserve(count);
-    double floor_repeat = 0;
-    const std::size_t every = std::max<std::size_t>(count / kSingleReferenceChunks, 1);
-    std::uint32_t chunks = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        const Bytes& packet = packets[i % packets.size()];
-        if (i % every == 0) {
-            floor_repeat += time_repeat(floor_fd, packet, std::max<std::uint32_t>(repeat / kSingleReferenceChunks, 1),
-                                        XDP_TX, "floor");
-            ++chunks;
-        }
-        floor_runs.push_back(time_once(floor_fd, packet, XDP_TX, "floor"));
-        test_runs.push_back(time_once(fd, packet, expected, what));
-    }
-    return {mean_without_interrupts(floor_runs), mean_without_interrupts(test_runs), floor_repeat / chunks};
-}
-
-double median(std::vector<double> values) {
-    if (values.empty())
-        return NAN;
-    std::sort(values.begin(), values.end());
-    const std::size_t middle = values.size() / 2;
-    return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
-}
-
 // ---------------------------------------------------------------- cases
-
-enum class Method { repeat, single, single_raw };
-enum class Expect {
-    nothing,
-    no_new_flow,  // established or non-VIP: no flow recorded
-    new_flow,     // one new flow recorded per packet
-    new_client,   // one affinity miss (and one new flow) per packet
-};
-
-struct Case {
-    std::string name;
-    std::string family;  // "IPv4" / "IPv6"
-    std::string mode;    // "L2 DSR" / "IPIP" / "-"
-    std::string table;   // "1k" / "1M" / "-": flow-table size while timed
-    Method method;
-    std::string method_text;
-    bool on_floor = false;  // time the floor program itself (the floor rows)
-    // What every timed packet must do, checked with the data plane's own VIP counters, so a
-    // case cannot silently time another path (an evicted entry, a client seen before).
-    Expect expect = Expect::nothing;
-    int expected = XDP_TX;
-    // Packets for one round: repeat uses the first; single cycles through them.
-    std::function<std::vector<Bytes>(int round)> packets;
-    std::function<void()> cleanup;  // after each round: undo what the runs inserted
-    // Results, one per round.
-    std::vector<double> ns, ratio, floor_repeat, floor_single, raw_single;
-};
 
 struct Vip {
     VipKey key;
@@ -965,155 +769,19 @@ void Bench::run_stage(std::vector<Case>& cases, const std::string& label) {
     std::cerr << "\n";
 }
 
-std::string fixed(double value, int digits) {
-    char text[32];
-    std::snprintf(text, sizeof(text), "%.*f", digits, value);
-    return text;
-}
-
-std::string json_string(const std::string& text) {
-    std::string out = "\"";
-    for (const char ch : text) {
-        if (ch == '"' || ch == '\\')
-            out += '\\';
-        if (static_cast<unsigned char>(ch) < 0x20) {
-            char escaped[8];
-            std::snprintf(escaped, sizeof(escaped), "\\u%04x", ch);
-            out += escaped;
-            continue;
-        }
-        out += ch;
-    }
-    return out + "\"";
-}
-
-std::string json_array(const std::vector<double>& values) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < values.size(); ++i)
-        out += (i ? "," : "") + fixed(values[i], 2);
-    return out + "]";
-}
-
-const Case* find_case(const std::vector<Case>& cases, const std::string& name, const std::string& family,
-                      const std::string& mode, Method method) {
-    for (const auto& c : cases)
-        if (c.name == name && c.family == family && c.mode == mode && c.method == method)
-            return &c;
-    return nullptr;
-}
-
 void Bench::report(const Machine& machine, double fill_seconds) const {
-    std::ostringstream out;
-    out << "# xdp_bench: stickylb XDP per-packet cost (BPF_PROG_TEST_RUN)\n\n";
-    out << "- kernel: " << machine.kernel << "\n";
-    out << "- CPU: " << machine.cpu_model << " (" << machine.cpus << " online; bench pinned to CPU "
-        << machine.bench_cpu << ")\n";
-    out << "- date: " << machine.date << "\n";
-    out << "- libbpf: " << machine.libbpf << "\n";
-    out << "- load average at start: " << machine.loadavg << "\n";
-    if (machine.steal_percent >= 0)
-        out << "- CPU " << machine.bench_cpu
-            << " time stolen by the hypervisor during the run: " << fixed(machine.steal_percent, 1) << "%\n";
-    out << "- rounds: " << args_.rounds << ", repeat: " << args_.repeat
-        << ", single runs per measurement: " << args_.singles << (args_.quick ? " (--quick)" : "") << "\n";
-    out << "- flow table: LRU hash, " << args_.flow_entries
-        << " entries (one LRU list; per-CPU flow cache of 4096 slots in front), prefilled from userspace "
-        << "with random tuples by bpf_map_update_batch: " << kSmallTable << " entries, then " << filled_
-        << " (fill took " << fixed(fill_seconds, 1) << " s)\n";
-    out << "- ring: " << kRingSize << " slots, 8 backends per family, next-hop MACs known (XDP_TX)\n\n";
-    out << "Methods. `repeat R`: BPF_PROG_TEST_RUN with repeat=R (in 3 chunks, alternating with the floor), "
-           "the kernel's average; valid only where the rewritten buffer takes the same path again (floor, non-VIP, "
-           "L2 DSR MAC rewrite, a SYN of one tuple). `single xN`: N runs with repeat=1, each on a fresh copy of its "
-           "packet (so IPIP encapsulates the original, and each run can carry another tuple), alternating run by run "
-           "with the floor; runs hit by an interrupt (> 10x the median) are dropped; the per-run timer overhead, "
-           "(floor single - floor repeat) measured in the same block, is subtracted. Single runs start with colder "
-           "caches than back-to-back repeats, so a single row costs more than the repeat row of the same path. "
-           "Every figure is the median over rounds of the per-round value; ratio = case / floor (repeat) of the "
-           "same round.\n\n";
-    for (const auto& note : notes_)
-        out << "Note: " << note << "\n\n";
-
-    out << "| case | family | mode | ns/packet | ratio to floor | method |\n";
-    out << "|---|---|---|---:|---:|---|\n";
-    for (const auto* cases : {&small_cases_, &big_cases_})
-        for (const auto& c : *cases)
-            out << "| " << c.name << " | " << c.family << " | " << c.mode << " | " << fixed(median(c.ns), 1) << " | "
-                << fixed(median(c.ratio), 2) << "x | " << c.method_text << " |\n";
-
-    // Targets: L2 DSR rows against the floor; IPIP rows against L2 DSR rows timed by the same method.
-    out << "\nTargets (L2 DSR: established <= 2.5x floor, new flow <= 5x, checked on the SYN and on the first ACK"
-           " that records the flow; IPIP within 20% of L2 DSR):\n\n";
-    auto verdict = [](bool met) { return met ? "met" : "MISSED"; };
-    for (const auto* cases : {&small_cases_, &big_cases_}) {
-        for (const auto& c : *cases) {
-            if (c.mode != "L2 DSR")
-                continue;
-            const char* method = c.method == Method::repeat ? "repeat" : "single";
-            const bool established = c.name.rfind("established", 0) == 0;
-            const bool new_flow = c.name.rfind("new flow", 0) == 0 || c.name.rfind("new connection", 0) == 0;
-            if (established || new_flow) {
-                const double limit = established ? 2.5 : 5.0;
-                const double ratio = median(c.ratio);
-                out << "- " << c.family << " L2 DSR, " << c.name << " [" << method << "]: " << fixed(ratio, 2)
-                    << "x floor (target <= " << fixed(limit, 1) << "x): " << verdict(ratio <= limit) << "\n";
-            }
-            if (c.method == Method::repeat)
-                continue;  // IPIP has no repeat rows: compare single with single
-            if (const Case* ipip = find_case(*cases, c.name, c.family, "IPIP", c.method)) {
-                const double l2 = median(c.ns), tunnel = median(ipip->ns);
-                out << "- " << c.family << " IPIP, " << c.name << " [single]: " << fixed(tunnel, 1) << " ns vs L2 DSR "
-                    << fixed(l2, 1) << " ns: " << (tunnel >= l2 ? "+" : "") << fixed(100.0 * (tunnel - l2) / l2, 0)
-                    << "% (target <= +20%): " << verdict(tunnel <= 1.2 * l2) << "\n";
-            }
-        }
-    }
-    std::cout << out.str() << std::flush;
-
-    if (!args_.json.empty()) {
-        std::ofstream json(args_.json);
-        if (!json)
-            throw std::runtime_error("cannot write " + args_.json);
-        json << "{\n  \"machine\": {\"kernel\": " << json_string(machine.kernel)
-             << ", \"cpu\": " << json_string(machine.cpu_model) << ", \"online_cpus\": " << machine.cpus
-             << ", \"bench_cpu\": " << machine.bench_cpu << ", \"date\": " << json_string(machine.date)
-             << ", \"libbpf\": " << json_string(machine.libbpf) << ", \"loadavg\": " << json_string(machine.loadavg)
-             << ", \"steal_percent\": " << fixed(machine.steal_percent, 1) << "},\n";
-        json << "  \"settings\": {\"rounds\": " << args_.rounds << ", \"repeat\": " << args_.repeat
-             << ", \"singles\": " << args_.singles << ", \"quick\": " << (args_.quick ? "true" : "false")
-             << ", \"flow_entries\": " << args_.flow_entries << ", \"small_table\": " << kSmallTable
-             << ", \"big_table\": " << filled_ << ", \"ring_size\": " << kRingSize << "},\n";
-        json << "  \"notes\": [";
-        for (std::size_t i = 0; i < notes_.size(); ++i)
-            json << (i ? ", " : "") << json_string(notes_[i]);
-        json << "],\n  \"rows\": [\n";
-        bool first = true;
-        for (const auto* cases : {&small_cases_, &big_cases_})
-            for (const auto& c : *cases) {
-                json << (first ? "" : ",\n") << "    {\"case\": " << json_string(c.name)
-                     << ", \"family\": " << json_string(c.family) << ", \"mode\": " << json_string(c.mode)
-                     << ", \"flow_table\": " << json_string(c.table)
-                     << ", \"ns_per_packet\": " << fixed(median(c.ns), 2)
-                     << ", \"ratio_to_floor\": " << fixed(median(c.ratio), 3)
-                     << ", \"method\": " << json_string(c.method_text)
-                     << ", \"floor_repeat_ns\": " << fixed(median(c.floor_repeat), 2);
-                if (!c.raw_single.empty())
-                    json << ", \"raw_single_ns\": " << fixed(median(c.raw_single), 2)
-                         << ", \"floor_single_ns\": " << fixed(median(c.floor_single), 2);
-                json << ", \"rounds_ns\": " << json_array(c.ns) << ", \"rounds_ratio\": " << json_array(c.ratio) << "}";
-                first = false;
-            }
-        json << "\n  ]\n}\n";
-    }
-}
-
-int pin_to_cpu(int requested) {
-    const long online = sysconf(_SC_NPROCESSORS_ONLN);
-    const int cpu = requested >= 0 ? requested : static_cast<int>(online - 1);
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    stickylb::check_syscall(sched_setaffinity(0, sizeof(set), &set), "pin to CPU " + std::to_string(cpu));
-    return cpu;
+    ReportSettings settings;
+    settings.rounds = args_.rounds;
+    settings.repeat = args_.repeat;
+    settings.singles = args_.singles;
+    settings.quick = args_.quick;
+    settings.flow_entries = args_.flow_entries;
+    settings.small_table = kSmallTable;
+    settings.big_table = filled_;
+    settings.ring_size = kRingSize;
+    settings.fill_seconds = fill_seconds;
+    settings.json_path = args_.json;
+    write_report(machine, settings, notes_, {&small_cases_, &big_cases_});
 }
 
 }  // namespace

@@ -21,7 +21,7 @@
 #
 # The bridge lives in its own namespace (a bridge cannot run native XDP).
 #
-# Addresses (only inside the namespaces), IPv4 10.89.0.0/24 and IPv6 fd00:89::/64:
+# Addresses (tools/lib/address-plan.sh; only inside the namespaces):
 #   client     10.89.0.100  fd00:89::100    MAC 02:89:00:00:01:00
 #              extra client addresses 10.89.0.101-.130 / fd00:89::101-::130 on the
 #              same eth0, for stickiness tests (curl --interface ADDR)
@@ -65,6 +65,15 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 readonly PROVISION_DIR="${REPO_DIR}/tools/provision"
 readonly SCRIPT_DIR REPO_DIR
+LOG_TAG=lab
+# shellcheck source=tools/lib/common.sh
+source "${REPO_DIR}/tools/lib/common.sh"
+# shellcheck source=tools/lab/lab-processes.sh
+source "${SCRIPT_DIR}/lab-processes.sh"
+# shellcheck source=tools/lab/lab-hosts.sh
+source "${SCRIPT_DIR}/lab-hosts.sh"
+# shellcheck source=tools/lab/lab-faults.sh
+source "${SCRIPT_DIR}/lab-faults.sh"
 readonly PREFIX="${STICKYLB_LAB_PREFIX:-slb}"
 readonly BUILD_DIR="${STICKYLB_BUILD_DIR:-${REPO_DIR}/build}"
 if [[ "${PREFIX}" == "slb" ]]; then
@@ -76,19 +85,19 @@ fi
 readonly NS_BRIDGE="${PREFIX}-bridge"
 readonly NS_CLIENT="${PREFIX}-client"
 readonly NS_LB="${PREFIX}-lb"
-readonly NET4="10.89.0"
-readonly NET6="fd00:89:"
-readonly VIP4="10.89.0.250"
-readonly VIP6="fd00:89::250"
-readonly LB4="${NET4}.2"
-readonly LB6="${NET6}:2"
-readonly CLIENT_FIRST=100
-readonly CLIENT_EXTRA_LAST=130
-readonly BACKEND_BASE=20
-readonly MAX_BACKENDS=32
-readonly MEMCACHED_BASE=10
-readonly MAX_MEMCACHED=9
-readonly MEMCACHED_PORT=11211
+readonly NET4="${LAB_NET4}"
+readonly NET6="${LAB_NET6}"
+readonly VIP4="${LAB_VIP4}"
+readonly VIP6="${LAB_VIP6}"
+readonly LB4="${NET4}.${LAB_LB_HOST}"
+readonly LB6="${NET6}:${LAB_LB_HOST}"
+readonly CLIENT_FIRST="${LAB_CLIENT_HOST}"
+readonly CLIENT_EXTRA_LAST="${LAB_CLIENT_EXTRA_LAST}"
+readonly BACKEND_BASE="${LAB_BACKEND_BASE}"
+readonly MAX_BACKENDS="${LAB_MAX_BACKENDS}"
+readonly MEMCACHED_BASE="${LAB_MEMCACHED_BASE}"
+readonly MAX_MEMCACHED="${LAB_MAX_MEMCACHED}"
+readonly MEMCACHED_PORT="${LAB_MEMCACHED_PORT}"
 readonly LAB_MTU=1600
 readonly CLIENT_MTU=1500
 readonly HTTP_WAIT_TENTHS=100    # 10 s per backend
@@ -98,18 +107,12 @@ readonly APACHE_MODULES=/usr/lib/apache2/modules
 readonly AGENT_BINARY="${BUILD_DIR}/userspace/agent/stickylb-agent"
 readonly AGENT_LISTEN_HOST=127.0.0.1
 readonly AGENT_LISTEN_PORT=11311
-readonly AGENT_METRICS_LISTEN=0.0.0.0:9479
+readonly AGENT_METRICS_LISTEN="0.0.0.0:${LAB_AGENT_METRICS_PORT}"
 readonly AGENT_CLUSTER=web
 
 # The php.ini settings (SESSION_LOCK_* and the rest), the Apache config of the PHP app,
 # the agent's settings and memcached's command line come from tools/provision/, shared
 # with the Vagrant VMs (vagrant/): the lab only places them in its namespaces.
-
-log() { printf 'lab: %s\n' "$*"; }
-die() {
-    printf 'lab: error: %s\n' "$*" >&2
-    exit 1
-}
 
 usage() {
     cat <<USAGE
@@ -142,153 +145,7 @@ USAGE
 backend_ns() { printf '%s-be%d' "${PREFIX}" "$1"; }
 memcached_ns() { printf '%s-mc%d' "${PREFIX}" "$1"; }
 backend_dir() { printf '%s/be%d' "${STATE_DIR}" "$1"; }
-memcached_address() { printf '%s.%d' "${NET4}" $((MEMCACHED_BASE + $1)); }
-
-# Runs a command inside a namespace.
-in_ns() {
-    local ns="$1"
-    shift
-    ip netns exec "${ns}" "$@"
-}
-
-sysctl_in() {
-    local ns="$1"
-    shift
-    local setting
-    for setting in "$@"; do
-        in_ns "${ns}" sysctl -qw "${setting}" >/dev/null
-    done
-}
-
-python_binary() {
-    # The system interpreter: the lab needs nothing beyond the standard library.
-    if [[ -x /usr/bin/python3 ]]; then
-        printf '/usr/bin/python3'
-    else
-        command -v python3 || die "python3 not found"
-    fi
-}
-
-# A setting of the lab that is up, from STATE_DIR ("" when absent: a lab built by an
-# older script, or none).
-lab_setting() {
-    if [[ -f "${STATE_DIR}/$1" ]]; then
-        cat "${STATE_DIR}/$1"
-    fi
-}
-
-namespace_exists() {
-    ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$1"
-}
-
-# Namespaces of this prefix that the lab creates (and nothing else of the prefix).
-lab_namespaces() {
-    ip netns list 2>/dev/null | awk '{print $1}' |
-        grep -E "^${PREFIX}-(bridge|client|lb|be[0-9]+|mc[0-9]+)\$" | sort -V || true
-}
-
-# What lab process PID is, from its command line: backend (the python server or an
-# Apache with a lab config), agent, memcached; nothing for anything else. Guards
-# against recycled PIDs and against strangers in a lab namespace.
-lab_process_kind() {
-    local pid="$1" cmdline
-    [[ -r "/proc/${pid}/cmdline" ]] || return 0
-    cmdline="$(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null || true)"
-    case "${cmdline}" in
-    *http_backend.py*) printf 'backend' ;;
-    *apache2\ -f\ */be[0-9]*/apache2.conf\ *) printf 'backend' ;;
-    *stickylb-agent\ --backend\ *) printf 'agent' ;;
-    */tools/bench/udp_echo\ *) printf 'benchmark' ;;  # tools/bench/traffic.sh's UDP responder
-    memcached\ *\ -p\ "${MEMCACHED_PORT}"*) printf 'memcached' ;;
-    esac
-}
-
-# The kind of process a PID file of STATE_DIR holds, from its name.
-pidfile_kind() {
-    case "$(basename "$1" .pid)" in
-    be[0-9]*-agent) printf 'agent' ;;
-    be[0-9]*) printf 'backend' ;;
-    mc[0-9]*) printf 'memcached' ;;
-    esac
-}
-
-# Prints the PID in PIDFILE if it is a live lab process of KIND; fails otherwise.
-pidfile_process() {
-    local pidfile="$1" kind="$2" pid
-    [[ -s "${pidfile}" ]] || return 1
-    pid="$(tr -dc '0-9' <"${pidfile}")"
-    [[ -n "${pid}" && "$(lab_process_kind "${pid}")" == "${kind}" ]] || return 1
-    printf '%s' "${pid}"
-}
-
-# Does process group PGID still have a live (non-zombie) member? An ended backend
-# stays a zombie until init reaps it, and kill -0 still finds zombies.
-group_alive() {
-    ps -e -o pgid=,stat= | awk -v pgid="$1" '$1 == pgid && $2 !~ /^Z/ {found = 1} END {exit !found}'
-}
-
-# Ends the process group led by PID: TERM, up to 3 s, then KILL.
-stop_group() {
-    local pid="$1" tries
-    kill -TERM -- "-${pid}" 2>/dev/null || kill -TERM "${pid}" 2>/dev/null || return 0
-    for ((tries = 0; tries < 30; tries++)); do
-        group_alive "${pid}" || return 0
-        sleep 0.1
-    done
-    log "process group ${pid} ignored SIGTERM: SIGKILL"
-    kill -KILL -- "-${pid}" 2>/dev/null || kill -KILL "${pid}" 2>/dev/null || true
-}
-
-# Ends the lab process of PIDFILE (if it still is one) by its process group.
-stop_pidfile() {
-    local pidfile="$1" what="$2" pid
-    if pid="$(pidfile_process "${pidfile}" "$(pidfile_kind "${pidfile}")")"; then
-        log "stopping ${what} (process group ${pid})"
-        stop_group "${pid}"
-    fi
-    rm -f "${pidfile}"
-}
-
-# Lab processes in namespace NS that no PID file leads to (another state dir, a
-# crash, Apache children whose parent died), recognised by their command line.
-# Group leaders (everything this script starts leads its group) are ended with their
-# group first: SIGNAL TERM politely (stop_group), KILL at once; then whatever is left
-# one by one with SIGKILL.
-stop_namespace_processes() {
-    local ns="$1" signal="$2" pass pid pgid kind
-    for pass in leaders rest; do
-        for pid in $(ip netns pids "${ns}" 2>/dev/null || true); do
-            kind="$(lab_process_kind "${pid}")"
-            [[ -n "${kind}" ]] || continue
-            pgid="$(ps -o pgid= -p "${pid}" 2>/dev/null | tr -dc '0-9')"
-            if [[ "${pass}" == leaders ]]; then
-                [[ -n "${pgid}" && "${pgid}" == "${pid}" ]] || continue
-                log "stopping ${kind} in ${ns} (process group ${pid})"
-                if [[ "${signal}" == KILL ]]; then
-                    kill -KILL -- "-${pid}" 2>/dev/null || true
-                else
-                    stop_group "${pid}"
-                fi
-            else
-                log "killing leftover ${kind} in ${ns} (pid ${pid})"
-                kill -KILL "${pid}" 2>/dev/null || true
-            fi
-        done
-    done
-}
-
-stop_lab_processes() {
-    local pidfile ns
-    if [[ -d "${STATE_DIR}" ]]; then
-        for pidfile in "${STATE_DIR}"/*.pid; do
-            [[ -e "${pidfile}" ]] || continue
-            stop_pidfile "${pidfile}" "$(basename "${pidfile}" .pid)"
-        done
-    fi
-    for ns in $(lab_namespaces); do
-        stop_namespace_processes "${ns}" TERM
-    done
-}
+memcached_address() { lab_memcached_address "$1"; }
 
 cmd_down() {
     local ns
@@ -309,263 +166,6 @@ cmd_down() {
         rm -rf -- "${STATE_DIR}"
     fi
     log "down"
-}
-
-new_namespace() {
-    local ns="$1"
-    ip netns add "${ns}"
-    ip -n "${ns}" link set lo up
-    # Before any interface exists, so eth0 inherits it: addresses usable at once.
-    sysctl_in "${ns}" net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
-        net.ipv6.conf.default.accept_ra=0
-}
-
-# Connects a host namespace to the bridge: eth0 there, port p-ROLE on br0.
-connect_host() {
-    local ns="$1" role="$2" mac="$3" mtu="$4"
-    ip -n "${ns}" link add eth0 address "${mac}" mtu "${mtu}" type veth \
-        peer name "p-${role}" mtu "${mtu}" netns "${NS_BRIDGE}"
-    ip -n "${NS_BRIDGE}" link set "p-${role}" master br0
-    ip -n "${NS_BRIDGE}" link set "p-${role}" up
-    sysctl_in "${ns}" net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.eth0.accept_ra=0
-    in_ns "${ns}" ethtool -K eth0 tx off >/dev/null
-    ip -n "${ns}" link set eth0 up
-}
-
-add_host_addresses() {
-    local ns="$1" host="$2"
-    ip -n "${ns}" addr add "${NET4}.${host}/24" dev eth0
-    ip -n "${ns}" -6 addr add "${NET6}:${host}/64" dev eth0 nodad
-}
-
-attach_xdp_pass() {
-    local object="$1"
-    if ip -n "${NS_BRIDGE}" link set dev p-lb xdpdrv obj "${object}" sec xdp 2>/dev/null; then
-        log "xdp_pass attached to ${NS_BRIDGE}/p-lb (native)"
-    else
-        ip -n "${NS_BRIDGE}" link set dev p-lb xdpgeneric obj "${object}" sec xdp
-        log "xdp_pass attached to ${NS_BRIDGE}/p-lb (generic: native failed)"
-    fi
-}
-
-# Starts COMMAND... in namespace NS as the leader of a new session and process group
-# (setsid: stop_group ends exactly it and its children), its PID written to PIDFILE
-# before it runs, its output to LOGFILE.
-spawn_in_ns() {
-    local ns="$1" pidfile="$2" logfile="$3"
-    shift 3
-    rm -f "${pidfile}"
-    # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
-    ip netns exec "${ns}" setsid sh -c 'printf "%s\n" "$$" >"$0" && exec "$@"' "${pidfile}" "$@" \
-        </dev/null >"${logfile}" 2>&1 &
-}
-
-# Does a memcached-protocol server answer `version` at HOST PORT inside NS?
-answers_version() {
-    local ns="$1" host="$2" port="$3"
-    # shellcheck disable=SC2016 # the inner bash expands its own arguments
-    in_ns "${ns}" timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "version\r\n" >&3 &&
-        IFS= read -r line <&3 && [[ "${line}" == VERSION* ]]' "${host}" "${port}" 2>/dev/null
-}
-
-# Waits until the process of PIDFILE (a lab process of KIND) passes CHECK...; shows
-# LOGFILE and dies when the process ended or TENTHS tenths of a second passed.
-wait_until_ready() {
-    local what="$1" pidfile="$2" kind="$3" logfile="$4" tenths="$5" tries
-    shift 5
-    for ((tries = 0; tries < tenths; tries++)); do
-        if [[ -s "${pidfile}" ]] && "$@"; then
-            log "${what} ready (pid $(tr -dc '0-9' <"${pidfile}"))"
-            return 0
-        fi
-        # The PID file is written just before the exec: give the exec a moment.
-        if ((tries > 5)) && ! pidfile_process "${pidfile}" "${kind}" >/dev/null; then
-            cat "${logfile}" >&2 || true
-            die "${what} exited during startup (its output above, ${logfile})"
-        fi
-        sleep 0.1
-    done
-    cat "${logfile}" >&2 || true
-    die "${what} not ready within $((tenths / 10)) s (its output above, ${logfile})"
-}
-
-memcached_answers() {
-    answers_version "$1" 127.0.0.1 "${MEMCACHED_PORT}" && answers_version "$1" ::1 "${MEMCACHED_PORT}"
-}
-
-# A new memcached server M: empty, like one that restarted.
-start_memcached() {
-    local index="$1" ns pidfile logfile
-    ns="$(memcached_ns "${index}")"
-    pidfile="${STATE_DIR}/mc${index}.pid"
-    logfile="${STATE_DIR}/mc${index}.log"
-    local -a args
-    mapfile -t args < <("${PROVISION_DIR}/memcached-args.sh" --port "${MEMCACHED_PORT}")
-    spawn_in_ns "${ns}" "${pidfile}" "${logfile}" memcached "${args[@]}"
-    wait_until_ready "memcached mc${index} in ${ns}" "${pidfile}" memcached "${logfile}" "${SERVICE_WAIT_TENTHS}" \
-        memcached_answers "${ns}"
-}
-
-start_agent() {
-    local index="$1" ns pidfile logfile memcached server upstreams=()
-    ns="$(backend_ns "${index}")"
-    pidfile="${STATE_DIR}/be${index}-agent.pid"
-    logfile="${STATE_DIR}/be${index}-agent.log"
-    [[ -x "${AGENT_BINARY}" ]] || die "${AGENT_BINARY} missing: build the agent first (or set STICKYLB_BUILD_DIR)"
-    memcached="$(lab_setting memcached)"
-    ((${memcached:-0} >= 1)) || die "the agent needs memcached servers: up --app php --memcached N"
-    for ((server = 1; server <= memcached; server++)); do
-        upstreams+=(--upstream "$(memcached_address "${server}"):${MEMCACHED_PORT}")
-    done
-    mkdir -p "$(backend_dir "${index}")"
-    "${PROVISION_DIR}/agent-config.sh" --backend "be${index}" --cluster "${AGENT_CLUSTER}" \
-        --listen "${AGENT_LISTEN_HOST}:${AGENT_LISTEN_PORT}" --metrics-listen "${AGENT_METRICS_LISTEN}" \
-        "${upstreams[@]}" >"$(backend_dir "${index}")/agent.yaml"
-    # --backend first as well: lab_process_kind knows the agent by "stickylb-agent --backend".
-    spawn_in_ns "${ns}" "${pidfile}" "${logfile}" "${AGENT_BINARY}" --backend "be${index}" \
-        --config "$(backend_dir "${index}")/agent.yaml"
-    wait_until_ready "stickylb-agent of be${index} in ${ns}" "${pidfile}" agent "${logfile}" \
-        "${SERVICE_WAIT_TENTHS}" answers_version "${ns}" "${AGENT_LISTEN_HOST}" "${AGENT_LISTEN_PORT}"
-}
-
-# Does backend NAME in namespace NS answer GET / with its name, on IPv4 and IPv6?
-backend_answers() {
-    local ns="$1" name="$2"
-    [[ "$(in_ns "${ns}" curl -sS --max-time 1 "http://127.0.0.1/" 2>/dev/null)" == "backend=${name}" ]] &&
-        [[ "$(in_ns "${ns}" curl -sS --max-time 1 "http://[::1]/" 2>/dev/null)" == "backend=${name}" ]]
-}
-
-start_python_backend() {
-    local index="$1" ns name python pidfile tries
-    ns="$(backend_ns "${index}")"
-    name="be${index}"
-    python="$(python_binary)"
-    pidfile="${STATE_DIR}/${name}.pid"
-    rm -f "${pidfile}"
-    # setsid: the server leads its own process group, so `down` ends exactly it.
-    ip netns exec "${ns}" setsid "${python}" "${SCRIPT_DIR}/http_backend.py" \
-        --name "${name}" --port 80 --pidfile "${pidfile}" \
-        </dev/null >"${STATE_DIR}/${name}.log" 2>&1 &
-    for ((tries = 0; tries < HTTP_WAIT_TENTHS; tries++)); do
-        if [[ -s "${pidfile}" ]] && backend_answers "${ns}" "${name}"; then
-            log "backend ${name} answers HTTP in ${ns} (pid $(tr -dc '0-9' <"${pidfile}"))"
-            return 0
-        fi
-        sleep 0.1
-    done
-    cat "${STATE_DIR}/${name}.log" >&2 || true
-    die "backend ${name} did not answer HTTP within $((HTTP_WAIT_TENTHS / 10)) s"
-}
-
-# PHP's session.save_path for MODE (stock|agent): the agent, or the memcached servers.
-session_save_path() {
-    local mode="$1" save_path="" server memcached
-    memcached="$(lab_setting memcached)"
-    if [[ "${mode}" == agent ]]; then
-        save_path="${AGENT_LISTEN_HOST}:${AGENT_LISTEN_PORT}"
-    else
-        for ((server = 1; server <= memcached; server++)); do
-            save_path+="${save_path:+,}$(memcached_address "${server}"):${MEMCACHED_PORT}"
-        done
-    fi
-    printf '%s' "${save_path}"
-}
-
-# STATE_DIR/beN/: apache2.conf (from apache2.conf.in), app.conf (the PHP app's config
-# with the PHP settings of MODE and the NAME=VALUE overrides), www/ (a copy of
-# tools/provision/php, readable by www-data), run/ (writable by www-data: hold.pid),
-# runtime/, logs.
-write_php_backend() {
-    local index="$1" mode="$2" dir name template
-    shift 2
-    dir="$(backend_dir "${index}")"
-    name="be${index}"
-    mkdir -p "${dir}/www" "${dir}/run" "${dir}/runtime"
-    cp "${PROVISION_DIR}"/php/*.php "${dir}/www/"
-    chmod 0755 "${STATE_DIR}" "${dir}" "${dir}/www"
-    chmod 0644 "${dir}"/www/*.php
-    chown www-data:www-data "${dir}/run"
-    local -a overrides=()
-    local setting
-    for setting in "$@"; do
-        overrides+=(--php-ini "${setting}")
-    done
-    "${PROVISION_DIR}/apache-app-conf.sh" --name "${name}" --doc-root "${dir}/www" --run-dir "${dir}/run" \
-        --access-log "${dir}/access.log" --save-path "$(session_save_path "${mode}")" "${overrides[@]}" \
-        >"${dir}/app.conf"
-    template="$(<"${SCRIPT_DIR}/apache2.conf.in")"
-    template="${template//@DIR@/${dir}}"
-    template="${template//@NAME@/${name}}"
-    printf '%s\n' "${template}" >"${dir}/apache2.conf"
-    # The workers run as www-data: a state dir it cannot reach would only show as 403s.
-    setpriv --reuid=www-data --regid=www-data --clear-groups test -r "${dir}/www/index.php" ||
-        die "www-data cannot read ${dir}/www/index.php: ${STATE_DIR} and its parents must be world-searchable"
-}
-
-start_php_backend() {
-    local index="$1" ns name dir pidfile logfile apache check
-    ns="$(backend_ns "${index}")"
-    name="be${index}"
-    dir="$(backend_dir "${index}")"
-    pidfile="${STATE_DIR}/${name}.pid"
-    logfile="${STATE_DIR}/${name}.log"
-    apache="$(command -v apache2)" || die "apache2 not found (apt-get install apache2 libapache2-mod-php php-memcached)"
-    [[ -f "${dir}/apache2.conf" ]] || die "${dir}/apache2.conf missing: was the lab built with --app php?"
-    if ! check="$("${apache}" -t -f "${dir}/apache2.conf" 2>&1)"; then
-        printf '%s\n' "${check}" >&2
-        die "apache2 -t rejects ${dir}/apache2.conf (its complaint above)"
-    fi
-    rm -f "${dir}/run/hold.pid"
-    # A crashed Apache (crash-backend) leaves its PidFile, and Apache refuses to start
-    # while the PID in it exists (a zombie not yet reaped, or a recycled PID).
-    rm -f "${dir}/apache2.pid"
-    spawn_in_ns "${ns}" "${pidfile}" "${logfile}" "${apache}" -f "${dir}/apache2.conf" -DFOREGROUND
-    # A subshell: its die must not skip the error log below.
-    if ! (wait_until_ready "backend ${name} (Apache + mod_php) in ${ns}" "${pidfile}" backend "${logfile}" \
-        "${HTTP_WAIT_TENTHS}" backend_answers "${ns}" "${name}"); then
-        tail -n 20 "${dir}/error.log" >&2 2>/dev/null || true
-        die "backend ${name} did not start (the end of Apache's error log above, ${dir}/error.log)"
-    fi
-}
-
-start_backend() {
-    if [[ "$(lab_setting app)" == php ]]; then
-        start_php_backend "$1"
-    else
-        start_python_backend "$1"
-    fi
-}
-
-create_backend_namespace() {
-    local index="$1" mode="$2" decap_object="$3" ns host
-    ns="$(backend_ns "${index}")"
-    host=$((BACKEND_BASE + index))
-    log "creating backend namespace ${ns} (${NET4}.${host}, ${NET6}:${host}, VIPs on lo, mode ${mode})"
-    new_namespace "${ns}"
-    sysctl_in "${ns}" net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-        net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.lo.rp_filter=0 \
-        net.ipv4.conf.default.arp_ignore=1 net.ipv4.conf.default.arp_announce=2
-    connect_host "${ns}" "be${index}" "$(printf '02:89:00:00:00:%02x' "${host}")" "${LAB_MTU}"
-    sysctl_in "${ns}" net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2 \
-        net.ipv4.conf.eth0.rp_filter=0
-    add_host_addresses "${ns}" "${host}"
-    ip -n "${ns}" addr add "${VIP4}/32" dev lo
-    ip -n "${ns}" -6 addr add "${VIP6}/128" dev lo nodad
-    if [[ "${mode}" == "ipip" ]]; then
-        tc -n "${ns}" qdisc add dev eth0 clsact
-        tc -n "${ns}" filter add dev eth0 ingress bpf direct-action obj "${decap_object}" sec tc
-        log "decap attached to ${ns}/eth0 (tc ingress)"
-    fi
-}
-
-create_memcached_namespace() {
-    local index="$1" ns host
-    ns="$(memcached_ns "${index}")"
-    host=$((MEMCACHED_BASE + index))
-    log "creating memcached namespace ${ns} (${NET4}.${host}, ${NET6}:${host})"
-    new_namespace "${ns}"
-    connect_host "${ns}" "mc${index}" "$(printf '02:89:00:00:00:%02x' "${host}")" "${CLIENT_MTU}"
-    add_host_addresses "${ns}" "${host}"
 }
 
 cmd_up() {
@@ -770,128 +370,6 @@ cmd_status() {
             fi
         done
     fi
-}
-
-# Prints the backend or memcached number argument VALUE of COMMAND, if it is one.
-number_argument() {
-    local command="$1" value="${2:-}"
-    [[ "${value}" =~ ^[1-9][0-9]*$ ]] || die "${command} needs a number (1, 2, ...)"
-    printf '%s' "${value}"
-}
-
-require_namespace() {
-    namespace_exists "$1" || die "no namespace $1: is the lab up (and the host not killed)?"
-}
-
-cmd_stop_backend() {
-    local index pidfile pid
-    index="$(number_argument stop-backend "${1:-}")"
-    pidfile="${STATE_DIR}/be${index}.pid"
-    [[ -s "${pidfile}" ]] || die "backend be${index} is not running (no ${pidfile})"
-    pid="$(pidfile_process "${pidfile}" backend)" || die "the pid in ${pidfile} is not a lab backend"
-    log "stopping be${index} (process group ${pid})"
-    stop_group "${pid}"
-    rm -f "${pidfile}"
-}
-
-cmd_start_backend() {
-    local index
-    index="$(number_argument start-backend "${1:-}")"
-    require_namespace "$(backend_ns "${index}")"
-    start_backend "${index}"
-}
-
-# SIGKILL to backend N's agent, then to its HTTP server (their process groups). The
-# agent is dead before the server's workers die, so it never sees their connections
-# close and releases none of their session locks: a crash, not a stop.
-kill_backend_services() {
-    local index="$1" pidfile pid tries
-    for pidfile in "${STATE_DIR}/be${index}-agent.pid" "${STATE_DIR}/be${index}.pid"; do
-        if pid="$(pidfile_process "${pidfile}" "$(pidfile_kind "${pidfile}")")"; then
-            log "SIGKILL to process group ${pid} ($(basename "${pidfile}" .pid))"
-            kill -KILL -- "-${pid}" 2>/dev/null || true
-            for ((tries = 0; tries < 100; tries++)); do
-                group_alive "${pid}" || break
-                sleep 0.01
-            done
-        fi
-        rm -f "${pidfile}"
-    done
-}
-
-cmd_crash_backend() {
-    local index
-    index="$(number_argument crash-backend "${1:-}")"
-    require_namespace "$(backend_ns "${index}")"
-    pidfile_process "${STATE_DIR}/be${index}.pid" backend >/dev/null || die "backend be${index} is not running"
-    log "crash of be${index}: its HTTP server and agent die, the host stays up"
-    kill_backend_services "${index}"
-}
-
-cmd_kill_host() {
-    local index ns
-    index="$(number_argument kill-host "${1:-}")"
-    ns="$(backend_ns "${index}")"
-    require_namespace "${ns}"
-    # The link goes first, so the dying processes' sockets send nothing: a host that
-    # lost power, not one that shut down.
-    log "host death of be${index}: deleting its bridge port p-be${index}"
-    ip -n "${NS_BRIDGE}" link del "p-be${index}" 2>/dev/null || true
-    kill_backend_services "${index}"
-    stop_namespace_processes "${ns}" KILL
-    log "deleting namespace ${ns}"
-    ip netns del "${ns}"
-}
-
-cmd_stop_agent() {
-    local index pidfile
-    index="$(number_argument stop-agent "${1:-}")"
-    pidfile="${STATE_DIR}/be${index}-agent.pid"
-    pidfile_process "${pidfile}" agent >/dev/null || die "the agent of be${index} is not running (${pidfile})"
-    stop_pidfile "${pidfile}" "stickylb-agent of be${index}"
-}
-
-cmd_start_agent() {
-    local index
-    index="$(number_argument start-agent "${1:-}")"
-    require_namespace "$(backend_ns "${index}")"
-    [[ "$(lab_setting app)" == php ]] || die "the agent serves PHP sessions: up --app php"
-    if pidfile_process "${STATE_DIR}/be${index}-agent.pid" agent >/dev/null; then
-        die "the agent of be${index} is already running"
-    fi
-    start_agent "${index}"
-}
-
-# Prints memcached number argument VALUE of COMMAND, if this lab has that server.
-memcached_argument() {
-    local index
-    index="$(number_argument "$1" "${2:-}")"
-    ((index <= $(lab_setting memcached || true) + 0)) || die "no memcached server ${index} in this lab"
-    require_namespace "$(memcached_ns "${index}")"
-    printf '%s' "${index}"
-}
-
-cmd_stop_memcached() {
-    local index
-    index="$(memcached_argument stop-memcached "${1:-}")"
-    pidfile_process "${STATE_DIR}/mc${index}.pid" memcached >/dev/null || die "memcached mc${index} is not running"
-    stop_pidfile "${STATE_DIR}/mc${index}.pid" "memcached mc${index}"
-}
-
-cmd_start_memcached() {
-    local index
-    index="$(memcached_argument start-memcached "${1:-}")"
-    if pidfile_process "${STATE_DIR}/mc${index}.pid" memcached >/dev/null; then
-        die "memcached mc${index} is already running"
-    fi
-    start_memcached "${index}"
-}
-
-cmd_restart_memcached() {
-    local index
-    index="$(memcached_argument restart-memcached "${1:-}")"
-    stop_pidfile "${STATE_DIR}/mc${index}.pid" "memcached mc${index}"
-    start_memcached "${index}"
 }
 
 main() {

@@ -75,9 +75,8 @@ struct TableNames {
 
 }  // namespace
 
-ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path, DaemonConfig config,
-                           ServiceMaps& maps, ClientTables& tables, EgressInterface egress,
-                           Reconciler::MacResolver resolve_mac)
+ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path, DaemonConfig config, ServiceMaps& maps,
+                           ClientTables& tables, EgressInterface egress, Reconciler::MacResolver resolve_mac)
     : io_(io),
       config_path_(std::move(config_path)),
       config_(std::move(config)),
@@ -260,8 +259,8 @@ HealthVerdict ControlPlane::verdict(const BackendId& id) const {
 
 void ControlPlane::reconcile(ReconcileCause cause, std::string_view detail) {
     ++reconciles_;
-    const std::string why = detail.empty() ? std::string(cause_name(cause))
-                                           : std::string(cause_name(cause)) + " " + std::string(detail);
+    const std::string why =
+        detail.empty() ? std::string(cause_name(cause)) : std::string(cause_name(cause)) + " " + std::string(detail);
     try {
         std::map<BackendId, BackendState> before;
         for (const DesiredVip& vip : desired_.vips)
@@ -638,13 +637,13 @@ void ControlPlane::table_command(const std::string& object, const std::string& v
         std::string error;
         try {
             if (verb == "flush") {
-                const std::size_t removed =
-                    object == "flow" ? tables_.delete_flows([&](const FlowRecord& f) {
-                        return selected(f.vip_index, f.backend_index, f.client);
-                    })
-                                     : tables_.delete_affinities([&](const AffinityRecord& a) {
-                                           return selected(a.vip_index, a.backend_index, a.client);
-                                       });
+                const std::size_t removed = object == "flow"
+                                                ? tables_.delete_flows([&](const FlowRecord& f) {
+                                                      return selected(f.vip_index, f.backend_index, f.client);
+                                                  })
+                                                : tables_.delete_affinities([&](const AffinityRecord& a) {
+                                                      return selected(a.vip_index, a.backend_index, a.client);
+                                                  });
                 spdlog::info("{} flush: {} entries removed", object, removed);
                 result = {{"removed", removed}};
             } else if (object == "flow") {
@@ -677,15 +676,17 @@ void ControlPlane::table_command(const std::string& object, const std::string& v
 
 void ControlPlane::save_affinities(const nlohmann::json&, ControlServer::Reply reply) {
     if (!session_)
-        throw std::invalid_argument("affinity save: snapshots live in memcached, and no memcached_servers are "
-                                    "configured");
+        throw std::invalid_argument(
+            "affinity save: snapshots live in memcached, and no memcached_servers are "
+            "configured");
     session_->save_affinities(std::move(reply));
 }
 
 void ControlPlane::restore_affinities(const nlohmann::json&, ControlServer::Reply reply) {
     if (!session_)
-        throw std::invalid_argument("affinity restore: snapshots live in memcached, and no memcached_servers are "
-                                    "configured");
+        throw std::invalid_argument(
+            "affinity restore: snapshots live in memcached, and no memcached_servers are "
+            "configured");
     session_->restore_affinities(std::move(reply));
 }
 

@@ -24,7 +24,6 @@ namespace stickylb {
 enum class AttachMode { automatic, native, generic };
 std::string to_string(AttachMode mode);
 
-
 struct LoadOptions {
     std::uint32_t ring_size = STICKYLB_DEFAULT_RING_SIZE;  // must be prime
     std::uint32_t max_vips = STICKYLB_DEFAULT_MAX_VIPS;
