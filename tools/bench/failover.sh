@@ -31,6 +31,12 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LOG_TAG=failover.sh LOG_FD=2
+# shellcheck source=tools/lib/common.sh
+source "$repo/tools/lib/common.sh"
+# shellcheck source=tools/bench/failover-haproxy.sh
+source "$repo/tools/bench/failover-haproxy.sh"
+progress() { log "$@"; }
 build=${STICKYLB_BUILD_DIR:-$repo/build}
 runs=20
 quick=0
@@ -73,12 +79,6 @@ readonly vip=$LAB_VIP4 backends=3
 readonly lab=$repo/tools/lab/lab.sh
 readonly daemon=$build/userspace/daemon/stickylbd cli_binary=$build/userspace/cli/stickylb
 
-LOG_TAG=failover.sh LOG_FD=2
-# shellcheck source=tools/lib/common.sh
-source "$repo/tools/lib/common.sh"
-# shellcheck source=tools/bench/failover-haproxy.sh
-source "$repo/tools/bench/failover-haproxy.sh"
-progress() { log "$@"; }
 now() { date +%s.%N; }
 
 if [[ ! -f $build/CMakeCache.txt ]]; then
