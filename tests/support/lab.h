@@ -2,11 +2,16 @@
 #pragma once
 // Shell helpers for tests that drive the namespace lab (tools/lab/lab.sh).
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <thread>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +20,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "support/memcache_text_client.h"
 
 namespace stickylb::testing::lab {
 
@@ -125,15 +132,50 @@ inline std::string lab_hold_pid_file(int index) {
     return lab_state_dir() + "/be" + std::to_string(index) + "/run/hold.pid";
 }
 
+// Runs work() on a thread that joined network namespace NS (ip netns), so that the
+// sockets it opens live there; returns what it returns, rethrows what it throws.
+template <typename Work>
+auto in_network_namespace(const std::string& ns, Work work) -> decltype(work()) {
+    using Result = decltype(work());
+    std::optional<Result> result;
+    std::exception_ptr failure;
+    std::thread([&] {
+        try {
+            const std::string path = "/var/run/netns/" + ns;
+            const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+            const int joined = ::setns(fd, CLONE_NEWNET);
+            const int saved = errno;
+            ::close(fd);
+            if (joined != 0)
+                throw std::runtime_error("setns " + ns + ": " + std::strerror(saved));
+            result.emplace(work());
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    }).join();
+    if (failure)
+        std::rethrow_exception(failure);
+    return std::move(*result);
+}
+
 // Sends REQUEST (memcached text protocol, with its \r\n) to ADDRESS:PORT from
-// namespace NS; the output is the server's first reply line, without \r\n.
+// namespace NS; the output is the server's first reply line, without \r\n, and the
+// exit code non-zero when the server could not be reached or did not answer in 3 s.
 inline CommandResult memcached_request(const std::string& ns, const std::string& address, int port,
                                        const std::string& request) {
-    const std::string script =
-        "exec 3<>\"/dev/tcp/$0/$1\" && printf '%s' \"$2\" >&3 && IFS= read -r line <&3 && "
-        "printf '%s\\n' \"${line%$'\\r'}\"";
-    return run_command(in_ns(ns, "timeout 3 bash -c " + shell_quote(script) + " " + shell_quote(address) + " " +
-                                     std::to_string(port) + " " + shell_quote(request)));
+    try {
+        return in_network_namespace(ns, [&] {
+            MemcacheTextClient client(address, static_cast<std::uint16_t>(port), std::chrono::seconds(3));
+            client.send(request);
+            std::string line = client.read_line();
+            line.resize(line.size() - 2);
+            return CommandResult{0, line};
+        });
+    } catch (const std::exception& error) {
+        return CommandResult{1, error.what()};
+    }
 }
 
 // The value of KEY on the memcached server at ADDRESS:PORT, read from namespace NS:
@@ -141,11 +183,15 @@ inline CommandResult memcached_request(const std::string& ns, const std::string&
 // server does not answer.
 inline CommandResult memcached_get(const std::string& ns, const std::string& address, int port,
                                    const std::string& key) {
-    const std::string script =
-        "exec 3<>\"/dev/tcp/$0/$1\" && printf 'get %s\\r\\n' \"$2\" >&3 && IFS=' ' read -r word _ _ bytes <&3 && "
-        "[ \"$word\" = VALUE ] && head -c \"${bytes%$'\\r'}\" <&3";
-    return run_command(in_ns(ns, "timeout 3 bash -c " + shell_quote(script) + " " + shell_quote(address) + " " +
-                                     std::to_string(port) + " " + shell_quote(key)));
+    try {
+        return in_network_namespace(ns, [&] {
+            MemcacheTextClient client(address, static_cast<std::uint16_t>(port), std::chrono::seconds(3));
+            const auto value = client.get(key);
+            return value ? CommandResult{0, *value} : CommandResult{1, "no key " + key};
+        });
+    } catch (const std::exception& error) {
+        return CommandResult{1, error.what()};
+    }
 }
 
 // A shell command that runs while the test goes on (e.g. a request that holds a

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// A blocking memcached text-protocol client for tests and benchmarks: sends
-// raw commands and reads one reply framed by what the command returns.
+// The tests' memcached client (text protocol), blocking with deadlines: sends raw
+// commands and reads one reply framed by what the command returns. In a lab
+// namespace through lab::in_network_namespace.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -21,20 +23,50 @@ namespace stickylb::testing {
 
 class MemcacheTextClient {
 public:
+    // 127.0.0.1:PORT.
     explicit MemcacheTextClient(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(10))
+        : MemcacheTextClient("127.0.0.1", port, timeout) {}
+
+    // HOST (an IPv4 or IPv6 address) PORT; timeout bounds the connect and every reply.
+    MemcacheTextClient(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout)
         : timeout_(timeout) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_storage address{};
+        socklen_t length = 0;
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+        if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+            v4->sin_family = AF_INET;
+            v4->sin_port = htons(port);
+            length = sizeof *v4;
+        } else if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(port);
+            length = sizeof *v6;
+        } else {
+            throw std::invalid_argument("not an IP address: '" + host + "'");
+        }
+        const std::string where = host + ":" + std::to_string(port);
+        fd_ = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd_ < 0)
             throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_port = htons(port);
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        // Non-blocking, so that a server that is gone fails within the timeout, not TCP's.
+        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), length) != 0) {
             int error = errno;
-            ::close(fd_);
-            throw std::runtime_error("connect 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(error));
+            if (error == EINPROGRESS) {
+                pollfd descriptor{fd_, POLLOUT, 0};
+                socklen_t size = sizeof error;
+                if (::poll(&descriptor, 1, static_cast<int>(timeout_.count())) <= 0)
+                    error = ETIMEDOUT;
+                else if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &size) != 0)
+                    error = errno;
+            }
+            if (error != 0) {
+                ::close(fd_);
+                fd_ = -1;
+                throw std::runtime_error("connect " + where + ": " + std::strerror(error));
+            }
         }
+        ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
         int one = 1;
         ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }

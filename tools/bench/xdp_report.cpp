@@ -41,8 +41,8 @@ void write_report(const Machine& machine, const ReportSettings& settings, const 
         << ", single runs per measurement: " << settings.singles << (settings.quick ? " (--quick)" : "") << "\n";
     out << "- flow table: LRU hash, " << settings.flow_entries
         << " entries (one LRU list; per-CPU flow cache of 4096 slots in front), prefilled from userspace "
-        << "with random tuples by bpf_map_update_batch: " << settings.small_table << " entries, then " << settings.big_table
-        << " (fill took " << fixed(settings.fill_seconds, 1) << " s)\n";
+        << "with random tuples by bpf_map_update_batch: " << settings.small_table << " entries, then "
+        << settings.big_table << " (fill took " << fixed(settings.fill_seconds, 1) << " s)\n";
     out << "- ring: " << settings.ring_size << " slots, 8 backends per family, next-hop MACs known (XDP_TX)\n\n";
     out << "Methods. `repeat R`: BPF_PROG_TEST_RUN with repeat=R (in 3 chunks, alternating with the floor), "
            "the kernel's average; valid only where the rewritten buffer takes the same path again (floor, non-VIP, "
@@ -123,27 +123,26 @@ void write_report(const Machine& machine, const ReportSettings& settings, const 
             row["rounds_ratio"] = rounds(c.ratio);
             rows.push_back(std::move(row));
         }
-    const nlohmann::json report{
-        {"machine",
-         {{"kernel", machine.kernel},
-          {"cpu", machine.cpu_model},
-          {"online_cpus", machine.cpus},
-          {"bench_cpu", machine.bench_cpu},
-          {"date", machine.date},
-          {"libbpf", machine.libbpf},
-          {"loadavg", machine.loadavg},
-          {"steal_percent", rounded(machine.steal_percent, 1)}}},
-        {"settings",
-         {{"rounds", settings.rounds},
-          {"repeat", settings.repeat},
-          {"singles", settings.singles},
-          {"quick", settings.quick},
-          {"flow_entries", settings.flow_entries},
-          {"small_table", settings.small_table},
-          {"big_table", settings.big_table},
-          {"ring_size", settings.ring_size}}},
-        {"notes", notes},
-        {"rows", std::move(rows)}};
+    const nlohmann::json report{{"machine",
+                                 {{"kernel", machine.kernel},
+                                  {"cpu", machine.cpu_model},
+                                  {"online_cpus", machine.cpus},
+                                  {"bench_cpu", machine.bench_cpu},
+                                  {"date", machine.date},
+                                  {"libbpf", machine.libbpf},
+                                  {"loadavg", machine.loadavg},
+                                  {"steal_percent", rounded(machine.steal_percent, 1)}}},
+                                {"settings",
+                                 {{"rounds", settings.rounds},
+                                  {"repeat", settings.repeat},
+                                  {"singles", settings.singles},
+                                  {"quick", settings.quick},
+                                  {"flow_entries", settings.flow_entries},
+                                  {"small_table", settings.small_table},
+                                  {"big_table", settings.big_table},
+                                  {"ring_size", settings.ring_size}}},
+                                {"notes", notes},
+                                {"rows", std::move(rows)}};
     std::ofstream json(settings.json_path);
     json << report.dump(2) << "\n";
     if (!json)

@@ -45,7 +45,6 @@ double time_once(int fd, const Bytes& packet, int expected, const std::string& w
     return options.duration;
 }
 
-
 Pair time_repeat_pair(int floor_fd, int fd, const Bytes& packet, std::uint32_t repeat, int expected,
                       const std::string& what) {
     const std::uint32_t chunk = std::max<std::uint32_t>(repeat / kChunks, 1);
