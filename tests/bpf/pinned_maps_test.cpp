@@ -137,6 +137,21 @@ TEST_F(PinnedMapsTest, ListsExactlyTheEstablishedFlowsAndTheAffinities) {
     EXPECT_FALSE(maps.backend_address(9));
 }
 
+// stickylbd walks the tables of the program it loaded (one handle on its maps):
+// what it deletes there is gone from the pinned maps too.
+TEST_F(PinnedMapsTest, TheLoadedProgramsTablesAreThePinnedOnes) {
+    for (int number = 1; number <= 3; ++number)
+        ASSERT_NE(connect(client("192.0.2.10", number)), 0u);
+    auto own = plane_->client_tables();
+    EXPECT_EQ(own.flows().size(), 3u);
+    const IpAddress second = IpAddress::parse("198.51.100.2");
+    EXPECT_EQ(own.delete_flows([&](const FlowRecord& flow) { return flow.client == second; }), 1u);
+    const auto pinned = PinnedMaps::open(pins_).flows();
+    EXPECT_EQ(pinned.size(), 2u);
+    for (const FlowRecord& flow : pinned)
+        EXPECT_NE(flow.client, second);
+}
+
 TEST_F(PinnedMapsTest, DeletedFlowsAreNotServedFromThePerCpuCache) {
     std::vector<std::pair<PacketSpec, std::uint32_t>> flows;
     std::set<std::uint32_t> slots;

@@ -76,7 +76,7 @@ struct TableNames {
 }  // namespace
 
 ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path, DaemonConfig config, ServiceMaps& maps,
-                           ClientTables& tables, EgressInterface egress, Reconciler::MacResolver resolve_mac)
+                           ClientTables& tables, const EgressInterface& egress, Reconciler::MacResolver resolve_mac)
     : io_(io),
       config_path_(std::move(config_path)),
       config_(std::move(config)),

@@ -43,7 +43,7 @@ public:
     // The maps must outlive it. With memcached_servers it coordinates sessions
     // (views, snapshots) through them; nothing is written or probed before start().
     ControlPlane(boost::asio::io_context& io, std::string config_path, DaemonConfig config, ServiceMaps& maps,
-                 ClientTables& tables, EgressInterface egress, Reconciler::MacResolver resolve_mac);
+                 ClientTables& tables, const EgressInterface& egress, Reconciler::MacResolver resolve_mac);
     ~ControlPlane();
     ControlPlane(const ControlPlane&) = delete;
     ControlPlane& operator=(const ControlPlane&) = delete;

@@ -42,7 +42,7 @@ void Daemon::start() {
     // last affinity snapshot brings back before XDP forwards anything.
     const bool tables_were_empty = !std::filesystem::exists(config.pin_dir + "/affinity");
     plane_.emplace(DataPlane::load(load_options_for(config)));
-    tables_.emplace(PinnedMaps::open(config.pin_dir));
+    tables_.emplace(plane_->client_tables());
     neighbours_.emplace();
     const EgressInterface egress{MacAddress::of_interface(config.interface), ifindex_};
     control_plane_ = std::make_unique<ControlPlane>(

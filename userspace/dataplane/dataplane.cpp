@@ -562,6 +562,13 @@ stickylb_backend_stats DataPlane::backend_stats(std::uint32_t backend_index) con
 }
 
 int DataPlane::xdp_program_fd() const { return bpf_program__fd(skeleton_->progs.stickylb_xdp); }
+PinnedMaps DataPlane::client_tables() const {
+    const auto& maps = skeleton_->maps;
+    return PinnedMaps::adopt({bpf_map__fd(maps.flows), bpf_map__fd(maps.flow_cache), bpf_map__fd(maps.affinity),
+                              bpf_map__fd(maps.backends), bpf_map__fd(maps.vips)},
+                             options_.pin_dir.empty() ? std::string("the loaded program's maps") : options_.pin_dir);
+}
+
 int DataPlane::flows_map_fd() const { return bpf_map__fd(skeleton_->maps.flows); }
 int DataPlane::affinity_map_fd() const { return bpf_map__fd(skeleton_->maps.affinity); }
 

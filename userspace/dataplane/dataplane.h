@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dataplane/maps.h"
+#include "dataplane/pinned_maps.h"
 
 struct stickylb_bpf;  // generated skeletons
 struct neigh_bpf;
@@ -57,6 +58,9 @@ public:
     stickylb_global_stats global_stats() const override;
     stickylb_vip_stats vip_stats(std::uint32_t vip_index) const override;
     stickylb_backend_stats backend_stats(std::uint32_t backend_index) const override;
+
+    // The flow and affinity tables of this program's maps, for walks on another thread.
+    PinnedMaps client_tables() const;
 
     // For packet tests and benchmarks (BPF_PROG_TEST_RUN) and table dumps.
     int xdp_program_fd() const;

@@ -2,6 +2,7 @@
 #include "dataplane/pinned_maps.h"
 
 #include <bpf/bpf.h>
+#include <fcntl.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
@@ -133,34 +134,56 @@ std::uint64_t affinity_clock_ns() {
     return static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(now.tv_nsec);
 }
 
+namespace {
+
+struct WantedMap {
+    const char* name;
+    int PinnedMaps::Descriptors::*fd;
+    std::uint32_t type, key_size, value_size;
+};
+
+constexpr WantedMap kWanted[] = {
+    {"flows", &PinnedMaps::Descriptors::flows, BPF_MAP_TYPE_LRU_HASH, sizeof(stickylb_flow_key), sizeof(stickylb_flow)},
+    {"flow_cache", &PinnedMaps::Descriptors::flow_cache, BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(std::uint32_t),
+     sizeof(stickylb_flow_cache_entry)},
+    {"affinity", &PinnedMaps::Descriptors::affinity, BPF_MAP_TYPE_LRU_HASH, sizeof(stickylb_affinity_key),
+     sizeof(stickylb_affinity)},
+    {"backends", &PinnedMaps::Descriptors::backends, BPF_MAP_TYPE_ARRAY, sizeof(std::uint32_t),
+     sizeof(stickylb_backend)},
+    {"vips", &PinnedMaps::Descriptors::vips, BPF_MAP_TYPE_HASH, sizeof(stickylb_vip_key), sizeof(stickylb_vip_meta)},
+};
+
+}  // namespace
+
 PinnedMaps PinnedMaps::open(const std::string& pin_dir) {
     PinnedMaps maps;
     maps.pin_dir_ = pin_dir;
-    const struct {
-        const char* name;
-        int PinnedMaps::*fd;
-        std::uint32_t type, key_size, value_size;
-    } wanted[] = {
-        {"flows", &PinnedMaps::flows_, BPF_MAP_TYPE_LRU_HASH, sizeof(stickylb_flow_key), sizeof(stickylb_flow)},
-        {"flow_cache", &PinnedMaps::flow_cache_, BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(std::uint32_t),
-         sizeof(stickylb_flow_cache_entry)},
-        {"affinity", &PinnedMaps::affinity_, BPF_MAP_TYPE_LRU_HASH, sizeof(stickylb_affinity_key),
-         sizeof(stickylb_affinity)},
-        {"backends", &PinnedMaps::backends_, BPF_MAP_TYPE_ARRAY, sizeof(std::uint32_t), sizeof(stickylb_backend)},
-        {"vips", &PinnedMaps::vips_, BPF_MAP_TYPE_HASH, sizeof(stickylb_vip_key), sizeof(stickylb_vip_meta)},
-    };
-    for (const auto& map : wanted) {
+    for (const WantedMap& map : kWanted) {
         const std::string path = pin_dir + "/" + map.name;
         const int fd = bpf_obj_get(path.c_str());
         if (fd < 0) {
             const int error = -fd;
             if (error == ENOENT || error == ENOTDIR)
                 throw std::runtime_error("no stickylb maps pinned in " + pin_dir + ": is stickylbd running?" +
-                                         (maps.flows_ >= 0 ? std::string(" (") + map.name + " is missing)" : ""));
+                                         (maps.fds_.flows >= 0 ? std::string(" (") + map.name + " is missing)" : ""));
             throw SystemError("open pinned map " + path, error);
         }
-        maps.*(map.fd) = fd;
+        maps.fds_.*(map.fd) = fd;
         check_layout(fd, path, map.type, map.key_size, map.value_size);
+    }
+    maps.possible_cpus_ = check_libbpf(libbpf_num_possible_cpus(), "count possible CPUs");
+    return maps;
+}
+
+PinnedMaps PinnedMaps::adopt(const Descriptors& descriptors, const std::string& where) {
+    PinnedMaps maps;
+    maps.pin_dir_ = where;
+    for (const WantedMap& map : kWanted) {
+        const int fd = fcntl(descriptors.*(map.fd), F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+            throw SystemError(std::string("duplicate the descriptor of map ") + map.name, errno);
+        maps.fds_.*(map.fd) = fd;
+        check_layout(fd, where + "/" + map.name, map.type, map.key_size, map.value_size);
     }
     maps.possible_cpus_ = check_libbpf(libbpf_num_possible_cpus(), "count possible CPUs");
     return maps;
@@ -172,11 +195,7 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& other) noexcept {
     if (this != &other) {
         close_all();
         pin_dir_ = std::move(other.pin_dir_);
-        flows_ = std::exchange(other.flows_, -1);
-        flow_cache_ = std::exchange(other.flow_cache_, -1);
-        affinity_ = std::exchange(other.affinity_, -1);
-        backends_ = std::exchange(other.backends_, -1);
-        vips_ = std::exchange(other.vips_, -1);
+        fds_ = std::exchange(other.fds_, Descriptors{-1, -1, -1, -1, -1});
         possible_cpus_ = other.possible_cpus_;
     }
     return *this;
@@ -185,7 +204,7 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& other) noexcept {
 PinnedMaps::~PinnedMaps() { close_all(); }
 
 void PinnedMaps::close_all() noexcept {
-    for (int* fd : {&flows_, &flow_cache_, &affinity_, &backends_, &vips_})
+    for (int* fd : {&fds_.flows, &fds_.flow_cache, &fds_.affinity, &fds_.backends, &fds_.vips})
         if (*fd >= 0)
             close(std::exchange(*fd, -1));
 }
@@ -194,7 +213,7 @@ std::vector<FlowRecord> PinnedMaps::flows(std::size_t limit) const {
     std::vector<FlowRecord> records;
     if (limit == 0)
         return records;
-    for_each_entry<stickylb_flow_key, stickylb_flow>(flows_, "the flow table in " + pin_dir_,
+    for_each_entry<stickylb_flow_key, stickylb_flow>(fds_.flows, "the flow table in " + pin_dir_,
                                                      [&](const stickylb_flow_key& key, const stickylb_flow& flow) {
                                                          records.push_back(record_of(key, flow));
                                                          return records.size() < limit;
@@ -208,7 +227,7 @@ std::vector<AffinityRecord> PinnedMaps::affinities(std::size_t limit) const {
         return records;
     const std::uint64_t now = monotonic_coarse_ns();
     for_each_entry<stickylb_affinity_key, stickylb_affinity>(
-        affinity_, "the affinity table in " + pin_dir_,
+        fds_.affinity, "the affinity table in " + pin_dir_,
         [&](const stickylb_affinity_key& key, const stickylb_affinity& value) {
             records.push_back(record_of(key, value, now));
             return records.size() < limit;
@@ -218,7 +237,7 @@ std::vector<AffinityRecord> PinnedMaps::affinities(std::size_t limit) const {
 
 std::size_t PinnedMaps::delete_flows(std::function<bool(const FlowRecord&)> which) {
     std::vector<stickylb_flow_key> doomed;
-    for_each_entry<stickylb_flow_key, stickylb_flow>(flows_, "the flow table in " + pin_dir_,
+    for_each_entry<stickylb_flow_key, stickylb_flow>(fds_.flows, "the flow table in " + pin_dir_,
                                                      [&](const stickylb_flow_key& key, const stickylb_flow& flow) {
                                                          if (which(record_of(key, flow)))
                                                              doomed.push_back(key);
@@ -230,7 +249,7 @@ std::size_t PinnedMaps::delete_flows(std::function<bool(const FlowRecord&)> whic
     std::vector<FlowKeyBytes> doomed_bytes;
     doomed_bytes.reserve(doomed.size());
     for (const auto& key : doomed) {
-        const int rc = bpf_map_delete_elem(flows_, &key);
+        const int rc = bpf_map_delete_elem(fds_.flows, &key);
         if (rc == 0)
             ++deleted;
         else if (rc != -ENOENT)  // evicted or expired meanwhile: gone all the same
@@ -243,7 +262,7 @@ std::size_t PinnedMaps::delete_flows(std::function<bool(const FlowRecord&)> whic
     constexpr std::size_t stride = (sizeof(stickylb_flow_cache_entry) + 7) / 8 * 8;
     std::vector<std::uint8_t> per_cpu(stride * static_cast<std::size_t>(possible_cpus_));
     for (std::uint32_t slot = 0; slot < STICKYLB_FLOW_CACHE_SLOTS; ++slot) {
-        check_libbpf(bpf_map_lookup_elem(flow_cache_, &slot, per_cpu.data()),
+        check_libbpf(bpf_map_lookup_elem(fds_.flow_cache, &slot, per_cpu.data()),
                      "read slot " + std::to_string(slot) + " of " + pin_dir_ + "/flow_cache");
         bool changed = false;
         for (int cpu = 0; cpu < possible_cpus_; ++cpu) {
@@ -263,7 +282,7 @@ std::size_t PinnedMaps::delete_flows(std::function<bool(const FlowRecord&)> whic
         // back to what was read (a stale entry that is either doomed, now zero, or the
         // same flow: the table stays the truth and a cache miss re-reads it).
         if (changed)
-            check_libbpf(bpf_map_update_elem(flow_cache_, &slot, per_cpu.data(), BPF_ANY),
+            check_libbpf(bpf_map_update_elem(fds_.flow_cache, &slot, per_cpu.data(), BPF_ANY),
                          "clear slot " + std::to_string(slot) + " of " + pin_dir_ + "/flow_cache");
     }
     return deleted;
@@ -273,7 +292,7 @@ std::size_t PinnedMaps::delete_affinities(std::function<bool(const AffinityRecor
     std::vector<stickylb_affinity_key> doomed;
     const std::uint64_t now = monotonic_coarse_ns();
     for_each_entry<stickylb_affinity_key, stickylb_affinity>(
-        affinity_, "the affinity table in " + pin_dir_,
+        fds_.affinity, "the affinity table in " + pin_dir_,
         [&](const stickylb_affinity_key& key, const stickylb_affinity& value) {
             if (which(record_of(key, value, now)))
                 doomed.push_back(key);
@@ -281,7 +300,7 @@ std::size_t PinnedMaps::delete_affinities(std::function<bool(const AffinityRecor
         });
     std::size_t deleted = 0;
     for (const auto& key : doomed) {
-        const int rc = bpf_map_delete_elem(affinity_, &key);
+        const int rc = bpf_map_delete_elem(fds_.affinity, &key);
         if (rc == 0)
             ++deleted;
         else if (rc != -ENOENT)
@@ -313,7 +332,7 @@ AffinityWriteResult PinnedMaps::write_affinities(const std::vector<AffinityWrite
     std::size_t next = 0;
     while (next < keys.size()) {
         std::uint32_t count = static_cast<std::uint32_t>(std::min(kBatch, keys.size() - next));
-        const int rc = bpf_map_update_batch(affinity_, keys.data() + next, values.data() + next, &count, &options);
+        const int rc = bpf_map_update_batch(fds_.affinity, keys.data() + next, values.data() + next, &count, &options);
         if (rc == 0) {
             result.written += count;
             next += count;
@@ -333,7 +352,7 @@ AffinityWriteResult PinnedMaps::write_affinities(const std::vector<AffinityWrite
         check_libbpf(rc, "write affinities to " + where);
     }
     for (; next < keys.size(); ++next) {
-        const int rc = bpf_map_update_elem(affinity_, &keys[next], &values[next], flags);
+        const int rc = bpf_map_update_elem(fds_.affinity, &keys[next], &values[next], flags);
         if (rc == -EEXIST) {
             ++result.present;
             continue;
@@ -348,7 +367,7 @@ std::size_t PinnedMaps::reassign_affinities(std::function<std::optional<std::uin
     std::vector<std::pair<stickylb_affinity_key, stickylb_affinity>> changes;
     const std::uint64_t now = monotonic_coarse_ns();
     for_each_entry<stickylb_affinity_key, stickylb_affinity>(
-        affinity_, "the affinity table in " + pin_dir_,
+        fds_.affinity, "the affinity table in " + pin_dir_,
         [&](const stickylb_affinity_key& key, const stickylb_affinity& value) {
             if (auto target = to(record_of(key, value, now)); target && *target != value.backend_index) {
                 stickylb_affinity changed = value;
@@ -361,8 +380,8 @@ std::size_t PinnedMaps::reassign_affinities(std::function<std::optional<std::uin
     for (const auto& [key, value] : changes) {
         // BPF_EXIST: an entry evicted or expired meanwhile is not brought back.
         const int rc = value.backend_index == STICKYLB_NO_BACKEND
-                           ? bpf_map_delete_elem(affinity_, &key)
-                           : bpf_map_update_elem(affinity_, &key, &value, BPF_EXIST);
+                           ? bpf_map_delete_elem(fds_.affinity, &key)
+                           : bpf_map_update_elem(fds_.affinity, &key, &value, BPF_EXIST);
         if (rc == 0)
             ++changed;
         else if (rc != -ENOENT)
@@ -373,7 +392,7 @@ std::size_t PinnedMaps::reassign_affinities(std::function<std::optional<std::uin
 
 std::optional<IpAddress> PinnedMaps::backend_address(std::uint32_t backend_index) const {
     stickylb_backend backend{};
-    if (backend_index == STICKYLB_NO_BACKEND || bpf_map_lookup_elem(backends_, &backend_index, &backend) != 0)
+    if (backend_index == STICKYLB_NO_BACKEND || bpf_map_lookup_elem(fds_.backends, &backend_index, &backend) != 0)
         return std::nullopt;
     if (backend.index != backend_index || backend.family == STICKYLB_FAMILY_NONE)
         return std::nullopt;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The flow and affinity tables read (and flushed) through the maps stickylbd
-// pinned: no program load. stickylbd walks them on its background worker (the
+// pinned (open: no program load, for tools and tests), or through the maps of the
+// program stickylbd loaded (DataPlane::client_tables: one handle on its maps). stickylbd walks them on its background worker (the
 // control socket's flow and affinity commands, affinity snapshots) while DataPlane
 // keeps serving the I/O thread; the CLI asks stickylbd and never opens maps.
 #include <chrono>
@@ -22,6 +23,12 @@ public:
     // running?" when they are not there, SystemError for other failures, and
     // std::runtime_error when a map's layout is not this build's abi.h.
     static PinnedMaps open(const std::string& pin_dir);
+    // The same maps from descriptors of a program loaded here (DataPlane::client_tables):
+    // PinnedMaps owns these (duplicates) and checks their layout as open() does.
+    struct Descriptors {
+        int flows, flow_cache, affinity, backends, vips;
+    };
+    static PinnedMaps adopt(const Descriptors& descriptors, const std::string& where);
     PinnedMaps(PinnedMaps&& other) noexcept;
     PinnedMaps& operator=(PinnedMaps&& other) noexcept;
     PinnedMaps(const PinnedMaps&) = delete;
@@ -48,11 +55,7 @@ private:
     void close_all() noexcept;
 
     std::string pin_dir_;
-    int flows_ = -1;
-    int flow_cache_ = -1;
-    int affinity_ = -1;
-    int backends_ = -1;
-    int vips_ = -1;
+    Descriptors fds_{-1, -1, -1, -1, -1};
     int possible_cpus_ = 0;
 };
 
