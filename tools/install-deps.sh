@@ -15,6 +15,8 @@ packages=(
   libmemcached-dev memcached
   # lab (network namespaces, HTTP backends and client; Apache + mod_php + php-memcached)
   iproute2 ethtool curl python3 procps apache2 libapache2-mod-php php-cli php-memcached
+  # fleet lab: the router's and every LB host's BGP and BFD speaker
+  bird2
   # peers the benchmarks compare against (tools/bench/traffic), and their load generator
   haproxy nginx-light libnginx-mod-stream wrk
   # robustness tier: libFuzzer targets (clang), static analysis

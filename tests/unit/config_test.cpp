@@ -79,6 +79,7 @@ TEST(Config, ShippedExampleParsesWithTheValuesItDocuments) {
     EXPECT_EQ(config.session.affinity_save_interval, 30s);
     EXPECT_EQ(config.session.memcached_connect_timeout, 200ms);
     EXPECT_EQ(config.session.memcached_timeout, 500ms);
+    EXPECT_FALSE(config.announce.enabled) << "the example documents announce commented out";
     ASSERT_EQ(config.vips.size(), 2u);
 
     const VipConfig& web = config.vips[0];
@@ -238,6 +239,35 @@ vips:
     EXPECT_EQ(problems[3], "lb.yaml:6: vips[0].protocol: expected one of 'tcp', 'udp', got 'sctp'");
     EXPECT_EQ(problems[4], "lb.yaml:9: vips[0].backends[0].weight: must not be negative, got -1");
     EXPECT_EQ(problems[5], "lb.yaml:10: vips[0].backends[1].address: 'nope' is not an IP address");
+}
+
+TEST(Config, AnnounceSectionTurnsAnnouncingOnWithItsDefaultsAndBounds) {
+    EXPECT_FALSE(parse_config(kMinimal, "lb.yaml").announce.enabled);
+    const DaemonConfig defaults = parse_config(kMinimal + "announce: {}\n", "lb.yaml");
+    EXPECT_TRUE(defaults.announce.enabled);
+    EXPECT_EQ(defaults.announce.routing_table, 89u);
+    EXPECT_EQ(defaults.announce.check_interval, 200ms);
+    EXPECT_EQ(defaults.announce.hold, 2s);
+    EXPECT_EQ(defaults.announce.lock_file, "/run/stickylb/announce.lock");
+
+    const DaemonConfig set = parse_config(
+        kMinimal + "announce: {routing_table: 4242, check_interval: 50ms, hold: 0s, lock_file: /tmp/a.lock}\n",
+        "lb.yaml");
+    EXPECT_EQ(set.announce.routing_table, 4242u);
+    EXPECT_EQ(set.announce.check_interval, 50ms);
+    EXPECT_EQ(set.announce.hold, 0ms);
+    EXPECT_EQ(set.announce.lock_file, "/tmp/a.lock");
+
+    expect_problem(kMinimal + "announce: {routing_table: 254}\n",
+                   "lb.yaml:7: announce.routing_table: table 254 is one of the kernel's own (default, main, "
+                   "local): use a table of its own");
+    expect_problem(kMinimal + "announce: {check_interval: 5ms}\n",
+                   "lb.yaml:7: announce.check_interval: must be between 10ms and 10000ms, got 5ms");
+    expect_problem(kMinimal + "announce: {hold: 700s}\n",
+                   "lb.yaml:7: announce.hold: must be between 0ms and 600000ms, got 700000ms");
+    expect_problem(kMinimal + "announce: {lock_file: run/a.lock}\n",
+                   "lb.yaml:7: announce.lock_file: 'run/a.lock' is not an absolute path");
+    expect_problem(kMinimal + "announce: {table: 90}\n", "lb.yaml:7: announce.table: unknown key 'table'");
 }
 
 TEST(Config, ConfigErrorWhatListsEveryProblem) {

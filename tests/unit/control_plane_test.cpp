@@ -19,6 +19,7 @@
 #include <string>
 
 #include "cli/grammar.h"
+#include "support/fake_announce.h"
 #include "support/fake_maps.h"
 
 namespace stickylb {
@@ -106,7 +107,8 @@ protected:
         write_config(text);
         plane_ = std::make_unique<ControlPlane>(
             io_, config_path(), load_config(config_path()), maps_, tables_, EgressInterface{},
-            [](const DesiredBackend&, ForwardingMode) { return std::optional(MacAddress{}); });
+            [](const DesiredBackend&, ForwardingMode) { return std::optional(MacAddress{}); },
+            AnnounceHooks{routes_, self_test_});
         plane_->start(/*tables_were_empty=*/true);
     }
 
@@ -154,6 +156,8 @@ protected:
     asio::ip::tcp::acceptor up_one_{io_}, up_two_{io_};
     FakeServiceMaps maps_{small_ring()};
     FakeClientTables tables_;
+    testing::FakeRoutes routes_;
+    testing::FakeSelfTest self_test_;
     std::unique_ptr<ControlPlane> plane_;
 };
 
@@ -320,6 +324,48 @@ TEST_F(ControlPlaneTest, ReloadAppliesWeightsKeepsRestartOnlyKeysAndRejectsABadF
     EXPECT_FALSE(plane_->reload());
     EXPECT_EQ(row_of(request("backend", "show").result, "be1")["weight"], 3) << "the running config stays";
     EXPECT_EQ(maps_.backends.size(), 3u);
+}
+
+TEST_F(ControlPlaneTest, TheVipIsAnnouncedWhileABackendPassesAndVipShowAndMetricsSayWhy) {
+    start(config_text() + "announce: {check_interval: 20ms, hold: 0s}\n");
+    plane_->begin_service();
+    const IpAddress web = IpAddress::parse("192.0.2.10");
+    ASSERT_TRUE(run_until([&] { return routes_.routes.contains(web); }));
+    json row = row_of(request("vip", "show").result, "web");
+    EXPECT_EQ(row["announce"]["state"], "announced") << row.dump();
+    EXPECT_EQ(row["announce"]["reason"], "announced");
+    EXPECT_EQ(row["announce"]["changes"], 1);
+    EXPECT_NE(plane_->metrics_text().find("stickylb_vip_announced{vip=\"web\"} 1"), std::string::npos);
+
+    // The self-test runs on its timer: a detached program withdraws without any check changing.
+    self_test_.is_attached = false;
+    ASSERT_TRUE(run_until([&] { return routes_.routes.empty(); }));
+    EXPECT_EQ(row_of(request("vip", "show").result, "web")["announce"]["reason"], "data_plane_detached");
+    self_test_.is_attached = true;
+    ASSERT_TRUE(run_until([&] { return routes_.routes.contains(web); }));
+
+    up_one_.close();
+    up_two_.close();
+    ASSERT_TRUE(run_until([&] { return routes_.routes.empty(); })) << "every backend down: the VIP is withdrawn";
+    row = row_of(request("vip", "show").result, "web");
+    EXPECT_EQ(row["announce"]["state"], "withdrawn");
+    EXPECT_EQ(row["announce"]["reason"], "no_backend_passing");
+    EXPECT_EQ(row["announce"]["changes"], 4);
+    const std::string metrics = plane_->metrics_text();
+    EXPECT_NE(metrics.find("stickylb_vip_announced{vip=\"web\"} 0"), std::string::npos);
+    EXPECT_NE(metrics.find("stickylb_vip_announce_state{vip=\"web\",reason=\"no_backend_passing\"} 1"),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("stickylb_vip_announce_changes_total{vip=\"web\"} 4"), std::string::npos);
+}
+
+TEST_F(ControlPlaneTest, WithoutAnAnnounceSectionNothingIsAnnouncedOrShown) {
+    start(config_text());
+    plane_->begin_service();
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    EXPECT_TRUE(routes_.routes.empty());
+    EXPECT_FALSE(row_of(request("vip", "show").result, "web").contains("announce"));
+    EXPECT_EQ(plane_->metrics_text().find("stickylb_vip_announce"), std::string::npos);
 }
 
 TEST_F(ControlPlaneTest, UnknownCommandsAreErrorsThatNameThem) {

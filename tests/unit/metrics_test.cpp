@@ -203,12 +203,21 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
                 .fragments_steered = 11,
                 .icmp_too_big_steered = 12,
                 .flows_not_recorded = 13};
-    s.vips.push_back({"tcp 10.0.0.1:80",
-                      {.packets = 100, .bytes = 6400, .new_flows = 7, .affinity_hits = 3, .affinity_misses = 4},
-                      2,
-                      65537});
     s.vips.push_back(
-        {"udp [fd00::1]:53", {.packets = 5, .bytes = 500, .new_flows = 5, .affinity_hits = 0, .affinity_misses = 0}});
+        {.vip = "tcp 10.0.0.1:80",
+         .stats = {.packets = 100, .bytes = 6400, .new_flows = 7, .affinity_hits = 3, .affinity_misses = 4},
+         .ring_rewrites = 2,
+         .ring_slots_written = 65537,
+         .announce_reason = AnnounceReason::no_backend_passing,
+         .announced = false,
+         .announce_changes = 4});
+    s.vips.push_back({.vip = "udp [fd00::1]:53",
+                      .stats = {.packets = 5, .bytes = 500, .new_flows = 5, .affinity_hits = 0, .affinity_misses = 0},
+                      .ring_rewrites = 0,
+                      .ring_slots_written = 0,
+                      .announce_reason = std::nullopt,
+                      .announced = false,
+                      .announce_changes = 0});
     s.backends.push_back({.vip = "tcp 10.0.0.1:80",
                           .backend = "10.1.0.2:80",
                           .stats = {60, 3840},
@@ -283,6 +292,10 @@ TEST(RenderMetrics, HasEveryFamily) {
             "stickylb_vip_affinity_misses_total{vip=\"tcp 10.0.0.1:80\"} 4\n",
             "stickylb_vip_ring_rewrites_total{vip=\"tcp 10.0.0.1:80\"} 2\n",
             "stickylb_vip_ring_slots_written_total{vip=\"tcp 10.0.0.1:80\"} 65537\n",
+            "stickylb_vip_announced{vip=\"tcp 10.0.0.1:80\"} 0\n",
+            "stickylb_vip_announce_state{vip=\"tcp 10.0.0.1:80\",reason=\"no_backend_passing\"} 1\n",
+            "stickylb_vip_announce_state{vip=\"tcp 10.0.0.1:80\",reason=\"announced\"} 0\n",
+            "stickylb_vip_announce_changes_total{vip=\"tcp 10.0.0.1:80\"} 4\n",
             "stickylb_backend_packets_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 60\n",
             "stickylb_backend_bytes_total{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\"} 3840\n",
             "stickylb_backend_state{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\"} 2\n",
@@ -316,6 +329,8 @@ TEST(RenderMetrics, HasEveryFamily) {
         }) {
         EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line;
     }
+    // No announcement series for a VIP of a host that does not announce.
+    EXPECT_EQ(text.find("stickylb_vip_announced{vip=\"udp"), std::string::npos);
     // No histogram for a backend without one.
     EXPECT_EQ(text.find("stickylb_health_check_duration_seconds_count{vip=\"udp"), std::string::npos);
     // Each family's HELP appears once.

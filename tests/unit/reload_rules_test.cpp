@@ -44,6 +44,7 @@ const std::vector<KeyChange> kChanges = {
     {"metrics_listen", "metrics_listen: 127.0.0.1:9999\n"},
     {"memcached_servers", "memcached_servers: [127.0.0.1:11211]\n"},
     {"session", "memcached_servers: []\nsession: {view_refresh_interval: 2s, view_ttl: 10s}\n"},
+    {"announce", "announce: {routing_table: 90}\n"},
 };
 
 DaemonConfig with_change(const KeyChange& change) {

@@ -30,6 +30,7 @@ lab_process_kind() {
     *stickylb-agent\ --backend\ *) printf 'agent' ;;
     */tools/bench/udp_echo\ *) printf 'benchmark' ;;  # tools/bench/traffic.sh's UDP responder
     memcached\ *\ -p\ "${MEMCACHED_PORT}"*) printf 'memcached' ;;
+    bird\ -f\ -c\ */bird-lb.conf\ * | bird\ -f\ -c\ */bird-router.conf\ *) printf 'bird' ;;
     esac
 }
 
@@ -39,6 +40,7 @@ pidfile_kind() {
     be[0-9]*-agent) printf 'agent' ;;
     be[0-9]*) printf 'backend' ;;
     mc[0-9]*) printf 'memcached' ;;
+    bird-*) printf 'bird' ;;
     esac
 }
 

@@ -6,7 +6,7 @@
 #
 #   lab.sh up [--mode l2|ipip] [--backends N]   build the lab (removes an old one first)
 #          [--app python|php] [--memcached N] [--sessions stock|agent]
-#          [--php-ini NAME=VALUE]...
+#          [--php-ini NAME=VALUE]... [--bgp]
 #   lab.sh down                                 remove everything of the prefix
 #   lab.sh status                               show what exists
 #   (see usage below for the commands that stop and start single pieces)
@@ -32,6 +32,9 @@
 #   VIPs       10.89.0.250  fd00:89::250    (TCP port 80)
 #
 # Client: routes VIP/32 and VIP/128 via the LB (10.89.0.2 / fd00:89::2), MTU 1500.
+#     With --bgp it is the router too: no static VIP route, but the one BIRD learns from
+#     the LB's BIRD (BGP + BFD, ASN 65000 <-> 65089), which advertises what stickylbd
+#     announces in the LB's routing table 89 (tools/lab/lab-bgp.sh).
 # LB: IPv4 and IPv6 forwarding on (bpf_fib_lookup / bpf_redirect_neigh slow path),
 #     eth0 MTU 1600. The XDP data plane is attached by whoever tests it (not here).
 #     Its bridge-side peer p-lb runs xdp_pass.bpf.o, so XDP_TX frames reach it.
@@ -74,6 +77,10 @@ source "${SCRIPT_DIR}/lab-processes.sh"
 source "${SCRIPT_DIR}/lab-hosts.sh"
 # shellcheck source=tools/lab/lab-faults.sh
 source "${SCRIPT_DIR}/lab-faults.sh"
+# shellcheck source=tools/lab/lab-bgp.sh
+source "${SCRIPT_DIR}/lab-bgp.sh"
+# shellcheck source=tools/lab/lab-status.sh
+source "${SCRIPT_DIR}/lab-status.sh"
 readonly PREFIX="${STICKYLB_LAB_PREFIX:-slb}"
 readonly BUILD_DIR="${STICKYLB_BUILD_DIR:-${REPO_DIR}/build}"
 if [[ "${PREFIX}" == "slb" ]]; then
@@ -117,7 +124,7 @@ readonly AGENT_CLUSTER=web
 usage() {
     cat <<USAGE
 usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
-             [--sessions stock|agent] [--php-ini NAME=VALUE]...
+             [--sessions stock|agent] [--php-ini NAME=VALUE]... [--bgp]
        $0 down
        $0 status
        $0 stop-backend N       stop backend N's HTTP server (its namespace stays: a dead server)
@@ -131,6 +138,10 @@ usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
        $0 stop-memcached M     stop memcached server M (its namespace stays)
        $0 start-memcached M    start a new, empty memcached server M
        $0 restart-memcached M  both: memcached M comes back empty
+       $0 stop-lb-bgp          (--bgp) stop the LB's BIRD: its BGP sessions close
+       $0 start-lb-bgp         start it again
+       $0 cut-lb               (--bgp) the LB's bridge port down: gone without a word
+       $0 restore-lb           its port up again
 
   --app php         Apache + mod_php backends with sessions in memcached
                     (default python: tools/lab/http_backend.py)
@@ -139,6 +150,7 @@ usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
                     agent = through stickylb-agent on each backend (default agent when
                     ${AGENT_BINARY} exists, else stock)
   --php-ini N=V     php only: set or override a PHP setting (repeatable)
+  --bgp             the client routes the VIPs as BIRD learns them from the LB's BIRD
 USAGE
 }
 
@@ -169,9 +181,14 @@ cmd_down() {
 }
 
 cmd_up() {
-    local mode="l2" backends=2 app=python memcached="" sessions="" php_ini=()
+    local mode="l2" backends=2 app=python memcached="" sessions="" php_ini=() bgp=0
     while (($#)); do
         case "$1" in
+        --bgp)
+            bgp=1
+            shift
+            continue
+            ;;
         --mode | --backends | --app | --memcached | --sessions | --php-ini)
             [[ $# -ge 2 ]] || die "$1 needs a value"
             case "$1" in
@@ -233,6 +250,7 @@ cmd_up() {
     local tool tools=(ip tc ethtool curl sysctl setsid)
     ((memcached == 0)) || tools+=(memcached timeout)
     [[ "${app}" == php ]] && tools+=(apache2 setpriv)
+    ((bgp == 0)) || tools+=(bird birdc)
     for tool in "${tools[@]}"; do
         command -v "${tool}" >/dev/null || die "${tool} not found"
     done
@@ -253,6 +271,7 @@ cmd_up() {
     printf '%s\n' "${app}" >"${STATE_DIR}/app"
     printf '%s\n' "${memcached}" >"${STATE_DIR}/memcached"
     [[ -z "${sessions}" ]] || printf '%s\n' "${sessions}" >"${STATE_DIR}/sessions"
+    printf '%s\n' "${bgp}" >"${STATE_DIR}/bgp"
 
     log "creating bridge namespace ${NS_BRIDGE}"
     new_namespace "${NS_BRIDGE}"
@@ -267,9 +286,11 @@ cmd_up() {
     for ((host = CLIENT_FIRST + 1; host <= CLIENT_EXTRA_LAST; host++)); do
         add_host_addresses "${NS_CLIENT}" "${host}"
     done
-    log "client routes ${VIP4} via ${LB4}, ${VIP6} via ${LB6}"
-    ip -n "${NS_CLIENT}" route add "${VIP4}/32" via "${LB4}" dev eth0
-    ip -n "${NS_CLIENT}" -6 route add "${VIP6}/128" via "${LB6}" dev eth0
+    if ((bgp == 0)); then
+        log "client routes ${VIP4} via ${LB4}, ${VIP6} via ${LB6}"
+        ip -n "${NS_CLIENT}" route add "${VIP4}/32" via "${LB4}" dev eth0
+        ip -n "${NS_CLIENT}" -6 route add "${VIP6}/128" via "${LB6}" dev eth0
+    fi
 
     log "creating load balancer namespace ${NS_LB} (${LB4}, ${LB6}, MTU ${LAB_MTU}, forwarding on)"
     new_namespace "${NS_LB}"
@@ -278,6 +299,10 @@ cmd_up() {
     sysctl_in "${NS_LB}" net.ipv4.ip_forward=1 net.ipv4.conf.all.forwarding=1 \
         net.ipv4.conf.eth0.forwarding=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.eth0.forwarding=1
     attach_xdp_pass "${xdp_pass_object}"
+    if ((bgp)); then
+        start_router_bird
+        start_lb_bird
+    fi
 
     local index
     for ((index = 1; index <= memcached; index++)); do
@@ -301,74 +326,11 @@ cmd_up() {
     done
 
     trap - EXIT
+    ((bgp == 0)) || log "BGP: the client's BIRD (router, ASN ${ROUTER_ASN}) peers with the LB's (ASN ${LB_ASN})"
     if [[ "${app}" == php ]]; then
         log "up: mode ${mode}, ${backends} PHP backends, ${memcached} memcached, sessions ${sessions}, VIPs ${VIP4} ${VIP6}"
     else
         log "up: mode ${mode}, ${backends} backends, VIPs ${VIP4} ${VIP6}"
-    fi
-}
-
-# "eth0 10.89.0.2/24 fd00:89::2/64 mtu 1600 [xdp]" of a host namespace.
-describe_eth0() {
-    local ns="$1" v4 v6 link mtu
-    v4="$(ip -n "${ns}" -o -4 addr show dev eth0 2>/dev/null | awk 'NR == 1 {print $4}')"
-    v6="$(ip -n "${ns}" -o -6 addr show dev eth0 scope global 2>/dev/null | awk '{last = $4} END {print last}')"
-    link="$(ip -n "${ns}" -o link show dev eth0 2>/dev/null || true)"
-    mtu="$(sed -n 's/.* mtu \([0-9]*\).*/\1/p' <<<"${link}")"
-    printf 'eth0 %s %s mtu %s' "${v4:-none}" "${v6:-none}" "${mtu:-?}"
-    if grep -q 'prog/xdp' <<<"${link}"; then
-        printf ' (XDP attached)'
-    fi
-    if [[ "${ns}" == "${PREFIX}"-be* ]] && tc -n "${ns}" filter show dev eth0 ingress 2>/dev/null | grep -q bpf; then
-        printf ' (tc ingress bpf)'
-    fi
-}
-
-cmd_status() {
-    local namespaces ns pidfile pid name kind
-    namespaces="$(lab_namespaces)"
-    if [[ -z "${namespaces}" ]]; then
-        log "no lab of prefix ${PREFIX}"
-    else
-        if [[ -f "${STATE_DIR}/mode" ]]; then
-            log "mode $(cat "${STATE_DIR}/mode"), $(lab_setting backends) backends, state ${STATE_DIR}"
-            if [[ "$(lab_setting app)" == php ]]; then
-                log "app php (Apache + mod_php), $(lab_setting memcached) memcached, sessions $(lab_setting sessions)"
-            elif [[ "$(lab_setting memcached)" =~ ^[1-9] ]]; then
-                log "app python, $(lab_setting memcached) memcached"
-            fi
-        else
-            log "no state in ${STATE_DIR} (half-built lab?)"
-        fi
-        for ns in ${namespaces}; do
-            if [[ "${ns}" == "${NS_BRIDGE}" ]]; then
-                log "${ns}: ports $(ip -n "${ns}" -o link show master br0 2>/dev/null |
-                    awk -F': ' '{split($2, a, "@"); printf "%s ", a[1]}')"
-                if ip -n "${ns}" -o link show dev p-lb 2>/dev/null | grep -q 'prog/xdp'; then
-                    log "${ns}: p-lb has an XDP program"
-                fi
-                continue
-            fi
-            log "${ns}: $(describe_eth0 "${ns}")"
-        done
-        local index
-        for ((index = 1; index <= $(lab_setting backends || true) + 0; index++)); do
-            namespace_exists "$(backend_ns "${index}")" || log "$(backend_ns "${index}"): gone (kill-host ${index})"
-        done
-    fi
-    if [[ -d "${STATE_DIR}" ]]; then
-        for pidfile in "${STATE_DIR}"/*.pid; do
-            [[ -e "${pidfile}" ]] || continue
-            name="$(basename "${pidfile}" .pid)"
-            name="${name%-agent}"
-            kind="$(pidfile_kind "${pidfile}")"
-            pid="$(tr -dc '0-9' <"${pidfile}")"
-            if pidfile_process "${pidfile}" "${kind}" >/dev/null; then
-                log "${kind} ${name}: pid ${pid} running ($(ps -o pid= -g "${pid}" 2>/dev/null | wc -l) processes in its group)"
-            else
-                log "${kind} ${name}: pid ${pid:-?} not running"
-            fi
-        done
     fi
 }
 
@@ -381,7 +343,8 @@ main() {
     shift
     case "${command}" in
     up | down | status | stop-backend | start-backend | crash-backend | kill-host | stop-agent | \
-        start-agent | stop-memcached | start-memcached | restart-memcached) ;;
+        start-agent | stop-memcached | start-memcached | restart-memcached | stop-lb-bgp | start-lb-bgp | \
+        cut-lb | restore-lb) ;;
     -h | --help)
         usage
         exit 0
@@ -406,6 +369,10 @@ main() {
     stop-memcached) cmd_stop_memcached "$@" ;;
     start-memcached) cmd_start_memcached "$@" ;;
     restart-memcached) cmd_restart_memcached "$@" ;;
+    stop-lb-bgp) cmd_stop_lb_bgp ;;
+    start-lb-bgp) cmd_start_lb_bgp ;;
+    cut-lb) cmd_cut_lb ;;
+    restore-lb) cmd_restore_lb ;;
     esac
 }
 

@@ -305,6 +305,7 @@ private:
     // names_in_keys: memcached is configured, so cluster and backend names become memcached keys.
     VipConfig vip(const Entry& entry, std::uint32_t ring_size, bool names_in_keys);
     SessionConfig session(const Entry& entry);
+    AnnounceConfig announce(const Entry& entry);
     BackendConfig backend(const Entry& entry);
     PersistenceConfig persistence(const Entry& entry);
     HealthCheckConfig health(const Entry& entry, std::uint8_t protocol);
@@ -358,10 +359,11 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
         report(document, "the configuration is empty");
         return config;
     }
-    const Mapping top(*this, document,
-                      {"interface", "attach_mode", "pin_dir", "state_file", "control_socket", "control_group",
-                       "metrics_listen", "hash_seed", "ring_size", "max_vips", "max_backends", "flow_table_size",
-                       "affinity_table_size", "new_flow_limit_per_cpu", "memcached_servers", "session", "vips"});
+    const Mapping top(
+        *this, document,
+        {"interface", "attach_mode", "pin_dir", "state_file", "control_socket", "control_group", "metrics_listen",
+         "hash_seed", "ring_size", "max_vips", "max_backends", "flow_table_size", "affinity_table_size",
+         "new_flow_limit_per_cpu", "memcached_servers", "session", "announce", "vips"});
     if (!top.ok())
         return config;
 
@@ -433,6 +435,8 @@ DaemonConfig Parser::daemon(const YAML::Node& root) {
     }
     if (const Entry* entry = top.get("session"))
         config.session = session(*entry);
+    if (const Entry* entry = top.get("announce"))
+        config.announce = announce(*entry);
 
     const Entry* vips_entry = top.get("vips");
     if (!vips_entry) {
@@ -666,6 +670,39 @@ SessionConfig Parser::session(const Entry& entry) {
     set(map, "memcached_timeout", config.memcached_timeout,
         [&](const Entry& e) { return bounded(e, std::chrono::milliseconds(1), std::chrono::seconds(10)); });
     set(map, "key_file", config.key_file, [&](const Entry& e) { return absolute_path(e); });
+    return config;
+}
+
+AnnounceConfig Parser::announce(const Entry& entry) {
+    AnnounceConfig config;
+    config.enabled = true;
+    const Mapping map(*this, entry, {"routing_table", "check_interval", "hold", "lock_file"});
+    if (!map.ok())
+        return config;
+    if (const Entry* e = map.get("routing_table")) {
+        if (auto table = integer(*e, 1, std::numeric_limits<std::uint32_t>::max())) {
+            if (*table == 253 || *table == 254 || *table == 255)
+                report(*e, "table " + std::to_string(*table) +
+                               " is one of the kernel's own (default, main, local): use a table of its own");
+            else
+                config.routing_table = static_cast<std::uint32_t>(*table);
+        }
+    }
+    const auto within = [&](const Entry& e, std::chrono::milliseconds min,
+                            std::chrono::milliseconds max) -> std::optional<std::chrono::milliseconds> {
+        auto value = duration(e);
+        if (value && (*value < min || *value > max)) {
+            report(e, "must be between " + std::to_string(min.count()) + "ms and " + std::to_string(max.count()) +
+                          "ms, got " + std::to_string(value->count()) + "ms");
+            return std::nullopt;
+        }
+        return value;
+    };
+    set(map, "check_interval", config.check_interval,
+        [&](const Entry& e) { return within(e, std::chrono::milliseconds(10), std::chrono::seconds(10)); });
+    set(map, "hold", config.hold,
+        [&](const Entry& e) { return within(e, std::chrono::milliseconds(0), std::chrono::minutes(10)); });
+    set(map, "lock_file", config.lock_file, [&](const Entry& e) { return absolute_path(e); });
     return config;
 }
 

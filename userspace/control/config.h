@@ -81,6 +81,18 @@ struct SessionConfig {
     bool operator==(const SessionConfig&) const = default;
 };
 
+// Announcing the VIPs to the host's BGP speaker (docs/scale-out.md): stickylbd keeps
+// one route per announceable VIP in a kernel routing table of its own, which the
+// speaker learns and advertises. Off unless the config has an `announce` section.
+struct AnnounceConfig {
+    bool enabled = false;
+    std::uint32_t routing_table = 89;                       // 1..0xFFFFFFFF, not main (254) or local (255)
+    std::chrono::milliseconds check_interval{200};          // data-plane self-test and announce decision
+    std::chrono::milliseconds hold{2000};                   // routes outlive a stopped stickylbd this long
+    std::string lock_file = "/run/stickylb/announce.lock";  // held by the running stickylbd
+    bool operator==(const AnnounceConfig&) const = default;
+};
+
 struct DaemonConfig {
     std::string interface;                           // required
     AttachMode attach_mode = AttachMode::automatic;  // "auto" | "native" | "generic"
@@ -101,6 +113,7 @@ struct DaemonConfig {
     std::uint32_t new_flow_limit_per_cpu = STICKYLB_DEFAULT_NEW_FLOW_LIMIT;
     std::vector<std::string> memcached_servers;  // "host:port"; empty: no session coordination
     SessionConfig session;
+    AnnounceConfig announce;
     std::vector<VipConfig> vips;
     bool session_enabled() const { return !memcached_servers.empty(); }
     bool operator==(const DaemonConfig&) const = default;

@@ -29,6 +29,18 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
         w.counter("stickylb_vip_ring_slots_written_total",
                   "Maglev ring slots of the VIP changed (since the daemon started).", {{"vip", v.vip}},
                   d(v.ring_slots_written));
+        if (v.announce_reason) {
+            w.gauge("stickylb_vip_announced", "1 while this host announces the VIP to its BGP speaker.",
+                    {{"vip", v.vip}}, v.announced ? 1 : 0);
+            for (const AnnounceReason reason : all_announce_reasons())
+                w.gauge("stickylb_vip_announce_state",
+                        "1 for the reason the VIP is announced or withdrawn (one series per reason).",
+                        {{"vip", v.vip}, {"reason", std::string(to_string(reason))}},
+                        reason == *v.announce_reason ? 1 : 0);
+            w.counter("stickylb_vip_announce_changes_total",
+                      "Times the VIP went from announced to withdrawn or back (since the daemon started).",
+                      {{"vip", v.vip}}, d(v.announce_changes));
+        }
     }
 
     for (const BackendSample& b : s.backends) {

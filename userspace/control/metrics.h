@@ -4,9 +4,11 @@
 // render_metrics() turns it into Prometheus text (conventions: base/prometheus.h).
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "control/announce.h"
 #include "base/prometheus.h"
 #include "session/signed_value.h"
 #include "stickylb/stats.h"
@@ -18,6 +20,10 @@ struct VipSample {
     stickylb_vip_stats stats{};
     std::uint64_t ring_rewrites = 0;       // reconciles that changed slots of its Maglev ring
     std::uint64_t ring_slots_written = 0;  // slots they changed
+    // Announcing on (an `announce` section): the current reason, one of announce.h's.
+    std::optional<AnnounceReason> announce_reason;
+    bool announced = false;  // the route is in the speaker's table
+    std::uint64_t announce_changes = 0;
 };
 
 struct BackendSample {

@@ -19,7 +19,8 @@ constexpr RestartOnlyKey restart_only(std::string_view name) {
 
 // Map sizes and the ring size are the loaded BPF maps'; the interface, attach mode
 // and pins the attached program's; the sockets are bound; memcached and session
-// settings are the coordinator's, built once.
+// settings are the coordinator's, built once; the announcement's
+// lock and guard are taken at start.
 constexpr RestartOnlyKey kRestartOnlyKeys[] = {
     restart_only<&DaemonConfig::interface>("interface"),
     restart_only<&DaemonConfig::attach_mode>("attach_mode"),
@@ -35,6 +36,7 @@ constexpr RestartOnlyKey kRestartOnlyKeys[] = {
     restart_only<&DaemonConfig::metrics_listen>("metrics_listen"),
     restart_only<&DaemonConfig::memcached_servers>("memcached_servers"),
     restart_only<&DaemonConfig::session>("session"),
+    restart_only<&DaemonConfig::announce>("announce"),
 };
 
 }  // namespace

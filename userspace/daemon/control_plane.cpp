@@ -76,7 +76,8 @@ struct TableNames {
 }  // namespace
 
 ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path, DaemonConfig config, ServiceMaps& maps,
-                           ClientTables& tables, const EgressInterface& egress, Reconciler::MacResolver resolve_mac)
+                           ClientTables& tables, const EgressInterface& egress, Reconciler::MacResolver resolve_mac,
+                           std::optional<AnnounceHooks> announce)
     : io_(io),
       config_path_(std::move(config_path)),
       config_(std::move(config)),
@@ -86,7 +87,13 @@ ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path,
       reconciler_(maps_, config_.hash_seed, egress, std::move(resolve_mac)),
       checker_(
           io_, [this](const HealthChange& change) { on_health_change(change); },
-          [this](const std::string& key, const ProbeResult& result) { on_probe(key, result); }) {
+          [this](const std::string& key, const ProbeResult& result) { on_probe(key, result); }),
+      announce_timer_(io_) {
+    if (config_.announce.enabled) {
+        if (!announce)
+            throw std::invalid_argument("the config announces VIPs but this host gave no routes to announce them");
+        announcer_.emplace(announce->routes, announce->self_test);
+    }
     if (config_.session_enabled())
         session_ = std::make_unique<SessionCoordinator>(io_, config_, tables_, worker_,
                                                         [this] { return affinity_layout(desired_); });
@@ -141,6 +148,13 @@ void ControlPlane::start(bool tables_were_empty) {
 }
 
 void ControlPlane::begin_service() {
+    if (announcer_) {
+        spdlog::info("announcing VIPs through routing table {}: checked every {} ms, held {} ms past a stop",
+                     config_.announce.routing_table, config_.announce.check_interval.count(),
+                     config_.announce.hold.count());
+        announce();
+        schedule_announce();
+    }
     if (!session_)
         return;
     session_->start();
@@ -158,10 +172,48 @@ void ControlPlane::refresh() {
 
 void ControlPlane::stop(std::function<void()> done) {
     checker_.stop();
+    // The routes stay: the announce guard withdraws them if no stickylbd follows in time.
+    announce_timer_.cancel();
     if (session_)
         session_->shutdown(std::move(done));
     else
         boost::asio::post(io_, std::move(done));
+}
+
+void ControlPlane::schedule_announce() {
+    announce_timer_.expires_after(config_.announce.check_interval);
+    announce_timer_.async_wait([this](const boost::system::error_code& error) {
+        if (error)
+            return;
+        announce();
+        schedule_announce();
+    });
+}
+
+void ControlPlane::announce() {
+    if (!announcer_)
+        return;
+    std::vector<VipReadiness> vips;
+    for (const DesiredVip& vip : desired_.vips) {
+        VipReadiness readiness{vip.name, vip.key.address, vip.key.port, vip.key.protocol};
+        // A drained backend still serves its users: passing its checks is what counts.
+        for (const DesiredBackend& backend : vip.backends) {
+            const HealthVerdict health = verdict(backend.id);
+            readiness.backend_passing |= health == HealthVerdict::up;
+            readiness.backends_checked |= health != HealthVerdict::unknown;
+        }
+        vips.push_back(std::move(readiness));
+    }
+    const std::string previous_error = announcer_->route_error();
+    for (const VipAnnouncement& change : announcer_->apply(vips)) {
+        if (change.announced())
+            spdlog::info("VIP {} ({}): announced", change.vip, change.address.to_string());
+        else
+            spdlog::warn("VIP {} ({}): {}: {}", change.vip, change.address.to_string(),
+                         change.route_present ? "route kept" : "withdrawn", description(change.reason));
+    }
+    if (!announcer_->route_error().empty() && announcer_->route_error() != previous_error)
+        spdlog::error("announcement routes (table {}): {}", config_.announce.routing_table, announcer_->route_error());
 }
 
 RuntimeConfig ControlPlane::runtime_config() const {
@@ -361,6 +413,7 @@ void ControlPlane::on_health_change(const HealthChange& change) {
             std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     }
     reconcile(ReconcileCause::health, change.key);
+    announce();  // a VIP's last backend going (or the first coming back) moves the route now
 }
 
 void ControlPlane::on_probe(const std::string& key, const ProbeResult& result) {
@@ -456,6 +509,15 @@ void ControlPlane::show_vips(const nlohmann::json& args, ControlServer::Reply re
                         {"persistent", vip.settings.persistent},
                         {"affinity_timeout_seconds", vip.settings.affinity_timeout_s},
                         {"backends", vip.backends.size()}});
+        if (announcer_)
+            for (const VipAnnouncement& announcement : announcer_->state())
+                if (announcement.vip == vip.name)
+                    list.back()["announce"] = {
+                        {"state", announcement.route_present ? "announced" : "withdrawn"},
+                        {"reason", to_string(announcement.reason)},
+                        {"changes", announcement.changes},
+                        {"since_timestamp_seconds",
+                         std::chrono::duration<double>(announcement.since.time_since_epoch()).count()}};
     }
     reply(list, "");
 }
@@ -800,7 +862,19 @@ std::string ControlPlane::metrics_text() const {
     for (const DesiredVip& vip : desired_.vips) {
         const auto ring = ring_writes_.find(vip.name);
         const RingWrites writes = ring == ring_writes_.end() ? RingWrites{} : ring->second;
-        snapshot.vips.push_back({vip.name, maps_.vip_stats(vip.settings.index), writes.rewrites, writes.slots});
+        metrics::VipSample vip_sample;
+        vip_sample.vip = vip.name;
+        vip_sample.stats = maps_.vip_stats(vip.settings.index);
+        vip_sample.ring_rewrites = writes.rewrites;
+        vip_sample.ring_slots_written = writes.slots;
+        if (announcer_)
+            for (const VipAnnouncement& announcement : announcer_->state())
+                if (announcement.vip == vip.name) {
+                    vip_sample.announce_reason = announcement.reason;
+                    vip_sample.announced = announcement.route_present;
+                    vip_sample.announce_changes = announcement.changes;
+                }
+        snapshot.vips.push_back(std::move(vip_sample));
         for (const DesiredBackend& backend : vip.backends) {
             metrics::BackendSample sample;
             sample.vip = vip.name;

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <map>
@@ -24,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/background_worker.h"
+#include "control/announce.h"
 #include "control/config.h"
 #include "control/control_server.h"
 #include "control/health.h"
@@ -38,12 +40,20 @@ namespace stickylb {
 // state file when the data plane changed; the periodic refresh only when the view did.
 enum class ReconcileCause { start, refresh, reload, health, admin };
 
+// What announcing the VIPs (config announce section) needs of the host: the routes its
+// BGP speaker learns and the data plane's self-test. Both must outlive the ControlPlane.
+struct AnnounceHooks {
+    AnnouncedRoutes& routes;
+    DataPlaneSelfTest& self_test;
+};
+
 class ControlPlane {
 public:
     // The maps must outlive it. With memcached_servers it coordinates sessions
     // (views, snapshots) through them; nothing is written or probed before start().
     ControlPlane(boost::asio::io_context& io, std::string config_path, DaemonConfig config, ServiceMaps& maps,
-                 ClientTables& tables, const EgressInterface& egress, Reconciler::MacResolver resolve_mac);
+                 ClientTables& tables, const EgressInterface& egress, Reconciler::MacResolver resolve_mac,
+                 std::optional<AnnounceHooks> announce = std::nullopt);
     ~ControlPlane();
     ControlPlane(const ControlPlane&) = delete;
     ControlPlane& operator=(const ControlPlane&) = delete;
@@ -52,7 +62,8 @@ public:
     // and the first reconcile. tables_were_empty: a new or rebooted LB host, whose
     // clients the last affinity snapshot brings back (before the program is attached).
     void start(bool tables_were_empty);
-    // Session coordination's timers and links, once the data plane forwards.
+    // Session coordination's timers and links, and the announcement's checks, once the
+    // data plane forwards.
     void begin_service();
     // Periodic: the reconcile that picks up next-hop MACs, and the table sizes.
     void refresh();
@@ -77,6 +88,8 @@ public:
     // The health checker's callbacks (public so that tests can play a check's verdict).
     void on_health_change(const HealthChange& change);
     void on_probe(const std::string& key, const ProbeResult& result);
+    // Decides and writes the announcement of every VIP now (also run by its timer).
+    void announce();
 
 private:
     struct BackendHealth {
@@ -126,6 +139,7 @@ private:
     // At most every 10 s, on the worker: a million-entry walk is most of a second.
     void count_table_entries();
     void update_health_targets();
+    void schedule_announce();
     HealthVerdict verdict(const BackendId& id) const;
     nlohmann::json backends_json(const nlohmann::json& args) const;
     nlohmann::json backend_counters(const DesiredVip& vip) const;
@@ -144,6 +158,8 @@ private:
     Reconciler reconciler_;
     HealthChecker checker_;
     std::unique_ptr<SessionCoordinator> session_;  // null without memcached_servers
+    std::optional<Announcer> announcer_;           // set with config announce and hooks
+    boost::asio::steady_timer announce_timer_;
     AdminOverrides overrides_;
     DesiredState desired_;
     std::map<std::string, BackendHealth> health_detail_;  // by to_string(BackendId)

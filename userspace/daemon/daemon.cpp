@@ -37,6 +37,11 @@ void Daemon::start() {
     ifindex_ = if_nametoindex(config.interface.c_str());
     if (ifindex_ == 0)
         throw std::runtime_error("interface '" + config.interface + "' does not exist");
+    if (config.announce.enabled) {
+        // Before any thread starts: the guard is a fork of this process.
+        announce_lease_.emplace(AnnounceLease::acquire(config.announce));
+        announce_lease_->start_guard();
+    }
 
     // No affinity table pinned: a new or rebooted LB host, whose clients the
     // last affinity snapshot brings back before XDP forwards anything.
@@ -45,9 +50,15 @@ void Daemon::start() {
     tables_.emplace(plane_->client_tables());
     neighbours_.emplace();
     const EgressInterface egress{MacAddress::of_interface(config.interface), ifindex_};
+    std::optional<AnnounceHooks> announce;
+    if (config.announce.enabled) {
+        announced_routes_.emplace(config.announce.routing_table);
+        self_test_.emplace(*plane_, ifindex_, egress.mac);
+        announce.emplace(AnnounceHooks{*announced_routes_, *self_test_});
+    }
     control_plane_ = std::make_unique<ControlPlane>(
         io_, config_path_, std::move(config), *plane_, *tables_, egress,
-        [this](const DesiredBackend& backend, ForwardingMode mode) { return resolve_mac(backend, mode); });
+        [this](const DesiredBackend& backend, ForwardingMode mode) { return resolve_mac(backend, mode); }, announce);
     control_plane_->start(tables_were_empty);
 
     const DaemonConfig& running = control_plane_->config();

@@ -16,10 +16,13 @@
 
 #include "base/metrics_server.h"
 #include "control/control_server.h"
+#include "daemon/announce_guard.h"
 #include "daemon/control_plane.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/kernel_routes.h"
 #include "dataplane/neighbours.h"
 #include "dataplane/pinned_maps.h"
+#include "dataplane/self_test.h"
 
 namespace stickylb {
 
@@ -40,6 +43,9 @@ private:
     std::optional<DataPlane> plane_;
     std::optional<PinnedMaps> tables_;
     std::optional<NeighbourTable> neighbours_;
+    std::optional<AnnounceLease> announce_lease_;  // config announce only
+    std::optional<KernelRoutes> announced_routes_;
+    std::optional<XdpSelfTest> self_test_;
     std::unique_ptr<ControlPlane> control_plane_;  // after what it drives: destroyed first
     std::unique_ptr<ControlServer> control_;
     std::unique_ptr<metrics::MetricsServer> metrics_;

@@ -3,8 +3,6 @@
 
 #include <arpa/inet.h>
 #include <linux/neighbour.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -16,153 +14,30 @@
 #include <vector>
 
 #include "base/errors.h"
+#include "dataplane/netlink.h"
 
 namespace stickylb {
 namespace {
 
 constexpr std::uint16_t kUsableStates = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
 
-std::uint8_t address_family(const IpAddress& address) { return address.is_v4() ? AF_INET : AF_INET6; }
-std::size_t address_length(const IpAddress& address) { return address.is_v4() ? 4 : 16; }
-
-IpAddress address_from(std::uint8_t family, const void* data, std::size_t length) {
-    stickylb_addr abi{};
-    if (family == AF_INET && length == 4) {
-        std::memcpy(abi.bytes, data, 4);
-        return IpAddress::from_abi(abi, STICKYLB_FAMILY_IPV4);
-    }
-    if (family == AF_INET6 && length == 16) {
-        std::memcpy(abi.bytes, data, 16);
-        return IpAddress::from_abi(abi, STICKYLB_FAMILY_IPV6);
-    }
-    throw std::runtime_error("netlink: unexpected address of family " + std::to_string(family) + ", length " +
-                             std::to_string(length));
-}
-
-// A netlink request under construction: header, fixed part, then attributes.
-class Message {
-public:
-    Message(std::uint16_t type, std::uint16_t flags, const void* fixed, std::size_t fixed_length) {
-        buffer_.resize(NLMSG_SPACE(fixed_length));
-        auto* header = this->header();
-        header->nlmsg_len = NLMSG_LENGTH(fixed_length);
-        header->nlmsg_type = type;
-        header->nlmsg_flags = static_cast<std::uint16_t>(NLM_F_REQUEST | NLM_F_ACK | flags);
-        std::memcpy(NLMSG_DATA(header), fixed, fixed_length);
-    }
-    void add(std::uint16_t type, const void* data, std::size_t length) {
-        const std::size_t offset = NLMSG_ALIGN(header()->nlmsg_len);
-        buffer_.resize(offset + RTA_SPACE(length));
-        auto* attribute = reinterpret_cast<rtattr*>(buffer_.data() + offset);
-        attribute->rta_type = type;
-        attribute->rta_len = static_cast<unsigned short>(RTA_LENGTH(length));
-        std::memcpy(RTA_DATA(attribute), data, length);
-        header()->nlmsg_len = static_cast<std::uint32_t>(offset + RTA_SPACE(length));
-    }
-    nlmsghdr* header() { return reinterpret_cast<nlmsghdr*>(buffer_.data()); }
-
-private:
-    std::vector<std::uint8_t> buffer_;
-};
-
-// Attributes of a reply's payload after its fixed part, by type (last one wins).
-std::vector<const rtattr*> attributes(const std::string& payload, std::size_t fixed_length, std::size_t max_type) {
-    std::vector<const rtattr*> by_type(max_type + 1, nullptr);
-    if (payload.size() < NLMSG_ALIGN(fixed_length))
-        return by_type;
-    auto* attribute = reinterpret_cast<const rtattr*>(payload.data() + NLMSG_ALIGN(fixed_length));
-    int remaining = static_cast<int>(payload.size() - NLMSG_ALIGN(fixed_length));
-    for (; RTA_OK(attribute, remaining); attribute = RTA_NEXT(attribute, remaining))
-        if (attribute->rta_type <= max_type)
-            by_type[attribute->rta_type] = attribute;
-    return by_type;
-}
+using netlink::address_family;
+using netlink::address_from;
+using netlink::address_length;
+using netlink::attributes;
+using netlink::Message;
 
 }  // namespace
 
-NeighbourTable::NeighbourTable() {
-    fd_ = check_syscall(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "open a NETLINK_ROUTE socket");
-    const int on = 1;
-    // Best effort: the kernel's reason for a refusal, in our error messages.
-    setsockopt(fd_, SOL_NETLINK, NETLINK_EXT_ACK, &on, sizeof(on));
-    setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof(on));
-    sockaddr_nl local{};
-    local.nl_family = AF_NETLINK;
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
-        const int error = errno;
-        close(fd_);
-        throw SystemError("bind the NETLINK_ROUTE socket", error);
-    }
-}
+NeighbourTable::NeighbourTable() = default;
+NeighbourTable::NeighbourTable(NeighbourTable&& other) noexcept = default;
+NeighbourTable& NeighbourTable::operator=(NeighbourTable&& other) noexcept = default;
+NeighbourTable::~NeighbourTable() = default;
 
-NeighbourTable::NeighbourTable(NeighbourTable&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), sequence_(other.sequence_), managed_supported_(other.managed_supported_) {}
-
-NeighbourTable& NeighbourTable::operator=(NeighbourTable&& other) noexcept {
-    if (this != &other) {
-        if (fd_ >= 0)
-            close(fd_);
-        fd_ = std::exchange(other.fd_, -1);
-        sequence_ = other.sequence_;
-        managed_supported_ = other.managed_supported_;
-    }
-    return *this;
-}
-
-NeighbourTable::~NeighbourTable() {
-    if (fd_ >= 0)
-        close(fd_);
-}
-
-int NeighbourTable::request(void* message, std::uint32_t length, std::uint16_t reply_type, std::string& reply,
+int NeighbourTable::request(Message& message, std::uint16_t reply_type, std::string& reply,
                             std::string& extack_message) {
-    auto* header = static_cast<nlmsghdr*>(message);
-    header->nlmsg_seq = ++sequence_;
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    if (sendto(fd_, message, length, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
-        throw SystemError("send a netlink request", errno);
-    std::vector<std::uint8_t> buffer(65536);
-    for (;;) {
-        const ssize_t received = recv(fd_, buffer.data(), buffer.size(), 0);
-        if (received < 0) {
-            if (errno == EINTR)
-                continue;
-            throw SystemError("receive a netlink reply", errno);
-        }
-        int remaining = static_cast<int>(received);
-        for (auto* reply_header = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(reply_header, remaining);
-             reply_header = NLMSG_NEXT(reply_header, remaining)) {
-            if (reply_header->nlmsg_seq != sequence_)
-                continue;  // a late answer to an earlier request
-            if (reply_header->nlmsg_type == reply_type) {
-                reply.assign(static_cast<const char*>(NLMSG_DATA(reply_header)),
-                             reply_header->nlmsg_len - NLMSG_LENGTH(0));
-                continue;
-            }
-            if (reply_header->nlmsg_type == NLMSG_DONE)
-                return 0;
-            if (reply_header->nlmsg_type != NLMSG_ERROR)
-                continue;
-            const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(reply_header));
-            if ((reply_header->nlmsg_flags & NLM_F_ACK_TLVS) && error->error != 0) {
-                // TLVs follow the error and the (capped) request header.
-                std::size_t offset = sizeof(nlmsgerr);
-                if (!(reply_header->nlmsg_flags & NLM_F_CAPPED))
-                    offset += error->msg.nlmsg_len - sizeof(nlmsghdr);
-                const std::size_t payload = reply_header->nlmsg_len - NLMSG_LENGTH(0);
-                if (offset < payload) {
-                    auto* attribute = reinterpret_cast<const rtattr*>(
-                        static_cast<const std::uint8_t*>(NLMSG_DATA(reply_header)) + NLMSG_ALIGN(offset));
-                    int left = static_cast<int>(payload - NLMSG_ALIGN(offset));
-                    for (; RTA_OK(attribute, left); attribute = RTA_NEXT(attribute, left))
-                        if (attribute->rta_type == NLMSGERR_ATTR_MSG)
-                            extack_message = static_cast<const char*>(RTA_DATA(attribute));
-                }
-            }
-            return error->error;  // 0 (the ack) or -errno
-        }
-    }
+    return socket_.request(
+        message, reply_type, [&reply](const std::string& payload) { reply = payload; }, extack_message);
 }
 
 std::optional<Neighbour> NeighbourTable::entry(std::uint32_t ifindex, const IpAddress& address) {
@@ -172,7 +47,7 @@ std::optional<Neighbour> NeighbourTable::entry(std::uint32_t ifindex, const IpAd
     Message message(RTM_GETNEIGH, 0, &fixed, sizeof(fixed));
     message.add(NDA_DST, address.bytes().data(), address_length(address));
     std::string reply, extack;
-    const int rc = request(message.header(), message.header()->nlmsg_len, RTM_NEWNEIGH, reply, extack);
+    const int rc = request(message, RTM_NEWNEIGH, reply, extack);
     if (rc == -ENOENT)
         return std::nullopt;
     if (rc < 0)
@@ -224,7 +99,7 @@ void NeighbourTable::ensure_resolving(std::uint32_t ifindex, const IpAddress& ad
         const std::uint32_t ext_flags = NTF_EXT_MANAGED;
         message.add(NDA_FLAGS_EXT, &ext_flags, sizeof(ext_flags));
         std::string reply, extack;
-        const int rc = request(message.header(), message.header()->nlmsg_len, 0xffff, reply, extack);
+        const int rc = request(message, 0xffff, reply, extack);
         if (rc == 0) {
             // Kernels before 5.16 ignore NDA_FLAGS_EXT: check the entry really is managed.
             const auto created = entry(ifindex, address);
@@ -291,7 +166,7 @@ std::pair<IpAddress, std::uint32_t> NeighbourTable::next_hop(const IpAddress& de
     Message message(RTM_GETROUTE, 0, &fixed, sizeof(fixed));
     message.add(RTA_DST, destination.bytes().data(), address_length(destination));
     std::string reply, extack;
-    const int rc = request(message.header(), message.header()->nlmsg_len, RTM_NEWROUTE, reply, extack);
+    const int rc = request(message, RTM_NEWROUTE, reply, extack);
     if (rc < 0)
         throw SystemError("route to " + destination.to_string() + (extack.empty() ? "" : " (" + extack + ")"), -rc);
     if (reply.size() < sizeof(rtmsg))

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "base/address.h"
+#include "dataplane/netlink.h"
 
 namespace stickylb {
 
@@ -60,12 +61,10 @@ private:
     // Sends one request; the payload of the reply of reply_type (if any) goes to
     // reply. Returns 0 or -errno (the kernel's extended ack message, if any, in
     // extack_message).
-    int request(void* message, std::uint32_t length, std::uint16_t reply_type, std::string& reply,
-                std::string& extack_message);
+    int request(netlink::Message& message, std::uint16_t reply_type, std::string& reply, std::string& extack_message);
     void trigger_by_udp(std::uint32_t ifindex, const IpAddress& address);
 
-    int fd_ = -1;
-    std::uint32_t sequence_ = 0;
+    netlink::RouteSocket socket_;
     std::optional<bool> managed_supported_;
 };
 
