@@ -70,8 +70,8 @@ protected:
 
     std::string config_path() const { return dir_ + "/stickylbd.yaml"; }
     std::string pin_dir() const { return dir_ + "/bpffs/stickylb"; }
-    static std::string daemon_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/daemon/stickylbd"; }
-    static std::string cli_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/cli/stickylb"; }
+    static std::string daemon_binary() { return lab_daemon_binary(); }
+    static std::string cli_binary() { return lab_cli_binary(); }
 
     // The top of every config: interface, the work directory's paths, metrics_listen_.
     std::string config_preamble() const {

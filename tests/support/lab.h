@@ -113,6 +113,7 @@ inline constexpr const char* kLabNet4 = STICKYLB_LAB_NET4;  // "10.89.0"
 inline constexpr const char* kLabNet6 = STICKYLB_LAB_NET6;  // "fd00:89:"
 inline constexpr const char* kLabVip = STICKYLB_LAB_VIP4;
 inline constexpr const char* kLabVip6 = STICKYLB_LAB_VIP6;
+inline constexpr int kLabLbHost = plan_number(STICKYLB_LAB_LB_HOST);          // LB 1; LB K is host kLabLbHost + K - 1
 inline constexpr int kLabClientHost = plan_number(STICKYLB_LAB_CLIENT_HOST);  // the client's own; extras follow
 inline constexpr int kLabBackendBase = plan_number(STICKYLB_LAB_BACKEND_BASE);
 inline constexpr int kLabMemcachedBase = plan_number(STICKYLB_LAB_MEMCACHED_BASE);
@@ -126,6 +127,8 @@ inline std::string backend_address(int index) { return lab_host(kLabBackendBase 
 inline std::string memcached_address(int index) { return lab_host(kLabMemcachedBase + index); }
 inline std::string client_address(int extra) { return lab_host(kLabClientHost + extra); }
 // The agent lab.sh runs on each PHP backend with --sessions agent.
+inline std::string lab_daemon_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/daemon/stickylbd"; }
+inline std::string lab_cli_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/cli/stickylb"; }
 inline std::string lab_agent_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/agent/stickylb-agent"; }
 // hold.php of PHP backend N writes its worker's PID here once it holds the session lock.
 inline std::string lab_hold_pid_file(int index) {

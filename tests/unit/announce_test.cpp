@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <fstream>
+#include <iterator>
 #include <set>
+#include <string>
 
 #include "support/fake_announce.h"
 
@@ -75,7 +78,8 @@ TEST_F(AnnouncerTest, EachReasonWithdrawsTheVipAndSaysWhy) {
     self_test_.is_attached = true;
     announcer_.apply({ready("web", kWeb)});
     EXPECT_EQ(reason_of("web"), AnnounceReason::announced);
-    EXPECT_EQ(announcer_.state()[0].changes, 5u) << "every add and every remove counts once; detached while withdrawn is none";
+    EXPECT_EQ(announcer_.state()[0].changes, 5u)
+        << "every add and every remove counts once; detached while withdrawn is none";
 }
 
 TEST_F(AnnouncerTest, ADetachedProgramIsNotProbed) {
@@ -149,6 +153,17 @@ TEST(AnnounceReasons, NamesAreUniqueSnakeCaseAndDescribed) {
     EXPECT_EQ(names.size(), 6u);
 }
 
+TEST(AnnounceReasons, EveryReasonIsDocumentedInTheManPageAndTheScaleOutGuide) {
+    for (const char* doc : {"docs/man/stickylb.8", "docs/scale-out.md"}) {
+        std::ifstream file(std::string(STICKYLB_SOURCE_DIR) + "/" + doc);
+        ASSERT_TRUE(file) << doc;
+        std::string text(std::istreambuf_iterator<char>(file), {});
+        for (const AnnounceReason reason : all_announce_reasons())
+            EXPECT_NE(text.find(std::string(to_string(reason))), std::string::npos)
+                << to_string(reason) << " in " << doc;
+    }
+}
+
 TEST(ProbeFrame, IsATcpSynFromADocumentationAddressToTheVip) {
     const MacAddress mac = MacAddress::parse("02:00:00:00:00:01");
     const auto v4 = probe_frame(mac, kWeb, 80, IPPROTO_TCP);
@@ -156,7 +171,8 @@ TEST(ProbeFrame, IsATcpSynFromADocumentationAddressToTheVip) {
     EXPECT_EQ(v4[12], 0x08);
     EXPECT_EQ(v4[23], IPPROTO_TCP);
     EXPECT_EQ((std::vector<std::uint8_t>(v4.begin() + 26, v4.begin() + 30)), (std::vector<std::uint8_t>{192, 0, 2, 1}));
-    EXPECT_EQ((std::vector<std::uint8_t>(v4.begin() + 30, v4.begin() + 34)), (std::vector<std::uint8_t>{192, 0, 2, 10}));
+    EXPECT_EQ((std::vector<std::uint8_t>(v4.begin() + 30, v4.begin() + 34)),
+              (std::vector<std::uint8_t>{192, 0, 2, 10}));
     EXPECT_EQ(v4[34 + 13], 0x02) << "SYN";
     // The IPv4 header checksum of a valid header sums to 0xffff.
     std::uint32_t sum = 0;

@@ -258,6 +258,19 @@ TEST_F(ControlPlaneTest, SetWeightChangesTheBackendsShareOfTheRing) {
     EXPECT_NEAR(static_cast<double>(weighted) / kRingSize, 0.75, 0.02);
 }
 
+TEST_F(ControlPlaneTest, VipShowFingerprintsTheRingItForwardsWith) {
+    start(config_text());
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    const auto fingerprint = [&] { return row_of(request("vip", "show").result, "web")["ring_sha256"]; };
+    const json before = fingerprint();
+    ASSERT_TRUE(before.is_string());
+    EXPECT_EQ(before.get<std::string>().size(), 64u);
+    ASSERT_EQ(request("backend", "set", {{"vip", "web"}, {"name", "be1"}, {"weight", 3}}).error, "");
+    EXPECT_NE(fingerprint(), before) << "the ring changed";
+    ASSERT_EQ(request("backend", "set", {{"vip", "web"}, {"name", "be1"}, {"weight", 1}}).error, "");
+    EXPECT_EQ(fingerprint(), before) << "the same backends and weights: the same ring";
+}
+
 TEST_F(ControlPlaneTest, ForcedDrainPointsTheBackendsLiveClientsAtTheirRingPick) {
     start(config_text());
     ASSERT_NO_FATAL_FAILURE(wait_for_health());

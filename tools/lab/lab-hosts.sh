@@ -39,14 +39,32 @@ add_host_addresses() {
     ip -n "${ns}" -6 addr add "${NET6}:${host}/64" dev eth0 nodad
 }
 
+# LB K (1..): namespace PREFIX-lb (K = 1) or PREFIX-lbK, bridge port p-lb / p-lbK, host 1+K.
+lb_role() { if (($1 == 1)); then printf 'lb'; else printf 'lb%d' "$1"; fi; }
+lb_ns() { printf '%s-%s' "${PREFIX}" "$(lb_role "$1")"; }
+lb_host() { printf '%d' $((LAB_LB_HOST + $1 - 1)); }
+
+# Its bridge-side peer runs xdp_pass, so the frames its XDP program sends (XDP_TX) reach the bridge.
 attach_xdp_pass() {
-    local object="$1"
-    if ip -n "${NS_BRIDGE}" link set dev p-lb xdpdrv obj "${object}" sec xdp 2>/dev/null; then
-        log "xdp_pass attached to ${NS_BRIDGE}/p-lb (native)"
+    local object="$1" port="$2"
+    if ip -n "${NS_BRIDGE}" link set dev "${port}" xdpdrv obj "${object}" sec xdp 2>/dev/null; then
+        log "xdp_pass attached to ${NS_BRIDGE}/${port} (native)"
     else
-        ip -n "${NS_BRIDGE}" link set dev p-lb xdpgeneric obj "${object}" sec xdp
-        log "xdp_pass attached to ${NS_BRIDGE}/p-lb (generic: native failed)"
+        ip -n "${NS_BRIDGE}" link set dev "${port}" xdpgeneric obj "${object}" sec xdp
+        log "xdp_pass attached to ${NS_BRIDGE}/${port} (generic: native failed)"
     fi
+}
+
+create_lb_namespace() {
+    local lb="$1" xdp_pass_object="$2" ns role host
+    ns="$(lb_ns "${lb}")" role="$(lb_role "${lb}")" host="$(lb_host "${lb}")"
+    log "creating load balancer namespace ${ns} (${NET4}.${host}, ${NET6}:${host}, MTU ${LAB_MTU}, forwarding on)"
+    new_namespace "${ns}"
+    connect_host "${ns}" "${role}" "$(printf '02:89:00:00:00:%02x' "${host}")" "${LAB_MTU}"
+    add_host_addresses "${ns}" "${host}"
+    sysctl_in "${ns}" net.ipv4.ip_forward=1 net.ipv4.conf.all.forwarding=1 \
+        net.ipv4.conf.eth0.forwarding=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.eth0.forwarding=1
+    attach_xdp_pass "${xdp_pass_object}" "p-${role}"
 }
 
 memcached_answers() {

@@ -14,7 +14,7 @@ lab_setting() {
 # Namespaces of this prefix that the lab creates (and nothing else of the prefix).
 lab_namespaces() {
     ip netns list 2>/dev/null | awk '{print $1}' |
-        grep -E "^${PREFIX}-(bridge|client|lb|be[0-9]+|mc[0-9]+)\$" | sort -V || true
+        grep -E "^${PREFIX}-(bridge|client|lb[0-9]*|be[0-9]+|mc[0-9]+)\$" | sort -V || true
 }
 
 # What lab process PID is, from its command line: backend (the python server or an
@@ -30,7 +30,7 @@ lab_process_kind() {
     *stickylb-agent\ --backend\ *) printf 'agent' ;;
     */tools/bench/udp_echo\ *) printf 'benchmark' ;;  # tools/bench/traffic.sh's UDP responder
     memcached\ *\ -p\ "${MEMCACHED_PORT}"*) printf 'memcached' ;;
-    bird\ -f\ -c\ */bird-lb.conf\ * | bird\ -f\ -c\ */bird-router.conf\ *) printf 'bird' ;;
+    bird\ -f\ -c\ */bird-lb*.conf\ * | bird\ -f\ -c\ */bird-router.conf\ *) printf 'bird' ;;
     esac
 }
 

@@ -39,9 +39,13 @@ cmd_status() {
             if [[ "${ns}" == "${NS_BRIDGE}" ]]; then
                 log "${ns}: ports $(ip -n "${ns}" -o link show master br0 2>/dev/null |
                     awk -F': ' '{split($2, a, "@"); printf "%s ", a[1]}')"
-                if ip -n "${ns}" -o link show dev p-lb 2>/dev/null | grep -q 'prog/xdp'; then
-                    log "${ns}: p-lb has an XDP program"
-                fi
+                local port
+                for port in $(ip -n "${ns}" -o link show 2>/dev/null | awk -F': ' '{split($2, a, "@"); print a[1]}' |
+                    grep -E '^p-lb[0-9]*$'); do
+                    if ip -n "${ns}" -o link show dev "${port}" 2>/dev/null | grep -q 'prog/xdp'; then
+                        log "${ns}: ${port} has an XDP program"
+                    fi
+                done
                 continue
             fi
             log "${ns}: $(describe_eth0 "${ns}")"

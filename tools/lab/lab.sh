@@ -6,7 +6,7 @@
 #
 #   lab.sh up [--mode l2|ipip] [--backends N]   build the lab (removes an old one first)
 #          [--app python|php] [--memcached N] [--sessions stock|agent]
-#          [--php-ini NAME=VALUE]... [--bgp]
+#          [--php-ini NAME=VALUE]... [--bgp] [--lbs N]
 #   lab.sh down                                 remove everything of the prefix
 #   lab.sh status                               show what exists
 #   (see usage below for the commands that stop and start single pieces)
@@ -26,6 +26,7 @@
 #              extra client addresses 10.89.0.101-.130 / fd00:89::101-::130 on the
 #              same eth0, for stickiness tests (curl --interface ADDR)
 #   lb         10.89.0.2    fd00:89::2      MAC 02:89:00:00:00:02
+#   lbK        10.89.0.(1+K)  fd00:89::(1+K)  MAC 02:89:00:00:00:0(1+K), K = 2..7 (--lbs N)
 #   backend N  10.89.0.(20+N)  fd00:89::(20+N)  MAC 02:89:00:00:00:(20+N), N = 1..32
 #   memcached M  10.89.0.(10+M)  fd00:89::(10+M)  MAC 02:89:00:00:00:(10+M), M = 1..9,
 #              port 11211 (memcached -u nobody), MTU 1500
@@ -34,7 +35,10 @@
 # Client: routes VIP/32 and VIP/128 via the LB (10.89.0.2 / fd00:89::2), MTU 1500.
 #     With --bgp it is the router too: no static VIP route, but the one BIRD learns from
 #     the LB's BIRD (BGP + BFD, ASN 65000 <-> 65089), which advertises what stickylbd
-#     announces in the LB's routing table 89 (tools/lab/lab-bgp.sh).
+#     announces in the LB's routing table 89 (tools/lab/lab-bgp.sh). With --lbs N
+#     (implies --bgp) there are N LB hosts, PREFIX-lb, PREFIX-lb2, ...: the router
+#     peers with each and routes a VIP over every LB announcing it (one multipath
+#     route, hash policy 1: addresses and ports, fixed seed).
 # LB: IPv4 and IPv6 forwarding on (bpf_fib_lookup / bpf_redirect_neigh slow path),
 #     eth0 MTU 1600. The XDP data plane is attached by whoever tests it (not here).
 #     Its bridge-side peer p-lb runs xdp_pass.bpf.o, so XDP_TX frames reach it.
@@ -91,7 +95,6 @@ fi
 
 readonly NS_BRIDGE="${PREFIX}-bridge"
 readonly NS_CLIENT="${PREFIX}-client"
-readonly NS_LB="${PREFIX}-lb"
 readonly NET4="${LAB_NET4}"
 readonly NET6="${LAB_NET6}"
 readonly VIP4="${LAB_VIP4}"
@@ -124,7 +127,7 @@ readonly AGENT_CLUSTER=web
 usage() {
     cat <<USAGE
 usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
-             [--sessions stock|agent] [--php-ini NAME=VALUE]... [--bgp]
+             [--sessions stock|agent] [--php-ini NAME=VALUE]... [--bgp] [--lbs N]
        $0 down
        $0 status
        $0 stop-backend N       stop backend N's HTTP server (its namespace stays: a dead server)
@@ -138,10 +141,10 @@ usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
        $0 stop-memcached M     stop memcached server M (its namespace stays)
        $0 start-memcached M    start a new, empty memcached server M
        $0 restart-memcached M  both: memcached M comes back empty
-       $0 stop-lb-bgp          (--bgp) stop the LB's BIRD: its BGP sessions close
-       $0 start-lb-bgp         start it again
-       $0 cut-lb               (--bgp) the LB's bridge port down: gone without a word
-       $0 restore-lb           its port up again
+       $0 stop-lb-bgp [K]      (--bgp) stop LB K's BIRD (default 1): its BGP sessions close
+       $0 start-lb-bgp [K]     start it again
+       $0 cut-lb [K]           (--bgp) LB K's bridge port down: gone without a word
+       $0 restore-lb [K]       its port up again
 
   --app php         Apache + mod_php backends with sessions in memcached
                     (default python: tools/lab/http_backend.py)
@@ -151,6 +154,7 @@ usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
                     ${AGENT_BINARY} exists, else stock)
   --php-ini N=V     php only: set or override a PHP setting (repeatable)
   --bgp             the client routes the VIPs as BIRD learns them from the LB's BIRD
+  --lbs N           N LB hosts, 1..${LAB_MAX_LBS} (default 1; more than 1 implies --bgp)
 USAGE
 }
 
@@ -181,7 +185,7 @@ cmd_down() {
 }
 
 cmd_up() {
-    local mode="l2" backends=2 app=python memcached="" sessions="" php_ini=() bgp=0
+    local mode="l2" backends=2 app=python memcached="" sessions="" php_ini=() bgp=0 lbs=1
     while (($#)); do
         case "$1" in
         --bgp)
@@ -189,9 +193,10 @@ cmd_up() {
             shift
             continue
             ;;
-        --mode | --backends | --app | --memcached | --sessions | --php-ini)
+        --mode | --backends | --app | --memcached | --sessions | --php-ini | --lbs)
             [[ $# -ge 2 ]] || die "$1 needs a value"
             case "$1" in
+            --lbs) lbs="$2" ;;
             --mode) mode="$2" ;;
             --backends) backends="$2" ;;
             --app) app="$2" ;;
@@ -216,6 +221,10 @@ cmd_up() {
         die "--backends must be 1..${MAX_BACKENDS}"
     fi
     [[ "${app}" == python || "${app}" == php ]] || die "--app must be python or php"
+    if ! [[ "${lbs}" =~ ^[1-9]$ ]] || ((lbs > LAB_MAX_LBS)); then
+        die "--lbs must be 1..${LAB_MAX_LBS}"
+    fi
+    ((lbs == 1)) || bgp=1
     if [[ -z "${memcached}" ]]; then
         memcached=0
         [[ "${app}" == php ]] && memcached=2
@@ -272,6 +281,7 @@ cmd_up() {
     printf '%s\n' "${memcached}" >"${STATE_DIR}/memcached"
     [[ -z "${sessions}" ]] || printf '%s\n' "${sessions}" >"${STATE_DIR}/sessions"
     printf '%s\n' "${bgp}" >"${STATE_DIR}/bgp"
+    printf '%s\n' "${lbs}" >"${STATE_DIR}/lbs"
 
     log "creating bridge namespace ${NS_BRIDGE}"
     new_namespace "${NS_BRIDGE}"
@@ -292,16 +302,15 @@ cmd_up() {
         ip -n "${NS_CLIENT}" -6 route add "${VIP6}/128" via "${LB6}" dev eth0
     fi
 
-    log "creating load balancer namespace ${NS_LB} (${LB4}, ${LB6}, MTU ${LAB_MTU}, forwarding on)"
-    new_namespace "${NS_LB}"
-    connect_host "${NS_LB}" lb "02:89:00:00:00:02" "${LAB_MTU}"
-    add_host_addresses "${NS_LB}" 2
-    sysctl_in "${NS_LB}" net.ipv4.ip_forward=1 net.ipv4.conf.all.forwarding=1 \
-        net.ipv4.conf.eth0.forwarding=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.eth0.forwarding=1
-    attach_xdp_pass "${xdp_pass_object}"
+    local lb
+    for ((lb = 1; lb <= lbs; lb++)); do
+        create_lb_namespace "${lb}" "${xdp_pass_object}"
+    done
     if ((bgp)); then
-        start_router_bird
-        start_lb_bird
+        start_router_bird "${lbs}"
+        for ((lb = 1; lb <= lbs; lb++)); do
+            start_lb_bird "${lb}"
+        done
     fi
 
     local index
@@ -326,7 +335,7 @@ cmd_up() {
     done
 
     trap - EXIT
-    ((bgp == 0)) || log "BGP: the client's BIRD (router, ASN ${ROUTER_ASN}) peers with the LB's (ASN ${LB_ASN})"
+    ((bgp == 0)) || log "BGP: the client's BIRD (router, ASN ${ROUTER_ASN}) peers with ${lbs} LB hosts' (ASN ${LB_ASN})"
     if [[ "${app}" == php ]]; then
         log "up: mode ${mode}, ${backends} PHP backends, ${memcached} memcached, sessions ${sessions}, VIPs ${VIP4} ${VIP6}"
     else
@@ -369,10 +378,10 @@ main() {
     stop-memcached) cmd_stop_memcached "$@" ;;
     start-memcached) cmd_start_memcached "$@" ;;
     restart-memcached) cmd_restart_memcached "$@" ;;
-    stop-lb-bgp) cmd_stop_lb_bgp ;;
-    start-lb-bgp) cmd_start_lb_bgp ;;
-    cut-lb) cmd_cut_lb ;;
-    restore-lb) cmd_restore_lb ;;
+    stop-lb-bgp) cmd_stop_lb_bgp "$@" ;;
+    start-lb-bgp) cmd_start_lb_bgp "$@" ;;
+    cut-lb) cmd_cut_lb "$@" ;;
+    restore-lb) cmd_restore_lb "$@" ;;
     esac
 }
 

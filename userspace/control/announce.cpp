@@ -37,8 +37,7 @@ std::vector<AnnounceReason> all_announce_reasons() {
     return reasons;
 }
 
-Announcer::Announcer(AnnouncedRoutes& routes, DataPlaneSelfTest& self_test)
-    : routes_(routes), self_test_(self_test) {}
+Announcer::Announcer(AnnouncedRoutes& routes, DataPlaneSelfTest& self_test) : routes_(routes), self_test_(self_test) {}
 
 AnnounceReason Announcer::decide(const VipReadiness& vip, bool attached) {
     if (!attached)

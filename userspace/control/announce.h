@@ -19,9 +19,9 @@
 namespace stickylb {
 
 // Why a VIP is (not) announced; the metric label and the CLI's words.
-#define STICKYLB_ANNOUNCE_REASONS(X)                                                        \
-    X(announced, "announced")                                                               \
-    X(checks_pending, "no backend has been checked yet: the route is kept as it was")     \
+#define STICKYLB_ANNOUNCE_REASONS(X)                                                       \
+    X(announced, "announced")                                                              \
+    X(checks_pending, "no backend has been checked yet: the route is kept as it was")      \
     X(no_backend_passing, "no backend passes this host's checks")                          \
     X(data_plane_detached, "the XDP program is not attached to the interface")             \
     X(data_plane_not_forwarding, "the XDP program does not forward a probe packet for it") \
@@ -32,8 +32,8 @@ enum class AnnounceReason {
     STICKYLB_ANNOUNCE_REASONS(STICKYLB_REASON_ENUM)
 #undef STICKYLB_REASON_ENUM
 };
-std::string_view to_string(AnnounceReason reason);     // "no_backend_passing"
-std::string_view description(AnnounceReason reason);   // "no backend passes this host's checks"
+std::string_view to_string(AnnounceReason reason);    // "no_backend_passing"
+std::string_view description(AnnounceReason reason);  // "no backend passes this host's checks"
 std::vector<AnnounceReason> all_announce_reasons();
 
 struct VipReadiness {

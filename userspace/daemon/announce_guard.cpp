@@ -49,8 +49,8 @@ int open_lock(const std::string& path) {
         const int lock = open_lock(config.lock_file);
         if (flock(lock, LOCK_EX | LOCK_NB) == 0) {
             const std::size_t removed = KernelRoutes(config.routing_table).remove_all();
-            spdlog::warn("stickylbd {} stopped and none followed within {} ms: {} announced routes withdrawn",
-                         daemon, config.hold.count(), removed);
+            spdlog::warn("stickylbd {} stopped and none followed within {} ms: {} announced routes withdrawn", daemon,
+                         config.hold.count(), removed);
         }
     } catch (const std::exception& error) {
         spdlog::error("announce guard of stickylbd {}: {}", daemon, error.what());
@@ -95,8 +95,8 @@ void AnnounceLease::start_guard() const {
         throw SystemError("fork the announce guard", errno);
     if (child == 0)
         run_guard(daemon, config_);
-    spdlog::info("announce guard {}: withdraws the VIPs {} ms after this daemon stops, unless another follows",
-                 child, config_.hold.count());
+    spdlog::info("announce guard {}: withdraws the VIPs {} ms after this daemon stops, unless another follows", child,
+                 config_.hold.count());
 }
 
 }  // namespace stickylb

@@ -12,6 +12,7 @@
 
 #include "base/protocol.h"
 #include "control/reload_rules.h"
+#include "control/ring_fingerprint.h"
 #include "control/ring_pick.h"
 #include "dataplane/forwarding_mode.h"
 
@@ -508,7 +509,8 @@ void ControlPlane::show_vips(const nlohmann::json& args, ControlServer::Reply re
                         {"forwarding", forwarding_mode_name(vip.settings.forwarding)},
                         {"persistent", vip.settings.persistent},
                         {"affinity_timeout_seconds", vip.settings.affinity_timeout_s},
-                        {"backends", vip.backends.size()}});
+                        {"backends", vip.backends.size()},
+                        {"ring_sha256", vip_ring_fingerprint(vip)}});
         if (announcer_)
             for (const VipAnnouncement& announcement : announcer_->state())
                 if (announcement.vip == vip.name)
@@ -520,6 +522,13 @@ void ControlPlane::show_vips(const nlohmann::json& args, ControlServer::Reply re
                          std::chrono::duration<double>(announcement.since.time_since_epoch()).count()}};
     }
     reply(list, "");
+}
+
+std::string ControlPlane::vip_ring_fingerprint(const DesiredVip& vip) const {
+    std::map<std::uint32_t, IpAddress> addresses;
+    for (const DesiredBackend& backend : vip.backends)
+        addresses.emplace(backend.index, backend.address);
+    return ring_fingerprint(maps_.read_ring(vip.settings.index), addresses);
 }
 
 nlohmann::json ControlPlane::backends_json(const nlohmann::json& args) const {

@@ -141,6 +141,8 @@ private:
     void update_health_targets();
     void schedule_announce();
     HealthVerdict verdict(const BackendId& id) const;
+    // SHA-256 of what the VIP's ring in the data plane forwards to (ring_fingerprint.h).
+    std::string vip_ring_fingerprint(const DesiredVip& vip) const;
     nlohmann::json backends_json(const nlohmann::json& args) const;
     nlohmann::json backend_counters(const DesiredVip& vip) const;
     const VipConfig& find_vip(const std::string& name) const;

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: Apache-2.0
+// Three LB hosts behind the lab's router (lab.sh up --lbs 3): each runs the XDP data
+// plane, stickylbd announcing the VIP and BIRD; the router (the client's namespace)
+// routes the VIP over every LB announcing it, by its multipath hash. The rings must be
+// identical on every LB after every change, and an LB leaving or joining must move
+// flows between LBs without breaking a connection or moving it to another backend.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/lab.h"
+#include "support/lb_daemon.h"
+#include "support/privileges.h"
+
+namespace stickylb::testing {
+namespace {
+
+using namespace lab;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kLbs = 3;
+constexpr int kBackends = 3;
+constexpr auto kHold = 2s;
+
+std::chrono::milliseconds since(Clock::time_point start) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+}
+
+class Fleet : public ::testing::Test {
+protected:
+    void SetUp() override {
+        STICKYLB_REQUIRE_ROOT();
+        reaper_.emplace();
+        lab_up_ = true;
+        const auto up = run_command(lab_command("up --mode l2 --backends " + std::to_string(kBackends) + " --lbs " +
+                                                std::to_string(kLbs)));
+        ASSERT_EQ(up.exit_code, 0) << up.output;
+        for (int lb = 1; lb <= kLbs; ++lb) {
+            lbs_.push_back(std::make_unique<LbDaemon>(lb, "fleet"));
+            lbs_.back()->write_config(config_text(*lbs_.back()));
+            ASSERT_NO_FATAL_FAILURE(lbs_.back()->start());
+        }
+        // BGP sessions open within seconds of the lab (start delay and connect retry 1 s).
+        const auto learned = wait_for_next_hops(kLbs, 30s);
+        std::cout << "the router routes the VIP over " << kLbs << " LBs " << learned.count()
+                  << " ms after the last daemon was ready\n";
+    }
+
+    void TearDown() override {
+        std::vector<pid_t> groups;
+        for (const auto& lb : lbs_)
+            groups.insert(groups.end(), lb->groups().begin(), lb->groups().end());
+        lbs_.clear();
+        if (lab_up_)
+            run_command(lab_command("down"));
+        if (reaper_)
+            reaper_->reap(kHold, groups);
+        EXPECT_TRUE(lab_namespaces_left().empty());
+    }
+
+    // The same on every LB but its own paths: VIPs, backends, weights, seed and sizes.
+    static std::string config_text(const LbDaemon& lb) {
+        std::ostringstream yaml;
+        yaml << lb.config_preamble() << "announce:\n"
+             << "  check_interval: 100ms\n"
+             << "  hold: " << std::chrono::milliseconds(kHold).count() << "ms\n"
+             << "  lock_file: " << lb.dir() << "/announce.lock\n"
+             << "vips:\n"
+             << "  - name: web\n"
+             << "    address: " << kLabVip << "\n"
+             << "    port: 80\n"
+             << "    persistence: {enabled: true, timeout_s: 300}\n"
+             << "    health: {kind: tcp, interval: 100ms, timeout: 100ms, rise: 2, fall: 2}\n"
+             << "    backends:\n";
+        for (int n = 1; n <= kBackends; ++n)
+            yaml << "      - name: be" << n << "\n        address: " << backend_address(n) << "\n";
+        return yaml.str();
+    }
+
+    // How many next hops the router's route for the VIP has (0: no route).
+    static int next_hops() {
+        const std::string route =
+            run_command(in_ns(lab_ns("client"), std::string("ip route show ") + kLabVip + " proto bird")).output;
+        if (route.find(kLabVip) == std::string::npos)
+            return 0;
+        int hops = 0;
+        for (std::size_t at = route.find("nexthop via"); at != std::string::npos; at = route.find("nexthop via", at + 1))
+            ++hops;
+        return hops == 0 ? 1 : hops;
+    }
+
+    static std::chrono::milliseconds wait_for_next_hops(int wanted, std::chrono::milliseconds limit = 10s) {
+        const auto start = Clock::now();
+        while (next_hops() != wanted && Clock::now() - start < limit)
+            std::this_thread::sleep_for(10ms);
+        EXPECT_EQ(next_hops(), wanted) << "next hops of the router's VIP route";
+        return since(start);
+    }
+
+    // The VIP's ring fingerprint on every LB.
+    std::set<std::string> fingerprints() const {
+        std::set<std::string> seen;
+        for (const auto& lb : lbs_) {
+            const auto vips = lb->cli_json("vip show");
+            seen.insert(vips.is_array() && !vips.empty() ? vips[0].value("ring_sha256", "") : "");
+        }
+        return seen;
+    }
+
+    // Polls until every LB sees BACKEND in STATE.
+    void wait_everywhere(const std::string& backend, const std::string& state) const {
+        for (const auto& lb : lbs_) {
+            std::string seen;
+            for (int tries = 0; tries < 100; ++tries) {
+                for (const auto& row : lb->cli_json("backend show"))
+                    if (row.value("name", "") == backend)
+                        seen = row.value("state", "");
+                if (seen == state)
+                    break;
+                std::this_thread::sleep_for(50ms);
+            }
+            EXPECT_EQ(seen, state) << backend;
+        }
+    }
+
+    void on_every_lb(const std::string& command) const {
+        for (const auto& lb : lbs_)
+            EXPECT_EQ(lb->cli(command).exit_code, 0) << command;
+    }
+
+    std::optional<GuardReaper> reaper_;
+    std::vector<std::unique_ptr<LbDaemon>> lbs_;
+    bool lab_up_ = false;
+};
+
+TEST_F(Fleet, TheRingsAreEqualOnEveryLbAfterEveryChange) {
+    const auto initial = fingerprints();
+    ASSERT_EQ(initial.size(), 1u) << "after start";
+    EXPECT_EQ(initial.begin()->size(), 64u);
+
+    ASSERT_EQ(run_command(lab_command("stop-backend 1")).exit_code, 0);
+    wait_everywhere("be1", "down");
+    const auto one_down = fingerprints();
+    EXPECT_EQ(one_down.size(), 1u) << "a backend down";
+    EXPECT_NE(one_down, initial);
+
+    ASSERT_EQ(run_command(lab_command("start-backend 1")).exit_code, 0);
+    wait_everywhere("be1", "up");
+    EXPECT_EQ(fingerprints(), initial) << "back up: the ring of the start again";
+
+    on_every_lb("backend drain web be2");
+    wait_everywhere("be2", "draining");
+    EXPECT_EQ(fingerprints().size(), 1u) << "a drain";
+    on_every_lb("backend enable web be2");
+    on_every_lb("backend set web be3 weight 3");
+    const auto reweighted = fingerprints();
+    EXPECT_EQ(reweighted.size(), 1u) << "a weight change";
+    EXPECT_NE(reweighted, initial);
+    EXPECT_EQ(next_hops(), kLbs) << "every LB stayed a next hop";
+}
+
+TEST_F(Fleet, AnLbLeavingAndJoiningBreaksNoConnectionAndMovesNoClient) {
+    constexpr int kConnections = 90;
+    std::string sources;
+    for (int client = 1; client <= 30; ++client)
+        sources += " --source " + client_address(client);
+    const std::string traffic = in_ns(lab_ns("client"), "python3 " + std::string(STICKYLB_SOURCE_DIR) +
+                                                            "/tools/lab/http_connections.py --vip " + kLabVip +
+                                                            " --connections " + std::to_string(kConnections) +
+                                                            " --interval-ms 100 --duration 30" + sources);
+    std::unique_ptr<FILE, decltype(&pclose)> load(popen(traffic.c_str(), "r"), &pclose);
+    ASSERT_TRUE(load);
+    std::this_thread::sleep_for(3s);  // every connection open and answered
+
+    const auto lb2_flows = lbs_[1]->cli_json("flow show").size();
+    auto faulted = Clock::now();
+    lbs_[1]->stop(SIGKILL);
+    wait_for_next_hops(kLbs - 1, kHold + 5s);
+    std::cout << "kill -9 stickylbd of LB 2 (" << lb2_flows << " flows): 2 next hops after " << since(faulted).count()
+              << " ms (hold " << kHold.count() << " s)\n";
+    faulted = Clock::now();
+    ASSERT_NO_FATAL_FAILURE(lbs_[1]->start());
+    wait_for_next_hops(kLbs, 10s);
+    std::cout << "LB 2 restarted: 3 next hops after " << since(faulted).count() << " ms\n";
+
+    faulted = Clock::now();
+    ASSERT_EQ(run_command(lab_command("cut-lb 3")).exit_code, 0);
+    wait_for_next_hops(kLbs - 1, 5s);
+    std::cout << "LB 3 cut off the segment: 2 next hops after " << since(faulted).count() << " ms (BFD)\n";
+    faulted = Clock::now();
+    ASSERT_EQ(run_command(lab_command("restore-lb 3")).exit_code, 0);
+    wait_for_next_hops(kLbs, 15s);
+    std::cout << "LB 3 back: 3 next hops after " << since(faulted).count() << " ms\n";
+
+    std::string output;
+    char buffer[512];
+    while (fgets(buffer, sizeof(buffer), load.get()))
+        output += buffer;
+    const auto result = nlohmann::json::parse(output, nullptr, false);
+    ASSERT_TRUE(result.is_object()) << output;
+    std::cout << kConnections << " connections, a request every 100 ms each, through the faults: " << result.dump()
+              << "\n";
+    EXPECT_GT(result.value("requests", 0), kConnections * 100) << result;
+    EXPECT_EQ(result.value("broken_connections", -1), 0) << result;
+    EXPECT_EQ(result.value("backend_changes", -1), 0) << result;
+}
+
+}  // namespace
+}  // namespace stickylb::testing
