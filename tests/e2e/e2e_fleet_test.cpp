@@ -43,8 +43,8 @@ protected:
         STICKYLB_REQUIRE_ROOT();
         reaper_.emplace();
         lab_up_ = true;
-        const auto up = run_command(lab_command("up --mode l2 --backends " + std::to_string(kBackends) + " --lbs " +
-                                                std::to_string(kLbs)));
+        const auto up = run_command(
+            lab_command("up --mode l2 --backends " + std::to_string(kBackends) + " --lbs " + std::to_string(kLbs)));
         ASSERT_EQ(up.exit_code, 0) << up.output;
         for (int lb = 1; lb <= kLbs; ++lb) {
             lbs_.push_back(std::make_unique<LbDaemon>(lb, "fleet"));
@@ -95,7 +95,8 @@ protected:
         if (route.find(kLabVip) == std::string::npos)
             return 0;
         int hops = 0;
-        for (std::size_t at = route.find("nexthop via"); at != std::string::npos; at = route.find("nexthop via", at + 1))
+        for (std::size_t at = route.find("nexthop via"); at != std::string::npos;
+             at = route.find("nexthop via", at + 1))
             ++hops;
         return hops == 0 ? 1 : hops;
     }
@@ -175,10 +176,10 @@ TEST_F(Fleet, AnLbLeavingAndJoiningBreaksNoConnectionAndMovesNoClient) {
     std::string sources;
     for (int client = 1; client <= 30; ++client)
         sources += " --source " + client_address(client);
-    const std::string traffic = in_ns(lab_ns("client"), "python3 " + std::string(STICKYLB_SOURCE_DIR) +
-                                                            "/tools/lab/http_connections.py --vip " + kLabVip +
-                                                            " --connections " + std::to_string(kConnections) +
-                                                            " --interval-ms 100 --duration 30" + sources);
+    const std::string traffic =
+        in_ns(lab_ns("client"), "python3 " + std::string(STICKYLB_SOURCE_DIR) +
+                                    "/tools/lab/http_connections.py --vip " + kLabVip + " --connections " +
+                                    std::to_string(kConnections) + " --interval-ms 100 --duration 30" + sources);
     std::unique_ptr<FILE, decltype(&pclose)> load(popen(traffic.c_str(), "r"), &pclose);
     ASSERT_TRUE(load);
     std::this_thread::sleep_for(3s);  // every connection open and answered

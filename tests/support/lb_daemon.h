@@ -93,8 +93,7 @@ public:
     }
 
     CommandResult cli(const std::string& arguments) const {
-        return run_command(lab_cli_binary() + " -j -s " + shell_quote(dir_ + "/control.sock") + " " +
-                           arguments);
+        return run_command(lab_cli_binary() + " -j -s " + shell_quote(dir_ + "/control.sock") + " " + arguments);
     }
     nlohmann::json cli_json(const std::string& arguments) const {
         const auto result = cli(arguments);
