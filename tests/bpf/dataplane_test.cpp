@@ -2,16 +2,16 @@
 // The data-plane handle: minimal ring diffs, pinned maps re-opened by a second
 // process, input validation, and a real XDP attach (native on veth) that a
 // second handle replaces in place.
-#include <fcntl.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include "bpf/fixture.h"
 #include "support/bpffs.h"
+#include "support/network_namespace.h"
 
 namespace stickylb::testing {
 namespace {
@@ -115,28 +115,14 @@ protected:
         DataPlaneHandle::SetUp();
         if (IsSkipped())
             return;
-        namespace_ = "slb-test-attach-" + std::to_string(getpid());
-        ASSERT_EQ(run("ip netns add " + namespace_), 0);
-        ASSERT_EQ(run("ip -n " + namespace_ + " link add veth0 type veth peer name veth1"), 0);
-        ASSERT_EQ(run("ip -n " + namespace_ + " link set veth0 up && ip -n " + namespace_ + " link set veth1 up"), 0);
-        original_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-        const int target = open(("/var/run/netns/" + namespace_).c_str(), O_RDONLY | O_CLOEXEC);
-        ASSERT_GE(target, 0);
-        ASSERT_EQ(setns(target, CLONE_NEWNET), 0);
-        close(target);
+        namespace_.emplace("slb-test-attach");
+        ASSERT_EQ(run("ip link add veth0 type veth peer name veth1"), 0);
+        ASSERT_EQ(run("ip link set veth0 up && ip link set veth1 up"), 0);
     }
-    void TearDown() override {
-        if (original_ >= 0) {
-            setns(original_, CLONE_NEWNET);
-            close(original_);
-        }
-        if (!namespace_.empty())
-            run("ip netns del " + namespace_);
-    }
-    static int run(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()); }
+    void TearDown() override { namespace_.reset(); }
+    static int run(const std::string& command) { return EnteredNetworkNamespace::run(command); }
 
-    std::string namespace_;
-    int original_ = -1;
+    std::optional<EnteredNetworkNamespace> namespace_;
 };
 
 TEST_F(AttachInNamespace, AttachesNativeOnVethAndASecondHandleReplacesItInPlace) {

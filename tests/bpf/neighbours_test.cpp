@@ -1,19 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // The next-hop resolver against a real kernel: two network namespaces joined by
 // a veth pair; the test thread works from inside the first one.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/neighbour.h>
 #include <net/if.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "base/errors.h"
 #include "dataplane/neighbours.h"
+#include "support/network_namespace.h"
 #include "support/privileges.h"
 
 namespace stickylb::testing {
@@ -26,11 +26,11 @@ class NeighboursInNamespaces : public ::testing::Test {
 protected:
     void SetUp() override {
         STICKYLB_REQUIRE_ROOT();
-        const std::string suffix = std::to_string(getpid());
-        a_ = "slb-test-neigh-a-" + suffix;
-        b_ = "slb-test-neigh-b-" + suffix;
-        ASSERT_EQ(run("ip netns add " + a_), 0);
+        b_ = "slb-test-neigh-b-" + std::to_string(getpid());
         ASSERT_EQ(run("ip netns add " + b_), 0);
+        // The test thread works from inside a.
+        namespace_a_.emplace("slb-test-neigh-a");
+        a_ = namespace_a_->name();
         // No duplicate address detection: a solicitation sent while the link-local
         // addresses are tentative goes unanswered until the retry a second later.
         for (const auto& ns : {a_, b_})
@@ -56,26 +56,15 @@ protected:
         ASSERT_EQ(run("ip -n " + a_ + " route add 203.0.113.0/24 via 10.77.0.2"), 0);
         ASSERT_EQ(run("ip -n " + a_ + " -6 route add 2001:db8:77::/48 via fd77::2"), 0);
 
-        original_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-        ASSERT_GE(original_, 0);
-        const int target = open(("/var/run/netns/" + a_).c_str(), O_RDONLY | O_CLOEXEC);
-        ASSERT_GE(target, 0);
-        ASSERT_EQ(setns(target, CLONE_NEWNET), 0);
-        close(target);
         ifindex_ = if_nametoindex("a0");
         ASSERT_NE(ifindex_, 0u);
     }
     void TearDown() override {
-        if (original_ >= 0) {
-            setns(original_, CLONE_NEWNET);
-            close(original_);
-        }
-        if (!a_.empty())
-            run("ip netns del " + a_);
+        namespace_a_.reset();
         if (!b_.empty())
             run("ip netns del " + b_);
     }
-    static int run(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()); }
+    static int run(const std::string& command) { return EnteredNetworkNamespace::run(command); }
 
     // Polls lookup() for up to 3 s.
     std::optional<MacAddress> wait_for_mac(NeighbourTable& table, const IpAddress& address) {
@@ -88,8 +77,8 @@ protected:
         return std::nullopt;
     }
 
+    std::optional<EnteredNetworkNamespace> namespace_a_;
     std::string a_, b_;
-    int original_ = -1;
     std::uint32_t ifindex_ = 0;
 };
 

@@ -6,12 +6,12 @@
 // client's namespace is the router and reaches the VIP only through the route BGP
 // gives it, which follows the LB's health, its daemon, its speaker and its link.
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
+#include <vector>
 #include <sstream>
 #include <thread>
 
@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/daemon_lab.h"
+#include "support/guard_reaper.h"
 #include "support/lab.h"
 #include "support/privileges.h"
 
@@ -32,45 +33,23 @@ using Clock = std::chrono::steady_clock;
 constexpr int kBackends = 2;
 constexpr auto kHold = 2s;
 
-std::chrono::milliseconds since(Clock::time_point start) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-}
-
 class Announce : public DaemonLabTest {
 protected:
     virtual std::string lab_options() const { return ""; }
 
     void SetUp() override {
         STICKYLB_REQUIRE_ROOT();
-        // The announce guard outlives the daemon: orphaned, it comes back to this
-        // process, which reaps it.
-        ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        reaper_.emplace();
         ASSERT_NO_FATAL_FAILURE(
             build_lab("up --mode l2 --backends " + std::to_string(kBackends) + lab_options(), "announce"));
         write_config(config_text());
         ASSERT_NO_FATAL_FAILURE(start_daemon());
-        group_ = daemon_pid_;
     }
 
     void TearDown() override {
         DaemonLabTest::TearDown();
-        // Every guard ends `hold` after its daemon; one still there then is a bug.
-        const auto deadline = Clock::now() + kHold + 5s;
-        int status = 0;
-        while (Clock::now() < deadline) {
-            const pid_t reaped = waitpid(-1, &status, WNOHANG);
-            if (reaped < 0)
-                break;  // ECHILD: none left
-            if (reaped == 0)
-                std::this_thread::sleep_for(50ms);
-        }
-        if (waitpid(-1, &status, WNOHANG) >= 0) {
-            ADD_FAILURE() << "an announce guard outlived its hold";
-            kill(-group_, SIGKILL);
-            while (waitpid(-1, &status, 0) > 0) {
-            }
-        }
-        prctl(PR_SET_CHILD_SUBREAPER, 0);
+        if (reaper_)
+            reaper_->reap(kHold, daemon_groups_);
     }
 
     std::string config_text() const {
@@ -109,7 +88,7 @@ protected:
         while (route_present() != present && Clock::now() - start < limit)
             std::this_thread::sleep_for(10ms);
         EXPECT_EQ(route_present(), present) << "route " << (present ? "never came" : "never went");
-        return since(start);
+        return elapsed_ms(start);
     }
 
     // The `announce` object of `vip show` for the IPv4 VIP.
@@ -120,7 +99,7 @@ protected:
         return nullptr;
     }
 
-    pid_t group_ = -1;
+    std::optional<GuardReaper> reaper_;
 };
 
 TEST_F(Announce, TheVipIsAnnouncedWhileABackendPassesAndWithdrawnWhenNone) {
@@ -215,12 +194,12 @@ protected:
         const auto faulted = Clock::now();
         fault();
         wait_for_route(false, kHold + 10s);
-        const auto gone = since(faulted);
+        const auto gone = elapsed_ms(faulted);
         const auto repaired = Clock::now();
         repair();
         wait_for_route(true, 20s);
         std::cout << what << ": the router's VIP route went " << gone.count() << " ms after the fault, came back "
-                  << since(repaired).count() << " ms after the repair\n";
+                  << elapsed_ms(repaired).count() << " ms after the repair\n";
     }
 };
 

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/guard_reaper.h"
 #include "support/lab.h"
 #include "support/lb_daemon.h"
 #include "support/privileges.h"
@@ -32,10 +33,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int kLbs = 3;
 constexpr int kBackends = 3;
 constexpr auto kHold = 2s;
-
-std::chrono::milliseconds since(Clock::time_point start) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-}
 
 class Fleet : public ::testing::Test {
 protected:
@@ -106,7 +103,7 @@ protected:
         while (next_hops() != wanted && Clock::now() - start < limit)
             std::this_thread::sleep_for(10ms);
         EXPECT_EQ(next_hops(), wanted) << "next hops of the router's VIP route";
-        return since(start);
+        return elapsed_ms(start);
     }
 
     // The VIP's ring fingerprint on every LB.
@@ -188,21 +185,21 @@ TEST_F(Fleet, AnLbLeavingAndJoiningBreaksNoConnectionAndMovesNoClient) {
     auto faulted = Clock::now();
     lbs_[1]->stop(SIGKILL);
     wait_for_next_hops(kLbs - 1, kHold + 5s);
-    std::cout << "kill -9 stickylbd of LB 2 (" << lb2_flows << " flows): 2 next hops after " << since(faulted).count()
-              << " ms (hold " << kHold.count() << " s)\n";
+    std::cout << "kill -9 stickylbd of LB 2 (" << lb2_flows << " flows): 2 next hops after "
+              << elapsed_ms(faulted).count() << " ms (hold " << kHold.count() << " s)\n";
     faulted = Clock::now();
     ASSERT_NO_FATAL_FAILURE(lbs_[1]->start());
     wait_for_next_hops(kLbs, 10s);
-    std::cout << "LB 2 restarted: 3 next hops after " << since(faulted).count() << " ms\n";
+    std::cout << "LB 2 restarted: 3 next hops after " << elapsed_ms(faulted).count() << " ms\n";
 
     faulted = Clock::now();
     ASSERT_EQ(run_command(lab_command("cut-lb 3")).exit_code, 0);
     wait_for_next_hops(kLbs - 1, 5s);
-    std::cout << "LB 3 cut off the segment: 2 next hops after " << since(faulted).count() << " ms (BFD)\n";
+    std::cout << "LB 3 cut off the segment: 2 next hops after " << elapsed_ms(faulted).count() << " ms (BFD)\n";
     faulted = Clock::now();
     ASSERT_EQ(run_command(lab_command("restore-lb 3")).exit_code, 0);
     wait_for_next_hops(kLbs, 15s);
-    std::cout << "LB 3 back: 3 next hops after " << since(faulted).count() << " ms\n";
+    std::cout << "LB 3 back: 3 next hops after " << elapsed_ms(faulted).count() << " ms\n";
 
     std::string output;
     char buffer[512];

@@ -117,6 +117,7 @@ protected:
     void start_daemon() {
         daemon_pid_ = spawn_in_lb({daemon_binary(), "--config", config_path()}, dir_ + "/stickylbd.log");
         ASSERT_GT(daemon_pid_, 0) << std::strerror(errno);
+        daemon_groups_.push_back(daemon_pid_);
         for (int tries = 0; tries < 100; ++tries) {
             const auto shown = cli("backend show");
             if (shown.exit_code == 0 && shown.output.find("unknown") == std::string::npos)
@@ -190,6 +191,7 @@ protected:
     std::string dir_;
     std::string metrics_listen_ = "127.0.0.1:19478";
     pid_t daemon_pid_ = -1;
+    std::vector<pid_t> daemon_groups_;  // of every start: each leads its own process group
     bool lab_up_ = false;
 };
 

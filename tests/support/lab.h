@@ -127,6 +127,11 @@ inline std::string backend_address(int index) { return lab_host(kLabBackendBase 
 inline std::string memcached_address(int index) { return lab_host(kLabMemcachedBase + index); }
 inline std::string client_address(int extra) { return lab_host(kLabClientHost + extra); }
 // The agent lab.sh runs on each PHP backend with --sessions agent.
+// Milliseconds since START, for the figures the lab tests print.
+inline std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
 inline std::string lab_daemon_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/daemon/stickylbd"; }
 inline std::string lab_cli_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/cli/stickylb"; }
 inline std::string lab_agent_binary() { return std::string(STICKYLB_BUILD_DIR) + "/userspace/agent/stickylb-agent"; }

@@ -13,11 +13,16 @@ namespace stickylb {
 
 namespace {
 
+// rtm_table holds 8 bits; RTA_TABLE holds the whole number (sent as well).
+std::uint8_t short_table(std::uint32_t table) {
+    return static_cast<std::uint8_t>(table < 256 ? table : std::uint32_t{RT_TABLE_UNSPEC});
+}
+
 rtmsg route_header(const IpAddress& vip, std::uint32_t table) {
     rtmsg fixed{};
     fixed.rtm_family = netlink::address_family(vip);
     fixed.rtm_dst_len = vip.is_v4() ? 32 : 128;
-    fixed.rtm_table = static_cast<std::uint8_t>(table < 256 ? table : std::uint32_t{RT_TABLE_UNSPEC});
+    fixed.rtm_table = short_table(table);
     fixed.rtm_protocol = kAnnounceRouteProtocol;
     fixed.rtm_scope = RT_SCOPE_LINK;
     fixed.rtm_type = RTN_UNICAST;
@@ -28,7 +33,9 @@ std::string table_text(std::uint32_t table) { return "routing table " + std::to_
 
 }  // namespace
 
-KernelRoutes::KernelRoutes(std::uint32_t table) : table_(table) {
+// Filtered dumps: list() runs every check interval, and the host's other tables (a
+// full BGP table, say) are not its business.
+KernelRoutes::KernelRoutes(std::uint32_t table) : socket_(/*filter_dumps=*/true), table_(table) {
     loopback_ = if_nametoindex("lo");
     if (loopback_ == 0)
         throw SystemError("find the loopback interface", errno);
@@ -42,9 +49,9 @@ void KernelRoutes::add(const IpAddress& vip) {
     message.add(RTA_OIF, &loopback_, sizeof(loopback_));
     std::string extack;
     if (const int rc = socket_.request(message, 0xffff, {}, extack); rc < 0)
-        throw SystemError("add the route of " + vip.to_string() + " to " + table_text(table_) +
-                              (extack.empty() ? "" : " (" + extack + ")"),
-                          -rc);
+        throw SystemError(
+            netlink::with_kernel_reason("add the route of " + vip.to_string() + " to " + table_text(table_), extack),
+            -rc);
 }
 
 void KernelRoutes::remove(const IpAddress& vip) {
@@ -56,8 +63,8 @@ void KernelRoutes::remove(const IpAddress& vip) {
     std::string extack;
     const int rc = socket_.request(message, 0xffff, {}, extack);
     if (rc < 0 && rc != -ESRCH && rc != -ENOENT)
-        throw SystemError("remove the route of " + vip.to_string() + " from " + table_text(table_) +
-                              (extack.empty() ? "" : " (" + extack + ")"),
+        throw SystemError(netlink::with_kernel_reason(
+                              "remove the route of " + vip.to_string() + " from " + table_text(table_), extack),
                           -rc);
 }
 
@@ -66,7 +73,10 @@ std::vector<IpAddress> KernelRoutes::list() {
     for (const std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
         rtmsg fixed{};
         fixed.rtm_family = family;
+        fixed.rtm_table = short_table(table_);
+        fixed.rtm_protocol = kAnnounceRouteProtocol;
         netlink::Message message(RTM_GETROUTE, NLM_F_DUMP, &fixed, sizeof(fixed));
+        message.add(RTA_TABLE, &table_, sizeof(table_));
         std::string extack;
         const int rc = socket_.request(
             message, RTM_NEWROUTE,
@@ -75,7 +85,7 @@ std::vector<IpAddress> KernelRoutes::list() {
                     return;
                 rtmsg route;
                 std::memcpy(&route, payload.data(), sizeof(route));
-                if (route.rtm_protocol != kAnnounceRouteProtocol)
+                if (route.rtm_protocol != kAnnounceRouteProtocol)  // the kernel filtered; checked all the same
                     return;
                 const auto by_type = netlink::attributes(payload, sizeof(rtmsg), RTA_MAX);
                 std::uint32_t table = route.rtm_table;
@@ -88,8 +98,9 @@ std::vector<IpAddress> KernelRoutes::list() {
                     netlink::address_from(route.rtm_family, RTA_DATA(destination), RTA_PAYLOAD(destination)));
             },
             extack);
-        if (rc < 0)
-            throw SystemError("list " + table_text(table_) + (extack.empty() ? "" : " (" + extack + ")"), -rc);
+        // No such table yet: the kernel makes it with its first route.
+        if (rc < 0 && rc != -ENOENT)
+            throw SystemError(netlink::with_kernel_reason("list " + table_text(table_), extack), -rc);
     }
     return found;
 }

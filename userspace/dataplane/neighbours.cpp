@@ -26,6 +26,7 @@ using netlink::address_from;
 using netlink::address_length;
 using netlink::attributes;
 using netlink::Message;
+using netlink::with_kernel_reason;
 
 }  // namespace
 
@@ -51,9 +52,10 @@ std::optional<Neighbour> NeighbourTable::entry(std::uint32_t ifindex, const IpAd
     if (rc == -ENOENT)
         return std::nullopt;
     if (rc < 0)
-        throw SystemError("look up the neighbour " + address.to_string() + " on ifindex " + std::to_string(ifindex) +
-                              (extack.empty() ? "" : " (" + extack + ")"),
-                          -rc);
+        throw SystemError(
+            with_kernel_reason(
+                "look up the neighbour " + address.to_string() + " on ifindex " + std::to_string(ifindex), extack),
+            -rc);
     if (reply.size() < sizeof(ndmsg))
         return std::nullopt;
     ndmsg found;
@@ -111,8 +113,9 @@ void NeighbourTable::ensure_resolving(std::uint32_t ifindex, const IpAddress& ad
         } else if (rc == -EINVAL || rc == -EOPNOTSUPP || rc == -EPROTONOSUPPORT) {
             managed_supported_ = false;
         } else {
-            throw SystemError("add a managed neighbour entry for " + address.to_string() + " on ifindex " +
-                                  std::to_string(ifindex) + (extack.empty() ? "" : " (" + extack + ")"),
+            throw SystemError(with_kernel_reason("add a managed neighbour entry for " + address.to_string() +
+                                                     " on ifindex " + std::to_string(ifindex),
+                                                 extack),
                               -rc);
         }
     }
@@ -168,7 +171,7 @@ std::pair<IpAddress, std::uint32_t> NeighbourTable::next_hop(const IpAddress& de
     std::string reply, extack;
     const int rc = request(message, RTM_NEWROUTE, reply, extack);
     if (rc < 0)
-        throw SystemError("route to " + destination.to_string() + (extack.empty() ? "" : " (" + extack + ")"), -rc);
+        throw SystemError(with_kernel_reason("route to " + destination.to_string(), extack), -rc);
     if (reply.size() < sizeof(rtmsg))
         throw std::runtime_error("route to " + destination.to_string() + ": the kernel sent no route");
     rtmsg route;

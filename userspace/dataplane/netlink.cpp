@@ -61,12 +61,21 @@ std::vector<const rtattr*> attributes(const std::string& payload, std::size_t fi
     return by_type;
 }
 
-RouteSocket::RouteSocket() {
+std::string with_kernel_reason(const std::string& what, const std::string& extack) {
+    return extack.empty() ? what : what + " (" + extack + ")";
+}
+
+RouteSocket::RouteSocket(bool filter_dumps) {
     fd_ = check_syscall(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "open a NETLINK_ROUTE socket");
     const int on = 1;
     // Best effort: the kernel's reason for a refusal, in our error messages.
     setsockopt(fd_, SOL_NETLINK, NETLINK_EXT_ACK, &on, sizeof(on));
     setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof(on));
+    if (filter_dumps && setsockopt(fd_, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &on, sizeof(on)) != 0) {
+        const int error = errno;
+        close(fd_);
+        throw SystemError("ask for filtered netlink dumps (NETLINK_GET_STRICT_CHK, Linux 4.20)", error);
+    }
     sockaddr_nl local{};
     local.nl_family = AF_NETLINK;
     if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
@@ -144,8 +153,13 @@ int RouteSocket::request(Message& message, std::uint16_t reply_type, const OnRep
                                          reply_header->nlmsg_len - NLMSG_LENGTH(0)));
                 continue;
             }
-            if (reply_header->nlmsg_type == NLMSG_DONE)
-                return 0;
+            if (reply_header->nlmsg_type == NLMSG_DONE) {
+                // A dump that failed says why in its DONE: an int (-errno), then TLVs.
+                int status = 0;
+                if (reply_header->nlmsg_len >= NLMSG_LENGTH(sizeof(status)))
+                    std::memcpy(&status, NLMSG_DATA(reply_header), sizeof(status));
+                return status;
+            }
             if (reply_header->nlmsg_type != NLMSG_ERROR)
                 continue;
             const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(reply_header));

@@ -36,10 +36,16 @@ private:
 // Attributes of a reply's payload after its fixed part, by type (last one wins).
 std::vector<const rtattr*> attributes(const std::string& payload, std::size_t fixed_length, std::size_t max_type);
 
+// "WHAT (the kernel's reason)", or WHAT when the kernel gave none.
+std::string with_kernel_reason(const std::string& what, const std::string& extack);
+
 class RouteSocket {
 public:
     // Opens a NETLINK_ROUTE socket in the caller's network namespace (throws SystemError).
-    RouteSocket();
+    // With filter_dumps, the kernel checks requests strictly and answers a dump with
+    // only what matches the fields its request sets (NETLINK_GET_STRICT_CHK: rtm_table,
+    // rtm_protocol, RTA_TABLE of a route dump), instead of the whole table.
+    explicit RouteSocket(bool filter_dumps = false);
     RouteSocket(RouteSocket&& other) noexcept;
     RouteSocket& operator=(RouteSocket&& other) noexcept;
     RouteSocket(const RouteSocket&) = delete;
@@ -48,8 +54,8 @@ public:
 
     using OnReply = std::function<void(const std::string& payload)>;
     // Sends one request; the payload of every reply of reply_type goes to on_reply
-    // (a dump answers with many). Returns 0 or -errno, the kernel's extended ack
-    // message (if any) in extack_message.
+    // (a dump answers with many). Returns 0 or -errno (a dump's too), the kernel's
+    // extended ack message (if any) in extack_message.
     int request(Message& message, std::uint16_t reply_type, const OnReply& on_reply, std::string& extack_message);
 
 private:
