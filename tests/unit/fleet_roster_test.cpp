@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+// What LB hosts compare before announcing: the config fingerprint and the rule
+// that picks the fleet's.
+#include "session/fleet_roster.h"
+
+#include <gtest/gtest.h>
+
+#include "control/config_fingerprint.h"
+
+namespace stickylb {
+namespace {
+
+DaemonConfig two_vips() {
+    return parse_config(R"(
+interface: eth0
+vips:
+  - address: 10.0.0.10
+    port: 80
+    backends:
+      - {name: a, address: 10.0.1.1}
+      - {name: b, address: 10.0.1.2, weight: 2}
+  - address: 10.0.0.11
+    port: 443
+    backends:
+      - {name: c, address: 10.0.1.3}
+)",
+                        "test.yaml");
+}
+
+TEST(ConfigFingerprint, AReorderedConfigIsTheSameConfig) {
+    DaemonConfig config = two_vips();
+    DaemonConfig reordered = config;
+    std::swap(reordered.vips[0], reordered.vips[1]);
+    std::swap(reordered.vips[1].backends[0], reordered.vips[1].backends[1]);
+    reordered.vips[0].health.interval = std::chrono::milliseconds(200);  // per host: not compared
+    EXPECT_EQ(config_fingerprint(config), config_fingerprint(reordered));
+}
+
+TEST(ConfigFingerprint, NamesThePartThatDiffers) {
+    const DaemonConfig config = two_vips();
+    DaemonConfig seeded = config;
+    seeded.hash_seed = 7;
+    EXPECT_EQ(differing_parts(config_fingerprint(config), config_fingerprint(seeded)),
+              std::vector<std::string>{"hash_seed"});
+    DaemonConfig weighted = config;
+    weighted.vips[0].backends[1].weight = 3;
+    EXPECT_EQ(differing_parts(config_fingerprint(config), config_fingerprint(weighted)),
+              std::vector<std::string>{"vips"});
+    EXPECT_NE(config_fingerprint(config).digest, config_fingerprint(weighted).digest);
+}
+
+fleet::Member member(std::string host, std::string digest, std::int64_t since_ms, std::int64_t heartbeat_ms) {
+    fleet::Member m;
+    m.host = std::move(host);
+    m.fingerprint.digest = std::string(64, digest.at(0));
+    m.fingerprint.parts["hash_seed"] = digest;
+    m.since_ms = since_ms;
+    m.heartbeat_ms = heartbeat_ms;
+    return m;
+}
+
+TEST(FleetRoster, TheMajorityFingerprintIsTheFleetsAndTheOddHostSaysWhy) {
+    const std::int64_t now = 1'000'000;
+    fleet::Roster roster{{member("lb1", "a", 10, now), member("lb2", "a", 20, now), member("lb3", "a", 30, now)}};
+    const fleet::Verdict odd = fleet::judge(roster, member("lb4", "b", 5, now), now, std::chrono::seconds(3));
+    EXPECT_FALSE(odd.agrees);
+    EXPECT_EQ(odd.differing, std::vector<std::string>{"lb4"});
+    EXPECT_EQ(odd.parts, std::vector<std::string>{"hash_seed"});
+    EXPECT_NE(odd.reason.find("hash_seed"), std::string::npos) << odd.reason;
+    EXPECT_TRUE(fleet::judge(roster, member("lb2", "a", 20, now), now, std::chrono::seconds(3)).agrees);
+}
+
+TEST(FleetRoster, ATieGoesToTheFingerprintHeldLongestAndStaleHostsDoNotCount) {
+    const std::int64_t now = 1'000'000;
+    fleet::Roster roster{{member("lb1", "a", 100, now), member("lb3", "c", 1, now - 10'000)}};
+    EXPECT_FALSE(fleet::judge(roster, member("lb2", "b", 500, now), now, std::chrono::seconds(3)).agrees);
+    EXPECT_TRUE(fleet::judge(roster, member("lb2", "b", 50, now), now, std::chrono::seconds(3)).agrees);
+}
+
+TEST(FleetRoster, RoundTripsAndRefusesWhatIsMalformed) {
+    fleet::Roster roster{{member("lb1", "a", 1, 2), member("lb2", "b", 3, 4)}};
+    EXPECT_EQ(fleet::decode(fleet::encode(roster)), roster);
+    EXPECT_THROW(fleet::decode("{\"version\":1,\"members\":[{\"host\":\"lb 1\"}]}"), fleet::RosterError);
+    EXPECT_THROW(fleet::decode("[[[[[[[[]]]]]]]]"), fleet::RosterError);
+    EXPECT_THROW(fleet::decode(std::string(fleet::kMaxRosterBytes + 1, ' ')), fleet::RosterError);
+}
+
+TEST(FleetRoster, AWriteReplacesItsOwnEntryAndDropsTheStaleOnes) {
+    const std::int64_t now = 1'000'000;
+    fleet::Roster stored{{member("lb1", "a", 1, now - 100), member("lb2", "a", 1, now - 60'000)}};
+    const fleet::Roster written = fleet::with_member(stored, member("lb1", "b", 7, now), now, std::chrono::seconds(3));
+    ASSERT_EQ(written.members.size(), 1u);
+    EXPECT_EQ(written.members[0].since_ms, 7);
+}
+
+}  // namespace
+}  // namespace stickylb

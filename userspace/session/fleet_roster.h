@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The LB hosts of one fleet and the config fingerprint each one runs, kept in
+// memcached (one key per fleet, "stickylb:v1:fleet:<name>", changed by
+// compare-and-swap) so that a host can tell whether it would pick the same
+// backends as its peers before it announces a VIP. Each host rewrites its own
+// entry every heartbeat; an entry older than the freshness window is a host
+// gone, and whoever writes next drops it.
+//
+// The rule every host applies to the same roster: the fingerprint held by the most
+// fresh hosts is the fleet's; a tie goes to the one held longest (lowest since_ms),
+// then to the lower digest. A host whose fingerprint is not the fleet's does not
+// announce. A config rolled out host by host therefore moves the fleet from the
+// old config to the new once more hosts run the new one, and no two rings are
+// announced at the same time (beyond one heartbeat).
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/config_fingerprint.h"
+
+namespace stickylb::fleet {
+
+inline constexpr std::size_t kMaxMembers = 64;
+inline constexpr std::size_t kMaxHostIdBytes = 200;  // as session::name_problem allows
+inline constexpr std::size_t kMaxRosterBytes = 128 * 1024;
+
+std::string roster_key(std::string_view fleet);  // "stickylb:v1:fleet:<fleet>"
+
+struct Member {
+    std::string host;
+    ConfigFingerprint fingerprint;
+    std::int64_t since_ms = 0;      // wall clock: when this host took this fingerprint
+    std::int64_t heartbeat_ms = 0;  // wall clock: its last write
+    std::uint64_t sequence = 0;     // +1 per write of this host
+    bool operator==(const Member&) const = default;
+};
+
+struct Roster {
+    std::vector<Member> members;  // by host, each host once
+    bool operator==(const Roster&) const = default;
+};
+
+class RosterError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+std::string encode(const Roster& roster);
+// Strict and bounded (kMaxRosterBytes, kMaxMembers, field sizes); throws RosterError.
+Roster decode(std::string_view text);
+
+// `stored` with self's entry replaced and every other entry whose heartbeat is older
+// than now - freshness dropped.
+Roster with_member(Roster stored, const Member& self, std::int64_t now_ms, std::chrono::milliseconds freshness);
+// What several memcached servers hold, as one: per host, the entry with the newest
+// heartbeat (then the higher sequence).
+Roster combine(const std::vector<Roster>& rosters);
+
+struct Verdict {
+    bool agrees = true;
+    std::string fleet_digest;            // the fingerprint the fleet follows
+    std::vector<std::string> agreeing;   // fresh hosts holding it (self included when it does)
+    std::vector<std::string> differing;  // fresh hosts holding another
+    std::vector<std::string> parts;      // where self differs from the fleet's (differing_parts)
+    std::string reason;                  // why self does not announce; empty when it agrees
+};
+// The rule above, over self and the fresh entries of roster (self's own entry in it
+// is ignored: self as given counts).
+Verdict judge(const Roster& roster, const Member& self, std::int64_t now_ms, std::chrono::milliseconds freshness);
+
+}  // namespace stickylb::fleet
