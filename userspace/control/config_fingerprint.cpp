@@ -80,10 +80,12 @@ std::vector<std::string> differing_parts(const ConfigFingerprint& a, const Confi
         if (differs(std::string(name)))
             names.emplace_back(name);
     const auto unknown = [&](const ConfigFingerprint& f) {
-        for (const auto& [name, text] : f.parts)
+        for (const auto& part : f.parts) {
+            const std::string& name = part.first;
             if (std::none_of(std::begin(kParts), std::end(kParts), [&](const auto& p) { return p.first == name; }) &&
                 std::find(names.begin(), names.end(), name) == names.end() && differs(name))
                 names.push_back(name);
+        }
     };
     unknown(a);
     unknown(b);
