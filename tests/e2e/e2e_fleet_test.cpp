@@ -4,8 +4,11 @@
 // routes the VIP over every LB announcing it, by its multipath hash. The rings must be
 // identical on every LB after every change, and an LB leaving or joining must move
 // flows between LBs without breaking a connection or moving it to another backend.
+// The LBs compare their config fingerprints through the lab's memcached: an LB started
+// with another hash seed must never become a next hop, and must say why.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -40,8 +43,8 @@ protected:
         STICKYLB_REQUIRE_ROOT();
         reaper_.emplace();
         lab_up_ = true;
-        const auto up = run_command(
-            lab_command("up --mode l2 --backends " + std::to_string(kBackends) + " --lbs " + std::to_string(kLbs)));
+        const auto up = run_command(lab_command("up --mode l2 --memcached 1 --backends " + std::to_string(kBackends) +
+                                                " --lbs " + std::to_string(kLbs)));
         ASSERT_EQ(up.exit_code, 0) << up.output;
         for (int lb = 1; lb <= kLbs; ++lb) {
             lbs_.push_back(std::make_unique<LbDaemon>(lb, "fleet"));
@@ -66,13 +69,17 @@ protected:
         EXPECT_TRUE(lab_namespaces_left().empty());
     }
 
-    // The same on every LB but its own paths: VIPs, backends, weights, seed and sizes.
-    static std::string config_text(const LbDaemon& lb) {
+    // The same on every LB but its own paths and name: VIPs, backends, weights, seed and sizes.
+    static std::string config_text(const LbDaemon& lb, std::uint32_t hash_seed = 0) {
         std::ostringstream yaml;
-        yaml << lb.config_preamble() << "announce:\n"
+        yaml << lb.config_preamble() << "hash_seed: " << hash_seed << "\n"
+             << "memcached_servers: ['" << memcached_address(1) << ":11211']\n"
+             << "announce:\n"
              << "  check_interval: 100ms\n"
              << "  hold: " << std::chrono::milliseconds(kHold).count() << "ms\n"
              << "  lock_file: " << lb.dir() << "/announce.lock\n"
+             << "  host_id: lb" << lb.index() << "\n"
+             << "  peer_heartbeat: 200ms\n"
              << "vips:\n"
              << "  - name: web\n"
              << "    address: " << kLabVip << "\n"
@@ -212,6 +219,42 @@ TEST_F(Fleet, AnLbLeavingAndJoiningBreaksNoConnectionAndMovesNoClient) {
     EXPECT_GT(result.value("requests", 0), kConnections * 100) << result;
     EXPECT_EQ(result.value("broken_connections", -1), 0) << result;
     EXPECT_EQ(result.value("backend_changes", -1), 0) << result;
+}
+
+// LB 3 comes back with another hash seed: its ring would send the flows the router
+// gives it to other backends, so it must not announce, and cluster show says why on
+// both sides; with the fleet's config again it is a next hop again.
+TEST_F(Fleet, AnLbWithAnotherSeedIsNeverANextHop) {
+    LbDaemon& lb3 = *lbs_[2];
+    lb3.stop(SIGTERM);
+    wait_for_next_hops(kLbs - 1, kHold + 5s);
+    lb3.write_config(config_text(lb3, /*hash_seed=*/7));
+    ASSERT_NO_FATAL_FAILURE(lb3.start());
+    int most_hops = 0, samples = 0;
+    for (const auto until = Clock::now() + 3s; Clock::now() < until; ++samples) {
+        most_hops = std::max(most_hops, next_hops());
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(most_hops, kLbs - 1) << "LB 3 with another seed became a next hop (" << samples << " samples)";
+    const auto odd = lb3.cli_json("cluster show");
+    EXPECT_EQ(odd.value("standing", ""), "differs") << odd.dump();
+    EXPECT_EQ(odd["differing_parts"], nlohmann::json::array({"hash_seed"})) << odd.dump();
+    ASSERT_TRUE(odd["vips"].is_array() && !odd["vips"].empty()) << odd.dump();
+    EXPECT_EQ(odd["vips"][0]["announce"].value("reason", ""), "config_differs") << odd.dump();
+    const auto peer = lbs_[0]->cli_json("cluster show");
+    EXPECT_EQ(peer.value("standing", ""), "agrees") << peer.dump();
+    EXPECT_EQ(peer["hosts"].size(), static_cast<std::size_t>(kLbs)) << peer.dump();
+    std::cout << "LB 3 with hash_seed 7: " << samples << " samples of the router's route over 3 s, never more than "
+              << most_hops << " next hops; cluster show: " << odd.value("reason", "") << "\n";
+
+    lb3.stop(SIGTERM);
+    lb3.write_config(config_text(lb3));
+    const auto started = Clock::now();
+    ASSERT_NO_FATAL_FAILURE(lb3.start());
+    wait_for_next_hops(kLbs, 10s);
+    std::cout << "LB 3 with the fleet's config: 3 next hops " << elapsed_ms(started).count()
+              << " ms after it started\n";
+    EXPECT_EQ(fingerprints().size(), 1u);
 }
 
 }  // namespace

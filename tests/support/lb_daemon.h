@@ -58,6 +58,7 @@ public:
     }
     std::string config_path() const { return dir_ + "/stickylbd.yaml"; }
     const std::string& dir() const { return dir_; }
+    int index() const { return lb_; }
     void write_config(const std::string& text) const { std::ofstream(config_path()) << text; }
 
     // Starts it; ready when every backend has a health verdict.

@@ -150,7 +150,7 @@ TEST(AnnounceReasons, NamesAreUniqueSnakeCaseAndDescribed) {
         EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_"), std::string_view::npos) << name;
         EXPECT_FALSE(description(reason).empty()) << name;
     }
-    EXPECT_EQ(names.size(), 6u);
+    EXPECT_EQ(names.size(), 8u);
 }
 
 TEST(AnnounceReasons, EveryReasonIsDocumentedInTheManPageAndTheScaleOutGuide) {
@@ -186,6 +186,34 @@ TEST(ProbeFrame, IsATcpSynFromADocumentationAddressToTheVip) {
     ASSERT_EQ(v6.size(), 62u);
     EXPECT_EQ(v6[12], 0x86);
     EXPECT_EQ(v6[20], IPPROTO_UDP);
+}
+
+TEST_F(AnnouncerTest, AHostWhoseConfigDiffersFromItsFleetsWithdrawsEveryVipAndSaysWhy) {
+    announcer_.apply({ready("web", kWeb), ready("web6", kWeb6)});
+    ASSERT_EQ(routes_.routes.size(), 2u);
+    announcer_.apply({ready("web", kWeb), ready("web6", kWeb6)}, FleetStanding::differs);
+    EXPECT_TRUE(routes_.routes.empty());
+    EXPECT_EQ(reason_of("web"), AnnounceReason::config_differs);
+    EXPECT_EQ(reason_of("web6"), AnnounceReason::config_differs);
+
+    announcer_.apply({ready("web", kWeb), ready("web6", kWeb6)}, FleetStanding::agrees);
+    EXPECT_EQ(routes_.routes.size(), 2u) << "announced again once its config is the fleet's";
+}
+
+TEST_F(AnnouncerTest, UntilTheFleetIsHeardFromAHostKeepsTheRoutesItFoundAndAddsNone) {
+    routes_.routes.insert(kWeb);  // left by the stickylbd that stopped
+    announcer_.apply({ready("web", kWeb), ready("web6", kWeb6)}, FleetStanding::pending);
+    EXPECT_EQ(routes_.routes, std::set{kWeb}) << "a new host must not announce before it knows its peers agree";
+    EXPECT_EQ(reason_of("web6"), AnnounceReason::fleet_pending);
+
+    VipReadiness down = ready("web", kWeb);
+    down.backend_passing = false;
+    announcer_.apply({down}, FleetStanding::pending);
+    EXPECT_TRUE(routes_.routes.empty()) << "a VIP it cannot serve goes without waiting for the fleet";
+    EXPECT_EQ(reason_of("web"), AnnounceReason::no_backend_passing);
+
+    announcer_.apply({ready("web", kWeb)}, FleetStanding::alone);
+    EXPECT_EQ(routes_.routes, std::set{kWeb}) << "with memcached gone, a host announces on its own checks";
 }
 
 }  // namespace

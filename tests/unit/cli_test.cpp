@@ -80,9 +80,10 @@ TEST(CliGrammar, TreeHasTheDocumentedObjectsAndVerbs) {
     EXPECT_EQ(tree["flow"], (std::vector<std::string>{"show", "flush"}));
     EXPECT_EQ(tree["affinity"], (std::vector<std::string>{"show", "flush", "save", "restore"}));
     EXPECT_EQ(tree["session"], (std::vector<std::string>{"show"}));
+    EXPECT_EQ(tree["cluster"], (std::vector<std::string>{"show"}));
     EXPECT_EQ(tree["stats"], (std::vector<std::string>{"show"}));
     EXPECT_EQ(tree["health"], (std::vector<std::string>{"show"}));
-    EXPECT_EQ(command_tree().size(), 8u);  // + version
+    EXPECT_EQ(command_tree().size(), 9u);  // + version
 }
 
 TEST(CliGrammar, UsageStrings) {

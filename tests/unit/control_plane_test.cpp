@@ -19,8 +19,12 @@
 #include <string>
 
 #include "cli/grammar.h"
+#include "control/config_fingerprint.h"
+#include "session/fleet_roster.h"
+#include "session/memcached_client.h"
 #include "support/fake_announce.h"
 #include "support/fake_maps.h"
+#include "support/memcached_process.h"
 
 namespace stickylb {
 namespace {
@@ -379,6 +383,62 @@ TEST_F(ControlPlaneTest, WithoutAnAnnounceSectionNothingIsAnnouncedOrShown) {
     EXPECT_TRUE(routes_.routes.empty());
     EXPECT_FALSE(row_of(request("vip", "show").result, "web").contains("announce"));
     EXPECT_EQ(plane_->metrics_text().find("stickylb_vip_announce"), std::string::npos);
+}
+
+// Two peers of the fleet run another hash seed: this host, the minority, would pick
+// other backends for the flows the router sends it, so it withdraws and says why;
+// once the peers stop beating, their entries go stale and this host announces.
+TEST_F(ControlPlaneTest, AHostWhoseConfigIsNotTheFleetsWithdrawsAndSaysWhichPartDiffers) {
+    STICKYLB_REQUIRE_MEMCACHED();
+    testing::MemcachedProcess memcached;
+    DaemonConfig theirs = parse_config(config_text(), "peers.yaml");
+    theirs.hash_seed ^= 0x5eed;
+    const auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    fleet::Roster roster;
+    for (const char* host : {"lb2", "lb3"})
+        roster.members.push_back({host, config_fingerprint(theirs), now_ms - 60'000, now_ms, 1});
+    MemcachedClient(memcached.address(), {}).set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
+
+    start(config_text() +
+          "announce: {check_interval: 20ms, hold: 0s, fleet: web-fleet, host_id: lb1, peer_heartbeat: 1s}\n"
+          "memcached_servers: ['" +
+          memcached.address() + "']\n");
+    plane_->begin_service();
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    json cluster;
+    ASSERT_TRUE(run_until([&] {
+        cluster = request("cluster", "show").result;
+        return cluster.value("standing", "") == "differs";
+    })) << cluster.dump();
+    EXPECT_EQ(cluster["host"], "lb1");
+    EXPECT_EQ(cluster["differing_parts"], json::array({"hash_seed"}));
+    EXPECT_EQ(cluster["fleet_config_sha256"], config_fingerprint(theirs).digest);
+    EXPECT_EQ(cluster["hosts"].size(), 3u);
+    ASSERT_EQ(cluster["vips"].size(), 1u);
+    EXPECT_EQ(cluster["vips"][0]["announce"]["reason"], "config_differs") << cluster.dump();
+    EXPECT_TRUE(routes_.routes.empty());
+    const std::string metrics = plane_->metrics_text();
+    EXPECT_NE(metrics.find("stickylb_fleet_standing{standing=\"differs\"} 1"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("stickylb_fleet_hosts 3\n"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("stickylb_fleet_hosts_other_config 1\n"), std::string::npos) << metrics;
+
+    const IpAddress web = IpAddress::parse("192.0.2.10");
+    ASSERT_TRUE(run_until([&] { return routes_.routes.contains(web); })) << "the peers' entries went stale";
+    cluster = request("cluster", "show").result;
+    EXPECT_EQ(cluster["standing"], "agrees");
+    EXPECT_EQ(cluster["hosts"].size(), 1u);
+    EXPECT_EQ(cluster["vips"][0]["announce"]["reason"], "announced");
+}
+
+TEST_F(ControlPlaneTest, ClusterShowOutsideAFleetSaysWhy) {
+    start(config_text());
+    const json cluster = request("cluster", "show").result;
+    EXPECT_EQ(cluster["fleet"], nullptr);
+    EXPECT_NE(cluster["standing_text"].get<std::string>().find("announces nothing"), std::string::npos);
+    ASSERT_EQ(cluster["vips"].size(), 1u);
+    EXPECT_EQ(cluster["vips"][0]["ring_sha256"].get<std::string>().size(), 64u);
 }
 
 TEST_F(ControlPlaneTest, UnknownCommandsAreErrorsThatNameThem) {

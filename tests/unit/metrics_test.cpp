@@ -160,6 +160,7 @@ TEST(MetricsWriter, LabelPolicyEnforced) {
     EXPECT_THROW(w.histogram("stickylb_h_seconds", "H.", {{"le", "1"}}, Histogram({1})), std::invalid_argument);
     EXPECT_THROW(w.gauge("stickylb_x", "X.", {{"vip", "a"}, {"vip", "b"}}, 1), std::invalid_argument);
     EXPECT_NO_THROW(w.gauge("stickylb_x", "X.", {{"vip", "a"}, {"backend", "b"}}, 1));
+    EXPECT_NO_THROW(w.gauge("stickylb_y", "Y.", {{"standing", "agrees"}}, 1));
 }
 
 TEST(MetricsWriter, NamingPolicyEnforced) {
@@ -255,6 +256,12 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
     s.session.snapshot_last_save_timestamp_seconds = 1763700030;
     s.session.snapshot_last_save_entries = 4242;
     s.session.affinities_restored = 4000;
+    s.fleet = {.standing = FleetStanding::differs,
+               .hosts_agreeing = 2,
+               .hosts_differing = 1,
+               .heartbeats = 30,
+               .write_failures = 2,
+               .rejected_rosters = 1};
     s.version = "0.1.0";
     s.commit = "93c39f7";
     return s;
@@ -325,6 +332,13 @@ TEST(RenderMetrics, HasEveryFamily) {
             "stickylb_affinity_snapshot_last_save_timestamp_seconds 1763700030\n",
             "stickylb_affinity_snapshot_entries 4242\n",
             "stickylb_affinity_restored_total 4000\n",
+            "stickylb_fleet_standing{standing=\"differs\"} 1\n",
+            "stickylb_fleet_standing{standing=\"agrees\"} 0\n",
+            "stickylb_fleet_hosts 3\n",
+            "stickylb_fleet_hosts_other_config 1\n",
+            "stickylb_fleet_heartbeats_total 30\n",
+            "stickylb_fleet_heartbeat_failures_total 2\n",
+            "stickylb_fleet_rosters_rejected_total 1\n",
             "stickylb_build_info{version=\"0.1.0\",commit=\"93c39f7\"} 1\n",
         }) {
         EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line;
@@ -354,6 +368,13 @@ TEST(RenderMetrics, NoSessionFamiliesWithoutMemcached) {
         EXPECT_EQ(text.find(family), std::string::npos) << family;
     // Failovers are the data plane's: counted with or without memcached.
     EXPECT_NE(text.find("stickylb_affinity_clients_moved_total{"), std::string::npos);
+}
+
+TEST(RenderMetrics, NoFleetFamiliesOutsideAFleet) {
+    Histogram latency = sample_latency();
+    MetricsSnapshot snapshot = filled_snapshot(latency);
+    snapshot.fleet = FleetSample{};
+    EXPECT_EQ(render_metrics(snapshot).find("stickylb_fleet_"), std::string::npos);
 }
 
 // ---------------------------------------------------------------- server

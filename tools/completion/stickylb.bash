@@ -9,6 +9,7 @@ _stickylb_verbs() {
         flow) echo "show flush help" ;;
         affinity) echo "show flush save restore help" ;;
         session) echo "show help" ;;
+        cluster) echo "show help" ;;
         stats) echo "show help" ;;
         health) echo "show help" ;;
         version) echo "help" ;;
@@ -29,7 +30,7 @@ _stickylb_keywords() {
 _stickylb() {
     local cur prev words cword
     _init_completion || return
-    local objects="vip backend flow affinity session stats health version help"
+    local objects="vip backend flow affinity session cluster stats health version help"
     local options="-j --json -p --pretty -s --socket -h --help -V --version"
 
     case "$prev" in

@@ -2,6 +2,7 @@
 #include "base/prometheus.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
@@ -40,30 +41,30 @@ void check_name(std::string_view name, bool counter) {
     }
 }
 
-// Canonical label text: {vip="...",backend="...",server="...",reason="..."} in that order, or "".
+// Every label a stickylb metric may have, in the order they are rendered.
+constexpr std::array<std::string_view, 5> kLabelOrder = {"vip", "backend", "server", "reason", "standing"};
+
+// Canonical label text: {vip="...",backend="...",...} in kLabelOrder, or "".
 std::string render_labels(std::string_view metric, std::initializer_list<Label> labels) {
-    const Label* vip = nullptr;
-    const Label* backend = nullptr;
-    const Label* server = nullptr;
-    const Label* reason = nullptr;
+    std::array<const Label*, kLabelOrder.size()> slots{};
     for (const Label& label : labels) {
-        const Label** slot = label.name == "vip"       ? &vip
-                             : label.name == "backend" ? &backend
-                             : label.name == "server"  ? &server
-                             : label.name == "reason"  ? &reason
-                                                       : nullptr;
-        if (slot == nullptr) {
+        const auto known = std::find(kLabelOrder.begin(), kLabelOrder.end(), label.name);
+        if (known == kLabelOrder.end()) {
+            std::string names;
+            for (std::string_view name : kLabelOrder)
+                names += (names.empty() ? "\"" : ", \"") + std::string(name) + "\"";
             throw std::invalid_argument("metric \"" + std::string(metric) + "\": label \"" + std::string(label.name) +
-                                        "\" not allowed (only \"vip\", \"backend\", \"server\" and \"reason\")");
+                                        "\" not allowed (only " + names + ")");
         }
-        if (*slot != nullptr) {
+        const Label*& slot = slots[static_cast<std::size_t>(known - kLabelOrder.begin())];
+        if (slot != nullptr) {
             throw std::invalid_argument("metric \"" + std::string(metric) + "\": label \"" + std::string(label.name) +
                                         "\" given twice");
         }
-        *slot = &label;
+        slot = &label;
     }
     std::string out;
-    for (const Label* label : {vip, backend, server, reason}) {
+    for (const Label* label : slots) {
         if (label == nullptr)
             continue;
         out += out.empty() ? "{" : ",";

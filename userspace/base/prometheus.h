@@ -9,8 +9,9 @@
 //    (seconds, bytes); counters are never negative;
 //  - the only labels are "vip", "backend", "server" (a memcached server,
 //    "host:port") and "reason" (why a thing was counted: one family, one
-//    series per reason), each at most once, plus "le" which the writer adds
-//    to histogram buckets itself;
+//    series per reason) and "standing" (one of a closed set of states, 1 for
+//    the current one), each at most once, plus "le" which the writer adds to
+//    histogram buckets itself;
 //  - the one exception is stickylb_build_info{version,commit} 1 (build_info()).
 //  - one family has one type and one help text; a series (name + labels) is
 //    written once.

@@ -4,64 +4,56 @@
 #include <algorithm>
 #include <set>
 
+#include "base/named_rows.h"
+
 namespace stickylb {
 
 namespace {
 
-struct ReasonRow {
-    AnnounceReason reason;
-    std::string_view name, text;
-};
-constexpr ReasonRow kReasons[] = {
+constexpr NamedRow<AnnounceReason> kReasons[] = {
 #define STICKYLB_REASON_ROW(name, text) {AnnounceReason::name, #name, text},
     STICKYLB_ANNOUNCE_REASONS(STICKYLB_REASON_ROW)
 #undef STICKYLB_REASON_ROW
 };
 
-const ReasonRow& row_of(AnnounceReason reason) {
-    for (const ReasonRow& row : kReasons)
-        if (row.reason == reason)
-            return row;
-    return kReasons[0];
-}
-
 }  // namespace
 
-std::string_view to_string(AnnounceReason reason) { return row_of(reason).name; }
-std::string_view description(AnnounceReason reason) { return row_of(reason).text; }
-
-std::vector<AnnounceReason> all_announce_reasons() {
-    std::vector<AnnounceReason> reasons;
-    for (const ReasonRow& row : kReasons)
-        reasons.push_back(row.reason);
-    return reasons;
-}
+std::string_view to_string(AnnounceReason reason) { return row_of<AnnounceReason>(kReasons, reason).name; }
+std::string_view description(AnnounceReason reason) { return row_of<AnnounceReason>(kReasons, reason).text; }
+std::vector<AnnounceReason> all_announce_reasons() { return values_of<AnnounceReason>(kReasons); }
 
 Announcer::Announcer(AnnouncedRoutes& routes, DataPlaneSelfTest& self_test) : routes_(routes), self_test_(self_test) {}
 
-AnnounceReason Announcer::decide(const VipReadiness& vip, bool attached) {
+AnnounceReason Announcer::decide(const VipReadiness& vip, bool attached, FleetStanding standing) {
     if (!attached)
         return AnnounceReason::data_plane_detached;
+    if (standing == FleetStanding::differs)
+        return AnnounceReason::config_differs;
     if (!vip.backends_checked)
         return AnnounceReason::checks_pending;
     if (!vip.backend_passing)
         return AnnounceReason::no_backend_passing;
     if (!self_test_.forwards(vip.address, vip.port, vip.protocol))
         return AnnounceReason::data_plane_not_forwarding;
+    // Last: a host that could serve keeps its route while it learns whether its peers
+    // agree, and one that cannot withdraws without waiting for them.
+    if (standing == FleetStanding::pending)
+        return AnnounceReason::fleet_pending;
     return AnnounceReason::announced;
 }
 
-std::vector<VipAnnouncement> Announcer::apply(const std::vector<VipReadiness>& vips) {
+std::vector<VipAnnouncement> Announcer::apply(const std::vector<VipReadiness>& vips, FleetStanding standing) {
     const bool attached = self_test_.attached();
     // An address is announced when any VIP on it (several ports or protocols) can be
     // served, and kept as it is while one of them waits for its first checks.
     std::set<IpAddress> wanted, kept;
     std::vector<VipAnnouncement> next;
     for (const VipReadiness& vip : vips) {
-        VipAnnouncement announcement{vip.vip, vip.address, decide(vip, attached)};
+        VipAnnouncement announcement{vip.vip, vip.address, decide(vip, attached, standing)};
         if (announcement.announced())
             wanted.insert(vip.address);
-        else if (announcement.reason == AnnounceReason::checks_pending)
+        else if (announcement.reason == AnnounceReason::checks_pending ||
+                 announcement.reason == AnnounceReason::fleet_pending)
             kept.insert(vip.address);
         next.push_back(std::move(announcement));
     }

@@ -5,7 +5,8 @@
 // and forwards a probe packet for it, and at least one of its backends passes this
 // host's checks. The announcement itself is a route that the host's BGP speaker
 // learns (AnnouncedRoutes; the kernel's in production, a set in tests), so stickylbd
-// never speaks BGP and the speaker never needs to know stickylbd.
+// never speaks BGP and the speaker never needs to know stickylbd. In a fleet, a host
+// whose config would pick other backends than its peers' announces nothing.
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -14,18 +15,21 @@
 
 #include "base/address.h"
 #include "dataplane/kernel_routes.h"
+#include "control/fleet_standing.h"
 #include "dataplane/self_test.h"
 
 namespace stickylb {
 
 // Why a VIP is (not) announced; the metric label and the CLI's words.
-#define STICKYLB_ANNOUNCE_REASONS(X)                                                       \
-    X(announced, "announced")                                                              \
-    X(checks_pending, "no backend has been checked yet: the route is kept as it was")      \
-    X(no_backend_passing, "no backend passes this host's checks")                          \
-    X(data_plane_detached, "the XDP program is not attached to the interface")             \
-    X(data_plane_not_forwarding, "the XDP program does not forward a probe packet for it") \
-    X(route_error, "the announcement route could not be written")
+#define STICKYLB_ANNOUNCE_REASONS(X)                                                                 \
+    X(announced, "announced")                                                                        \
+    X(checks_pending, "no backend has been checked yet: the route is kept as it was")                \
+    X(no_backend_passing, "no backend passes this host's checks")                                    \
+    X(data_plane_detached, "the XDP program is not attached to the interface")                       \
+    X(data_plane_not_forwarding, "the XDP program does not forward a probe packet for it")           \
+    X(route_error, "the announcement route could not be written")                                    \
+    X(fleet_pending, "the fleet's config fingerprint is not known yet: the route is kept as it was") \
+    X(config_differs, "this host's config fingerprint is not the fleet's")
 
 enum class AnnounceReason {
 #define STICKYLB_REASON_ENUM(name, text) name,
@@ -63,13 +67,15 @@ public:
 
     // Decides every VIP of the running config and brings the routes in line: routes of
     // VIPs no longer configured go too. Returns the VIPs whose announcement changed.
-    std::vector<VipAnnouncement> apply(const std::vector<VipReadiness>& vips);
+    // standing: this host's among its fleet's (agrees when it has none).
+    std::vector<VipAnnouncement> apply(const std::vector<VipReadiness>& vips,
+                                       FleetStanding standing = FleetStanding::agrees);
     const std::vector<VipAnnouncement>& state() const { return state_; }
     // Why the routes could not be read or written in the last apply; empty if they could.
     const std::string& route_error() const { return route_error_; }
 
 private:
-    AnnounceReason decide(const VipReadiness& vip, bool attached);
+    AnnounceReason decide(const VipReadiness& vip, bool attached, FleetStanding standing);
 
     AnnouncedRoutes& routes_;
     DataPlaneSelfTest& self_test_;

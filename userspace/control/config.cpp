@@ -2,6 +2,7 @@
 #include "control/config.h"
 
 #include <grp.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -676,7 +677,8 @@ SessionConfig Parser::session(const Entry& entry) {
 AnnounceConfig Parser::announce(const Entry& entry) {
     AnnounceConfig config;
     config.enabled = true;
-    const Mapping map(*this, entry, {"routing_table", "check_interval", "hold", "lock_file"});
+    const Mapping map(*this, entry,
+                      {"routing_table", "check_interval", "hold", "lock_file", "fleet", "host_id", "peer_heartbeat"});
     if (!map.ok())
         return config;
     if (const Entry* e = map.get("routing_table")) {
@@ -703,6 +705,20 @@ AnnounceConfig Parser::announce(const Entry& entry) {
     set(map, "hold", config.hold,
         [&](const Entry& e) { return within(e, std::chrono::milliseconds(0), std::chrono::minutes(10)); });
     set(map, "lock_file", config.lock_file, [&](const Entry& e) { return absolute_path(e); });
+    // Both name a memcached key (the fleet's roster) or a part of its value.
+    const auto key_name = [&](const Entry& e, const char* what) -> std::optional<std::string> {
+        auto name = non_empty_string(e);
+        if (name)
+            if (auto problem = session::name_problem(*name)) {
+                report(e, quoted(*name) + " cannot be " + what + ": " + *problem);
+                return std::nullopt;
+            }
+        return name;
+    };
+    set(map, "fleet", config.fleet, [&](const Entry& e) { return key_name(e, "a fleet name"); });
+    set(map, "host_id", config.host_id, [&](const Entry& e) { return key_name(e, "a host id"); });
+    set(map, "peer_heartbeat", config.peer_heartbeat,
+        [&](const Entry& e) { return within(e, std::chrono::milliseconds(100), std::chrono::seconds(10)); });
     return config;
 }
 
@@ -825,6 +841,15 @@ DaemonConfig parse_config(std::string_view yaml_text, const std::string& source_
     if (auto problems = parser.problems(); !problems.empty())
         throw ConfigError(std::move(problems));
     return config;
+}
+
+std::string host_id(const AnnounceConfig& config) {
+    if (!config.host_id.empty())
+        return config.host_id;
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0')
+        return "localhost";
+    return name;
 }
 
 DaemonConfig load_config(const std::string& path) {

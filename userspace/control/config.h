@@ -90,8 +90,15 @@ struct AnnounceConfig {
     std::chrono::milliseconds check_interval{200};          // data-plane self-test and announce decision
     std::chrono::milliseconds hold{2000};                   // routes outlive a stopped stickylbd this long
     std::string lock_file = "/run/stickylb/announce.lock";  // held by the running stickylbd
+    // With memcached_servers: the fleet whose hosts compare config fingerprints before
+    // announcing, this host's name in it ("": the host name), and how often it says so.
+    std::string fleet = "default";
+    std::string host_id;
+    std::chrono::milliseconds peer_heartbeat{1000};
     bool operator==(const AnnounceConfig&) const = default;
 };
+// host_id, or the host name when it is empty.
+std::string host_id(const AnnounceConfig& config);
 
 struct DaemonConfig {
     std::string interface;                           // required

@@ -114,6 +114,26 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
                       {{"reason", std::string(session::to_string(static_cast<session::Rejection>(i)))}},
                       d(coordination.memcached_rejected[i]));
     }
+    if (s.fleet.standing) {
+        for (const FleetStanding standing : all_fleet_standings())
+            w.gauge("stickylb_fleet_standing",
+                    "1 for where this host stands in its fleet: whether its config fingerprint is the fleet's "
+                    "(one series per standing).",
+                    {{"standing", std::string(to_string(standing))}}, standing == *s.fleet.standing ? 1 : 0);
+        w.gauge("stickylb_fleet_hosts", "Fresh LB hosts of the fleet, this one included.", {},
+                d(s.fleet.hosts_agreeing + s.fleet.hosts_differing));
+        w.gauge("stickylb_fleet_hosts_other_config",
+                "Fresh LB hosts of the fleet whose config fingerprint is not the fleet's.", {},
+                d(s.fleet.hosts_differing));
+        w.counter("stickylb_fleet_heartbeats_total", "This host's entries written to the fleet roster, all servers.",
+                  {}, d(s.fleet.heartbeats));
+        w.counter("stickylb_fleet_heartbeat_failures_total",
+                  "Fleet roster writes that failed (a server's error, or other hosts writing in between).", {},
+                  d(s.fleet.write_failures));
+        w.counter("stickylb_fleet_rosters_rejected_total",
+                  "Fleet rosters read from memcached and refused (signature, format); each was rewritten.", {},
+                  d(s.fleet.rejected_rosters));
+    }
     w.build_info(s.version, s.commit);
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "control/announce.h"
+#include "control/fleet_standing.h"
 #include "base/prometheus.h"
 #include "session/signed_value.h"
 #include "stickylb/stats.h"
@@ -61,6 +62,14 @@ struct SessionSample {
     std::array<std::uint64_t, session::kRejectionCount> memcached_rejected{};  // by session::Rejection
 };
 
+// Announcing in a fleet (announce and memcached_servers); nothing is exported otherwise.
+struct FleetSample {
+    std::optional<FleetStanding> standing;
+    std::uint64_t hosts_agreeing = 0;  // fresh hosts running the fleet's config fingerprint, this one included
+    std::uint64_t hosts_differing = 0;
+    std::uint64_t heartbeats = 0, write_failures = 0, rejected_rosters = 0;
+};
+
 struct MetricsSnapshot {
     stickylb_global_stats global{};
     std::vector<VipSample> vips;
@@ -69,6 +78,7 @@ struct MetricsSnapshot {
     std::uint64_t affinity_entries = 0, affinity_capacity = 0;
     std::uint64_t reconciles = 0, reconcile_errors = 0;
     SessionSample session;
+    FleetSample fleet;
     std::string version, commit;
 };
 

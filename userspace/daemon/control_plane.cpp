@@ -11,6 +11,7 @@
 #include <set>
 
 #include "base/protocol.h"
+#include "control/config_fingerprint.h"
 #include "control/reload_rules.h"
 #include "control/ring_fingerprint.h"
 #include "control/ring_pick.h"
@@ -98,10 +99,16 @@ ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path,
     if (config_.session_enabled())
         session_ = std::make_unique<SessionCoordinator>(io_, config_, tables_, worker_,
                                                         [this] { return affinity_layout(desired_); });
+    if (session_ && announcer_)
+        fleet_ = std::make_unique<FleetPresence>(
+            io_, session_->links(),
+            FleetSettings{config_.announce.fleet, host_id(config_.announce), config_.announce.peer_heartbeat},
+            config_fingerprint(config_), session_->signing_key(), [this] { on_fleet_change(); });
 }
 
 // Threads first: their jobs refer to the tables and to this object.
 ControlPlane::~ControlPlane() {
+    fleet_.reset();
     if (session_)
         session_->stop();
     worker_.stop();
@@ -153,6 +160,14 @@ void ControlPlane::begin_service() {
         spdlog::info("announcing VIPs through routing table {}: checked every {} ms, held {} ms past a stop",
                      config_.announce.routing_table, config_.announce.check_interval.count(),
                      config_.announce.hold.count());
+        if (fleet_) {
+            spdlog::info(
+                "fleet {}: this host is {}, config fingerprint {}; comparing with its peers every {} ms through "
+                "memcached",
+                config_.announce.fleet, host_id(config_.announce), config_fingerprint(config_).digest,
+                config_.announce.peer_heartbeat.count());
+            fleet_->start();
+        }
         announce();
         schedule_announce();
     }
@@ -175,6 +190,8 @@ void ControlPlane::stop(std::function<void()> done) {
     checker_.stop();
     // The routes stay: the announce guard withdraws them if no stickylbd follows in time.
     announce_timer_.cancel();
+    if (fleet_)
+        fleet_->stop();
     if (session_)
         session_->shutdown(std::move(done));
     else
@@ -206,7 +223,7 @@ void ControlPlane::announce() {
         vips.push_back(std::move(readiness));
     }
     const std::string previous_error = announcer_->route_error();
-    for (const VipAnnouncement& change : announcer_->apply(vips)) {
+    for (const VipAnnouncement& change : announcer_->apply(vips, fleet_standing())) {
         if (change.announced())
             spdlog::info("VIP {} ({}): announced", change.vip, change.address.to_string());
         else
@@ -215,6 +232,29 @@ void ControlPlane::announce() {
     }
     if (!announcer_->route_error().empty() && announcer_->route_error() != previous_error)
         spdlog::error("announcement routes (table {}): {}", config_.announce.routing_table, announcer_->route_error());
+}
+
+FleetStanding ControlPlane::fleet_standing() const { return fleet_ ? fleet_->standing() : FleetStanding::agrees; }
+
+void ControlPlane::on_fleet_change() {
+    const fleet::Verdict& verdict = fleet_->verdict();
+    switch (fleet_->standing()) {
+    case FleetStanding::differs:
+        spdlog::error("fleet {}: {}; withdrawing every VIP", config_.announce.fleet, verdict.reason);
+        break;
+    case FleetStanding::alone:
+        spdlog::warn("fleet {}: {}", config_.announce.fleet, description(FleetStanding::alone));
+        break;
+    case FleetStanding::agrees: {
+        std::string hosts;
+        for (const std::string& host : verdict.agreeing)
+            hosts += (hosts.empty() ? "" : ", ") + host;
+        spdlog::info("fleet {}: config fingerprint {} shared by {}", config_.announce.fleet, verdict.fleet_digest,
+                     hosts);
+    } break;
+    case FleetStanding::pending: break;
+    }
+    announce();
 }
 
 RuntimeConfig ControlPlane::runtime_config() const {
@@ -276,6 +316,8 @@ bool ControlPlane::reload() {
     if (runtime_changed)
         maps_.set_runtime_config(runtime_config());
     update_health_targets();
+    if (fleet_)
+        fleet_->set_fingerprint(config_fingerprint(config_));
     reconcile(ReconcileCause::reload);
     save_state();
     spdlog::info("reloaded {}", config_path_);
@@ -458,6 +500,7 @@ const std::vector<ControlPlane::HandlerEntry>& ControlPlane::handler_table() {
         {{"affinity", "restore"}, &ControlPlane::restore_affinities},
         {{"stats", "show"}, &ControlPlane::show_stats},
         {{"health", "show"}, &ControlPlane::show_health},
+        {{"cluster", "show"}, &ControlPlane::show_cluster},
     };
     return table;
 }
@@ -511,17 +554,47 @@ void ControlPlane::show_vips(const nlohmann::json& args, ControlServer::Reply re
                         {"affinity_timeout_seconds", vip.settings.affinity_timeout_s},
                         {"backends", vip.backends.size()},
                         {"ring_sha256", vip_ring_fingerprint(vip)}});
-        if (announcer_)
-            for (const VipAnnouncement& announcement : announcer_->state())
-                if (announcement.vip == vip.name)
-                    list.back()["announce"] = {
-                        {"state", announcement.route_present ? "announced" : "withdrawn"},
+        if (nlohmann::json announce = announce_json(vip.name); !announce.is_null())
+            list.back()["announce"] = std::move(announce);
+    }
+    reply(list, "");
+}
+
+nlohmann::json ControlPlane::announce_json(const std::string& vip) const {
+    if (announcer_)
+        for (const VipAnnouncement& announcement : announcer_->state())
+            if (announcement.vip == vip)
+                return {{"state", announcement.route_present ? "announced" : "withdrawn"},
                         {"reason", to_string(announcement.reason)},
+                        {"reason_text", description(announcement.reason)},
                         {"changes", announcement.changes},
                         {"since_timestamp_seconds",
                          std::chrono::duration<double>(announcement.since.time_since_epoch()).count()}};
+    return nullptr;
+}
+
+void ControlPlane::show_cluster(const nlohmann::json&, ControlServer::Reply reply) {
+    nlohmann::json result;
+    if (fleet_) {
+        result = fleet_->show();
+    } else {
+        result = {{"fleet", nullptr},
+                  {"host", host_id(config_.announce)},
+                  {"standing", to_string(FleetStanding::agrees)},
+                  {"standing_text", !config_.announce.enabled ? "no announce section: this host announces nothing"
+                                                              : "no memcached_servers: this host has no peers to "
+                                                                "compare its config with"},
+                  {"config_sha256", config_fingerprint(config_).digest},
+                  {"hosts", nlohmann::json::array()}};
     }
-    reply(list, "");
+    nlohmann::json vips = nlohmann::json::array();
+    for (const DesiredVip& vip : desired_.vips)
+        vips.push_back({{"name", vip.name},
+                        {"address", vip.key.address.to_string()},
+                        {"ring_sha256", vip_ring_fingerprint(vip)},
+                        {"announce", announce_json(vip.name)}});
+    result["vips"] = std::move(vips);
+    reply(result, "");
 }
 
 std::string ControlPlane::vip_ring_fingerprint(const DesiredVip& vip) const {
@@ -904,6 +977,8 @@ std::string ControlPlane::metrics_text() const {
     }
     if (session_)
         session_->fill_metrics(snapshot.session);
+    if (fleet_)
+        fleet_->fill_metrics(snapshot.fleet);
     snapshot.reconciles = reconciles_;
     snapshot.reconcile_errors = reconcile_errors_;
     snapshot.version = STICKYLB_VERSION;

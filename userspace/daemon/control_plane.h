@@ -32,6 +32,7 @@
 #include "control/metrics.h"
 #include "control/reconciler.h"
 #include "dataplane/maps.h"
+#include "session/fleet_presence.h"
 #include "session/session_coordinator.h"
 
 namespace stickylb {
@@ -123,6 +124,7 @@ private:
     void restore_affinities(const nlohmann::json& args, ControlServer::Reply reply);
     void show_stats(const nlohmann::json& args, ControlServer::Reply reply);
     void show_health(const nlohmann::json& args, ControlServer::Reply reply);
+    void show_cluster(const nlohmann::json& args, ControlServer::Reply reply);
 
     // drain, enable, set: the override changed, reconciled and saved; the backend's row.
     nlohmann::json apply_override(const BackendId& id, const AdminOverride& override_of, std::string_view what);
@@ -140,6 +142,10 @@ private:
     void count_table_entries();
     void update_health_targets();
     void schedule_announce();
+    FleetStanding fleet_standing() const;
+    // The VIP's announcement state and reason; null without an announce section.
+    nlohmann::json announce_json(const std::string& vip) const;
+    void on_fleet_change();
     HealthVerdict verdict(const BackendId& id) const;
     // SHA-256 of what the VIP's ring in the data plane forwards to (ring_fingerprint.h).
     std::string vip_ring_fingerprint(const DesiredVip& vip) const;
@@ -161,6 +167,8 @@ private:
     HealthChecker checker_;
     std::unique_ptr<SessionCoordinator> session_;  // null without memcached_servers
     std::optional<Announcer> announcer_;           // set with config announce and hooks
+    // Announcing with memcached_servers: the fleet's hosts compare config fingerprints.
+    std::unique_ptr<FleetPresence> fleet_;
     boost::asio::steady_timer announce_timer_;
     AdminOverrides overrides_;
     DesiredState desired_;

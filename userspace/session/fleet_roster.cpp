@@ -71,11 +71,11 @@ Member member_from(const nlohmann::json& entry) {
     return member;
 }
 
+}  // namespace
+
 bool fresh(const Member& member, std::int64_t now_ms, std::chrono::milliseconds freshness) {
     return member.heartbeat_ms >= now_ms - freshness.count();
 }
-
-}  // namespace
 
 std::string roster_key(std::string_view fleet) { return "stickylb:v1:fleet:" + std::string(fleet); }
 

@@ -54,6 +54,8 @@ std::string encode(const Roster& roster);
 // Strict and bounded (kMaxRosterBytes, kMaxMembers, field sizes); throws RosterError.
 Roster decode(std::string_view text);
 
+// Whether member wrote within the freshness window before now_ms.
+bool fresh(const Member& member, std::int64_t now_ms, std::chrono::milliseconds freshness);
 // `stored` with self's entry replaced and every other entry whose heartbeat is older
 // than now - freshness dropped.
 Roster with_member(Roster stored, const Member& self, std::int64_t now_ms, std::chrono::milliseconds freshness);

@@ -42,6 +42,7 @@ MemcachedClient::MemcachedClient(const std::string& server, MemcachedTimeouts ti
     // Retries and backoff are the link's business: libmemcached must not hold a
     // failed server "dead" on its own clock.
     behave(MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    behave(MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);  // gets() answers with the value's version
     const memcached_return_t rc = memcached_server_add(memc_, where.host.c_str(), where.port);
     if (rc != MEMCACHED_SUCCESS) {
         const std::string message = memcached_strerror(memc_, rc);
@@ -114,6 +115,46 @@ std::map<std::string, std::string> MemcachedClient::get_many(const std::vector<s
     if (rc != MEMCACHED_END && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND)
         fail("get", what, rc);
     return found;
+}
+
+std::optional<MemcachedClient::Versioned> MemcachedClient::gets(std::string_view key) {
+    const char* keys[] = {key.data()};
+    const std::size_t lengths[] = {key.size()};
+    memcached_return_t rc = memcached_mget(memc_, keys, lengths, 1);
+    if (rc != MEMCACHED_SUCCESS)
+        fail("gets", key, rc);
+    memcached_result_st result;
+    if (memcached_result_create(memc_, &result) == nullptr)
+        throw MemcachedError("memcached " + server_ + ": gets " + std::string(key) + ": out of memory");
+    const std::unique_ptr<memcached_result_st, void (*)(memcached_result_st*)> release(&result, memcached_result_free);
+    std::optional<Versioned> found;
+    while (memcached_result_st* fetched = memcached_fetch_result(memc_, &result, &rc))
+        found = Versioned{std::string(memcached_result_value(fetched), memcached_result_length(fetched)),
+                          memcached_result_cas(fetched)};
+    if (rc != MEMCACHED_END && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND)
+        fail("gets", key, rc);
+    return found;
+}
+
+bool MemcachedClient::add(std::string_view key, std::string_view value, std::chrono::seconds ttl) {
+    const memcached_return_t rc =
+        memcached_add(memc_, key.data(), key.size(), value.data(), value.size(), static_cast<time_t>(ttl.count()), 0);
+    if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS)
+        return false;
+    if (rc != MEMCACHED_SUCCESS)
+        fail("add", key, rc);
+    return true;
+}
+
+bool MemcachedClient::compare_and_swap(std::string_view key, std::string_view value, std::chrono::seconds ttl,
+                                       std::uint64_t cas) {
+    const memcached_return_t rc = memcached_cas(memc_, key.data(), key.size(), value.data(), value.size(),
+                                                static_cast<time_t>(ttl.count()), 0, cas);
+    if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_NOTSTORED)
+        return false;
+    if (rc != MEMCACHED_SUCCESS)
+        fail("cas", key, rc);
+    return true;
 }
 
 void MemcachedClient::remove(std::string_view key) {

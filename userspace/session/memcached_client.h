@@ -4,6 +4,7 @@
 // Blocking on purpose: it only ever runs on a MemcachedLink's own thread, never
 // on the daemon's io_context. Not thread-safe.
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -46,6 +47,18 @@ public:
     std::map<std::string, std::string> get_many(const std::vector<std::string>& keys);
     // A key that is not there is not an error.
     void remove(std::string_view key);
+
+    // Compare-and-swap, for a value several writers change (read, modify, write back
+    // only if nobody wrote in between).
+    struct Versioned {
+        std::string value;
+        std::uint64_t cas = 0;  // memcached's version of the value
+    };
+    std::optional<Versioned> gets(std::string_view key);
+    // false: the key exists already.
+    bool add(std::string_view key, std::string_view value, std::chrono::seconds ttl);
+    // false: the value was changed or removed since `cas` was read.
+    bool compare_and_swap(std::string_view key, std::string_view value, std::chrono::seconds ttl, std::uint64_t cas);
 
 private:
     [[noreturn]] void fail(const std::string& what, std::string_view key, int code) const;

@@ -87,6 +87,11 @@ public:
     nlohmann::json show() const;
     void fill_metrics(metrics::SessionSample& sample) const;
 
+    // For others that keep state in the same memcached servers (the fleet roster):
+    // the links, and the key that signs what is written (nullptr: unsigned).
+    const std::vector<std::shared_ptr<MemcachedLink>>& links() const { return links_; }
+    const session::SigningKey* signing_key() const { return key_ ? &*key_ : nullptr; }
+
 private:
     struct SaveStats {
         std::uint64_t saves = 0, failures = 0;

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: Apache-2.0
+// LB hosts comparing their config through real memcached processes on loopback:
+// hosts with one config agree, a host with another seed is told it differs (and
+// which part), the majority wins, a host whose memcached is gone is alone, a
+// forged roster is refused and overwritten, and a reload moves a host's standing.
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/config_fingerprint.h"
+#include "session/fleet_presence.h"
+#include "session/memcached_client.h"
+#include "session/memcached_link.h"
+#include "session/signed_value.h"
+#include "support/memcached_process.h"
+
+namespace stickylb {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::shared_ptr<MemcachedLink> link_to(const std::string& server) {
+    MemcachedLinkOptions options;
+    options.timeouts = {300ms, 300ms};
+    options.backoff_initial = 50ms;
+    options.backoff_max = 200ms;
+    return std::make_shared<MemcachedLink>(server, options);
+}
+
+ConfigFingerprint fingerprint(std::uint32_t hash_seed) {
+    DaemonConfig config = parse_config(R"(
+interface: eth0
+vips:
+  - address: 10.0.0.10
+    port: 80
+    backends:
+      - {name: a, address: 10.0.1.1}
+      - {name: b, address: 10.0.1.2}
+)",
+                                       "test.yaml");
+    config.hash_seed = hash_seed;
+    return config_fingerprint(config);
+}
+
+// Runs the io_context until done() or the (generous) deadline.
+template <typename Done>
+bool run_until(boost::asio::io_context& io, Done done, std::chrono::seconds deadline = 10s) {
+    const auto end = Clock::now() + deadline;
+    while (!done() && Clock::now() < end) {
+        io.restart();
+        io.run_for(20ms);
+    }
+    return done();
+}
+
+class Fleet : public ::testing::Test {
+protected:
+    void SetUp() override { STICKYLB_REQUIRE_MEMCACHED(); }
+
+    // One LB host of fleet "web" on the given servers, beating every 100 ms.
+    std::unique_ptr<FleetPresence> host(const std::string& name, std::uint32_t seed,
+                                        const std::vector<std::string>& servers) {
+        std::vector<std::shared_ptr<MemcachedLink>> links;
+        for (const std::string& server : servers)
+            links.push_back(link_to(server));
+        auto presence = std::make_unique<FleetPresence>(io, std::move(links), FleetSettings{"web", name, 100ms},
+                                                        fingerprint(seed), &key, [this] { ++changes; });
+        presence->start();
+        return presence;
+    }
+
+    boost::asio::io_context io;
+    session::SigningKey key{"a fleet secret of sixteen bytes or more"};
+    int changes = 0;
+};
+
+TEST_F(Fleet, HostsWithOneConfigAgree) {
+    testing::MemcachedProcess first, second;
+    const std::vector<std::string> servers = {first.address(), second.address()};
+    auto lb1 = host("lb1", 1, servers);
+    auto lb2 = host("lb2", 1, servers);
+    ASSERT_TRUE(run_until(io, [&] {
+        return lb1->verdict().agreeing.size() == 2 && lb2->verdict().agreeing.size() == 2;
+    })) << lb1->show().dump();
+    EXPECT_EQ(lb1->standing(), FleetStanding::agrees);
+    EXPECT_EQ(lb2->standing(), FleetStanding::agrees);
+    EXPECT_EQ(lb1->verdict().fleet_digest, fingerprint(1).digest);
+    EXPECT_GT(changes, 0) << "the announcer is told when the standing is known";
+    const nlohmann::json shown = lb1->show();
+    EXPECT_EQ(shown["hosts"].size(), 2u);
+    EXPECT_EQ(shown["servers"].size(), 2u);
+    for (const auto& server : shown["servers"])
+        EXPECT_EQ(server["error"], "") << server.dump();
+    EXPECT_GT(lb1->counters().heartbeats, 0u);
+}
+
+TEST_F(Fleet, TheMinorityWithAnotherSeedDiffersAndIsToldWhy) {
+    testing::MemcachedProcess server;
+    auto lb1 = host("lb1", 1, {server.address()});
+    auto lb2 = host("lb2", 1, {server.address()});
+    auto lb3 = host("lb3", 2, {server.address()});
+    ASSERT_TRUE(run_until(io, [&] {
+        return lb3->standing() == FleetStanding::differs && lb1->verdict().differing.size() == 1 &&
+               lb1->verdict().agreeing.size() == 2;
+    })) << lb3->show().dump();
+    EXPECT_EQ(lb1->standing(), FleetStanding::agrees);
+    EXPECT_EQ(lb2->standing(), FleetStanding::agrees);
+    EXPECT_EQ(lb3->verdict().parts, std::vector<std::string>{"hash_seed"});
+    EXPECT_NE(lb3->verdict().reason.find("hash_seed"), std::string::npos) << lb3->verdict().reason;
+    EXPECT_EQ(lb3->verdict().fleet_digest, fingerprint(1).digest);
+    EXPECT_EQ(lb1->verdict().differing, std::vector<std::string>{"lb3"});
+
+    // The odd host takes the fleet's config on reload: it agrees at its next heartbeat.
+    lb3->set_fingerprint(fingerprint(1));
+    ASSERT_TRUE(run_until(io, [&] {
+        return lb3->standing() == FleetStanding::agrees && lb1->verdict().agreeing.size() == 3;
+    })) << lb3->show().dump();
+    EXPECT_TRUE(lb1->verdict().differing.empty());
+}
+
+// memcached gone: the roster cannot be read, so the host cannot know its peers; it
+// is alone (and announces on its own health), then agrees again once it is back.
+TEST_F(Fleet, AHostThatCannotReachMemcachedIsAloneUntilItCanAgain) {
+    testing::MemcachedProcess server;
+    auto lb1 = host("lb1", 1, {server.address()});
+    auto lb2 = host("lb2", 1, {server.address()});
+    ASSERT_TRUE(run_until(io, [&] { return lb1->verdict().agreeing.size() == 2; }));
+    server.kill();
+    ASSERT_TRUE(run_until(io, [&] { return lb1->standing() == FleetStanding::alone; })) << lb1->show().dump();
+    EXPECT_GT(lb1->counters().write_failures, 0u);
+    EXPECT_NE(lb1->show()["servers"][0]["error"], "");
+    server.restart();
+    ASSERT_TRUE(run_until(io, [&] {
+        return lb1->standing() == FleetStanding::agrees && lb1->verdict().agreeing.size() == 2;
+    })) << lb1->show().dump();
+}
+
+// A roster written without the fleet's key is not believed: it is counted and replaced.
+TEST_F(Fleet, AForgedRosterIsRefusedAndOverwritten) {
+    testing::MemcachedProcess server;
+    MemcachedClient(server.address(), {}).set(fleet::roster_key("web"), "{\"members\":[]}", 60s);
+    auto lb1 = host("lb1", 1, {server.address()});
+    ASSERT_TRUE(run_until(io, [&] { return lb1->counters().heartbeats > 0; }));
+    EXPECT_EQ(lb1->counters().rejected_rosters, 1u);
+    EXPECT_EQ(lb1->standing(), FleetStanding::agrees);
+    const auto stored = MemcachedClient(server.address(), {}).get(fleet::roster_key("web"));
+    ASSERT_TRUE(stored);
+    const session::OpenedValue opened = session::open_value(&key, fleet::roster_key("web"), *stored);
+    ASSERT_FALSE(opened.rejected);
+    EXPECT_EQ(fleet::decode(opened.payload).members.at(0).host, "lb1");
+}
+
+// A host that stops beating leaves the verdict of those that stay once its entry is stale.
+TEST_F(Fleet, AStoppedHostDropsOutOfTheFleet) {
+    testing::MemcachedProcess server;
+    auto lb1 = host("lb1", 1, {server.address()});
+    auto lb2 = host("lb2", 2, {server.address()});
+    auto lb3 = host("lb3", 2, {server.address()});
+    ASSERT_TRUE(run_until(io, [&] { return lb1->standing() == FleetStanding::differs; }));
+    lb2.reset();
+    lb3.reset();
+    ASSERT_TRUE(run_until(io, [&] {
+        return lb1->standing() == FleetStanding::agrees && lb1->verdict().agreeing.size() == 1;
+    })) << lb1->show().dump();
+}
+
+}  // namespace
+}  // namespace stickylb

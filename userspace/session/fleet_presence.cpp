@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "session/fleet_presence.h"
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+
+namespace stickylb {
+namespace {
+
+std::int64_t wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Attempts at one server per heartbeat before its write counts as failed: each lost
+// race means another host wrote in between, so a few suffice for any fleet size.
+constexpr int kCasAttempts = 4;
+
+}  // namespace
+
+FleetPresence::FleetPresence(boost::asio::io_context& io, std::vector<std::shared_ptr<MemcachedLink>> links,
+                             FleetSettings settings, ConfigFingerprint fingerprint, const session::SigningKey* key,
+                             Changed changed)
+    : io_(io),
+      links_(std::move(links)),
+      settings_(std::move(settings)),
+      fingerprint_(std::move(fingerprint)),
+      since_ms_(wall_ms()),
+      key_(key),
+      changed_(std::move(changed)),
+      timer_(io) {
+    for (const auto& link : links_)
+        servers_[link->server()];
+}
+
+FleetPresence::~FleetPresence() { *alive_ = false; }
+
+void FleetPresence::start() {
+    beat();
+    schedule();
+}
+
+void FleetPresence::stop() { timer_.cancel(); }
+
+void FleetPresence::schedule() {
+    timer_.expires_after(settings_.heartbeat);
+    timer_.async_wait([this](const boost::system::error_code& error) {
+        if (error)
+            return;
+        beat();
+        schedule();
+    });
+}
+
+void FleetPresence::set_fingerprint(ConfigFingerprint fingerprint) {
+    if (fingerprint.digest == fingerprint_.digest)
+        return;
+    fingerprint_ = std::move(fingerprint);
+    since_ms_ = wall_ms();
+    judge();
+    beat();
+}
+
+fleet::Member FleetPresence::self(std::int64_t now_ms) const {
+    return fleet::Member{settings_.host, fingerprint_, since_ms_, now_ms, sequence_};
+}
+
+void FleetPresence::beat() {
+    judge();  // servers silent for too long stop counting even when nothing answers
+    const std::string key_name = fleet::roster_key(settings_.fleet);
+    const auto ttl = std::chrono::seconds(
+        std::max<std::int64_t>(1, std::chrono::ceil<std::chrono::seconds>(settings_.freshness()).count()));
+    for (const auto& link : links_) {
+        ServerState& server = servers_[link->server()];
+        if (server.in_flight)
+            continue;
+        server.in_flight = true;
+        ++sequence_;
+        struct Result {
+            std::optional<fleet::Roster> roster;
+            bool rejected = false;
+        };
+        auto result = std::make_shared<Result>();
+        const fleet::Member me = self(wall_ms());
+        const auto freshness = settings_.freshness();
+        const session::SigningKey* signing = key_;
+        link->publish(
+            key_name,
+            [result, me, key_name, ttl, freshness, signing](MemcachedClient& client) {
+                for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+                    const auto stored = client.gets(key_name);
+                    fleet::Roster roster;
+                    if (stored) {
+                        const session::OpenedValue opened = session::open_value(signing, key_name, stored->value);
+                        try {
+                            if (opened.rejected)
+                                throw fleet::RosterError("refused");
+                            roster = fleet::decode(opened.payload);
+                        } catch (const fleet::RosterError&) {
+                            result->rejected = true;  // overwritten: every host rewrites its entry
+                            roster = {};
+                        }
+                    }
+                    fleet::Member entry = me;
+                    // A restarted host that runs the same config keeps its standing in ties.
+                    for (const fleet::Member& old : roster.members)
+                        if (old.host == me.host && old.fingerprint.digest == me.fingerprint.digest)
+                            entry.since_ms = std::min(entry.since_ms, old.since_ms);
+                    roster = fleet::with_member(std::move(roster), entry, wall_ms(), freshness);
+                    const std::string value = session::sign_value(signing, key_name, fleet::encode(roster));
+                    const bool written = stored ? client.compare_and_swap(key_name, value, ttl, stored->cas)
+                                                : client.add(key_name, value, ttl);
+                    if (written) {
+                        result->roster = std::move(roster);
+                        return;
+                    }
+                }
+                throw MemcachedError("memcached " + client.server() + ": " + key_name + ": changed by other hosts " +
+                                     std::to_string(kCasAttempts) + " times in a row");
+            },
+            [this, alive = alive_, server = link->server(), result](const std::string& error) {
+                boost::asio::post(io_, [this, alive, server, result, error] {
+                    if (*alive)
+                        answered(server, result->roster, result->rejected, error);
+                });
+            });
+    }
+}
+
+void FleetPresence::answered(const std::string& server, std::optional<fleet::Roster> roster, bool rejected,
+                             const std::string& error) {
+    ServerState& state = servers_[server];
+    state.in_flight = false;
+    counters_.rejected_rosters += rejected;
+    if (!error.empty() || !roster) {
+        ++counters_.write_failures;
+        state.error = error.empty() ? "no roster written" : error;
+    } else {
+        ++counters_.heartbeats;
+        state.error.clear();
+        state.roster = std::move(roster);
+        state.answered = std::chrono::steady_clock::now();
+        state.answered_ms = wall_ms();
+        for (const fleet::Member& member : state.roster->members)
+            if (member.host == settings_.host && member.fingerprint.digest == fingerprint_.digest)
+                since_ms_ = std::min(since_ms_, member.since_ms);
+    }
+    if (state.answered_ms == 0 && state.error.empty())
+        return;
+    judge();
+}
+
+void FleetPresence::judge() {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<fleet::Roster> fresh;
+    bool any_answer = false;
+    for (const auto& [server, state] : servers_) {
+        any_answer |= state.answered_ms != 0 || !state.error.empty();
+        if (state.roster && now - state.answered <= settings_.freshness())
+            fresh.push_back(*state.roster);
+    }
+    const FleetStanding previous_standing = standing_;
+    const fleet::Verdict previous = verdict_;
+    if (fresh.empty()) {
+        standing_ = any_answer ? FleetStanding::alone : FleetStanding::pending;
+        verdict_ = fleet::Verdict{};
+        verdict_.agreeing = {settings_.host};
+        verdict_.fleet_digest = fingerprint_.digest;
+        combined_ = {};
+    } else {
+        combined_ = fleet::combine(fresh);
+        const std::int64_t now_ms = wall_ms();
+        // A server's roster holds the hosts as of this host's last write to it: those
+        // that have not written since are gone by now (judge() ignores them too).
+        std::erase_if(combined_.members, [&](const fleet::Member& member) {
+            return member.host != settings_.host && !fleet::fresh(member, now_ms, settings_.freshness());
+        });
+        verdict_ = fleet::judge(combined_, self(now_ms), now_ms, settings_.freshness());
+        standing_ = verdict_.agrees ? FleetStanding::agrees : FleetStanding::differs;
+    }
+    if (standing_ != previous_standing || verdict_.reason != previous.reason ||
+        verdict_.agreeing != previous.agreeing || verdict_.differing != previous.differing)
+        if (changed_)
+            changed_();
+}
+
+void FleetPresence::fill_metrics(metrics::FleetSample& sample) const {
+    sample.standing = standing_;
+    sample.hosts_agreeing = verdict_.agreeing.size();
+    sample.hosts_differing = verdict_.differing.size();
+    sample.heartbeats = counters_.heartbeats;
+    sample.write_failures = counters_.write_failures;
+    sample.rejected_rosters = counters_.rejected_rosters;
+}
+
+nlohmann::json FleetPresence::show() const {
+    const std::int64_t now_ms = wall_ms();
+    nlohmann::json hosts = nlohmann::json::array();
+    for (const fleet::Member& member : combined_.members) {
+        const bool is_self = member.host == settings_.host;
+        const fleet::Member& shown = is_self ? self(member.heartbeat_ms) : member;
+        hosts.push_back({{"host", shown.host},
+                         {"self", is_self},
+                         {"config_sha256", shown.fingerprint.digest},
+                         {"fleet_config", shown.fingerprint.digest == verdict_.fleet_digest},
+                         {"since_unix_ms", shown.since_ms},
+                         {"heartbeat_age_ms", std::max<std::int64_t>(0, now_ms - member.heartbeat_ms)},
+                         {"parts", shown.fingerprint.parts}});
+    }
+    nlohmann::json servers = nlohmann::json::array();
+    for (const auto& [server, state] : servers_)
+        servers.push_back({{"server", server},
+                           {"last_write_age_ms", state.answered_ms == 0 ? nlohmann::json(nullptr)
+                                                                        : nlohmann::json(std::max<std::int64_t>(
+                                                                              0, now_ms - state.answered_ms))},
+                           {"error", state.error}});
+    return {{"fleet", settings_.fleet},
+            {"host", settings_.host},
+            {"standing", to_string(standing_)},
+            {"standing_text", description(standing_)},
+            {"reason", verdict_.reason},
+            {"differing_parts", verdict_.parts},
+            {"config_sha256", fingerprint_.digest},
+            {"fleet_config_sha256", verdict_.fleet_digest},
+            {"parts", fingerprint_.parts},
+            {"heartbeat_ms", settings_.heartbeat.count()},
+            {"freshness_ms", settings_.freshness().count()},
+            {"hosts", hosts},
+            {"servers", servers},
+            {"heartbeats", counters_.heartbeats},
+            {"write_failures", counters_.write_failures},
+            {"rejected_rosters", counters_.rejected_rosters}};
+}
+
+}  // namespace stickylb

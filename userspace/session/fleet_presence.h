@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// This LB host in its fleet's roster (fleet_roster.h): every heartbeat it writes
+// its entry to every memcached server (read, modify, compare-and-swap, through
+// each server's link) and judges, from what the servers hold, whether its config
+// fingerprint is the fleet's. The announcer asks standing() before announcing.
+//
+// Runs on the io_context; memcached I/O on the links' threads. A server that does
+// not answer delays only itself: the verdict is taken again on every answer, over
+// the rosters of the servers heard from within the freshness window.
+// <utility> first: Boost 1.74 Asio uses std::exchange without including it.
+#include <utility>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control/fleet_standing.h"
+#include "control/metrics.h"
+#include "session/fleet_roster.h"
+#include "session/memcached_link.h"
+#include "session/signed_value.h"
+
+namespace stickylb {
+
+struct FleetSettings {
+    std::string fleet;
+    std::string host;
+    std::chrono::milliseconds heartbeat{1000};
+    // An entry, and a server's answer, count this long after they were written.
+    std::chrono::milliseconds freshness() const { return 3 * heartbeat; }
+};
+
+class FleetPresence {
+public:
+    using Changed = std::function<void()>;  // the standing or the verdict's reason changed (io_context)
+
+    // key: signs the roster (nullptr: unsigned); it must outlive this object.
+    FleetPresence(boost::asio::io_context& io, std::vector<std::shared_ptr<MemcachedLink>> links,
+                  FleetSettings settings, ConfigFingerprint fingerprint, const session::SigningKey* key,
+                  Changed changed);
+    ~FleetPresence();
+    FleetPresence(const FleetPresence&) = delete;
+    FleetPresence& operator=(const FleetPresence&) = delete;
+
+    void start();  // a heartbeat now, then every settings.heartbeat
+    void stop();
+    // A reload: a new fingerprint starts its own since_ms; written at once.
+    void set_fingerprint(ConfigFingerprint fingerprint);
+
+    FleetStanding standing() const { return standing_; }
+    const fleet::Verdict& verdict() const { return verdict_; }
+    // What `stickylb cluster show` prints of the fleet (the daemon adds the VIPs).
+    nlohmann::json show() const;
+    struct Counters {
+        std::uint64_t heartbeats = 0;        // roster writes that succeeded, all servers
+        std::uint64_t write_failures = 0;    // a server's error or lost compare-and-swap race
+        std::uint64_t rejected_rosters = 0;  // a stored roster refused (MAC, parse): overwritten
+    };
+    const Counters& counters() const { return counters_; }
+    void fill_metrics(metrics::FleetSample& sample) const;
+
+private:
+    struct ServerState {
+        std::optional<fleet::Roster> roster;  // as written by this host's last success
+        std::chrono::steady_clock::time_point answered{};
+        std::int64_t answered_ms = 0;
+        std::string error;
+        bool in_flight = false;
+    };
+    void beat();
+    void schedule();
+    void answered(const std::string& server, std::optional<fleet::Roster> roster, bool rejected,
+                  const std::string& error);
+    void judge();
+    fleet::Member self(std::int64_t now_ms) const;
+
+    boost::asio::io_context& io_;
+    std::vector<std::shared_ptr<MemcachedLink>> links_;
+    const FleetSettings settings_;
+    ConfigFingerprint fingerprint_;
+    std::int64_t since_ms_;
+    std::uint64_t sequence_ = 0;
+    const session::SigningKey* key_;
+    Changed changed_;
+    boost::asio::steady_timer timer_;
+    std::map<std::string, ServerState> servers_;
+    FleetStanding standing_ = FleetStanding::pending;
+    fleet::Verdict verdict_;
+    fleet::Roster combined_;
+    Counters counters_;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace stickylb
