@@ -6,6 +6,7 @@
 // client's namespace is the router and reaches the VIP only through the route BGP
 // gives it, which follows the LB's health, its daemon, its speaker and its link.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <chrono>
@@ -167,6 +168,29 @@ TEST_F(Announce, AQuickRestartKeepsTheRouteAndAKillNineWithdrawsItAfterTheHold) 
     EXPECT_GE(after, kHold - 100ms) << "the guard did not wait for the hold";
 
     // A daemon started afterwards announces again.
+    ASSERT_NO_FATAL_FAILURE(start_daemon());
+    wait_for_route(true);
+}
+
+// SIGSTOP: the daemon lives but decides nothing. Its guard must withdraw the route once
+// the announce loop has been silent for wedged_after (here the hold: 2 s) and end it.
+TEST_F(Announce, AWedgedDaemonIsWithdrawnAndEndedByItsGuard) {
+    wait_for_route(true);
+    const auto stopped = Clock::now();
+    ASSERT_EQ(kill(daemon_pid_, SIGSTOP), 0);
+    EXPECT_TRUE(route_present()) << "withdrawn at once";
+    wait_for_route(false, kHold + 5s);
+    const auto after = elapsed_ms(stopped);
+    int status = 0;
+    ASSERT_EQ(waitpid(daemon_pid_, &status, 0), daemon_pid_);
+    daemon_pid_ = -1;
+    std::cout << "SIGSTOP stickylbd: withdrawn " << after.count() << " ms later (hold " << kHold.count()
+              << " s); the guard ended it with signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "\n";
+    EXPECT_GE(after, kHold - 100ms) << "withdrawn before the daemon had been silent for the hold";
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) << "status " << status;
+    EXPECT_NE(daemon_log().find("has not decided its announcements"), std::string::npos);
+
+    // What a supervisor does next: a new daemon announces again.
     ASSERT_NO_FATAL_FAILURE(start_daemon());
     wait_for_route(true);
 }

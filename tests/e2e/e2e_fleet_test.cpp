@@ -2,8 +2,9 @@
 // Three LB hosts behind the lab's router (lab.sh up --lbs 3): each runs the XDP data
 // plane, stickylbd announcing the VIP and BIRD; the router (the client's namespace)
 // routes the VIP over every LB announcing it, by its multipath hash. The rings must be
-// identical on every LB after every change, and an LB leaving or joining must move
-// flows between LBs without breaking a connection or moving it to another backend.
+// identical on every LB after every change, and an LB leaving or joining (or its host
+// dying) must move flows between LBs without breaking a connection or moving it to
+// another backend.
 // The LBs compare their config fingerprints through the lab's memcached: an LB started
 // with another hash seed must never become a next hop, and must say why.
 #include <signal.h>
@@ -208,6 +209,15 @@ TEST_F(Fleet, AnLbLeavingAndJoiningBreaksNoConnectionAndMovesNoClient) {
     wait_for_next_hops(kLbs, 15s);
     std::cout << "LB 3 back: 3 next hops after " << elapsed_ms(faulted).count() << " ms\n";
 
+    // LB 2's host dies: link, BIRD, namespace and stickylbd gone, for good.
+    const auto lb2_flows_at_death = lbs_[1]->cli_json("flow show").size();
+    faulted = Clock::now();
+    ASSERT_EQ(run_command(lab_command("kill-lb 2")).exit_code, 0);
+    lbs_[1]->stop(SIGKILL);
+    wait_for_next_hops(kLbs - 1, 5s);
+    std::cout << "LB 2's namespace deleted (" << lb2_flows_at_death << " flows in its table): 2 next hops after "
+              << elapsed_ms(faulted).count() << " ms (BFD)\n";
+
     std::string output;
     char buffer[512];
     while (fgets(buffer, sizeof(buffer), load.get()))
@@ -255,6 +265,39 @@ TEST_F(Fleet, AnLbWithAnotherSeedIsNeverANextHop) {
     std::cout << "LB 3 with the fleet's config: 3 next hops " << elapsed_ms(started).count()
               << " ms after it started\n";
     EXPECT_EQ(fingerprints().size(), 1u);
+}
+
+// memcached gone: no LB can read its peers' fingerprints. Each judges alone and keeps
+// announcing: an outage of the session store must not take the VIPs down.
+TEST_F(Fleet, EveryLbKeepsAnnouncingWhileMemcachedIsDown) {
+    ASSERT_EQ(run_command(lab_command("stop-memcached 1")).exit_code, 0);
+    int fewest_hops = kLbs, samples = 0;
+    for (const auto until = Clock::now() + 4s; Clock::now() < until; ++samples) {
+        fewest_hops = std::min(fewest_hops, next_hops());
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(fewest_hops, kLbs) << "an LB withdrew while memcached was down";
+    for (const auto& lb : lbs_)
+        EXPECT_EQ(lb->cli_json("cluster show").value("standing", ""), "alone") << "LB " << lb->index();
+    EXPECT_EQ(fingerprints().size(), 1u);
+
+    const auto restarted = Clock::now();
+    ASSERT_EQ(run_command(lab_command("start-memcached 1")).exit_code, 0);
+    auto everyone_agrees = [&] {
+        for (const auto& lb : lbs_) {
+            const auto shown = lb->cli_json("cluster show");
+            if (shown.value("standing", "") != "agrees" || shown["hosts"].size() != static_cast<std::size_t>(kLbs))
+                return false;
+        }
+        return true;
+    };
+    while (!everyone_agrees() && Clock::now() - restarted < 10s)
+        std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(everyone_agrees()) << lbs_[0]->cli_json("cluster show").dump();
+    EXPECT_EQ(next_hops(), kLbs);
+    std::cout << "memcached stopped 4 s: " << samples << " samples of the router's route, never fewer than "
+              << fewest_hops << " next hops; every LB alone, then agreeing again " << elapsed_ms(restarted).count()
+              << " ms after memcached came back empty\n";
 }
 
 }  // namespace

@@ -83,3 +83,19 @@ cmd_restore_lb() {
     log "reconnecting $(lb_ns "${lb}") (bridge port p-$(lb_role "${lb}") up)"
     ip -n "${NS_BRIDGE}" link set "p-$(lb_role "${lb}")" up
 }
+
+# The LB host's death: its link goes first (nothing more is said on the segment),
+# then the lab's processes in it (BIRD) and the namespace. Whoever started stickylbd
+# there ends it; its announce guard exits after the hold, and the namespace with it.
+cmd_kill_lb() {
+    local lb ns
+    lb="$(lb_argument "$@")"
+    ns="$(lb_ns "${lb}")"
+    require_namespace "${ns}"
+    log "host death of ${ns}: deleting its bridge port p-$(lb_role "${lb}")"
+    ip -n "${NS_BRIDGE}" link del "p-$(lb_role "${lb}")" 2>/dev/null || true
+    stop_namespace_processes "${ns}" KILL
+    rm -f "${STATE_DIR}/bird-$(lb_role "${lb}").pid"
+    log "deleting namespace ${ns}"
+    ip netns del "${ns}"
+}

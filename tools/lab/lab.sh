@@ -145,6 +145,7 @@ usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
        $0 start-lb-bgp [K]     start it again
        $0 cut-lb [K]           (--bgp) LB K's bridge port down: gone without a word
        $0 restore-lb [K]       its port up again
+       $0 kill-lb [K]          (--bgp) LB K's death: link, BIRD and namespace deleted
 
   --app php         Apache + mod_php backends with sessions in memcached
                     (default python: tools/lab/http_backend.py)
@@ -353,7 +354,7 @@ main() {
     case "${command}" in
     up | down | status | stop-backend | start-backend | crash-backend | kill-host | stop-agent | \
         start-agent | stop-memcached | start-memcached | restart-memcached | stop-lb-bgp | start-lb-bgp | \
-        cut-lb | restore-lb) ;;
+        cut-lb | restore-lb | kill-lb) ;;
     -h | --help)
         usage
         exit 0
@@ -382,6 +383,7 @@ main() {
     start-lb-bgp) cmd_start_lb_bgp "$@" ;;
     cut-lb) cmd_cut_lb "$@" ;;
     restore-lb) cmd_restore_lb "$@" ;;
+    kill-lb) cmd_kill_lb "$@" ;;
     esac
 }
 

@@ -95,6 +95,7 @@ ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path,
         if (!announce)
             throw std::invalid_argument("the config announces VIPs but this host gave no routes to announce them");
         announcer_.emplace(announce->routes, announce->self_test);
+        announce_alive_ = std::move(announce->alive);
     }
     if (config_.session_enabled())
         session_ = std::make_unique<SessionCoordinator>(io_, config_, tables_, worker_,
@@ -204,6 +205,8 @@ void ControlPlane::schedule_announce() {
         if (error)
             return;
         announce();
+        if (announce_alive_)
+            announce_alive_();
         schedule_announce();
     });
 }

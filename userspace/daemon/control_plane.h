@@ -46,6 +46,9 @@ enum class ReconcileCause { start, refresh, reload, health, admin };
 struct AnnounceHooks {
     AnnouncedRoutes& routes;
     DataPlaneSelfTest& self_test;
+    // Called on every announce tick: the announce guard's proof that the loop deciding
+    // the announcements still runs (empty: nobody watches).
+    std::function<void()> alive = {};
 };
 
 class ControlPlane {
@@ -167,6 +170,7 @@ private:
     HealthChecker checker_;
     std::unique_ptr<SessionCoordinator> session_;  // null without memcached_servers
     std::optional<Announcer> announcer_;           // set with config announce and hooks
+    std::function<void()> announce_alive_;
     // Announcing with memcached_servers: the fleet's hosts compare config fingerprints.
     std::unique_ptr<FleetPresence> fleet_;
     boost::asio::steady_timer announce_timer_;

@@ -54,7 +54,7 @@ void Daemon::start() {
     if (config.announce.enabled) {
         announced_routes_.emplace(config.announce.routing_table);
         self_test_.emplace(*plane_, ifindex_, egress.mac);
-        announce.emplace(AnnounceHooks{*announced_routes_, *self_test_});
+        announce.emplace(AnnounceHooks{*announced_routes_, *self_test_, [this] { announce_lease_->alive(); }});
     }
     control_plane_ = std::make_unique<ControlPlane>(
         io_, config_path_, std::move(config), *plane_, *tables_, egress,
@@ -101,6 +101,8 @@ void Daemon::watch_signals() {
 
 void Daemon::stop(int signal) {
     spdlog::info("signal {}: stopping; the data plane keeps forwarding", signal);
+    if (announce_lease_)
+        announce_lease_->end_ticks();
     refresh_timer_.cancel();
     if (control_)
         control_->stop();
