@@ -135,8 +135,10 @@ void watch(pid_t daemon, int pidfd, const AnnounceConfig& config) {
 }  // namespace
 
 std::chrono::milliseconds wedged_after(const AnnounceConfig& config) {
-    // Never shorter than ten ticks or a second: a busy moment is not a wedge.
-    return std::max({config.hold, 10 * config.check_interval, std::chrono::milliseconds(1000)});
+    // Never shorter than ten ticks or 5 s: a busy moment (a reload that rewrites every
+    // ring takes a second or two) is not a wedge, and a wedged daemon's data plane still
+    // forwards by the rings it last wrote.
+    return std::max({config.hold, 10 * config.check_interval, std::chrono::milliseconds(5000)});
 }
 
 AnnounceLease AnnounceLease::acquire(const AnnounceConfig& config) {
