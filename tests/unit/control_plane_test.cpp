@@ -352,6 +352,7 @@ TEST_F(ControlPlaneTest, TheVipIsAnnouncedWhileABackendPassesAndVipShowAndMetric
     EXPECT_EQ(row["announce"]["state"], "announced") << row.dump();
     EXPECT_EQ(row["announce"]["reason"], "announced");
     EXPECT_EQ(row["announce"]["changes"], 1);
+    EXPECT_GT(row["ring_applied_timestamp_seconds"].get<double>(), 1.7e9) << "the start wrote the ring";
     EXPECT_NE(plane_->metrics_text().find("stickylb_vip_announced{vip=\"web\"} 1"), std::string::npos);
 
     // The self-test runs on its timer: a detached program withdraws without any check changing.

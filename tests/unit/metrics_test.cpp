@@ -209,6 +209,7 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
          .stats = {.packets = 100, .bytes = 6400, .new_flows = 7, .affinity_hits = 3, .affinity_misses = 4},
          .ring_rewrites = 2,
          .ring_slots_written = 65537,
+         .ring_applied_timestamp_seconds = 1763700012.25,
          .announce_reason = AnnounceReason::no_backend_passing,
          .announced = false,
          .announce_changes = 4});
@@ -299,6 +300,8 @@ TEST(RenderMetrics, HasEveryFamily) {
             "stickylb_vip_affinity_misses_total{vip=\"tcp 10.0.0.1:80\"} 4\n",
             "stickylb_vip_ring_rewrites_total{vip=\"tcp 10.0.0.1:80\"} 2\n",
             "stickylb_vip_ring_slots_written_total{vip=\"tcp 10.0.0.1:80\"} 65537\n",
+            "stickylb_vip_ring_applied_timestamp_seconds{vip=\"tcp 10.0.0.1:80\"} 1763700012.25\n",
+            "stickylb_vip_ring_applied_timestamp_seconds{vip=\"udp [fd00::1]:53\"} 0\n",
             "stickylb_vip_announced{vip=\"tcp 10.0.0.1:80\"} 0\n",
             "stickylb_vip_announce_state{vip=\"tcp 10.0.0.1:80\",reason=\"no_backend_passing\"} 1\n",
             "stickylb_vip_announce_state{vip=\"tcp 10.0.0.1:80\",reason=\"announced\"} 0\n",

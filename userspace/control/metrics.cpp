@@ -29,6 +29,10 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
         w.counter("stickylb_vip_ring_slots_written_total",
                   "Maglev ring slots of the VIP changed (since the daemon started).", {{"vip", v.vip}},
                   d(v.ring_slots_written));
+        w.gauge("stickylb_vip_ring_applied_timestamp_seconds",
+                "When a reconcile last changed the VIP's Maglev ring (Unix time; 0: not since the daemon started). "
+                "Compare across LB hosts for the spread of one change.",
+                {{"vip", v.vip}}, v.ring_applied_timestamp_seconds);
         if (v.announce_reason) {
             w.gauge("stickylb_vip_announced", "1 while this host announces the VIP to its BGP speaker.",
                     {{"vip", v.vip}}, v.announced ? 1 : 0);

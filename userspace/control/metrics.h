@@ -19,8 +19,9 @@ namespace stickylb::metrics {
 struct VipSample {
     std::string vip;  // "tcp 10.0.0.1:80" (VipKey::to_string) or a configured name
     stickylb_vip_stats stats{};
-    std::uint64_t ring_rewrites = 0;       // reconciles that changed slots of its Maglev ring
-    std::uint64_t ring_slots_written = 0;  // slots they changed
+    std::uint64_t ring_rewrites = 0;            // reconciles that changed slots of its Maglev ring
+    std::uint64_t ring_slots_written = 0;       // slots they changed
+    double ring_applied_timestamp_seconds = 0;  // wall clock of the last such reconcile; 0: none
     // Announcing on (an `announce` section): the current reason, one of announce.h's.
     std::optional<AnnounceReason> announce_reason;
     bool announced = false;  // the route is in the speaker's table

@@ -367,9 +367,13 @@ void ControlPlane::reconcile(ReconcileCause cause, std::string_view detail) {
         desired_ = desired_state(
             config_, overrides_, [this](const BackendId& id) { return verdict(id); }, indexes_);
         const ReconcileStats stats = reconciler_.apply(desired_);
+        const double now_seconds =
+            std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
         for (const auto& [vip, slots] : stats.ring_slots_written_by_vip) {
-            ++ring_writes_[vip].rewrites;
-            ring_writes_[vip].slots += slots;
+            RingWrites& writes = ring_writes_[vip];
+            ++writes.rewrites;
+            writes.slots += slots;
+            writes.applied_timestamp_seconds = now_seconds;
         }
         if (stats.changed())
             spdlog::info("reconcile ({}): {} VIPs written, {} removed; {} backends written, {} removed; {} ring slots",
@@ -556,7 +560,8 @@ void ControlPlane::show_vips(const nlohmann::json& args, ControlServer::Reply re
                         {"persistent", vip.settings.persistent},
                         {"affinity_timeout_seconds", vip.settings.affinity_timeout_s},
                         {"backends", vip.backends.size()},
-                        {"ring_sha256", vip_ring_fingerprint(vip)}});
+                        {"ring_sha256", vip_ring_fingerprint(vip)},
+                        {"ring_applied_timestamp_seconds", ring_writes(vip.name).applied_timestamp_seconds}});
         if (nlohmann::json announce = announce_json(vip.name); !announce.is_null())
             list.back()["announce"] = std::move(announce);
     }
@@ -595,9 +600,15 @@ void ControlPlane::show_cluster(const nlohmann::json&, ControlServer::Reply repl
         vips.push_back({{"name", vip.name},
                         {"address", vip.key.address.to_string()},
                         {"ring_sha256", vip_ring_fingerprint(vip)},
+                        {"ring_applied_timestamp_seconds", ring_writes(vip.name).applied_timestamp_seconds},
                         {"announce", announce_json(vip.name)}});
     result["vips"] = std::move(vips);
     reply(result, "");
+}
+
+ControlPlane::RingWrites ControlPlane::ring_writes(const std::string& vip) const {
+    const auto found = ring_writes_.find(vip);
+    return found == ring_writes_.end() ? RingWrites{} : found->second;
 }
 
 std::string ControlPlane::vip_ring_fingerprint(const DesiredVip& vip) const {
@@ -945,13 +956,13 @@ std::string ControlPlane::metrics_text() const {
     metrics::MetricsSnapshot snapshot;
     snapshot.global = maps_.global_stats();
     for (const DesiredVip& vip : desired_.vips) {
-        const auto ring = ring_writes_.find(vip.name);
-        const RingWrites writes = ring == ring_writes_.end() ? RingWrites{} : ring->second;
+        const RingWrites writes = ring_writes(vip.name);
         metrics::VipSample vip_sample;
         vip_sample.vip = vip.name;
         vip_sample.stats = maps_.vip_stats(vip.settings.index);
         vip_sample.ring_rewrites = writes.rewrites;
         vip_sample.ring_slots_written = writes.slots;
+        vip_sample.ring_applied_timestamp_seconds = writes.applied_timestamp_seconds;
         if (announcer_)
             for (const VipAnnouncement& announcement : announcer_->state())
                 if (announcement.vip == vip.name) {

@@ -103,6 +103,9 @@ private:
     };
     struct RingWrites {
         std::uint64_t rewrites = 0, slots = 0;
+        // Wall clock of the last rewrite, comparable across LB hosts: how far apart the
+        // fleet's rings changed after one event.
+        double applied_timestamp_seconds = 0;
     };
     using Handler = void (ControlPlane::*)(const nlohmann::json& args, ControlServer::Reply reply);
     struct HandlerEntry {
@@ -152,6 +155,7 @@ private:
     HealthVerdict verdict(const BackendId& id) const;
     // SHA-256 of what the VIP's ring in the data plane forwards to (ring_fingerprint.h).
     std::string vip_ring_fingerprint(const DesiredVip& vip) const;
+    RingWrites ring_writes(const std::string& vip) const;
     nlohmann::json backends_json(const nlohmann::json& args) const;
     nlohmann::json backend_counters(const DesiredVip& vip) const;
     const VipConfig& find_vip(const std::string& name) const;
