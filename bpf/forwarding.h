@@ -135,22 +135,40 @@ static __always_inline int rewrite_macs(struct xdp_md *ctx, const struct stickyl
     return 0;
 }
 
-/* family: the backend's own, for a next hop on the segment; none, to route to its address. */
-static __always_inline int attach_slow_path_meta(struct xdp_md *ctx, const struct stickylb_backend *backend,
-                                                 __u8 family)
+/* Set by the loader, the same in neigh.bpf.c (abi.h: stickylb_slow_path_shim). */
+const volatile __u64 slow_path_key = 0;
+
+/* The layer 2 header (l2_length: Ethernet, or Ethernet and one VLAN tag) moves to the
+ * new front, the shim goes behind it. family: the backend's own, for a next hop on the
+ * segment; none, to route to its address. */
+static __always_inline int insert_slow_path_shim(struct xdp_md *ctx, __u32 l2_length,
+                                                 const struct stickylb_backend *backend, __u8 family)
 {
-    if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct stickylb_slow_path_meta)))
+    struct stickylb_slow_path_shim shim = {
+        .family = family,
+        .egress_ifindex = backend->egress_ifindex,
+        .key = slow_path_key,
+    };
+    __builtin_memcpy(shim.nexthop.bytes, backend->addr.bytes, 16);
+    if (bpf_xdp_adjust_head(ctx, -(int)sizeof(shim)))
         return -1;
     void *data = (void *)(long)ctx->data;
-    struct stickylb_slow_path_meta *meta = (void *)(long)ctx->data_meta;
-    if ((void *)(meta + 1) > data)
-        return -1;
-    meta->magic = STICKYLB_SLOW_PATH_MAGIC;
-    meta->egress_ifindex = backend->egress_ifindex;
-    meta->family = family;
-    meta->pad0[0] = meta->pad0[1] = meta->pad0[2] = 0;
-    __builtin_memcpy(meta->nexthop.bytes, backend->addr.bytes, 16);
-    return 0;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (l2_length == ETH_HLEN) {
+        if (data + sizeof(shim) + ETH_HLEN > data_end)
+            return -1;
+        __builtin_memcpy(data, data + sizeof(shim), ETH_HLEN);
+        __builtin_memcpy(data + ETH_HLEN, &shim, sizeof(shim));
+        return 0;
+    }
+    if (l2_length == ETH_HLEN + 4) {
+        if (data + sizeof(shim) + ETH_HLEN + 4 > data_end)
+            return -1;
+        __builtin_memcpy(data, data + sizeof(shim), ETH_HLEN + 4);
+        __builtin_memcpy(data + ETH_HLEN + 4, &shim, sizeof(shim));
+        return 0;
+    }
+    return -1;
 }
 
 #endif /* STICKYLB_BPF_FORWARDING_H */

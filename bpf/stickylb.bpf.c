@@ -20,7 +20,7 @@ static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt,
     if (before_next_hop(vip->forwarding_mode, ctx, pkt, choice))
         return OUTCOME(counters, drop_error, XDP_DROP);
     if (!(backend->flags & STICKYLB_BACKEND_F_NEXTHOP_KNOWN)) {
-        if (attach_slow_path_meta(ctx, backend, slow_path_family(vip->forwarding_mode, backend)))
+        if (insert_slow_path_shim(ctx, pkt->l3_offset, backend, slow_path_family(vip->forwarding_mode, backend)))
             return OUTCOME(counters, drop_error, XDP_DROP);
         return OUTCOME(counters, pass_slow_path, XDP_PASS);
     }

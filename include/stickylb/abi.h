@@ -190,17 +190,22 @@ struct stickylb_new_flow_window {
 
 /*
  * Next hop of the chosen backend not yet resolved: XDP finishes the rewrite,
- * prepends this metadata and passes the packet to the stack, where the tc
- * program on the same interface (neigh.bpf.c) calls bpf_redirect_neigh() for
- * it. The metadata carries all it needs, so the tc program shares no map.
- * XDP metadata is at most 32 bytes and a multiple of 4.
+ * inserts this shim between the layer 2 header and the IP header and passes the
+ * packet to the stack, where the tc program on the same interface (neigh.bpf.c)
+ * reads it, removes it and calls bpf_redirect_neigh(). Its key, random per load
+ * and set in both programs' read-only data, tells a shim of ours from the first
+ * bytes of any IP header a sender made; it carries all the tc program needs, so
+ * that program shares no map. Should a shim reach the IP stack, its first byte
+ * (IP version 0) gets it dropped. A shim, not XDP metadata: some kernels refuse
+ * bpf_xdp_adjust_meta(); nor a trailer: a frame may have no tailroom, while XDP
+ * always has headroom.
  */
-#define STICKYLB_SLOW_PATH_MAGIC 0x534c4231u /* "SLB1" */
-struct stickylb_slow_path_meta {
-    __u32 magic;
+struct stickylb_slow_path_shim {
+    __u8 zero;
+    __u8 family; /* of nexthop; STICKYLB_FAMILY_NONE: route by the packet's destination */
+    __u8 pad0[2];
     __u32 egress_ifindex; /* 0: the interface it arrived on */
-    __u8 family;          /* of nexthop; STICKYLB_FAMILY_NONE: route by the packet's destination */
-    __u8 pad0[3];
+    __u64 key;
     union stickylb_addr nexthop;
 };
 
@@ -226,7 +231,9 @@ static_assert(sizeof(struct stickylb_affinity) == 16);
 static_assert(sizeof(struct stickylb_config) == 40);
 static_assert(offsetof(struct stickylb_config, new_flow_limit) == 4);
 static_assert(sizeof(struct stickylb_new_flow_window) == 16);
-static_assert(sizeof(struct stickylb_slow_path_meta) == 28);
+static_assert(sizeof(struct stickylb_slow_path_shim) == 32);
+static_assert(offsetof(struct stickylb_slow_path_shim, key) == 8);
+static_assert(offsetof(struct stickylb_slow_path_shim, nexthop) == 16);
 #endif
 
 #endif /* STICKYLB_ABI_H */

@@ -49,6 +49,7 @@ protected:
     }
 
     DataPlane& plane() { return *plane_; }
+    const DataPlane& plane() const { return *plane_; }
 
     // Writes the backends and the VIP's ring (down/draining ones out of the ring).
     void set_backends(std::uint32_t vip_index, const std::vector<TestBackend>& backends) {

@@ -87,26 +87,30 @@ TEST_P(ForwardingModes, SynThenAckOfOneFlowReachTheSameBackend) {
         EXPECT_EQ(backend_of(run(spec)), first);
 }
 
-TEST_P(ForwardingModes, UnknownNextHopGoesToTheSlowPathWithMetadata) {
+TEST_P(ForwardingModes, UnknownNextHopGoesToTheSlowPathWithAShim) {
     set_backends(1, {{1, IpAddress::parse(GetParam().backend1), BackendState::up, false},
                      {2, IpAddress::parse(GetParam().backend2), BackendState::up, false}});
     const PacketSpec spec = client_syn();
     const XdpRun result = run(spec);
     ASSERT_EQ(result.action, XDP_PASS);
-    ASSERT_GT(result.output.size(), sizeof(stickylb_slow_path_meta));
-    stickylb_slow_path_meta meta;
-    std::memcpy(&meta, result.output.data(), sizeof(meta));
-    EXPECT_EQ(meta.magic, STICKYLB_SLOW_PATH_MAGIC);
+    constexpr std::size_t kEthernet = 14;
+    ASSERT_GT(result.output.size(), kEthernet + sizeof(stickylb_slow_path_shim));
+    stickylb_slow_path_shim shim;
+    std::memcpy(&shim, result.output.data() + kEthernet, sizeof(shim));
+    EXPECT_EQ(shim.key, plane().slow_path_key()) << "what tells the tc program it is ours";
+    EXPECT_NE(shim.key, 0u);
+    EXPECT_EQ(shim.zero, 0) << "IP version 0: dropped by any IP stack it reaches";
     const std::uint32_t backend = ring_backend(flow_hash_of(spec));
     const IpAddress backend_address = backends_[backend - 1].address;
     if (GetParam().mode == ForwardingMode::l2_dsr) {
-        EXPECT_EQ(meta.family, backend_address.family());
-        EXPECT_EQ(IpAddress::from_abi(meta.nexthop, meta.family), backend_address);
+        EXPECT_EQ(shim.family, backend_address.family());
+        EXPECT_EQ(IpAddress::from_abi(shim.nexthop, shim.family), backend_address);
     } else {
-        EXPECT_EQ(meta.family, STICKYLB_FAMILY_NONE);  // the route to the outer destination decides
+        EXPECT_EQ(shim.family, STICKYLB_FAMILY_NONE);  // the route to the outer destination decides
     }
-    // After the metadata: the frame as it will leave, MACs left for the kernel to set.
-    Bytes frame(result.output.begin() + sizeof(meta), result.output.end());
+    // Without the shim: the frame as it will leave, MACs left for the kernel to set.
+    Bytes frame = result.output;
+    frame.erase(frame.begin() + kEthernet, frame.begin() + kEthernet + sizeof(shim));
     Bytes expected = expected_output(spec, backend);
     std::copy_n(build_packet(spec).begin(), 12, expected.begin());
     EXPECT_EQ(frame, expected);

@@ -201,6 +201,7 @@ protected:
 public:
     static bool same(const stickylb_addr& a, const stickylb_addr& b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
 
+    std::uint64_t slow_path_key() const { return plane().slow_path_key(); }
     bool is_vip_address(const Reading& r) const {
         for (const auto& address : addresses_)
             if (same(address, r.destination))
@@ -641,24 +642,25 @@ public:
     }
 
     // Empty if a forwarded frame is what forwarding `in` to a backend of `vip` must give.
-    // The slow path's output starts with its metadata (what the tc program reads).
-    std::string forwarded(const Bytes& in, const Bytes& with_meta, const Reading& r, const FuzzVip& vip,
+    // The slow path's output holds its shim behind the layer 2 header (what the tc
+    // program reads).
+    std::string forwarded(const Bytes& in, const Bytes& with_shim, const Reading& r, const FuzzVip& vip,
                           bool slow_path) const {
-        Bytes out = with_meta;
+        Bytes out = with_shim;
         if (slow_path) {
-            stickylb_slow_path_meta meta;
-            if (out.size() < sizeof(meta))
-                return "slow path without metadata";
-            std::memcpy(&meta, out.data(), sizeof(meta));
-            out.erase(out.begin(), out.begin() + sizeof(meta));
+            stickylb_slow_path_shim meta;
+            if (out.size() < r.l3 + sizeof(meta))
+                return "slow path without its shim";
+            std::memcpy(&meta, out.data() + r.l3, sizeof(meta));
+            out.erase(out.begin() + static_cast<long>(r.l3), out.begin() + static_cast<long>(r.l3 + sizeof(meta)));
             const bool l2 = vip.settings.forwarding == ForwardingMode::l2_dsr;
             const Backend* next_hop = nullptr;
             for (const Backend& b : kBackends)
                 if (std::memcmp(IpAddress::parse(b.address).to_abi().bytes, meta.nexthop.bytes, 16) == 0)
                     next_hop = &b;
-            if (meta.magic != STICKYLB_SLOW_PATH_MAGIC || meta.egress_ifindex != 0 || !next_hop ||
+            if (meta.key != fixture_->slow_path_key() || meta.zero != 0 || meta.egress_ifindex != 0 || !next_hop ||
                 meta.family != (l2 ? IpAddress::parse(next_hop->address).family() : std::uint8_t{STICKYLB_FAMILY_NONE}))
-                return "slow path metadata";
+                return "slow path shim";
             if (l2) {
                 if (const std::string problem = backend_allowed(next_hop->index, vip, true); !problem.empty())
                     return problem;

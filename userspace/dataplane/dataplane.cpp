@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -138,6 +139,15 @@ int print_libbpf_message(libbpf_print_level level, const char* format, va_list a
 void destroy_skeleton(stickylb_bpf* skeleton) { stickylb_bpf__destroy(skeleton); }
 void destroy_neigh(neigh_bpf* skeleton) { neigh_bpf__destroy(skeleton); }
 
+// Never 0: the tc program takes 0 for a key never set.
+std::uint64_t random_slow_path_key() {
+    std::uint64_t key = 0;
+    while (key == 0)
+        if (getrandom(&key, sizeof(key), 0) != static_cast<ssize_t>(sizeof(key)))
+            throw SystemError("getrandom for the slow path's key", errno);
+    return key;
+}
+
 }  // namespace
 
 std::string to_string(AttachMode mode) {
@@ -191,6 +201,7 @@ DataPlane DataPlane::load(const LoadOptions& options) {
     auto* skeleton = plane.skeleton_.get();
     skeleton->rodata->ring_size = options.ring_size;
     skeleton->rodata->max_vips = options.max_vips;
+    skeleton->rodata->slow_path_key = plane.slow_path_key_ = random_slow_path_key();
 
     const struct {
         bpf_map* map;
@@ -331,9 +342,11 @@ AttachResult DataPlane::attach(const std::string& interface, AttachMode requeste
 
 void DataPlane::attach_slow_path(const std::string& interface, std::uint32_t ifindex) {
     if (!neigh_skeleton_) {
-        neigh_skeleton_.reset(neigh_bpf__open_and_load());
+        neigh_skeleton_.reset(neigh_bpf__open());
         if (!neigh_skeleton_)
-            throw SystemError("load the tc slow-path program", errno);
+            throw SystemError("open the tc slow-path program", errno);
+        neigh_skeleton_->rodata->slow_path_key = slow_path_key_;
+        check_libbpf(neigh_bpf__load(neigh_skeleton_.get()), "load the tc slow-path program");
     }
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = BPF_TC_INGRESS);
     const int rc = bpf_tc_hook_create(&hook);

@@ -66,6 +66,8 @@ public:
     int xdp_program_fd() const;
     int flows_map_fd() const;
     int affinity_map_fd() const;
+    // What this load's XDP program puts in its slow-path trailers (stickylb/abi.h).
+    std::uint64_t slow_path_key() const { return slow_path_key_; }
 
 private:
     explicit DataPlane(const LoadOptions& options);
@@ -93,6 +95,7 @@ private:
     };
     std::unique_ptr<RingSlot, Unmap> ring_memory_;  // the rings map, memory-mapped
     int possible_cpus_ = 0;
+    std::uint64_t slow_path_key_ = 0;
 };
 
 }  // namespace stickylb
