@@ -6,7 +6,9 @@
 // dying) must move flows between LBs without breaking a connection or moving it to
 // another backend.
 // The LBs compare their config fingerprints through the lab's memcached: an LB started
-// with another hash seed must never become a next hop, and must say why.
+// with another hash seed must never become a next hop, and must say why. They share
+// their health checks there too: one LB that cannot reach a backend leaves it in
+// every ring.
 #include <signal.h>
 
 #include <algorithm>
@@ -124,8 +126,8 @@ protected:
         return seen;
     }
 
-    // First to last LB to change the VIP's ring last, in ms (each LB's own clock; one host here).
-    double ring_applied_spread_ms() const {
+    // When each LB last changed the VIP's ring (wall clock, s; one host's clock here).
+    std::vector<double> ring_applied_times() const {
         std::vector<double> applied;
         for (const auto& lb : lbs_) {
             const auto vips = lb->cli_json("vip show");
@@ -133,8 +135,11 @@ protected:
                                                                : 0.0);
         }
         EXPECT_GT(*std::min_element(applied.begin(), applied.end()), 0.0) << "an LB never wrote its ring";
-        return 1000 *
-               (*std::max_element(applied.begin(), applied.end()) - *std::min_element(applied.begin(), applied.end()));
+        return applied;
+    }
+
+    static double wall_seconds() {
+        return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     }
 
     // Polls until every LB sees BACKEND in STATE.
@@ -168,14 +173,42 @@ TEST_F(Fleet, TheRingsAreEqualOnEveryLbAfterEveryChange) {
     ASSERT_EQ(initial.size(), 1u) << "after start";
     EXPECT_EQ(initial.begin()->size(), 64u);
 
+    // LB 1 alone cannot reach be1: one host of three finds it down, so it stays in
+    // every ring, LB 1's too, and LB 1 stays a next hop (be2 and be3 pass its checks).
+    ASSERT_EQ(run_command(lab_command("blind-lb 1 1")).exit_code, 0);
+    nlohmann::json be1_on_lb1 = nlohmann::json::object();
+    for (int tries = 0; tries < 100 && be1_on_lb1.value("health", "") != "down"; ++tries) {
+        std::this_thread::sleep_for(50ms);
+        for (const auto& row : lbs_[0]->cli_json("health show"))
+            if (row.value("name", "") == "be1")
+                be1_on_lb1 = row;
+    }
+    EXPECT_EQ(be1_on_lb1.value("health", ""), "down") << "LB 1's own checks: " << be1_on_lb1.dump();
+    EXPECT_EQ(be1_on_lb1.value("verdict", ""), "up") << be1_on_lb1.dump();
+    EXPECT_EQ(be1_on_lb1.value("votes_down", 0), 1) << be1_on_lb1.dump();
+    EXPECT_EQ(be1_on_lb1.value("votes_up", 0), kLbs - 1) << be1_on_lb1.dump();
+    wait_everywhere("be1", "up");
+    EXPECT_EQ(fingerprints(), initial) << "one LB that cannot reach a backend";
+    EXPECT_EQ(next_hops(), kLbs);
+
+    std::cout << "LB 1 cannot reach be1: its own checks find it down, the fleet's votes "
+              << be1_on_lb1.value("votes_up", 0) << " up, " << be1_on_lb1.value("votes_down", 0)
+              << " down; be1 in every ring, " << next_hops() << " next hops\n";
+
+    // be1 really stops: two of three, then three, find it down.
+    const double stopped = wall_seconds();
     ASSERT_EQ(run_command(lab_command("stop-backend 1")).exit_code, 0);
     wait_everywhere("be1", "down");
-    std::cout << "be1 stopped: the " << kLbs << " LBs rewrote their rings within " << ring_applied_spread_ms()
-              << " ms of each other (each on its own checks)\n";
+    const auto applied = ring_applied_times();
+    const auto [first, last] = std::minmax_element(applied.begin(), applied.end());
+    std::cout << "be1 stopped (checks every 100 ms, fall 2): every LB's ring dropped it within "
+              << 1000 * (*last - stopped) << " ms of the stop, first to last " << 1000 * (*last - *first)
+              << " ms apart (on their shared checks)\n";
     const auto one_down = fingerprints();
     EXPECT_EQ(one_down.size(), 1u) << "a backend down";
     EXPECT_NE(one_down, initial);
 
+    ASSERT_EQ(run_command(lab_command("unblind-lb 1 1")).exit_code, 0);
     ASSERT_EQ(run_command(lab_command("start-backend 1")).exit_code, 0);
     wait_everywhere("be1", "up");
     EXPECT_EQ(fingerprints(), initial) << "back up: the ring of the start again";
@@ -260,7 +293,8 @@ TEST_F(Fleet, AnLbWithAnotherSeedIsNeverANextHop) {
         most_hops = std::max(most_hops, next_hops());
         std::this_thread::sleep_for(20ms);
     }
-    EXPECT_EQ(most_hops, kLbs - 1) << "LB 3 with another seed became a next hop (" << samples << " samples)";
+    EXPECT_EQ(most_hops, kLbs - 1) << "LB 3 with another seed became a next hop (" << samples << " samples); its log:\n"
+                                   << lb3.log();
     const auto odd = lb3.cli_json("cluster show");
     EXPECT_EQ(odd.value("standing", ""), "differs") << odd.dump();
     EXPECT_EQ(odd["differing_parts"], nlohmann::json::array({"hash_seed"})) << odd.dump();

@@ -274,18 +274,22 @@ TEST(Config, FleetKeysNameAMemcachedKeyAndBoundTheHeartbeat) {
     const DaemonConfig defaults = parse_config(kMinimal + "announce: {}\n", "lb.yaml");
     EXPECT_EQ(defaults.announce.fleet, "default");
     EXPECT_EQ(defaults.announce.peer_heartbeat, 1s);
+    EXPECT_EQ(defaults.announce.peer_poll, 100ms);
     EXPECT_FALSE(host_id(defaults.announce).empty()) << "the host name stands in for host_id";
-    const DaemonConfig set =
-        parse_config(kMinimal + "announce: {fleet: edge-1, host_id: lb7, peer_heartbeat: 250ms}\n", "lb.yaml");
+    const DaemonConfig set = parse_config(
+        kMinimal + "announce: {fleet: edge-1, host_id: lb7, peer_heartbeat: 250ms, peer_poll: 20ms}\n", "lb.yaml");
     EXPECT_EQ(set.announce.fleet, "edge-1");
     EXPECT_EQ(host_id(set.announce), "lb7");
     EXPECT_EQ(set.announce.peer_heartbeat, 250ms);
+    EXPECT_EQ(set.announce.peer_poll, 20ms);
     expect_problem(kMinimal + "announce: {fleet: 'edge 1'}\n",
                    "lb.yaml:7: announce.fleet: 'edge 1' cannot be a fleet name: name has a space, control or "
                    "non-ASCII character");
     expect_problem(kMinimal + "announce: {host_id: ''}\n", "lb.yaml:7: announce.host_id: must not be empty");
     expect_problem(kMinimal + "announce: {peer_heartbeat: 50ms}\n",
                    "lb.yaml:7: announce.peer_heartbeat: must be between 100ms and 10000ms, got 50ms");
+    expect_problem(kMinimal + "announce: {peer_poll: 5ms}\n",
+                   "lb.yaml:7: announce.peer_poll: must be between 10ms and 10000ms, got 5ms");
 }
 
 TEST(Config, ConfigErrorWhatListsEveryProblem) {

@@ -20,6 +20,7 @@
 
 #include "cli/grammar.h"
 #include "control/config_fingerprint.h"
+#include "control/fleet_health.h"
 #include "session/fleet_roster.h"
 #include "session/memcached_client.h"
 #include "support/fake_announce.h"
@@ -399,7 +400,11 @@ TEST_F(ControlPlaneTest, AHostWhoseConfigIsNotTheFleetsWithdrawsAndSaysWhichPart
             .count();
     fleet::Roster roster;
     for (const char* host : {"lb2", "lb3"})
-        roster.members.push_back({host, config_fingerprint(theirs), now_ms - 60'000, now_ms, 1});
+        roster.members.push_back({.host = host,
+                                  .fingerprint = config_fingerprint(theirs),
+                                  .since_ms = now_ms - 60'000,
+                                  .heartbeat_ms = now_ms,
+                                  .sequence = 1});
     MemcachedClient(memcached.address(), {}).set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
 
     start(config_text() +
@@ -431,6 +436,78 @@ TEST_F(ControlPlaneTest, AHostWhoseConfigIsNotTheFleetsWithdrawsAndSaysWhichPart
     EXPECT_EQ(cluster["standing"], "agrees");
     EXPECT_EQ(cluster["hosts"].size(), 1u);
     EXPECT_EQ(cluster["vips"][0]["announce"]["reason"], "announced");
+}
+
+// Two peers that run this host's config find be2 down, so at least half of the three
+// hosts do: be2 leaves this host's ring though its own checks pass, as it leaves
+// theirs. One peer alone finding be1 down leaves it in every ring; be3, down to this
+// host and unchecked by one peer, is down. Once the peers' entries go stale, this
+// host's own checks count again.
+TEST_F(ControlPlaneTest, TheRingsFollowWhatTheFleetsChecksSayNotOneHostsAlone) {
+    STICKYLB_REQUIRE_MEMCACHED();
+    testing::MemcachedProcess memcached;
+    const std::string text = config_text() +
+                             "announce: {check_interval: 20ms, hold: 0s, fleet: web-fleet, host_id: lb1, "
+                             "peer_heartbeat: 1s, peer_poll: 20ms}\n"
+                             "memcached_servers: ['" +
+                             memcached.address() + "']\n";
+    const DaemonConfig ours = parse_config(text, "lb1.yaml");
+    const VipConfig& web = ours.vips.at(0);
+    const auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    fleet::Roster roster;
+    for (const char* host : {"lb2", "lb3"})
+        roster.members.push_back({.host = host,
+                                  .fingerprint = config_fingerprint(ours),
+                                  .since_ms = now_ms - 60'000,
+                                  .heartbeat_ms = now_ms,
+                                  .sequence = 1});
+    roster.members[0].backends_down = {observation_key(web, "be1"), observation_key(web, "be2")};
+    roster.members[0].backends_unchecked = {observation_key(web, "be3")};
+    roster.members[1].backends_down = {observation_key(web, "be2")};
+    MemcachedClient(memcached.address(), {}).set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
+
+    start(text);
+    plane_->begin_service();
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    ASSERT_TRUE(run_until([&] { return row_of(request("backend", "show").result, "be2")["state"] == "down"; }))
+        << request("health", "show").result.dump();
+    const json health = request("health", "show").result;
+    const json be1 = row_of(health, "be1"), be2 = row_of(health, "be2"), be3 = row_of(health, "be3");
+    EXPECT_EQ(be2["health"], "up") << "this host's own checks";
+    EXPECT_EQ(be2["verdict"], "down");
+    EXPECT_EQ(be2["view"], "fleet");
+    EXPECT_EQ(be2["votes_up"], 1);
+    EXPECT_EQ(be2["votes_down"], 2);
+    EXPECT_EQ(be1["verdict"], "up");
+    EXPECT_EQ(be1["votes_up"], 2);
+    EXPECT_EQ(be1["votes_down"], 1);
+    EXPECT_EQ(be3["verdict"], "down");
+    EXPECT_EQ(be3["votes_up"], 1);
+    EXPECT_EQ(be3["votes_down"], 1);
+    const std::uint32_t vip_index = maps_.vips().begin()->second.index;
+    EXPECT_EQ(maps_.slots_of(vip_index, index_of("be1")), kRingSize);
+    EXPECT_TRUE(run_until([&] { return routes_.routes.contains(IpAddress::parse("192.0.2.10")); }))
+        << "be1 passes this host's checks and is in the ring";
+    const std::string metrics = plane_->metrics_text();
+    EXPECT_NE(metrics.find("stickylb_backend_fleet_votes{vip=\"web\",backend=\"be2\",health=\"down\"} 2\n"),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("stickylb_fleet_hosts_sharing_checks 3\n"), std::string::npos) << metrics;
+    // What this host wrote: its own checks, for its peers.
+    json cluster;
+    ASSERT_TRUE(run_until([&] {
+        cluster = request("cluster", "show").result;
+        for (const json& host : cluster["hosts"])
+            if (host["host"] == "lb1")
+                return host["backends_down"] == json::array({observation_key(web, "be3")});
+        return false;
+    })) << cluster.dump();
+
+    ASSERT_TRUE(run_until([&] { return row_of(request("backend", "show").result, "be2")["state"] == "up"; }))
+        << "the peers' entries went stale: " << request("health", "show").result.dump();
+    EXPECT_EQ(row_of(request("health", "show").result, "be2")["view"], "own_checks");
 }
 
 TEST_F(ControlPlaneTest, ClusterShowOutsideAFleetSaysWhy) {

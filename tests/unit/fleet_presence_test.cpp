@@ -2,7 +2,8 @@
 // LB hosts comparing their config through real memcached processes on loopback:
 // hosts with one config agree, a host with another seed is told it differs (and
 // which part), the majority wins, a host whose memcached is gone is alone, a
-// forged roster is refused and overwritten, and a reload moves a host's standing.
+// forged roster is refused and overwritten, a reload moves a host's standing, and
+// what one host's checks see reaches the peers of its config between heartbeats.
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
@@ -63,21 +64,24 @@ class Fleet : public ::testing::Test {
 protected:
     void SetUp() override { STICKYLB_REQUIRE_MEMCACHED(); }
 
-    // One LB host of fleet "web" on the given servers, beating every 100 ms.
+    // One LB host of fleet "web" on the given servers, beating every 100 ms unless told.
     std::unique_ptr<FleetPresence> host(const std::string& name, std::uint32_t seed,
-                                        const std::vector<std::string>& servers) {
+                                        const std::vector<std::string>& servers,
+                                        std::chrono::milliseconds heartbeat = 100ms,
+                                        std::chrono::milliseconds poll = 100ms) {
         std::vector<std::shared_ptr<MemcachedLink>> links;
         for (const std::string& server : servers)
             links.push_back(link_to(server));
-        auto presence = std::make_unique<FleetPresence>(io, std::move(links), FleetSettings{"web", name, 100ms},
-                                                        fingerprint(seed), &key, [this] { ++changes; });
+        auto presence = std::make_unique<FleetPresence>(
+            io, std::move(links), FleetSettings{"web", name, heartbeat, poll}, fingerprint(seed), &key,
+            [this] { ++changes; }, [this] { ++peer_changes; });
         presence->start();
         return presence;
     }
 
     boost::asio::io_context io;
     session::SigningKey key{"a fleet secret of sixteen bytes or more"};
-    int changes = 0;
+    int changes = 0, peer_changes = 0;
 };
 
 TEST_F(Fleet, HostsWithOneConfigAgree) {
@@ -124,6 +128,23 @@ TEST_F(Fleet, TheMinorityWithAnotherSeedDiffersAndIsToldWhy) {
     EXPECT_TRUE(lb1->verdict().differing.empty());
 }
 
+// memcached counts expiry in whole seconds: the roster's key must outlive the gaps
+// between writes, or a host with another config finds it empty, alone, and agrees.
+TEST_F(Fleet, TheMinorityNeverAgreesWhileTheMajorityBeats) {
+    testing::MemcachedProcess server;
+    auto lb1 = host("lb1", 1, {server.address()});
+    auto lb2 = host("lb2", 1, {server.address()});
+    auto lb3 = host("lb3", 2, {server.address()}, 100ms, 20ms);
+    ASSERT_TRUE(run_until(io, [&] { return lb3->standing() == FleetStanding::differs; })) << lb3->show().dump();
+    int agreed = 0, looks = 0;  // after every handler: a standing held for a moment counts
+    for (const auto until = Clock::now() + 3s; Clock::now() < until; ++looks) {
+        io.restart();
+        io.run_one_for(10ms);
+        agreed += lb3->standing() == FleetStanding::agrees;
+    }
+    EXPECT_EQ(agreed, 0) << "of " << looks << " looks over 3 s";
+}
+
 // memcached gone: the roster cannot be read, so the host cannot know its peers; it
 // is alone (and announces on its own health), then agrees again once it is back.
 TEST_F(Fleet, AHostThatCannotReachMemcachedIsAloneUntilItCanAgain) {
@@ -154,6 +175,36 @@ TEST_F(Fleet, AForgedRosterIsRefusedAndOverwritten) {
     const session::OpenedValue opened = session::open_value(&key, fleet::roster_key("web"), *stored);
     ASSERT_FALSE(opened.rejected);
     EXPECT_EQ(fleet::decode(opened.payload).members.at(0).host, "lb1");
+}
+
+// Heartbeats 10 s apart: what lb2's checks see reaches lb1 by lb2's write at once and
+// lb1's reads between heartbeats. lb3 runs another config, so it counts nobody's checks.
+TEST_F(Fleet, WhatAHostsChecksSeeReachesThePeersOfItsConfigBetweenHeartbeats) {
+    testing::MemcachedProcess server;
+    auto lb1 = host("lb1", 1, {server.address()}, 10s, 20ms);
+    auto lb2 = host("lb2", 1, {server.address()}, 10s, 20ms);
+    auto lb3 = host("lb3", 2, {server.address()}, 10s, 20ms);
+    ASSERT_TRUE(run_until(
+        io, [&] { return lb1->sharing_peers().size() == 1 && lb2->sharing_peers().size() == 1; }, 5s))
+        << lb1->show().dump();
+    EXPECT_EQ(lb1->sharing_peers().at(0).host, "lb2");
+    EXPECT_EQ(lb1->peer_votes("6/10.0.0.10/80/a"), (HealthVotes{1, 0})) << "a peer that lists nothing finds all up";
+    const int before = peer_changes;
+    lb2->set_own_health({"6/10.0.0.10/80/a"}, {"6/10.0.0.10/80/b"});
+    ASSERT_TRUE(run_until(
+        io, [&] { return lb1->peer_votes("6/10.0.0.10/80/a").down == 1; }, 5s))
+        << lb1->show().dump();
+    EXPECT_EQ(lb1->peer_votes("6/10.0.0.10/80/b"), (HealthVotes{0, 0})) << "unchecked: no vote";
+    EXPECT_GT(peer_changes, before);
+    EXPECT_GT(lb1->counters().reads, 0u);
+    EXPECT_TRUE(lb3->sharing_peers().empty());
+    EXPECT_EQ(lb3->peer_votes("6/10.0.0.10/80/a"), (HealthVotes{0, 0}));
+    const nlohmann::json shown_hosts = lb1->show()["hosts"];
+    for (const auto& shown : shown_hosts) {
+        if (shown["host"] == "lb2") {
+            EXPECT_EQ(shown["backends_down"], nlohmann::json::array({"6/10.0.0.10/80/a"}));
+        }
+    }
 }
 
 // A host that stops beating leaves the verdict of those that stay once its entry is stale.

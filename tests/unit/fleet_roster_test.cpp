@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // What LB hosts compare before announcing: the config fingerprint and the rule
-// that picks the fleet's.
+// that picks the fleet's; what they share of their checks and the rule that makes one
+// backend view of them.
 #include "session/fleet_roster.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "control/config_fingerprint.h"
+#include "control/fleet_health.h"
 
 namespace stickylb {
 namespace {
@@ -91,6 +94,59 @@ TEST(FleetRoster, AWriteReplacesItsOwnEntryAndDropsTheStaleOnes) {
     const fleet::Roster written = fleet::with_member(stored, member("lb1", "b", 7, now), now, std::chrono::seconds(3));
     ASSERT_EQ(written.members.size(), 1u);
     EXPECT_EQ(written.members[0].since_ms, 7);
+}
+
+TEST(FleetRoster, CarriesWhatEachHostsChecksSeeAndBoundsIt) {
+    fleet::Member lb1 = member("lb1", "a", 1, 2);
+    lb1.backends_down = {"6/10.0.0.10/80/a"};
+    lb1.backends_unchecked = {"6/10.0.0.10/80/b", "17/2001:db8::10/53/c"};
+    const fleet::Roster roster{{lb1, member("lb2", "a", 3, 4)}};
+    EXPECT_EQ(fleet::decode(fleet::encode(roster)), roster);
+
+    // Written by a host that shared no checks: every backend up to it.
+    nlohmann::json older = nlohmann::json::parse(fleet::encode(roster));
+    for (auto& entry : older["members"]) {
+        entry.erase("backends_down");
+        entry.erase("backends_unchecked");
+    }
+    const fleet::Roster decoded = fleet::decode(older.dump());
+    EXPECT_TRUE(decoded.members.at(0).backends_down.empty());
+
+    const auto with_down = [&](const nlohmann::json& list) {
+        nlohmann::json text = nlohmann::json::parse(fleet::encode(roster));
+        text["members"][0]["backends_down"] = list;
+        return text.dump();
+    };
+    EXPECT_THROW(fleet::decode(with_down(nlohmann::json::array({1}))), fleet::RosterError);
+    EXPECT_THROW(fleet::decode(with_down(nlohmann::json::array({"a b"}))), fleet::RosterError);
+    EXPECT_THROW(
+        fleet::decode(with_down(nlohmann::json::array({std::string(fleet::kMaxObservationKeyBytes + 1, 'k')}))),
+        fleet::RosterError);
+    EXPECT_THROW(fleet::decode(with_down("6/10.0.0.10/80/a")), fleet::RosterError);
+
+    fleet::Member crowded = member("lb3", "a", 1, 2);
+    for (std::size_t n = 0; n <= fleet::kMaxObservations; ++n)
+        crowded.backends_down.insert("6/10.0.0.10/80/be" + std::to_string(n));
+    EXPECT_THROW(fleet::encode(fleet::Roster{{crowded}}), fleet::RosterError) << "never written, so never refused";
+}
+
+TEST(FleetHealth, DownWhenAtLeastHalfOfTheHostsThatKnowSayDown) {
+    EXPECT_EQ(fleet_health({}), HealthVerdict::unknown);
+    EXPECT_EQ(fleet_health({.up = 2, .down = 1}), HealthVerdict::up) << "one host of three cut off from it";
+    EXPECT_EQ(fleet_health({.up = 1, .down = 2}), HealthVerdict::down);
+    EXPECT_EQ(fleet_health({.up = 1, .down = 1}), HealthVerdict::down) << "of two, the host that cannot reach it";
+    EXPECT_EQ(fleet_health({.up = 0, .down = 1}), HealthVerdict::down);
+    EXPECT_EQ(fleet_health({.up = 3, .down = 0}), HealthVerdict::up);
+    EXPECT_EQ(with_vote({.up = 1, .down = 1}, HealthVerdict::unknown), (HealthVotes{1, 1}));
+    EXPECT_EQ(with_vote({.up = 1, .down = 1}, HealthVerdict::down), (HealthVotes{1, 2}));
+}
+
+TEST(FleetHealth, ABackendIsNamedByWhatTheFingerprintComparesNotByTheVipsName) {
+    const DaemonConfig config = two_vips();
+    EXPECT_EQ(observation_key(config.vips.at(0), "a"), "6/10.0.0.10/80/a");
+    DaemonConfig renamed = config;
+    renamed.vips.at(0).name = "web";
+    EXPECT_EQ(observation_key(renamed.vips.at(0), "a"), observation_key(config.vips.at(0), "a"));
 }
 
 }  // namespace

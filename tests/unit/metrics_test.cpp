@@ -235,7 +235,8 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
                           .transitions = 3,
                           .check_latency_seconds = &latency,
                           .affinity_clients_moved = 21,
-                          .last_failover_timestamp_seconds = 1763700000.5});
+                          .last_failover_timestamp_seconds = 1763700000.5,
+                          .fleet_votes = HealthVotes{1, 2}});
     s.backends.push_back({.vip = "udp [fd00::1]:53",
                           .backend = "[fd00:1::2]:53",
                           .stats = {5, 500},
@@ -260,9 +261,11 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
     s.fleet = {.standing = FleetStanding::differs,
                .hosts_agreeing = 2,
                .hosts_differing = 1,
+               .hosts_sharing_checks = 3,
                .heartbeats = 30,
                .write_failures = 2,
-               .rejected_rosters = 1};
+               .rejected_rosters = 1,
+               .reads = 12};
     s.version = "0.1.0";
     s.commit = "93c39f7";
     return s;
@@ -342,12 +345,19 @@ TEST(RenderMetrics, HasEveryFamily) {
             "stickylb_fleet_heartbeats_total 30\n",
             "stickylb_fleet_heartbeat_failures_total 2\n",
             "stickylb_fleet_rosters_rejected_total 1\n",
+            "stickylb_fleet_hosts_sharing_checks 3\n",
+            "stickylb_fleet_roster_reads_total 12\n",
+            "stickylb_backend_fleet_votes{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\",health=\"up\"} 1\n",
+            "stickylb_backend_fleet_votes{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\",health=\"down\"} 2\n",
             "stickylb_build_info{version=\"0.1.0\",commit=\"93c39f7\"} 1\n",
         }) {
         EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line;
     }
     // No announcement series for a VIP of a host that does not announce.
     EXPECT_EQ(text.find("stickylb_vip_announced{vip=\"udp"), std::string::npos);
+    // No votes for a backend of a host that shares no checks.
+    EXPECT_EQ(text.find("stickylb_backend_fleet_votes{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.2:80\""),
+              std::string::npos);
     // No histogram for a backend without one.
     EXPECT_EQ(text.find("stickylb_health_check_duration_seconds_count{vip=\"udp"), std::string::npos);
     // Each family's HELP appears once.

@@ -99,3 +99,31 @@ cmd_kill_lb() {
     log "deleting namespace ${ns}"
     ip netns del "${ns}"
 }
+
+# LB K's own checks of backend N fail while the backend serves everyone: a prohibit
+# route in LB K refuses what its own stack sends the backend, and the XDP program,
+# which forwards at layer 2, takes no route. The LBs' shared checks keep the backend
+# in every ring while the other LBs find it up.
+backend_routes() {
+    local lb="$1" index="$2" action="$3"
+    ip -n "$(lb_ns "${lb}")" route "${action}" prohibit "$(lab_backend_address "${index}")/32"
+    ip -n "$(lb_ns "${lb}")" -6 route "${action}" prohibit "$(lab_backend_address6 "${index}")/128"
+}
+
+cmd_blind_lb() {
+    local lb index
+    lb="$(lb_argument "${1:-}")"
+    index="$(number_argument blind-lb "${2:-}")"
+    require_namespace "$(lb_ns "${lb}")"
+    log "LB ${lb} cannot reach be${index} itself: prohibit routes to its addresses"
+    backend_routes "${lb}" "${index}" add
+}
+
+cmd_unblind_lb() {
+    local lb index
+    lb="$(lb_argument "${1:-}")"
+    index="$(number_argument unblind-lb "${2:-}")"
+    require_namespace "$(lb_ns "${lb}")"
+    log "LB ${lb} reaches be${index} again"
+    backend_routes "${lb}" "${index}" del
+}

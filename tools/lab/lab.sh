@@ -146,6 +146,9 @@ usage: $0 up [--mode l2|ipip] [--backends N] [--app python|php] [--memcached N]
        $0 cut-lb [K]           (--bgp) LB K's bridge port down: gone without a word
        $0 restore-lb [K]       its port up again
        $0 kill-lb [K]          (--bgp) LB K's death: link, BIRD and namespace deleted
+       $0 blind-lb K N         (--bgp) LB K's own checks of backend N fail (prohibit routes
+                               in LB K; its XDP forwarding is untouched)
+       $0 unblind-lb K N       the routes removed
 
   --app php         Apache + mod_php backends with sessions in memcached
                     (default python: tools/lab/http_backend.py)
@@ -354,7 +357,7 @@ main() {
     case "${command}" in
     up | down | status | stop-backend | start-backend | crash-backend | kill-host | stop-agent | \
         start-agent | stop-memcached | start-memcached | restart-memcached | stop-lb-bgp | start-lb-bgp | \
-        cut-lb | restore-lb | kill-lb) ;;
+        cut-lb | restore-lb | kill-lb | blind-lb | unblind-lb) ;;
     -h | --help)
         usage
         exit 0
@@ -384,6 +387,8 @@ main() {
     cut-lb) cmd_cut_lb "$@" ;;
     restore-lb) cmd_restore_lb "$@" ;;
     kill-lb) cmd_kill_lb "$@" ;;
+    blind-lb) cmd_blind_lb "$@" ;;
+    unblind-lb) cmd_unblind_lb "$@" ;;
     esac
 }
 

@@ -42,7 +42,7 @@ void check_name(std::string_view name, bool counter) {
 }
 
 // Every label a stickylb metric may have, in the order they are rendered.
-constexpr std::array<std::string_view, 5> kLabelOrder = {"vip", "backend", "server", "reason", "standing"};
+constexpr std::array<std::string_view, 6> kLabelOrder = {"vip", "backend", "server", "reason", "standing", "health"};
 
 // Canonical label text: {vip="...",backend="...",...} in kLabelOrder, or "".
 std::string render_labels(std::string_view metric, std::initializer_list<Label> labels) {

@@ -677,8 +677,9 @@ SessionConfig Parser::session(const Entry& entry) {
 AnnounceConfig Parser::announce(const Entry& entry) {
     AnnounceConfig config;
     config.enabled = true;
-    const Mapping map(*this, entry,
-                      {"routing_table", "check_interval", "hold", "lock_file", "fleet", "host_id", "peer_heartbeat"});
+    const Mapping map(
+        *this, entry,
+        {"routing_table", "check_interval", "hold", "lock_file", "fleet", "host_id", "peer_heartbeat", "peer_poll"});
     if (!map.ok())
         return config;
     if (const Entry* e = map.get("routing_table")) {
@@ -719,6 +720,8 @@ AnnounceConfig Parser::announce(const Entry& entry) {
     set(map, "host_id", config.host_id, [&](const Entry& e) { return key_name(e, "a host id"); });
     set(map, "peer_heartbeat", config.peer_heartbeat,
         [&](const Entry& e) { return within(e, std::chrono::milliseconds(100), std::chrono::seconds(10)); });
+    set(map, "peer_poll", config.peer_poll,
+        [&](const Entry& e) { return within(e, std::chrono::milliseconds(10), std::chrono::seconds(10)); });
     return config;
 }
 

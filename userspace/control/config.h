@@ -95,6 +95,8 @@ struct AnnounceConfig {
     std::string fleet = "default";
     std::string host_id;
     std::chrono::milliseconds peer_heartbeat{1000};
+    // How often, between heartbeats, it reads its peers' health checks from the roster.
+    std::chrono::milliseconds peer_poll{100};
     bool operator==(const AnnounceConfig&) const = default;
 };
 // host_id, or the host name when it is empty.

@@ -60,6 +60,15 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
                   {{"vip", b.vip}, {"backend", b.backend}}, d(b.transitions));
     }
     for (const BackendSample& b : s.backends) {
+        if (!b.fleet_votes)
+            continue;
+        for (const auto& [health, votes] : {std::pair{"up", b.fleet_votes->up}, std::pair{"down", b.fleet_votes->down}})
+            w.gauge("stickylb_backend_fleet_votes",
+                    "LB hosts of the fleet, this one included, whose own checks find the backend up or down; the "
+                    "backend is down in every ring when at least half of them find it down.",
+                    {{"vip", b.vip}, {"backend", b.backend}, {"health", health}}, d(votes));
+    }
+    for (const BackendSample& b : s.backends) {
         w.counter("stickylb_affinity_clients_moved_total",
                   "Affinity clients moved off the backend: still pointing at it when it went down, or moved by "
                   "a forced drain.",
@@ -129,6 +138,12 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
         w.gauge("stickylb_fleet_hosts_other_config",
                 "Fresh LB hosts of the fleet whose config fingerprint is not the fleet's.", {},
                 d(s.fleet.hosts_differing));
+        w.gauge("stickylb_fleet_hosts_sharing_checks",
+                "LB hosts whose health checks this host's rings follow, this one included (1: its own checks alone, "
+                "as when no memcached server answers).",
+                {}, d(s.fleet.hosts_sharing_checks));
+        w.counter("stickylb_fleet_roster_reads_total",
+                  "Fleet roster reads between heartbeats (peers' checks), all servers.", {}, d(s.fleet.reads));
         w.counter("stickylb_fleet_heartbeats_total", "This host's entries written to the fleet roster, all servers.",
                   {}, d(s.fleet.heartbeats));
         w.counter("stickylb_fleet_heartbeat_failures_total",

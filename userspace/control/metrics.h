@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "control/announce.h"
+#include "control/fleet_health.h"
 #include "control/fleet_standing.h"
 #include "base/prometheus.h"
 #include "session/signed_value.h"
@@ -40,6 +41,8 @@ struct BackendSample {
     // Affinity clients moved off it: when it went down, or was drained with force.
     std::uint64_t affinity_clients_moved = 0;
     double last_failover_timestamp_seconds = 0;  // wall clock; 0: never failed over
+    // In a fleet sharing checks: the hosts (this one included) whose checks find it up, down.
+    std::optional<HealthVotes> fleet_votes = std::nullopt;
 };
 
 struct MemcachedServerSample {
@@ -68,7 +71,8 @@ struct FleetSample {
     std::optional<FleetStanding> standing;
     std::uint64_t hosts_agreeing = 0;  // fresh hosts running the fleet's config fingerprint, this one included
     std::uint64_t hosts_differing = 0;
-    std::uint64_t heartbeats = 0, write_failures = 0, rejected_rosters = 0;
+    std::uint64_t hosts_sharing_checks = 1;  // hosts whose checks this host's rings follow, itself included
+    std::uint64_t heartbeats = 0, write_failures = 0, rejected_rosters = 0, reads = 0;
 };
 
 struct MetricsSnapshot {

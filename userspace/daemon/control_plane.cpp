@@ -103,8 +103,10 @@ ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path,
     if (session_ && announcer_)
         fleet_ = std::make_unique<FleetPresence>(
             io_, session_->links(),
-            FleetSettings{config_.announce.fleet, host_id(config_.announce), config_.announce.peer_heartbeat},
-            config_fingerprint(config_), session_->signing_key(), [this] { on_fleet_change(); });
+            FleetSettings{config_.announce.fleet, host_id(config_.announce), config_.announce.peer_heartbeat,
+                          config_.announce.peer_poll},
+            config_fingerprint(config_), session_->signing_key(), [this] { on_fleet_change(); },
+            [this] { on_fleet_checks_change(); });
 }
 
 // Threads first: their jobs refer to the tables and to this object.
@@ -164,9 +166,10 @@ void ControlPlane::begin_service() {
         if (fleet_) {
             spdlog::info(
                 "fleet {}: this host is {}, config fingerprint {}; comparing with its peers every {} ms through "
-                "memcached",
+                "memcached, their health checks read every {} ms",
                 config_.announce.fleet, host_id(config_.announce), config_fingerprint(config_).digest,
-                config_.announce.peer_heartbeat.count());
+                config_.announce.peer_heartbeat.count(), config_.announce.peer_poll.count());
+            publish_own_health();
             fleet_->start();
         }
         announce();
@@ -217,11 +220,12 @@ void ControlPlane::announce() {
     std::vector<VipReadiness> vips;
     for (const DesiredVip& vip : desired_.vips) {
         VipReadiness readiness{vip.name, vip.key.address, vip.key.port, vip.key.protocol};
-        // A drained backend still serves its users: passing its checks is what counts.
+        // A drained backend still serves its users: passing its checks is what counts,
+        // this host's own (it forwards to the backend), and in the ring.
         for (const DesiredBackend& backend : vip.backends) {
-            const HealthVerdict health = verdict(backend.id);
-            readiness.backend_passing |= health == HealthVerdict::up;
-            readiness.backends_checked |= health != HealthVerdict::unknown;
+            const HealthVerdict own = own_verdict(backend.id);
+            readiness.backend_passing |= own == HealthVerdict::up && verdict(backend.id) == HealthVerdict::up;
+            readiness.backends_checked |= own != HealthVerdict::unknown;
         }
         vips.push_back(std::move(readiness));
     }
@@ -257,6 +261,11 @@ void ControlPlane::on_fleet_change() {
     } break;
     case FleetStanding::pending: break;
     }
+    announce();
+}
+
+void ControlPlane::on_fleet_checks_change() {
+    reconcile(ReconcileCause::health, "fleet peers' checks");
     announce();
 }
 
@@ -319,8 +328,10 @@ bool ControlPlane::reload() {
     if (runtime_changed)
         maps_.set_runtime_config(runtime_config());
     update_health_targets();
-    if (fleet_)
+    if (fleet_) {
         fleet_->set_fingerprint(config_fingerprint(config_));
+        publish_own_health();
+    }
     reconcile(ReconcileCause::reload);
     save_state();
     spdlog::info("reloaded {}", config_path_);
@@ -346,13 +357,39 @@ void ControlPlane::update_health_targets() {
     std::erase_if(overrides_, [&](const auto& entry) { return !wanted.count(to_string(entry.first)); });
 }
 
-HealthVerdict ControlPlane::verdict(const BackendId& id) const {
+HealthVerdict ControlPlane::own_verdict(const BackendId& id) const {
     switch (checker_.health(to_string(id))) {
     case Health::up: return HealthVerdict::up;
     case Health::down: return HealthVerdict::down;
     case Health::unknown: return HealthVerdict::unknown;
     }
     return HealthVerdict::unknown;
+}
+
+void ControlPlane::publish_own_health() {
+    if (!fleet_)
+        return;
+    std::set<std::string> down, unchecked;
+    for (const VipConfig& vip : config_.vips)
+        for (const BackendConfig& backend : vip.backends) {
+            const HealthVerdict own = own_verdict({vip.name, backend.name});
+            if (own == HealthVerdict::down)
+                down.insert(observation_key(vip, backend.name));
+            else if (own == HealthVerdict::unknown)
+                unchecked.insert(observation_key(vip, backend.name));
+        }
+    fleet_->set_own_health(std::move(down), std::move(unchecked));
+}
+
+std::optional<HealthVotes> ControlPlane::fleet_votes(const BackendId& id) const {
+    if (!fleet_ || fleet_->sharing_peers().empty())
+        return std::nullopt;
+    return with_vote(fleet_->peer_votes(observation_key(find_vip(id.first), id.second)), own_verdict(id));
+}
+
+HealthVerdict ControlPlane::verdict(const BackendId& id) const {
+    const auto votes = fleet_votes(id);
+    return votes ? fleet_health(*votes) : own_verdict(id);
 }
 
 void ControlPlane::reconcile(ReconcileCause cause, std::string_view detail) {
@@ -381,7 +418,16 @@ void ControlPlane::reconcile(ReconcileCause cause, std::string_view detail) {
                          stats.ring_slots_written);
         // The data plane has moved: the agents hear of it in the same reconcile.
         const bool book_changed = session_ && session_->update(config_, desired_, failovers_);
-        failovers_.clear();
+        std::erase_if(failovers_, [this](const auto& entry) {
+            const BackendId& id = entry.first;
+            if (own_verdict(id) != HealthVerdict::down)
+                return true;
+            for (const DesiredVip& vip : desired_.vips)
+                for (const DesiredBackend& backend : vip.backends)
+                    if (backend.id == id)
+                        return backend.state == BackendState::down;
+            return true;
+        });
         if ((cause != ReconcileCause::refresh && stats.changed()) || book_changed)
             save_state();
         std::vector<DesiredBackend> gone_down;
@@ -462,6 +508,7 @@ void ControlPlane::on_health_change(const HealthChange& change) {
         last_failover_seconds_[id] =
             std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     }
+    publish_own_health();
     reconcile(ReconcileCause::health, change.key);
     announce();  // a VIP's last backend going (or the first coming back) moves the route now
 }
@@ -892,8 +939,16 @@ void ControlPlane::show_health(const nlohmann::json& args, ControlServer::Reply 
         if (filtered_out(args, "vip", vip.name))
             continue;
         for (const BackendConfig& backend : vip.backends) {
-            const std::string key = to_string(BackendId{vip.name, backend.name});
-            nlohmann::json row{{"vip", vip.name}, {"name", backend.name}, {"health", to_string(checker_.health(key))}};
+            const BackendId id{vip.name, backend.name};
+            const std::string key = to_string(id);
+            const auto votes = fleet_votes(id);
+            nlohmann::json row{{"vip", vip.name},
+                               {"name", backend.name},
+                               {"health", to_string(checker_.health(key))},
+                               {"verdict", to_string(verdict(id))},
+                               {"view", votes ? "fleet" : "own_checks"},
+                               {"votes_up", votes ? votes->up : unsigned{own_verdict(id) == HealthVerdict::up}},
+                               {"votes_down", votes ? votes->down : unsigned{own_verdict(id) == HealthVerdict::down}}};
             if (auto found = health_detail_.find(key); found != health_detail_.end() && found->second.last) {
                 row["last_result"] = found->second.last->success ? "ok" : found->second.last->detail;
                 row["last_latency_seconds"] = std::chrono::duration<double>(found->second.last->latency).count();
@@ -978,6 +1033,7 @@ std::string ControlPlane::metrics_text() const {
             sample.stats = maps_.backend_stats(backend.index);
             sample.state = static_cast<int>(backend.state);
             sample.health_ok = checker_.health(to_string(backend.id)) == Health::up;
+            sample.fleet_votes = fleet_votes(backend.id);
             if (auto found = health_detail_.find(to_string(backend.id)); found != health_detail_.end()) {
                 sample.transitions = found->second.transitions;
                 sample.check_latency_seconds = &found->second.latency_seconds;

@@ -28,6 +28,7 @@
 #include "control/announce.h"
 #include "control/config.h"
 #include "control/control_server.h"
+#include "control/fleet_health.h"
 #include "control/health.h"
 #include "control/metrics.h"
 #include "control/reconciler.h"
@@ -152,6 +153,14 @@ private:
     // The VIP's announcement state and reason; null without an announce section.
     nlohmann::json announce_json(const std::string& vip) const;
     void on_fleet_change();
+    // What the peers sharing this host's checks say changed: the rings follow.
+    void on_fleet_checks_change();
+    // This host's own checks, written to the fleet roster.
+    HealthVerdict own_verdict(const BackendId& id) const;
+    void publish_own_health();
+    // The votes of the hosts sharing checks, this one included; none without peers.
+    std::optional<HealthVotes> fleet_votes(const BackendId& id) const;
+    // What the rings follow: the fleet's rule over fleet_votes, or this host's own checks.
     HealthVerdict verdict(const BackendId& id) const;
     // SHA-256 of what the VIP's ring in the data plane forwards to (ring_fingerprint.h).
     std::string vip_ring_fingerprint(const DesiredVip& vip) const;
@@ -186,7 +195,8 @@ private:
     std::map<std::string, RingWrites> ring_writes_;  // VIP name -> reconciles that rewrote its ring
     std::uint64_t flow_entries_ = 0, affinity_entries_ = 0;
     std::chrono::steady_clock::time_point tables_counted_at_{};
-    // Marked down by their checks since the last reconcile: their first failed check.
+    // Marked down by this host's checks and not yet down in the rings (the fleet may
+    // still count them up): their first failed check.
     std::map<BackendId, std::chrono::steady_clock::time_point> failovers_;
     std::map<BackendId, std::uint64_t> clients_moved_;
     std::map<BackendId, double> last_failover_seconds_;  // wall clock

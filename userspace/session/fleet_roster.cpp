@@ -48,6 +48,22 @@ T number_field(const nlohmann::json& object, const char* name) {
     return field->get<T>();
 }
 
+// Absent in rosters written before hosts shared their checks: none listed.
+std::set<std::string> observations(const nlohmann::json& entry, const char* name, const std::string& host) {
+    std::set<std::string> keys;
+    const auto list = entry.find(name);
+    if (list == entry.end())
+        return keys;
+    if (!list->is_array() || list->size() > kMaxObservations)
+        refuse("member " + host + ": \"" + name + "\" not an array or more than " + std::to_string(kMaxObservations));
+    for (const auto& key : *list) {
+        if (!key.is_string() || !printable_word(key.get_ref<const std::string&>(), kMaxObservationKeyBytes))
+            refuse("member " + host + ": \"" + name + "\" holds what is not a backend's key");
+        keys.insert(key.get<std::string>());
+    }
+    return keys;
+}
+
 Member member_from(const nlohmann::json& entry) {
     if (!entry.is_object())
         refuse("a member is not an object");
@@ -68,6 +84,8 @@ Member member_from(const nlohmann::json& entry) {
     member.since_ms = number_field<std::int64_t>(entry, "since_ms");
     member.heartbeat_ms = number_field<std::int64_t>(entry, "heartbeat_ms");
     member.sequence = number_field<std::uint64_t>(entry, "sequence");
+    member.backends_down = observations(entry, "backends_down", member.host);
+    member.backends_unchecked = observations(entry, "backends_unchecked", member.host);
     return member;
 }
 
@@ -81,14 +99,24 @@ std::string roster_key(std::string_view fleet) { return "stickylb:v1:fleet:" + s
 
 std::string encode(const Roster& roster) {
     nlohmann::json members = nlohmann::json::array();
-    for (const Member& member : roster.members)
+    for (const Member& member : roster.members) {
+        if (member.backends_down.size() > kMaxObservations || member.backends_unchecked.size() > kMaxObservations)
+            refuse("member " + member.host + " lists more than " + std::to_string(kMaxObservations) +
+                   " backends down or unchecked");
         members.push_back({{"host", member.host},
                            {"digest", member.fingerprint.digest},
                            {"parts", member.fingerprint.parts},
                            {"since_ms", member.since_ms},
                            {"heartbeat_ms", member.heartbeat_ms},
-                           {"sequence", member.sequence}});
-    return nlohmann::json{{"version", kVersion}, {"members", members}}.dump();
+                           {"sequence", member.sequence},
+                           {"backends_down", member.backends_down},
+                           {"backends_unchecked", member.backends_unchecked}});
+    }
+    std::string text = nlohmann::json{{"version", kVersion}, {"members", members}}.dump();
+    if (text.size() > kMaxRosterBytes)
+        refuse(std::to_string(roster.members.size()) + " hosts take " + std::to_string(text.size()) +
+               " bytes, more than " + std::to_string(kMaxRosterBytes));
+    return text;
 }
 
 Roster decode(std::string_view text) {

@@ -13,8 +13,16 @@
 // announce. A config rolled out host by host therefore moves the fleet from the
 // old config to the new once more hosts run the new one, and no two rings are
 // announced at the same time (beyond one heartbeat).
+//
+// Each entry also carries what that host's own health checks say of the backends
+// (control/fleet_health.h), so that hosts running one config apply one rule to the
+// same observations and write the same rings. Only the exceptions are listed, the
+// backends it sees down and those it has not checked yet: every other backend of its
+// config is up to it, which keeps a healthy fleet's roster small. Only hosts with the
+// same fingerprint, hence the same backends, read each other's lists.
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -26,8 +34,11 @@
 namespace stickylb::fleet {
 
 inline constexpr std::size_t kMaxMembers = 64;
-inline constexpr std::size_t kMaxHostIdBytes = 200;  // as session::name_problem allows
-inline constexpr std::size_t kMaxRosterBytes = 128 * 1024;
+inline constexpr std::size_t kMaxHostIdBytes = 200;          // as session::name_problem allows
+inline constexpr std::size_t kMaxObservations = 16384;       // backends one host lists
+inline constexpr std::size_t kMaxObservationKeyBytes = 320;  // control/fleet_health.h's observation_key
+// Below memcached's default item size (1 MiB) with the key and a signature.
+inline constexpr std::size_t kMaxRosterBytes = 1000 * 1024;
 
 std::string roster_key(std::string_view fleet);  // "stickylb:v1:fleet:<fleet>"
 
@@ -37,6 +48,8 @@ struct Member {
     std::int64_t since_ms = 0;      // wall clock: when this host took this fingerprint
     std::int64_t heartbeat_ms = 0;  // wall clock: its last write
     std::uint64_t sequence = 0;     // +1 per write of this host
+    // What its own checks say, by observation_key: down, not checked yet; others up.
+    std::set<std::string> backends_down = {}, backends_unchecked = {};
     bool operator==(const Member&) const = default;
 };
 
@@ -50,8 +63,10 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// Throws RosterError when the text would pass kMaxRosterBytes.
 std::string encode(const Roster& roster);
-// Strict and bounded (kMaxRosterBytes, kMaxMembers, field sizes); throws RosterError.
+// Strict and bounded (kMaxRosterBytes, kMaxMembers, kMaxObservations, field sizes);
+// throws RosterError.
 Roster decode(std::string_view text);
 
 // Whether member wrote within the freshness window before now_ms.
