@@ -82,6 +82,19 @@ struct {
     __uint(max_entries, STICKYLB_FLOW_CACHE_SLOTS);
 } flow_cache SEC(".maps");
 
+/*
+ * Written by stickylbd from its peers' published exceptions, read only on a flow
+ * miss of a packet that is not a connection's first: established flows never
+ * look here. Not preallocated: a fleet with no exceptions pays no memory.
+ */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct stickylb_flow_key);
+    __type(value, struct stickylb_peer_flow);
+    __uint(max_entries, STICKYLB_DEFAULT_PEER_FLOW_ENTRIES);
+} peer_flows SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __type(key, struct stickylb_affinity_key);

@@ -21,6 +21,7 @@ struct choice {
     __u8 affinity_hit;
     __u8 affinity_miss;
     __u8 flow_not_recorded; /* over the new-flow limit: balanced by the ring, recorded nowhere */
+    __u8 peer_flow;         /* followed a peer LB's entry (peer_flows) */
 };
 
 static __always_inline struct stickylb_config *runtime_settings(void)
@@ -251,6 +252,20 @@ static __always_inline int choose_backend(const struct packet *pkt, const struct
         affinity_key.vip_index = vip->vip_index;
         affinity_key.family = pkt->flow.family;
         mask_client(pkt, vip, &affinity_key.client);
+    }
+
+    /* A connection under way that another LB of the fleet carried off today's ring. */
+    if (creates_state) {
+        struct stickylb_peer_flow *peer = bpf_map_lookup_elem(&peer_flows, &pkt->flow);
+        struct stickylb_backend *backend = peer ? usable_backend(peer->backend_index) : NULL;
+        if (backend) {
+            choice->backend = backend;
+            choice->backend_index = peer->backend_index;
+            choice->peer_flow = 1;
+            if (admit_new_flow(config, choice))
+                record_flow(pkt, vip, config, choice, persistent ? bpf_ktime_get_coarse_ns() : 0);
+            return 0;
+        }
     }
 
     if (persistent) {

@@ -58,6 +58,8 @@ static __always_inline int forward_counted(struct xdp_md *ctx, const struct pack
         counters->icmp_too_big_steered++;
     if (counters && choice->flow_not_recorded)
         counters->flows_not_recorded++;
+    if (counters && choice->peer_flow)
+        counters->peer_flows_followed++;
     return forward(ctx, pkt, vip, choice, counters);
 }
 

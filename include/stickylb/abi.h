@@ -17,6 +17,8 @@
 #define STICKYLB_DEFAULT_FLOW_ENTRIES 1048576u
 #define STICKYLB_DEFAULT_AFFINITY_ENTRIES 1048576u
 #define STICKYLB_MAX_VIP_ENTRIES 1024u /* vips hash map: VIPs plus their address entries */
+/* peer_flows: the flows other LB hosts of the fleet keep off today's ring (no prealloc). */
+#define STICKYLB_DEFAULT_PEER_FLOW_ENTRIES 1048576u
 
 /* Ring slot / backend index 0 is never a backend: it means "nobody to pick". */
 #define STICKYLB_NO_BACKEND 0u
@@ -155,6 +157,17 @@ struct stickylb_flow {
     __u32 cache_hits; /* in flow_cache copies: counts towards the next touch */
 };
 
+/*
+ * A flow another LB host of the fleet recorded on a backend the ring no longer
+ * picks for it (the backend returned, was drained or reweighted since): should
+ * the router move that flow here, its first packet finds no flow entry, and this
+ * is where it goes instead of the ring's pick. Keyed by stickylb_flow_key.
+ */
+struct stickylb_peer_flow {
+    __u32 backend_index;
+    __u32 pad0;
+};
+
 struct stickylb_flow_cache_entry {
     struct stickylb_flow_key key; /* all zero: empty slot (no real flow has family 0) */
     struct stickylb_flow flow;
@@ -225,6 +238,7 @@ static_assert(offsetof(struct stickylb_flow_key, sport) == 32);
 static_assert(sizeof(struct stickylb_flow) == 24);
 static_assert(offsetof(struct stickylb_flow, vip_index) == 16);
 static_assert(sizeof(struct stickylb_flow_cache_entry) == 64);
+static_assert(sizeof(struct stickylb_peer_flow) == 8);
 static_assert(sizeof(struct stickylb_affinity_key) == 24);
 static_assert(offsetof(struct stickylb_affinity_key, client) == 8);
 static_assert(sizeof(struct stickylb_affinity) == 16);

@@ -35,7 +35,10 @@
       "ICMP frag-needed / packet-too-big sent to a flow's backend (subset of forwarded packets).")    \
     X(flows_not_recorded, "flows_not_recorded",                                                       \
       "Packets of new flows forwarded by the ring but not recorded: over the per-CPU new-flow limit " \
-      "(a flood of new sources cannot evict established flows).")
+      "(a flood of new sources cannot evict established flows).")                                     \
+    X(peer_flows_followed, "peer_flows_followed",                                                     \
+      "Packets of flows without an entry here sent where another LB of the fleet had them "           \
+      "(its flow off today's ring; subset of forwarded packets).")
 
 #define STICKYLB_COUNTER_FIELD(field, name, help) __u64 field;
 /* Outcomes first, exactly one per packet; then the "of which" counters. */
@@ -59,7 +62,7 @@ struct stickylb_backend_stats {
 };
 
 #ifdef __cplusplus
-static_assert(sizeof(struct stickylb_global_stats) == 13 * 8);
+static_assert(sizeof(struct stickylb_global_stats) == 14 * 8);
 
 namespace stickylb {
 struct GlobalCounter {

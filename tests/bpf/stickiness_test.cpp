@@ -211,6 +211,39 @@ TEST_F(Stickiness, RingChangeDoesNotMoveEstablishedFlows) {
     EXPECT_GT(to_new_backend, 0);
 }
 
+// The router moved a connection here from another LB of the fleet, which carried it
+// on a backend today's ring no longer picks: it goes where that LB had it.
+TEST_F(Stickiness, FlowOfAPeerLbGoesWhereThePeerHadIt) {
+    make_vip(false);
+    ring_all_to(1);
+    auto peer_flow = [](std::uint16_t port, std::uint32_t backend) {
+        FlowRecord record;
+        record.client = IpAddress::parse("198.51.100.7");
+        record.client_port = port;
+        record.vip = IpAddress::parse("192.0.2.10");
+        record.vip_port = 80;
+        record.protocol = IPPROTO_TCP;
+        record.backend_index = backend;
+        return record;
+    };
+    PinnedMaps tables = plane().client_tables();
+    EXPECT_EQ(tables.replace_peer_flows({peer_flow(7000, 3), peer_flow(7001, 2), peer_flow(7002, 4)}), 3u);
+    set_state(4, BackendState::down);
+
+    EXPECT_EQ(send("198.51.100.7", 7000, kTcpSyn), 1u) << "a new connection's SYN follows the ring";
+    EXPECT_EQ(send("198.51.100.7", 7000, kTcpAck), 3u) << "a packet under way follows the peer";
+    EXPECT_EQ(send("198.51.100.7", 7001, static_cast<std::uint8_t>(kTcpAck | kTcpPsh)), 2u);
+    EXPECT_EQ(send("198.51.100.7", 7002, kTcpAck), 1u) << "a peer's flow to a down backend is re-picked";
+    EXPECT_EQ(send("198.51.100.7", 7003, kTcpAck), 1u) << "no peer entry: the ring";
+    EXPECT_EQ(plane().global_stats().peer_flows_followed, 2u);
+
+    EXPECT_EQ(tables.replace_peer_flows({peer_flow(7001, 4)}), 1u) << "replaced, not added";
+    EXPECT_EQ(send("198.51.100.7", 7000, kTcpAck), 3u) << "recorded here at its first packet";
+    EXPECT_EQ(send("198.51.100.7", 7001, kTcpAck), 2u);
+    EXPECT_EQ(tables.replace_peer_flows({}), 0u);
+    EXPECT_EQ(plane().global_stats().peer_flows_followed, 2u) << "only flow misses look";
+}
+
 TEST_F(Stickiness, DrainingBackendKeepsItsUsersAndGetsNoNewOnes) {
     make_vip(true);
     const std::string user = first_client_on(1);

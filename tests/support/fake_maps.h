@@ -130,6 +130,16 @@ public:
         return changed;
     }
 
+    std::size_t replace_peer_flows(const std::vector<FlowRecord>& flows) override {
+        std::lock_guard lock(mutex_);
+        peer_flows_ = flows;
+        return flows.size();
+    }
+    std::vector<FlowRecord> peer_flows() const {
+        std::lock_guard lock(mutex_);
+        return peer_flows_;
+    }
+
     void add(const FlowRecord& flow) {
         std::lock_guard lock(mutex_);
         flows_.push_back(flow);
@@ -143,6 +153,7 @@ private:
     mutable std::mutex mutex_;
     std::vector<FlowRecord> flows_;
     std::vector<AffinityRecord> affinities_;
+    std::vector<FlowRecord> peer_flows_;
 };
 
 }  // namespace stickylb::testing

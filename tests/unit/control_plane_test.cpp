@@ -152,6 +152,21 @@ protected:
         })) << request("health", "show").result.dump();
     }
 
+    // Peers lb2 and lb3 of a fleet, running CONFIG, held for a minute, beating now.
+    static fleet::Roster peers_running(const DaemonConfig& config) {
+        const auto now_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+                .count();
+        fleet::Roster roster;
+        for (const char* host : {"lb2", "lb3"})
+            roster.members.push_back({.host = host,
+                                      .fingerprint = config_fingerprint(config),
+                                      .since_ms = now_ms - 60'000,
+                                      .heartbeat_ms = now_ms,
+                                      .sequence = 1});
+        return roster;
+    }
+
     std::uint32_t index_of(const std::string& name) {
         return row_of(request("backend", "show").result, name)["index"].get<std::uint32_t>();
     }
@@ -395,16 +410,7 @@ TEST_F(ControlPlaneTest, AHostWhoseConfigIsNotTheFleetsWithdrawsAndSaysWhichPart
     testing::MemcachedProcess memcached;
     DaemonConfig theirs = parse_config(config_text(), "peers.yaml");
     theirs.hash_seed ^= 0x5eed;
-    const auto now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    fleet::Roster roster;
-    for (const char* host : {"lb2", "lb3"})
-        roster.members.push_back({.host = host,
-                                  .fingerprint = config_fingerprint(theirs),
-                                  .since_ms = now_ms - 60'000,
-                                  .heartbeat_ms = now_ms,
-                                  .sequence = 1});
+    fleet::Roster roster = peers_running(theirs);
     MemcachedClient(memcached.address(), {}).set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
 
     start(config_text() +
@@ -453,16 +459,7 @@ TEST_F(ControlPlaneTest, TheRingsFollowWhatTheFleetsChecksSayNotOneHostsAlone) {
                              memcached.address() + "']\n";
     const DaemonConfig ours = parse_config(text, "lb1.yaml");
     const VipConfig& web = ours.vips.at(0);
-    const auto now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    fleet::Roster roster;
-    for (const char* host : {"lb2", "lb3"})
-        roster.members.push_back({.host = host,
-                                  .fingerprint = config_fingerprint(ours),
-                                  .since_ms = now_ms - 60'000,
-                                  .heartbeat_ms = now_ms,
-                                  .sequence = 1});
+    fleet::Roster roster = peers_running(ours);
     roster.members[0].backends_down = {observation_key(web, "be1"), observation_key(web, "be2")};
     roster.members[0].backends_unchecked = {observation_key(web, "be3")};
     roster.members[1].backends_down = {observation_key(web, "be2")};

@@ -203,7 +203,8 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
                 .redirect = 10,
                 .fragments_steered = 11,
                 .icmp_too_big_steered = 12,
-                .flows_not_recorded = 13};
+                .flows_not_recorded = 13,
+                .peer_flows_followed = 14};
     s.vips.push_back(
         {.vip = "tcp 10.0.0.1:80",
          .stats = {.packets = 100, .bytes = 6400, .new_flows = 7, .affinity_hits = 3, .affinity_misses = 4},
@@ -296,6 +297,7 @@ TEST(RenderMetrics, HasEveryFamily) {
             "stickylb_fragments_steered_total 11\n",
             "stickylb_icmp_too_big_steered_total 12\n",
             "stickylb_flows_not_recorded_total 13\n",
+            "stickylb_peer_flows_followed_total 14\n",
             "stickylb_vip_packets_total{vip=\"tcp 10.0.0.1:80\"} 100\n",
             "stickylb_vip_bytes_total{vip=\"tcp 10.0.0.1:80\"} 6400\n",
             "stickylb_vip_new_flows_total{vip=\"tcp 10.0.0.1:80\"} 7\n",

@@ -110,20 +110,15 @@ backend_routes() {
     ip -n "$(lb_ns "${lb}")" -6 route "${action}" prohibit "$(lab_backend_address6 "${index}")/128"
 }
 
-cmd_blind_lb() {
-    local lb index
-    lb="$(lb_argument "${1:-}")"
-    index="$(number_argument blind-lb "${2:-}")"
+# blind (routes added) or unblind (removed): LB K, backend N.
+blinding() {
+    local action="$1" command="$2" lb index
+    lb="$(lb_argument "${3:-}")"
+    index="$(number_argument "${command}" "${4:-}")"
     require_namespace "$(lb_ns "${lb}")"
-    log "LB ${lb} cannot reach be${index} itself: prohibit routes to its addresses"
-    backend_routes "${lb}" "${index}" add
+    log "LB ${lb}, its own traffic to be${index}: prohibit routes ${action}"
+    backend_routes "${lb}" "${index}" "${action}"
 }
 
-cmd_unblind_lb() {
-    local lb index
-    lb="$(lb_argument "${1:-}")"
-    index="$(number_argument unblind-lb "${2:-}")"
-    require_namespace "$(lb_ns "${lb}")"
-    log "LB ${lb} reaches be${index} again"
-    backend_routes "${lb}" "${index}" del
-}
+cmd_blind_lb() { blinding add blind-lb "$@"; }
+cmd_unblind_lb() { blinding del unblind-lb "$@"; }

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "base/input_checks.h"
+
 #include "base/bounded_json.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -119,6 +121,11 @@ nlohmann::json parse_json_bounded(std::string_view text, int max_depth) {
             throw JsonTooDeep("nested deeper than " + std::to_string(max_depth) + " levels");
         return true;
     });
+}
+
+bool printable_word(std::string_view text, std::size_t max_bytes) {
+    return !text.empty() && text.size() <= max_bytes &&
+           std::all_of(text.begin(), text.end(), [](char c) { return c > ' ' && c < 0x7f; });
 }
 
 }  // namespace stickylb

@@ -22,4 +22,7 @@ std::string read_bounded_file(const std::string& path, std::size_t limit = kMaxC
 // or nullopt when it is fine.
 std::optional<std::string> text_problem(std::string_view text);
 
+// 1 to max_bytes printable ASCII characters, no space: a name or key read from outside.
+bool printable_word(std::string_view text, std::size_t max_bytes);
+
 }  // namespace stickylb

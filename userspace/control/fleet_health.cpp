@@ -18,9 +18,13 @@ std::string_view to_string(HealthVerdict verdict) {
     return "unknown";
 }
 
-std::string observation_key(const VipConfig& vip, const std::string& backend) {
+std::string observation_key(const VipKey& vip, const std::string& backend) {
     return std::to_string(vip.protocol) + "/" + vip.address.to_string() + "/" + std::to_string(vip.port) + "/" +
            backend;
+}
+
+std::string observation_key(const VipConfig& vip, const std::string& backend) {
+    return observation_key(VipKey{vip.address, vip.port, vip.protocol}, backend);
 }
 
 HealthVotes with_vote(HealthVotes votes, HealthVerdict verdict) {

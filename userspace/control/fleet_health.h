@@ -30,6 +30,7 @@ std::string_view to_string(HealthVerdict verdict);  // "up" | "down" | "unknown"
 // (the VIP's protocol, address and port, the backend's name), not by VIP names,
 // which may differ between hosts of one config. "6/10.89.0.10/80/be1".
 std::string observation_key(const VipConfig& vip, const std::string& backend);
+std::string observation_key(const VipKey& vip, const std::string& backend);
 // Adds one host's own verdict (unknown adds nothing).
 HealthVotes with_vote(HealthVotes votes, HealthVerdict verdict);
 

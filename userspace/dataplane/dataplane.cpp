@@ -578,7 +578,7 @@ int DataPlane::xdp_program_fd() const { return bpf_program__fd(skeleton_->progs.
 PinnedMaps DataPlane::client_tables() const {
     const auto& maps = skeleton_->maps;
     return PinnedMaps::adopt({bpf_map__fd(maps.flows), bpf_map__fd(maps.flow_cache), bpf_map__fd(maps.affinity),
-                              bpf_map__fd(maps.backends), bpf_map__fd(maps.vips)},
+                              bpf_map__fd(maps.backends), bpf_map__fd(maps.vips), bpf_map__fd(maps.peer_flows)},
                              options_.pin_dir.empty() ? std::string("the loaded program's maps") : options_.pin_dir);
 }
 

@@ -165,6 +165,10 @@ public:
     // STICKYLB_NO_BACKEND deleted, another index rewritten to that backend (its
     // last-seen time kept). Returns how many entries changed.
     virtual std::size_t reassign_affinities(std::function<std::optional<std::uint32_t>(const AffinityRecord&)> to) = 0;
+
+    // The flows the fleet's other LB hosts keep off today's ring (vip_index ignored):
+    // afterwards the peer-flow table holds exactly these. Returns how many were written.
+    virtual std::size_t replace_peer_flows(const std::vector<FlowRecord>& flows) = 0;
 };
 
 }  // namespace stickylb

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <stdexcept>
 #include <utility>
 
@@ -42,6 +43,17 @@ FlowRecord record_of(const stickylb_flow_key& key, const stickylb_flow& flow) {
     record.backend_index = flow.backend_index;
     record.vip_index = flow.vip_index;
     return record;
+}
+
+stickylb_flow_key key_of(const FlowRecord& record) {
+    stickylb_flow_key key{};
+    key.src = record.client.to_abi();
+    key.dst = record.vip.to_abi();
+    key.sport = htons(record.client_port);
+    key.dport = htons(record.vip_port);
+    key.proto = record.protocol;
+    key.family = record.client.family();
+    return key;
 }
 
 std::uint64_t monotonic_coarse_ns() { return affinity_clock_ns(); }
@@ -151,6 +163,8 @@ constexpr WantedMap kWanted[] = {
     {"backends", &PinnedMaps::Descriptors::backends, BPF_MAP_TYPE_ARRAY, sizeof(std::uint32_t),
      sizeof(stickylb_backend)},
     {"vips", &PinnedMaps::Descriptors::vips, BPF_MAP_TYPE_HASH, sizeof(stickylb_vip_key), sizeof(stickylb_vip_meta)},
+    {"peer_flows", &PinnedMaps::Descriptors::peer_flows, BPF_MAP_TYPE_HASH, sizeof(stickylb_flow_key),
+     sizeof(stickylb_peer_flow)},
 };
 
 }  // namespace
@@ -195,7 +209,7 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& other) noexcept {
     if (this != &other) {
         close_all();
         pin_dir_ = std::move(other.pin_dir_);
-        fds_ = std::exchange(other.fds_, Descriptors{-1, -1, -1, -1, -1});
+        fds_ = std::exchange(other.fds_, Descriptors{});
         possible_cpus_ = other.possible_cpus_;
     }
     return *this;
@@ -204,7 +218,7 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& other) noexcept {
 PinnedMaps::~PinnedMaps() { close_all(); }
 
 void PinnedMaps::close_all() noexcept {
-    for (int* fd : {&fds_.flows, &fds_.flow_cache, &fds_.affinity, &fds_.backends, &fds_.vips})
+    for (int* fd : {&fds_.flows, &fds_.flow_cache, &fds_.affinity, &fds_.backends, &fds_.vips, &fds_.peer_flows})
         if (*fd >= 0)
             close(std::exchange(*fd, -1));
 }
@@ -388,6 +402,37 @@ std::size_t PinnedMaps::reassign_affinities(std::function<std::optional<std::uin
             check_libbpf(rc, "move an affinity in " + pin_dir_ + "/affinity");
     }
     return changed;
+}
+
+std::size_t PinnedMaps::replace_peer_flows(const std::vector<FlowRecord>& flows) {
+    const std::string where = pin_dir_ + "/peer_flows";
+    std::map<FlowKeyBytes, stickylb_peer_flow> wanted;
+    for (const FlowRecord& flow : flows) {
+        stickylb_peer_flow value{};
+        value.backend_index = flow.backend_index;
+        wanted[bytes_of(key_of(flow))] = value;
+    }
+    std::vector<stickylb_flow_key> doomed;
+    for_each_entry<stickylb_flow_key, stickylb_peer_flow>(
+        fds_.peer_flows, where, [&](const stickylb_flow_key& key, const stickylb_peer_flow& value) {
+            const auto found = wanted.find(bytes_of(key));
+            if (found == wanted.end())
+                doomed.push_back(key);
+            else if (found->second.backend_index == value.backend_index)
+                wanted.erase(found);  // already there
+            return true;
+        });
+    for (const auto& key : doomed) {
+        const int rc = bpf_map_delete_elem(fds_.peer_flows, &key);
+        if (rc != 0 && rc != -ENOENT)
+            check_libbpf(rc, "delete a peer flow from " + where);
+    }
+    for (const auto& [bytes, value] : wanted) {
+        stickylb_flow_key key{};
+        std::memcpy(&key, bytes.data(), sizeof(key));
+        check_libbpf(bpf_map_update_elem(fds_.peer_flows, &key, &value, BPF_ANY), "write a peer flow to " + where);
+    }
+    return wanted.size();
 }
 
 std::optional<IpAddress> PinnedMaps::backend_address(std::uint32_t backend_index) const {

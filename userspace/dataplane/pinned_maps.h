@@ -18,7 +18,7 @@ namespace stickylb {
 
 class PinnedMaps final : public ClientTables {
 public:
-    // bpf_obj_get of "flows", "flow_cache", "affinity", "backends" and "vips" under
+    // bpf_obj_get of "flows", "flow_cache", "affinity", "backends", "vips" and "peer_flows" under
     // pin_dir. Throws std::runtime_error "no stickylb maps pinned in DIR: is stickylbd
     // running?" when they are not there, SystemError for other failures, and
     // std::runtime_error when a map's layout is not this build's abi.h.
@@ -26,7 +26,7 @@ public:
     // The same maps from descriptors of a program loaded here (DataPlane::client_tables):
     // PinnedMaps owns these (duplicates) and checks their layout as open() does.
     struct Descriptors {
-        int flows, flow_cache, affinity, backends, vips;
+        int flows = -1, flow_cache = -1, affinity = -1, backends = -1, vips = -1, peer_flows = -1;
     };
     static PinnedMaps adopt(const Descriptors& descriptors, const std::string& where);
     PinnedMaps(PinnedMaps&& other) noexcept;
@@ -45,6 +45,7 @@ public:
     // batches, else one update each.
     AffinityWriteResult write_affinities(const std::vector<AffinityWrite>& entries, bool overwrite) override;
     std::size_t reassign_affinities(std::function<std::optional<std::uint32_t>(const AffinityRecord&)> to) override;
+    std::size_t replace_peer_flows(const std::vector<FlowRecord>& flows) override;
 
     // Address of a backend index as the backends map holds it; nullopt for an
     // index out of range or an empty slot.
@@ -55,7 +56,7 @@ private:
     void close_all() noexcept;
 
     std::string pin_dir_;
-    Descriptors fds_{-1, -1, -1, -1, -1};
+    Descriptors fds_{};
     int possible_cpus_ = 0;
 };
 

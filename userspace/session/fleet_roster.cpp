@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bounded_json.h"
+#include "base/input_checks.h"
 
 namespace stickylb::fleet {
 namespace {
@@ -16,11 +17,6 @@ constexpr int kVersion = 1;
 constexpr std::size_t kMaxParts = 16;
 constexpr std::size_t kMaxPartNameBytes = 32;
 constexpr std::size_t kMaxPartBytes = 128;
-
-bool printable_word(std::string_view text, std::size_t max_bytes) {
-    return !text.empty() && text.size() <= max_bytes &&
-           std::all_of(text.begin(), text.end(), [](char c) { return c > ' ' && c < 0x7f; });
-}
 
 bool lowercase_hex(std::string_view text, std::size_t length) {
     return text.size() == length && std::all_of(text.begin(), text.end(), [](char c) {
