@@ -548,6 +548,14 @@ TEST(Config, DurationsParse) {
     for (const char* bad : {"", "s", "1.5", "1.5ms", "-1s", "1.s", ".5s", "1 s", "1sec", "1.2.3s", "0.0001s", "1d"}) {
         EXPECT_THROW(parse_duration(bad), std::invalid_argument) << bad;
     }
+    // The bound is on the value, whatever the unit: what is accepted in one unit reads
+    // back from its millisecond count (the config fuzzer found "7220107220s" did not).
+    EXPECT_EQ(parse_duration("7220107220s"), 7220107220000ms);
+    EXPECT_EQ(parse_duration("7220107220000"), 7220107220000ms);
+    EXPECT_EQ(parse_duration("1000000000000000"), 1000000000000000ms);
+    for (const char* bad : {"1000000000000001", "277777778h", "99999999999999999999h", "1.00000000001h"}) {
+        EXPECT_THROW(parse_duration(bad), std::invalid_argument) << bad;
+    }
     // In a file, a bad duration names its path and line.
     expect_problem(minimal_vip_with("    health:\n      interval: 1.5\n"),
                    "lb.yaml:8: vips[0].health.interval: '1.5' is not a whole number of milliseconds");

@@ -39,15 +39,23 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     // Exact decimal arithmetic: integer part and fraction, no floating point.
     const std::string_view whole = number.substr(0, dot);
     const std::string_view fraction = dot == std::string_view::npos ? std::string_view{} : number.substr(dot + 1);
-    if (whole.size() > 12)
-        throw fail("is too long a duration");
+    // A bound on the value, not on the digits: whatever is accepted in one unit reads
+    // back from its millisecond count.
+    constexpr long long kMaxMilliseconds = 1'000'000'000'000'000LL;  // some 31,000 years
+    const auto too_long = [&] {
+        return fail("is too long a duration (at most " + std::to_string(kMaxMilliseconds) + " ms)");
+    };
+    if (whole.size() > 18)
+        throw too_long();
     long long whole_value = 0;
     std::from_chars(whole.data(), whole.data() + whole.size(), whole_value);
+    if (whole_value > kMaxMilliseconds / factor)
+        throw too_long();
     long long result = whole_value * factor;
     long long scale = 1;
     long long fraction_value = 0;
     for (const char c : fraction) {
-        if (scale > 1'000'000'000'000LL)
+        if (scale > 1'000'000'000LL)
             throw fail("has too many decimals");
         fraction_value = fraction_value * 10 + (c - '0');
         scale *= 10;
@@ -55,6 +63,8 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     if ((fraction_value * factor) % scale != 0)
         throw fail("is not a whole number of milliseconds");
     result += fraction_value * factor / scale;
+    if (result > kMaxMilliseconds)
+        throw too_long();
     return std::chrono::milliseconds(result);
 }
 
