@@ -12,6 +12,7 @@
 // address and port, backend name), since backend indexes are each host's own.
 #include <compare>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>

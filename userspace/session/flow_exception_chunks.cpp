@@ -49,7 +49,6 @@ std::vector<std::string> encode_exception_chunks(std::string_view host, std::uin
     for (std::size_t i = 0; i < count; ++i) {
         const FlowException& exception = exceptions[i];
         std::string line = exception.client.to_string() + " " + std::to_string(exception.client_port) + "\n";
-        const bool new_group = !group || *group != exception.backend;
         const std::string group_line = "b " + exception.backend + "\n";
         if (bodies.back().size() + line.size() + group_line.size() > room) {
             if (bodies.size() == kMaxExceptionChunks)
@@ -57,7 +56,7 @@ std::vector<std::string> encode_exception_chunks(std::string_view host, std::uin
             bodies.emplace_back();
             group = nullptr;
         }
-        if (!group || new_group) {
+        if (!group || *group != exception.backend) {
             bodies.back() += group_line;
             group = &exception.backend;
         }
