@@ -275,13 +275,18 @@ TEST(Config, FleetKeysNameAMemcachedKeyAndBoundTheHeartbeat) {
     EXPECT_EQ(defaults.announce.fleet, "default");
     EXPECT_EQ(defaults.announce.peer_heartbeat, 1s);
     EXPECT_EQ(defaults.announce.peer_poll, 100ms);
+    EXPECT_TRUE(defaults.announce.share_exceptions);
     EXPECT_FALSE(host_id(defaults.announce).empty()) << "the host name stands in for host_id";
-    const DaemonConfig set = parse_config(
-        kMinimal + "announce: {fleet: edge-1, host_id: lb7, peer_heartbeat: 250ms, peer_poll: 20ms}\n", "lb.yaml");
+    const DaemonConfig set =
+        parse_config(kMinimal +
+                         "announce: {fleet: edge-1, host_id: lb7, peer_heartbeat: 250ms, peer_poll: 20ms, "
+                         "share_exceptions: false}\n",
+                     "lb.yaml");
     EXPECT_EQ(set.announce.fleet, "edge-1");
     EXPECT_EQ(host_id(set.announce), "lb7");
     EXPECT_EQ(set.announce.peer_heartbeat, 250ms);
     EXPECT_EQ(set.announce.peer_poll, 20ms);
+    EXPECT_FALSE(set.announce.share_exceptions);
     expect_problem(kMinimal + "announce: {fleet: 'edge 1'}\n",
                    "lb.yaml:7: announce.fleet: 'edge 1' cannot be a fleet name: name has a space, control or "
                    "non-ASCII character");

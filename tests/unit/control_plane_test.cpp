@@ -22,6 +22,7 @@
 #include "control/config_fingerprint.h"
 #include "control/fleet_health.h"
 #include "session/fleet_roster.h"
+#include "session/flow_exception_chunks.h"
 #include "session/memcached_client.h"
 #include "support/fake_announce.h"
 #include "support/fake_maps.h"
@@ -165,6 +166,15 @@ protected:
                                       .heartbeat_ms = now_ms,
                                       .sequence = 1});
         return roster;
+    }
+
+    // Host lb1 of fleet web-fleet on one memcached server, reading the roster every 20 ms.
+    std::string fleet_config_text(const std::string& memcached) const {
+        return config_text() +
+               "announce: {check_interval: 20ms, hold: 0s, fleet: web-fleet, host_id: lb1, "
+               "peer_heartbeat: 1s, peer_poll: 20ms}\n"
+               "memcached_servers: ['" +
+               memcached + "']\n";
     }
 
     std::uint32_t index_of(const std::string& name) {
@@ -452,11 +462,7 @@ TEST_F(ControlPlaneTest, AHostWhoseConfigIsNotTheFleetsWithdrawsAndSaysWhichPart
 TEST_F(ControlPlaneTest, TheRingsFollowWhatTheFleetsChecksSayNotOneHostsAlone) {
     STICKYLB_REQUIRE_MEMCACHED();
     testing::MemcachedProcess memcached;
-    const std::string text = config_text() +
-                             "announce: {check_interval: 20ms, hold: 0s, fleet: web-fleet, host_id: lb1, "
-                             "peer_heartbeat: 1s, peer_poll: 20ms}\n"
-                             "memcached_servers: ['" +
-                             memcached.address() + "']\n";
+    const std::string text = fleet_config_text(memcached.address());
     const DaemonConfig ours = parse_config(text, "lb1.yaml");
     const VipConfig& web = ours.vips.at(0);
     fleet::Roster roster = peers_running(ours);
@@ -505,6 +511,69 @@ TEST_F(ControlPlaneTest, TheRingsFollowWhatTheFleetsChecksSayNotOneHostsAlone) {
     ASSERT_TRUE(run_until([&] { return row_of(request("backend", "show").result, "be2")["state"] == "up"; }))
         << "the peers' entries went stale: " << request("health", "show").result.dump();
     EXPECT_EQ(row_of(request("health", "show").result, "be2")["view"], "own_checks");
+}
+
+// Flows kept on a drained backend are this host's exceptions: published, named in its
+// roster entry; a peer's, in this host's own backend indexes, fill its peer-flow table.
+TEST_F(ControlPlaneTest, FlowExceptionsGoToThePeersAndThePeersComeIntoThePeerFlowTable) {
+    STICKYLB_REQUIRE_MEMCACHED();
+    testing::MemcachedProcess memcached;
+    const std::string text = fleet_config_text(memcached.address());
+    const DaemonConfig ours = parse_config(text, "lb1.yaml");
+    const std::string be1_key = observation_key(ours.vips.at(0), "be1");
+    const std::string be2_key = observation_key(ours.vips.at(0), "be2");
+    MemcachedClient client(memcached.address(), {});
+    fleet::Roster roster = peers_running(ours);
+    const std::vector<FlowException> theirs = {{be1_key, IpAddress::parse("198.51.100.7"), 40000},
+                                               {"6/192.0.2.99/80/be1", IpAddress::parse("198.51.100.8"), 40001}};
+    roster.members[0].flows_version = 77;
+    roster.members[0].flows_chunks = 1;
+    client.set(fleet::exception_chunk_key("web-fleet", "lb2", 77, 0),
+               fleet::encode_exception_chunks("lb2", 77, theirs).at(0), 60s);
+    client.set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
+
+    start(text);
+    plane_->begin_service();
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    const std::uint32_t vip_index = maps_.vips().begin()->second.index;
+    ASSERT_TRUE(run_until([&] { return tables_.peer_flows().size() == 1; }))
+        << request("cluster", "show").result.dump();
+    const FlowRecord loaded = tables_.peer_flows().at(0);
+    EXPECT_EQ(loaded.backend_index, index_of("be1"));
+    EXPECT_EQ(loaded.client, IpAddress::parse("198.51.100.7"));
+    EXPECT_EQ(loaded.client_port, 40000);
+    EXPECT_EQ(loaded.vip, IpAddress::parse("192.0.2.10"));
+    EXPECT_EQ(loaded.vip_port, 80);
+    json shown = request("cluster", "show").result["flow_exceptions"];
+    EXPECT_EQ(shown["peer_flow_entries"], 1);
+    EXPECT_EQ(shown["unplaced"], 1) << "a VIP this host does not have";
+
+    for (std::uint16_t port = 50000; port < 50003; ++port)
+        tables_.add(FlowRecord{.client = IpAddress::parse("203.0.113.5"),
+                               .client_port = port,
+                               .vip = IpAddress::parse("192.0.2.10"),
+                               .vip_port = 80,
+                               .protocol = 6,
+                               .backend_index = index_of("be2"),
+                               .vip_index = static_cast<std::uint16_t>(vip_index)});
+    ASSERT_EQ(request("backend", "drain", {{"vip", "web"}, {"name", "be2"}}).error, "");
+    fleet::Member self;
+    ASSERT_TRUE(run_until([&] {
+        const auto stored = client.get(fleet::roster_key("web-fleet"));
+        for (const fleet::Member& member : fleet::decode(stored.value_or("")).members)
+            if (member.host == "lb1")
+                self = member;
+        return self.flows_chunks == 1;
+    })) << request("cluster", "show").result.dump();
+    const auto chunk = client.get(fleet::exception_chunk_key("web-fleet", "lb1", self.flows_version, 0));
+    ASSERT_TRUE(chunk) << "the roster names a version that is not whole";
+    const auto published = fleet::decode_exception_chunk(*chunk, "lb1", self.flows_version, 0, 1);
+    ASSERT_EQ(published.size(), 3u) << "the drained backend's flows, off the ring";
+    for (const FlowException& exception : published)
+        EXPECT_EQ(exception.backend, be2_key);
+    const std::string metrics = plane_->metrics_text();
+    EXPECT_NE(metrics.find("stickylb_fleet_flow_exceptions 3\n"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("stickylb_fleet_peer_flow_entries 1\n"), std::string::npos) << metrics;
 }
 
 TEST_F(ControlPlaneTest, ClusterShowOutsideAFleetSaysWhy) {

@@ -3,11 +3,13 @@
 // hosts with one config agree, a host with another seed is told it differs (and
 // which part), the majority wins, a host whose memcached is gone is alone, a
 // forged roster is refused and overwritten, a reload moves a host's standing, and
-// what one host's checks see reaches the peers of its config between heartbeats.
+// what one host's checks see reaches the peers of its config between heartbeats, as do
+// its flow exceptions (session/flow_exception_exchange.h).
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -15,6 +17,8 @@
 
 #include "control/config_fingerprint.h"
 #include "session/fleet_presence.h"
+#include "session/flow_exception_chunks.h"
+#include "session/flow_exception_exchange.h"
 #include "session/memcached_client.h"
 #include "session/memcached_link.h"
 #include "session/signed_value.h"
@@ -219,6 +223,74 @@ TEST_F(Fleet, AStoppedHostDropsOutOfTheFleet) {
     ASSERT_TRUE(run_until(io, [&] {
         return lb1->standing() == FleetStanding::agrees && lb1->verdict().agreeing.size() == 1;
     })) << lb1->show().dump();
+}
+
+std::vector<FlowException> exceptions_of(const std::string& backend, int count) {
+    std::vector<FlowException> list;
+    for (int n = 0; n < count; ++n)
+        list.push_back({backend,
+                        IpAddress::parse("10.9." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1)),
+                        static_cast<std::uint16_t>(40000 + n % 1000)});
+    std::sort(list.begin(), list.end());
+    return list;
+}
+
+// One host's flow exceptions reach the peers of its config whole; a newer version
+// replaces the older, whose chunks go; the list of a host that left is kept for a
+// while (the router moves its flows to the others), then dropped.
+TEST_F(Fleet, FlowExceptionsReachThePeersAndOutliveAHostThatLeftForAWhile) {
+    testing::MemcachedProcess first, second;
+    const std::vector<std::string> servers = {first.address(), second.address()};
+    auto lb1 = host("lb1", 1, servers, 100ms, 20ms);
+    auto lb2 = host("lb2", 1, servers, 100ms, 20ms);
+    const auto links = [&] {
+        std::vector<std::shared_ptr<MemcachedLink>> list;
+        for (const std::string& server : servers)
+            list.push_back(link_to(server));
+        return list;
+    };
+    FlowExceptionExchange out(
+        io, links(), {"web", "lb1"}, &key,
+        [&](std::uint64_t version, std::uint32_t chunks) { lb1->set_flow_exceptions(version, chunks); }, {});
+    int loads = 0;
+    FlowExceptionExchange in(io, links(), {"web", "lb2", 3600s, 300ms}, &key, {}, [&] { ++loads; });
+    lb2->on_peer_exceptions_change([&] { in.track(lb2->sharing_peers()); });
+
+    const auto few = exceptions_of("6/10.0.0.10/80/a", 3);
+    out.publish(1000, fleet::encode_exception_chunks("lb1", 1000, few), few.size());
+    ASSERT_TRUE(run_until(io, [&] { return in.peer_exceptions() == few; })) << in.show().dump();
+    EXPECT_EQ(lb1->show()["hosts"].size(), 2u);
+
+    const auto many = exceptions_of("6/10.0.0.10/80/b", 2000);
+    const auto chunks = fleet::encode_exception_chunks("lb1", 2000, many, 4096);
+    ASSERT_GT(chunks.size(), 5u);
+    out.publish(2000, chunks, many.size());
+    ASSERT_TRUE(run_until(io, [&] { return in.peer_exceptions() == many; })) << in.show().dump();
+    EXPECT_EQ(in.counters().fetched_versions, 2u);
+    EXPECT_EQ(out.counters().published_exceptions, many.size());
+    for (const std::string& server : servers) {
+        MemcachedClient reader(server, {});
+        EXPECT_TRUE(run_until(io, [&] { return !reader.get(fleet::exception_chunk_key("web", "lb1", 1000, 0)); }))
+            << "the older version's chunk is still on " << server;
+        EXPECT_TRUE(reader.get(fleet::exception_chunk_key("web", "lb1", 2000, chunks.size() - 1)));
+    }
+
+    out.publish(3000, {}, 0);  // no exceptions left: nothing to read
+    ASSERT_TRUE(run_until(io, [&] { return in.peer_exceptions().empty(); })) << in.show().dump();
+    out.publish(4000, fleet::encode_exception_chunks("lb1", 4000, few), few.size());
+    ASSERT_TRUE(run_until(io, [&] { return in.peer_exceptions() == few; })) << in.show().dump();
+
+    lb1.reset();
+    ASSERT_TRUE(run_until(io, [&] { return lb2->sharing_peers().empty(); })) << lb2->show().dump();
+    in.tick();
+    EXPECT_EQ(in.peer_exceptions(), few) << "the list of a host just gone";
+    EXPECT_FALSE(in.show()["peers"].at(0)["departed_age_ms"].is_null());
+    const int before = loads;
+    ASSERT_TRUE(run_until(io, [&] {
+        in.tick();
+        return in.peer_exceptions().empty();
+    })) << in.show().dump();
+    EXPECT_GT(loads, before) << "dropping it is a change the peer-flow table follows";
 }
 
 }  // namespace

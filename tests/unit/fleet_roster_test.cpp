@@ -9,6 +9,7 @@
 
 #include "control/config_fingerprint.h"
 #include "control/fleet_health.h"
+#include "session/flow_exception_chunks.h"
 
 namespace stickylb {
 namespace {
@@ -128,6 +129,26 @@ TEST(FleetRoster, CarriesWhatEachHostsChecksSeeAndBoundsIt) {
     for (std::size_t n = 0; n <= fleet::kMaxObservations; ++n)
         crowded.backends_down.insert("6/10.0.0.10/80/be" + std::to_string(n));
     EXPECT_THROW(fleet::encode(fleet::Roster{{crowded}}), fleet::RosterError) << "never written, so never refused";
+}
+
+TEST(FleetRoster, NamesEachHostsFlowExceptionsVersionAndBoundsItsChunks) {
+    fleet::Member lb1 = member("lb1", "a", 1, 2);
+    lb1.flows_version = 1'765'000'000'123;
+    lb1.flows_chunks = 3;
+    const fleet::Roster roster{{lb1, member("lb2", "a", 3, 4)}};
+    EXPECT_EQ(fleet::decode(fleet::encode(roster)), roster);
+
+    nlohmann::json text = nlohmann::json::parse(fleet::encode(roster));
+    text["members"][0].erase("flows_version");
+    text["members"][0].erase("flows_chunks");
+    EXPECT_EQ(fleet::decode(text.dump()).members.at(0).flows_chunks, 0u) << "written before exceptions were shared";
+    text["members"][0]["flows_chunks"] = 2;
+    EXPECT_THROW(fleet::decode(text.dump()), fleet::RosterError) << "chunks without a version";
+    text["members"][0]["flows_version"] = 7;
+    text["members"][0]["flows_chunks"] = fleet::kMaxExceptionChunks + 1;
+    EXPECT_THROW(fleet::decode(text.dump()), fleet::RosterError);
+    text["members"][0]["flows_chunks"] = 1ull << 32;
+    EXPECT_THROW(fleet::decode(text.dump()), fleet::RosterError) << "not truncated to a small count";
 }
 
 TEST(FleetHealth, DownWhenAtLeastHalfOfTheHostsThatKnowSayDown) {

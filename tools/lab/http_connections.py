@@ -22,7 +22,7 @@ import threading
 import time
 
 
-def run_connection(vip, port, source, interval, deadline, result, lock):
+def run_connection(vip, port, source, interval, timeout, deadline, result, lock):
     backend = None
     broken = changed = False
     answered = failed = 0
@@ -32,7 +32,7 @@ def run_connection(vip, port, source, interval, deadline, result, lock):
         started = time.monotonic()
         try:
             if connection is None:
-                connection = http.client.HTTPConnection(vip, port, timeout=2, source_address=(source, 0))
+                connection = http.client.HTTPConnection(vip, port, timeout=timeout, source_address=(source, 0))
             connection.request("GET", "/")
             reply = connection.getresponse()
             reply.read()
@@ -67,7 +67,11 @@ def main():
     parser.add_argument("--connections", type=int, default=60)
     parser.add_argument("--interval-ms", type=int, default=100)
     parser.add_argument("--duration", type=float, required=True, help="seconds (at most 600)")
+    parser.add_argument("--timeout", type=float, default=2.0,
+                        help="seconds an answer may take before the connection counts as broken (0.1..30)")
     args = parser.parse_args()
+    if not 0.1 <= args.timeout <= 30:
+        parser.error("--timeout 0.1..30")
     if not 1 <= args.connections <= 2000 or not 0 < args.duration <= 600 or not 10 <= args.interval_ms <= 10000:
         parser.error("--connections 1..2000, --duration (0, 600], --interval-ms 10..10000")
     result = {"connections": args.connections, "requests": 0, "failed_requests": 0, "broken_connections": 0,
@@ -77,7 +81,7 @@ def main():
     threads = [
         threading.Thread(target=run_connection,
                          args=(args.vip, args.port, args.source[n % len(args.source)], args.interval_ms / 1000,
-                               deadline, result, lock))
+                               args.timeout, deadline, result, lock))
         for n in range(args.connections)
     ]
     for thread in threads:

@@ -677,9 +677,9 @@ SessionConfig Parser::session(const Entry& entry) {
 AnnounceConfig Parser::announce(const Entry& entry) {
     AnnounceConfig config;
     config.enabled = true;
-    const Mapping map(
-        *this, entry,
-        {"routing_table", "check_interval", "hold", "lock_file", "fleet", "host_id", "peer_heartbeat", "peer_poll"});
+    const Mapping map(*this, entry,
+                      {"routing_table", "check_interval", "hold", "lock_file", "fleet", "host_id", "peer_heartbeat",
+                       "peer_poll", "share_exceptions"});
     if (!map.ok())
         return config;
     if (const Entry* e = map.get("routing_table")) {
@@ -722,6 +722,7 @@ AnnounceConfig Parser::announce(const Entry& entry) {
         [&](const Entry& e) { return within(e, std::chrono::milliseconds(100), std::chrono::seconds(10)); });
     set(map, "peer_poll", config.peer_poll,
         [&](const Entry& e) { return within(e, std::chrono::milliseconds(10), std::chrono::seconds(10)); });
+    set(map, "share_exceptions", config.share_exceptions, [&](const Entry& e) { return boolean(e); });
     return config;
 }
 

@@ -97,6 +97,8 @@ struct AnnounceConfig {
     std::chrono::milliseconds peer_heartbeat{1000};
     // How often, between heartbeats, it reads its peers' health checks from the roster.
     std::chrono::milliseconds peer_poll{100};
+    // Publish this host's flow exceptions and load its peers' (daemon/exception_sync.h).
+    bool share_exceptions = true;
     bool operator==(const AnnounceConfig&) const = default;
 };
 // host_id, or the host name when it is empty.

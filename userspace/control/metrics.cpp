@@ -153,6 +153,32 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
                   "Fleet rosters read from memcached and refused (signature, format); each was rewritten.", {},
                   d(s.fleet.rejected_rosters));
     }
+    if (s.fleet.standing && s.fleet.exception_sync) {
+        w.gauge("stickylb_fleet_flow_exceptions",
+                "This host's flows off today's ring (kept on a backend a ring change no longer picks), as last "
+                "published to its peers.",
+                {}, d(s.fleet.flow_exceptions_published));
+        w.gauge("stickylb_fleet_peer_flow_entries",
+                "Entries of the peer-flow table: the flow exceptions of the fleet's other hosts, followed by a packet "
+                "under way that finds no flow entry.",
+                {}, d(s.fleet.peer_flow_entries));
+        w.gauge("stickylb_fleet_peer_exceptions_unplaced",
+                "Peers' flow exceptions not in the peer-flow table: a backend this host does not have, or past the "
+                "table's size.",
+                {}, d(s.fleet.peer_exceptions_unplaced));
+        w.counter("stickylb_fleet_exception_versions_published_total",
+                  "Versions of this host's flow exceptions written whole to a memcached server.", {},
+                  d(s.fleet.exception_versions_published));
+        w.counter("stickylb_fleet_exception_publish_failures_total",
+                  "Writes of this host's flow exceptions to a memcached server that failed.", {},
+                  d(s.fleet.exception_publish_failures));
+        w.counter("stickylb_fleet_exception_versions_loaded_total",
+                  "Versions of peers' flow exceptions read whole from memcached.", {},
+                  d(s.fleet.exception_versions_loaded));
+        w.counter("stickylb_fleet_exception_load_failures_total",
+                  "Reads of peers' flow exceptions (from every server) or writes to the peer-flow table that failed.",
+                  {}, d(s.fleet.exception_load_failures));
+    }
     w.build_info(s.version, s.commit);
 }
 

@@ -73,6 +73,13 @@ struct FleetSample {
     std::uint64_t hosts_differing = 0;
     std::uint64_t hosts_sharing_checks = 1;  // hosts whose checks this host's rings follow, itself included
     std::uint64_t heartbeats = 0, write_failures = 0, rejected_rosters = 0, reads = 0;
+    // Flow exceptions shared with the fleet (announce.share_exceptions); nothing exported when off.
+    bool exception_sync = false;
+    std::uint64_t flow_exceptions_published = 0;  // this host's, as last published
+    std::uint64_t peer_flow_entries = 0;          // the peers', in the peer-flow table
+    std::uint64_t peer_exceptions_unplaced = 0;   // the peers', naming a backend this host lacks (or past the table)
+    std::uint64_t exception_versions_published = 0, exception_publish_failures = 0;
+    std::uint64_t exception_versions_loaded = 0, exception_load_failures = 0;
 };
 
 struct MetricsSnapshot {

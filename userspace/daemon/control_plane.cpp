@@ -107,10 +107,21 @@ ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path,
                           config_.announce.peer_poll},
             config_fingerprint(config_), session_->signing_key(), [this] { on_fleet_change(); },
             [this] { on_fleet_checks_change(); });
+    if (fleet_ && config_.announce.share_exceptions)
+        exceptions_ = std::make_unique<ExceptionSync>(
+            io_, worker_, tables_, *fleet_, session_->links(),
+            ExceptionExchangeSettings{config_.announce.fleet, host_id(config_.announce)}, session_->signing_key(),
+            [this] { return current_rings(); }, STICKYLB_DEFAULT_PEER_FLOW_ENTRIES);
+}
+
+RingView ControlPlane::current_rings() const {
+    return ring_view(desired_, config_.hash_seed,
+                     [this](std::uint32_t vip_index) { return maps_.read_ring(vip_index); });
 }
 
 // Threads first: their jobs refer to the tables and to this object.
 ControlPlane::~ControlPlane() {
+    exceptions_.reset();
     fleet_.reset();
     if (session_)
         session_->stop();
@@ -171,6 +182,8 @@ void ControlPlane::begin_service() {
                 config_.announce.peer_heartbeat.count(), config_.announce.peer_poll.count());
             publish_own_health();
             fleet_->start();
+            if (exceptions_)
+                exceptions_->start();
         }
         announce();
         schedule_announce();
@@ -194,6 +207,8 @@ void ControlPlane::stop(std::function<void()> done) {
     checker_.stop();
     // The routes stay: the announce guard withdraws them if no stickylbd follows in time.
     announce_timer_.cancel();
+    if (exceptions_)
+        exceptions_->stop();
     if (fleet_)
         fleet_->stop();
     if (session_)
@@ -412,6 +427,8 @@ void ControlPlane::reconcile(ReconcileCause cause, std::string_view detail) {
             writes.slots += slots;
             writes.applied_timestamp_seconds = now_seconds;
         }
+        if (exceptions_ && !stats.ring_slots_written_by_vip.empty())
+            exceptions_->rings_changed();
         if (stats.changed())
             spdlog::info("reconcile ({}): {} VIPs written, {} removed; {} backends written, {} removed; {} ring slots",
                          why, stats.vips_written, stats.vips_removed, stats.backends_written, stats.backends_removed,
@@ -632,6 +649,7 @@ void ControlPlane::show_cluster(const nlohmann::json&, ControlServer::Reply repl
     nlohmann::json result;
     if (fleet_) {
         result = fleet_->show();
+        result["flow_exceptions"] = exceptions_ ? exceptions_->show() : nlohmann::json(nullptr);
     } else {
         result = {{"fleet", nullptr},
                   {"host", host_id(config_.announce)},
@@ -1049,6 +1067,8 @@ std::string ControlPlane::metrics_text() const {
         session_->fill_metrics(snapshot.session);
     if (fleet_)
         fleet_->fill_metrics(snapshot.fleet);
+    if (exceptions_)
+        exceptions_->fill_metrics(snapshot.fleet);
     snapshot.reconciles = reconciles_;
     snapshot.reconcile_errors = reconcile_errors_;
     snapshot.version = STICKYLB_VERSION;

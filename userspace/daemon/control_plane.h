@@ -32,6 +32,7 @@
 #include "control/health.h"
 #include "control/metrics.h"
 #include "control/reconciler.h"
+#include "daemon/exception_sync.h"
 #include "dataplane/maps.h"
 #include "session/fleet_presence.h"
 #include "session/session_coordinator.h"
@@ -142,6 +143,7 @@ private:
                        ControlServer::Reply reply);
 
     RuntimeConfig runtime_config() const;
+    RingView current_rings() const;
     void reconcile(ReconcileCause cause, std::string_view detail = {});
     // Counts, off the io_context, the live affinity clients of backends that just went down.
     void count_moved_clients(const std::vector<DesiredBackend>& gone_down);
@@ -186,6 +188,7 @@ private:
     std::function<void()> announce_alive_;
     // Announcing with memcached_servers: the fleet's hosts compare config fingerprints.
     std::unique_ptr<FleetPresence> fleet_;
+    std::unique_ptr<ExceptionSync> exceptions_;  // in a fleet with announce.share_exceptions
     boost::asio::steady_timer announce_timer_;
     AdminOverrides overrides_;
     DesiredState desired_;

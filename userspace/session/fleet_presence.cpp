@@ -74,6 +74,17 @@ void FleetPresence::set_own_health(std::set<std::string> down, std::set<std::str
         write(server);
 }
 
+void FleetPresence::set_flow_exceptions(std::uint64_t version, std::uint32_t chunks) {
+    if (version == flows_version_ && chunks == flows_chunks_)
+        return;
+    flows_version_ = version;
+    flows_chunks_ = chunks;
+    if (!started_)
+        return;
+    for (auto& [name, server] : servers_)
+        write(server);
+}
+
 HealthVotes FleetPresence::peer_votes(const std::string& observation_key) const {
     HealthVotes votes;
     for (const fleet::Member& peer : sharing_peers_) {
@@ -105,7 +116,8 @@ void FleetPresence::set_fingerprint(ConfigFingerprint fingerprint) {
 }
 
 fleet::Member FleetPresence::self(std::int64_t now_ms) const {
-    return fleet::Member{settings_.host, fingerprint_, since_ms_, now_ms, sequence_, own_down_, own_unchecked_};
+    return fleet::Member{settings_.host, fingerprint_,   since_ms_,      now_ms,       sequence_,
+                         own_down_,      own_unchecked_, flows_version_, flows_chunks_};
 }
 
 void FleetPresence::beat() {
@@ -292,6 +304,13 @@ void FleetPresence::judge() {
     };
     if (!same_observations(previous_peers, sharing_peers_) && peers_changed_)
         peers_changed_();
+    const auto same_exceptions = [](const std::vector<fleet::Member>& a, const std::vector<fleet::Member>& b) {
+        return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const fleet::Member& x, const fleet::Member& y) {
+            return x.host == y.host && x.flows_version == y.flows_version && x.flows_chunks == y.flows_chunks;
+        });
+    };
+    if (!same_exceptions(previous_peers, sharing_peers_) && peer_exceptions_changed_)
+        peer_exceptions_changed_();
     if (standing_ != previous_standing || verdict_.reason != previous.reason ||
         verdict_.agreeing != previous.agreeing || verdict_.differing != previous.differing)
         if (changed_)
@@ -323,7 +342,9 @@ nlohmann::json FleetPresence::show() const {
                          {"heartbeat_age_ms", std::max<std::int64_t>(0, now_ms - member.heartbeat_ms)},
                          {"parts", shown.fingerprint.parts},
                          {"backends_down", shown.backends_down},
-                         {"backends_unchecked", shown.backends_unchecked}});
+                         {"backends_unchecked", shown.backends_unchecked},
+                         {"flow_exceptions_version", shown.flows_version},
+                         {"flow_exception_chunks", shown.flows_chunks}});
     }
     nlohmann::json servers = nlohmann::json::array();
     for (const auto& [server, state] : servers_)

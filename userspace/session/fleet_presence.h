@@ -74,6 +74,11 @@ public:
     // counted); no votes while this host does not agree with the fleet.
     HealthVotes peer_votes(const std::string& observation_key) const;
     const std::vector<fleet::Member>& sharing_peers() const { return sharing_peers_; }
+    // This host's flow exceptions as published (session/flow_exception_exchange.h),
+    // written at once; changed: the version a sharing peer names changed, or the
+    // sharing peers did.
+    void set_flow_exceptions(std::uint64_t version, std::uint32_t chunks);
+    void on_peer_exceptions_change(Changed changed) { peer_exceptions_changed_ = std::move(changed); }
 
     FleetStanding standing() const { return standing_; }
     const fleet::Verdict& verdict() const { return verdict_; }
@@ -115,8 +120,10 @@ private:
     std::int64_t since_ms_;
     std::uint64_t sequence_ = 0;
     const session::SigningKey* key_;
-    Changed changed_, peers_changed_;
+    Changed changed_, peers_changed_, peer_exceptions_changed_;
     std::set<std::string> own_down_, own_unchecked_;
+    std::uint64_t flows_version_ = 0;
+    std::uint32_t flows_chunks_ = 0;
     bool started_ = false;
     boost::asio::steady_timer timer_, poll_timer_;
     std::map<std::string, ServerState> servers_;

@@ -2,6 +2,7 @@
 #include "session/fleet_roster.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -9,6 +10,7 @@
 
 #include "base/bounded_json.h"
 #include "base/input_checks.h"
+#include "session/flow_exception_chunks.h"
 
 namespace stickylb::fleet {
 namespace {
@@ -39,8 +41,9 @@ std::string text_field(const nlohmann::json& object, const char* name, std::size
 template <typename T>
 T number_field(const nlohmann::json& object, const char* name) {
     const auto field = object.find(name);
-    if (field == object.end() || !field->is_number_unsigned())
-        refuse(std::string("\"") + name + "\" missing or not a non-negative integer");
+    if (field == object.end() || !field->is_number_unsigned() ||
+        field->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
+        refuse(std::string("\"") + name + "\" missing, not a non-negative integer or too large");
     return field->get<T>();
 }
 
@@ -82,6 +85,14 @@ Member member_from(const nlohmann::json& entry) {
     member.sequence = number_field<std::uint64_t>(entry, "sequence");
     member.backends_down = observations(entry, "backends_down", member.host);
     member.backends_unchecked = observations(entry, "backends_unchecked", member.host);
+    // Absent in rosters written before hosts shared their exceptions: none.
+    if (entry.contains("flows_version") || entry.contains("flows_chunks")) {
+        member.flows_version = number_field<std::uint64_t>(entry, "flows_version");
+        member.flows_chunks = number_field<std::uint32_t>(entry, "flows_chunks");
+        if (member.flows_chunks > kMaxExceptionChunks)
+            refuse("member " + member.host + ": more than " + std::to_string(kMaxExceptionChunks) +
+                   " chunks of flow exceptions");
+    }
     return member;
 }
 
@@ -106,7 +117,9 @@ std::string encode(const Roster& roster) {
                            {"heartbeat_ms", member.heartbeat_ms},
                            {"sequence", member.sequence},
                            {"backends_down", member.backends_down},
-                           {"backends_unchecked", member.backends_unchecked}});
+                           {"backends_unchecked", member.backends_unchecked},
+                           {"flows_version", member.flows_version},
+                           {"flows_chunks", member.flows_chunks}});
     }
     std::string text = nlohmann::json{{"version", kVersion}, {"members", members}}.dump();
     if (text.size() > kMaxRosterBytes)

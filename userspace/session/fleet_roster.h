@@ -19,7 +19,8 @@
 // same observations and write the same rings. Only the exceptions are listed, the
 // backends it sees down and those it has not checked yet: every other backend of its
 // config is up to it, which keeps a healthy fleet's roster small. Only hosts with the
-// same fingerprint, hence the same backends, read each other's lists.
+// same fingerprint, hence the same backends, read each other's lists. The entry
+// names, last, the version of the host's flow exceptions, kept under keys of their own.
 #include <chrono>
 #include <cstdint>
 #include <set>
@@ -50,6 +51,10 @@ struct Member {
     std::uint64_t sequence = 0;     // +1 per write of this host
     // What its own checks say, by observation_key: down, not checked yet; others up.
     std::set<std::string> backends_down = {}, backends_unchecked = {};
+    // Its flow exceptions (session/flow_exception_chunks.h): the version it last
+    // published and in how many chunks; 0 chunks: none.
+    std::uint64_t flows_version = 0;
+    std::uint32_t flows_chunks = 0;
     bool operator==(const Member&) const = default;
 };
 

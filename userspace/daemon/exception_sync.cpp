@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/exception_sync.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+
+#include "session/flow_exception_chunks.h"
+
+namespace stickylb {
+namespace {
+
+std::uint64_t wall_ms() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+}
+
+}  // namespace
+
+ExceptionSync::ExceptionSync(boost::asio::io_context& io, BackgroundWorker& worker, ClientTables& tables,
+                             FleetPresence& fleet, std::vector<std::shared_ptr<MemcachedLink>> links,
+                             ExceptionExchangeSettings settings, const session::SigningKey* key, ViewSource view,
+                             std::size_t peer_flow_capacity, std::chrono::milliseconds scan_period)
+    : io_(io),
+      worker_(worker),
+      tables_(tables),
+      fleet_(fleet),
+      host_(settings.host),
+      exchange_(
+          io, std::move(links), std::move(settings), key,
+          [this](std::uint64_t version, std::uint32_t chunks) { fleet_.set_flow_exceptions(version, chunks); },
+          [this] { load(); }),
+      view_(std::move(view)),
+      peer_flow_capacity_(peer_flow_capacity),
+      scan_period_(scan_period),
+      timer_(io) {
+    fleet_.on_peer_exceptions_change([this] { exchange_.track(fleet_.sharing_peers()); });
+}
+
+ExceptionSync::~ExceptionSync() {
+    *alive_ = false;
+    fleet_.on_peer_exceptions_change({});
+}
+
+void ExceptionSync::start() {
+    started_ = true;
+    scan();
+    schedule();
+}
+
+void ExceptionSync::stop() {
+    started_ = false;
+    timer_.cancel();
+}
+
+void ExceptionSync::schedule() {
+    timer_.expires_after(scan_period_);
+    timer_.async_wait([this](const boost::system::error_code& error) {
+        if (error)
+            return;
+        exchange_.tick();
+        scan();
+        schedule();
+    });
+}
+
+void ExceptionSync::rings_changed() {
+    if (started_)
+        scan();
+}
+
+void ExceptionSync::scan() {
+    if (scanning_) {
+        scan_again_ = true;
+        return;
+    }
+    scanning_ = true;
+    scan_again_ = false;
+    const bool republish = exchange_.due_for_republish();
+    worker_.post(
+        [this, alive = alive_, &tables = tables_, view = view_(), published = published_, republish, host = host_] {
+            struct Outcome {
+                bool changed = false;
+                std::uint64_t version = 0;
+                std::vector<std::string> chunks;
+                std::size_t exceptions = 0, left_out = 0;
+                std::string error;
+            } outcome;
+            try {
+                std::vector<FlowException> found = find_flow_exceptions(tables.flows(), view);
+                if (found != published->exceptions || republish) {
+                    outcome.changed = true;
+                    outcome.left_out =
+                        found.size() > fleet::kMaxFlowExceptions ? found.size() - fleet::kMaxFlowExceptions : 0;
+                    found.resize(std::min(found.size(), fleet::kMaxFlowExceptions));
+                    // Wall clock: a restarted host's versions keep increasing.
+                    outcome.version = std::max(wall_ms(), published->version + 1);
+                    outcome.chunks = fleet::encode_exception_chunks(host, outcome.version, found);
+                    outcome.exceptions = found.size();
+                    published->exceptions = std::move(found);
+                    published->version = outcome.version;
+                }
+            } catch (const std::exception& error) {
+                outcome.error = error.what();
+            }
+            boost::asio::post(io_, [this, alive, outcome = std::move(outcome)]() mutable {
+                if (!*alive)
+                    return;
+                ++scans_;
+                if (!outcome.error.empty()) {
+                    ++scan_failures_;
+                    if (outcome.error != last_error_)
+                        spdlog::warn("flow exceptions: scanning the flow table: {}", outcome.error);
+                    last_error_ = outcome.error;
+                } else if (outcome.changed) {
+                    if (outcome.left_out > 0)
+                        spdlog::warn("flow exceptions: {} left out, past the {} a host publishes", outcome.left_out,
+                                     fleet::kMaxFlowExceptions);
+                    exchange_.publish(outcome.version, std::move(outcome.chunks), outcome.exceptions);
+                }
+                scanning_ = false;
+                if (scan_again_)
+                    scan();
+            });
+        });
+}
+
+void ExceptionSync::load() {
+    if (loading_) {
+        load_again_ = true;
+        return;
+    }
+    loading_ = true;
+    load_again_ = false;
+    worker_.post([this, alive = alive_, &tables = tables_, view = view_(), exceptions = exchange_.peer_exceptions(),
+                  capacity = peer_flow_capacity_] {
+        std::size_t entries = 0, unplaced = 0;
+        std::string error;
+        try {
+            LocalPeerFlows local = to_local_flows(exceptions, view);
+            unplaced = local.unknown;
+            if (local.flows.size() > capacity) {
+                // The newest lists come last: what does not fit is the oldest.
+                unplaced += local.flows.size() - capacity;
+                local.flows.erase(local.flows.begin(), local.flows.end() - static_cast<std::ptrdiff_t>(capacity));
+            }
+            tables.replace_peer_flows(local.flows);
+            entries = local.flows.size();
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+        boost::asio::post(io_, [this, alive, entries, unplaced, error] {
+            if (*alive)
+                loaded(entries, unplaced, error);
+        });
+    });
+}
+
+void ExceptionSync::loaded(std::size_t entries, std::size_t unplaced, const std::string& error) {
+    loading_ = false;
+    if (!error.empty()) {
+        ++load_failures_;
+        spdlog::warn("flow exceptions: writing the peers' into the peer-flow table: {}", error);
+    } else {
+        if (entries != peer_flows_ || unplaced != unplaced_)
+            spdlog::info("flow exceptions: {} of the peers' in the peer-flow table{}", entries,
+                         unplaced ? ", " + std::to_string(unplaced) + " naming backends this host does not have"
+                                  : std::string());
+        peer_flows_ = entries;
+        unplaced_ = unplaced;
+    }
+    if (load_again_)
+        load();
+}
+
+nlohmann::json ExceptionSync::show() const {
+    nlohmann::json shown = exchange_.show();
+    shown["peer_flow_entries"] = peer_flows_;
+    shown["unplaced"] = unplaced_;
+    shown["scans"] = scans_;
+    shown["scan_failures"] = scan_failures_;
+    shown["load_failures"] = load_failures_;
+    return shown;
+}
+
+void ExceptionSync::fill_metrics(metrics::FleetSample& sample) const {
+    const FlowExceptionExchange::Counters& counters = exchange_.counters();
+    sample.exception_sync = true;
+    sample.flow_exceptions_published = counters.published_exceptions;
+    sample.peer_flow_entries = peer_flows_;
+    sample.peer_exceptions_unplaced = unplaced_;
+    sample.exception_versions_published = counters.published_versions;
+    sample.exception_publish_failures = counters.publish_failures;
+    sample.exception_versions_loaded = counters.fetched_versions;
+    sample.exception_load_failures = counters.fetch_failures + load_failures_;
+}
+
+}  // namespace stickylb
