@@ -54,11 +54,13 @@ protected:
         for (int lb = 1; lb <= kLbs; ++lb) {
             lbs_.push_back(std::make_unique<LbDaemon>(lb, "fleet"));
             lbs_.back()->write_config(config_text(*lbs_.back()));
-            ASSERT_NO_FATAL_FAILURE(lbs_.back()->start());
+            if (lb <= started_lbs_) {
+                ASSERT_NO_FATAL_FAILURE(lbs_.back()->start());
+            }
         }
         // BGP sessions open within seconds of the lab (start delay and connect retry 1 s).
-        const auto learned = wait_for_next_hops(kLbs, 30s);
-        std::cout << "the router routes the VIP over " << kLbs << " LBs " << learned.count()
+        const auto learned = wait_for_next_hops(started_lbs_, 30s);
+        std::cout << "the router routes the VIP over " << started_lbs_ << " LBs " << learned.count()
                   << " ms after the last daemon was ready\n";
     }
 
@@ -133,6 +135,8 @@ protected:
     std::vector<double> ring_applied_times() const {
         std::vector<double> applied;
         for (const auto& lb : lbs_) {
+            if (!lb->running())
+                continue;
             const auto vips = lb->cli_json("vip show");
             applied.push_back(vips.is_array() && !vips.empty() ? vips[0].value("ring_applied_timestamp_seconds", 0.0)
                                                                : 0.0);
@@ -148,6 +152,8 @@ protected:
     // Polls until every LB sees BACKEND in STATE.
     void wait_everywhere(const std::string& backend, const std::string& state) const {
         for (const auto& lb : lbs_) {
+            if (!lb->running())
+                continue;
             std::string seen;
             for (int tries = 0; tries < 100; ++tries) {
                 for (const auto& row : lb->cli_json("backend show"))
@@ -201,6 +207,7 @@ protected:
     // What every LB's config says: the VIP keeps clients on a backend; exceptions are shared.
     bool persistent_ = true;
     bool share_exceptions_ = true;
+    int started_lbs_ = kLbs;  // the daemons SetUp starts, LB 1 first
 };
 
 TEST_F(Fleet, TheRingsAreEqualOnEveryLbAfterEveryChange) {
@@ -378,59 +385,72 @@ class FleetExceptions : public Fleet {
 protected:
     FleetExceptions() { persistent_ = false; }
 
-    // The case the ring alone cannot carry: be3 is down while the connections open,
-    // comes back (the ring now gives some of them to be3, their flow entries keep them
-    // where they are), then LB 2's namespace is deleted and the router spreads its
-    // flows, and some of the others', over LBs 1 and 3.
-    nlohmann::json backend_returns_then_an_lb_dies() {
-        constexpr int kConnections = 600;
+    static constexpr int kConnections = 600;
+
+    // be3 down while the connections open: every one of them is on be1 or be2.
+    // 600 client threads and 3 LBs share 2 cores: a packet lost with an LB is resent
+    // (TCP's backoff) seconds later, not broken.
+    Connections connections_while_be3_is_down() {
         EXPECT_EQ(run_command(lab_command("stop-backend 3")).exit_code, 0);
         wait_everywhere("be3", "down");
-        // 600 client threads and 3 LBs share 2 cores: a packet lost with LB 2 is resent
-        // (TCP's backoff) seconds later, not broken.
         auto load = open_connections(kConnections, 30, 100, 25, /*timeout_s=*/5);
-        std::this_thread::sleep_for(5s);  // every connection open and answered, on be1 or be2
+        std::this_thread::sleep_for(5s);
+        return load;
+    }
 
+    // What each running LB published of its own flow exceptions, and how many of its
+    // peers' it holds (in its peer-flow table, or unplaced).
+    struct ExceptionCounts {
+        std::vector<std::uint64_t> published, loaded;
+        bool all_loaded() const {
+            const std::uint64_t total = std::accumulate(published.begin(), published.end(), std::uint64_t{0});
+            bool loaded_everywhere = total > 0;
+            for (std::size_t i = 0; i < published.size(); ++i)
+                loaded_everywhere = loaded_everywhere && loaded[i] == total - published[i];
+            return loaded_everywhere;
+        }
+    };
+    ExceptionCounts exception_counts() const {
+        ExceptionCounts counts;
+        for (const auto& lb : lbs_) {
+            if (!lb->running())
+                continue;
+            const auto shown = lb->cli_json("cluster show")["flow_exceptions"];
+            counts.published.push_back(shown.value("published", 0u));
+            counts.loaded.push_back(shown.value("peer_flow_entries", 0u) + shown.value("unplaced", 0u));
+        }
+        return counts;
+    }
+
+    // be3 back: the ring now gives some of the connections to be3, their flow entries
+    // keep them where they are, and those are the exceptions every LB publishes.
+    void be3_returns() {
         EXPECT_EQ(run_command(lab_command("start-backend 3")).exit_code, 0);
         wait_everywhere("be3", "up");
         const std::vector<double> applied = ring_applied_times();
         const double ring_changed = *std::max_element(applied.begin(), applied.end());
-        if (share_exceptions_) {
-            // Every LB holds every peer's list: what each wrote into its peer-flow table
-            // (or could not place) is what the others published.
-            std::vector<std::uint64_t> published(lbs_.size()), loaded(lbs_.size());
-            bool all_loaded = false;
-            for (int tries = 0; tries < 200 && !all_loaded; ++tries) {
-                for (std::size_t i = 0; i < lbs_.size(); ++i) {
-                    const auto shown = lbs_[i]->cli_json("cluster show")["flow_exceptions"];
-                    published[i] = shown.value("published", 0u);
-                    loaded[i] = shown.value("peer_flow_entries", 0u) + shown.value("unplaced", 0u);
-                }
-                const std::uint64_t total = std::accumulate(published.begin(), published.end(), std::uint64_t{0});
-                all_loaded = total > 0;
-                for (std::size_t i = 0; i < lbs_.size(); ++i)
-                    all_loaded = all_loaded && loaded[i] == total - published[i];
-                if (!all_loaded)
-                    std::this_thread::sleep_for(20ms);
-            }
-            EXPECT_TRUE(all_loaded) << "the LBs' exceptions were not loaded by their peers";
-            std::cout << "be3 back: the rings changed, exceptions published " << published[0] << ", " << published[1]
-                      << ", " << published[2] << "; every LB had loaded its peers' "
-                      << std::lround(1000 * (wall_seconds() - ring_changed)) << " ms after the last ring change\n";
+        if (!share_exceptions_)
+            return;
+        ExceptionCounts counts = exception_counts();
+        for (int tries = 0; tries < 200 && !counts.all_loaded(); ++tries) {
+            std::this_thread::sleep_for(20ms);
+            counts = exception_counts();
         }
-        std::this_thread::sleep_for(3s);
+        EXPECT_TRUE(counts.all_loaded()) << "the LBs' exceptions were not loaded by their peers";
+        std::cout << "be3 back: the rings changed, exceptions published";
+        for (const std::uint64_t published : counts.published)
+            std::cout << " " << published;
+        std::cout << "; every LB had loaded its peers' " << std::lround(1000 * (wall_seconds() - ring_changed))
+                  << " ms after the last ring change\n";
+    }
 
-        const auto lb2_flows = lbs_[1]->cli_json("flow show").size();
-        const auto faulted = Clock::now();
-        EXPECT_EQ(run_command(lab_command("kill-lb 2")).exit_code, 0);
-        lbs_[1]->stop(SIGKILL);
-        wait_for_next_hops(kLbs - 1, 5s);
-        std::cout << "LB 2's namespace deleted (" << lb2_flows << " flows in its table): 2 next hops after "
-                  << elapsed_ms(faulted).count() << " ms\n";
+    // What the connections saw, with the flows the given LBs sent where a peer's
+    // exception said.
+    nlohmann::json connections_outcome(Connections& load, const std::vector<int>& lbs) const {
         nlohmann::json result = connections_result(load);
         std::uint64_t followed = 0;
-        for (const int lb : {0, 2})
-            followed += lbs_[lb]->cli_json("stats show").value("peer_flows_followed", 0u);
+        for (const int lb : lbs)
+            followed += lbs_[lb - 1]->cli_json("stats show").value("peer_flows_followed", 0u);
         result["peer_flows_followed"] = followed;
         std::cout << kConnections << " connections from 30 clients, a request every 100 ms each (as fast as the "
                   << "client keeps up: " << result.value("requests", 0) / 25 << " requests/s), exception sync "
@@ -439,6 +459,22 @@ protected:
         // machine manages a few requests per second each, not ten.
         EXPECT_GT(result.value("requests", 0), kConnections * 20) << result;
         return result;
+    }
+
+    // The case the ring alone cannot carry: after be3's return LB 2's namespace is
+    // deleted and the router spreads its flows, and some of the others', over LBs 1 and 3.
+    nlohmann::json backend_returns_then_an_lb_dies() {
+        auto load = connections_while_be3_is_down();
+        be3_returns();
+        std::this_thread::sleep_for(3s);
+        const auto lb2_flows = lbs_[1]->cli_json("flow show").size();
+        const auto faulted = Clock::now();
+        EXPECT_EQ(run_command(lab_command("kill-lb 2")).exit_code, 0);
+        lbs_[1]->stop(SIGKILL);
+        wait_for_next_hops(kLbs - 1, 5s);
+        std::cout << "LB 2's namespace deleted (" << lb2_flows << " flows in its table): 2 next hops after "
+                  << elapsed_ms(faulted).count() << " ms\n";
+        return connections_outcome(load, {1, 3});
     }
 };
 
@@ -462,6 +498,38 @@ TEST_F(FleetWithoutExceptionSync, ABackendBackThenAnLbDeadBreaksConnections) {
     EXPECT_EQ(result.value("peer_flows_followed", -1), 0) << result;
     std::cout << "without exception sync " << result.value("broken_connections", 0) << " of 600 connections broke ("
               << std::lround(100.0 * result.value("broken_connections", 0) / 600) << "%)\n";
+}
+
+// LB 3 joins while LBs 1 and 2 carry exceptions: the router will give it some of their
+// flows the moment it announces, so it must hold their lists first.
+class FleetJoin : public FleetExceptions {
+protected:
+    FleetJoin() { started_lbs_ = 2; }
+};
+
+TEST_F(FleetJoin, AnLbJoiningWithExceptionsOutstandingAnnouncesOnceItHoldsThemAndBreaksNoConnection) {
+    auto load = connections_while_be3_is_down();
+    be3_returns();
+    LbDaemon& lb3 = *lbs_[2];
+    const auto started = Clock::now();
+    ASSERT_NO_FATAL_FAILURE(lb3.start());
+    const auto ready = elapsed_ms(started);
+    wait_for_next_hops(kLbs, 15s);
+    const auto announced = elapsed_ms(started);
+    const ExceptionCounts counts = exception_counts();
+    EXPECT_TRUE(counts.all_loaded()) << "LB 3 announced without its peers' exceptions";
+    const std::string log = lb3.log();
+    const auto loaded_at = log.find("every peer's list loaded");
+    const auto announced_at = log.find("): announced");
+    EXPECT_NE(loaded_at, std::string::npos) << log;
+    EXPECT_LT(loaded_at, announced_at) << log;
+    std::cout << "LB 3 joined with " << (counts.loaded.size() == 3 ? counts.loaded[2] : 0)
+              << " of its peers' exceptions: ready " << ready.count() << " ms after its start, a next hop "
+              << announced.count() << " ms after it\n";
+    const auto result = connections_outcome(load, {3});
+    EXPECT_EQ(result.value("broken_connections", -1), 0) << result;
+    EXPECT_EQ(result.value("backend_changes", -1), 0) << result;
+    EXPECT_GT(result.value("peer_flows_followed", 0), 0) << "no flow the router moved to LB 3 needed an exception";
 }
 
 }  // namespace

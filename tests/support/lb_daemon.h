@@ -102,6 +102,7 @@ public:
     }
     // The process group of every start (each leads its own; its announce guard is in it).
     const std::vector<pid_t>& groups() const { return groups_; }
+    bool running() const { return pid_ > 0; }
     std::string log() const {
         std::ifstream file(dir_ + "/stickylbd.log");
         return std::string(std::istreambuf_iterator<char>(file), {});

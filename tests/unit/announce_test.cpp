@@ -150,7 +150,7 @@ TEST(AnnounceReasons, NamesAreUniqueSnakeCaseAndDescribed) {
         EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_"), std::string_view::npos) << name;
         EXPECT_FALSE(description(reason).empty()) << name;
     }
-    EXPECT_EQ(names.size(), 8u);
+    EXPECT_EQ(names.size(), 9u);
 }
 
 TEST(AnnounceReasons, EveryReasonIsDocumentedInTheManPageAndTheScaleOutGuide) {
@@ -198,6 +198,20 @@ TEST_F(AnnouncerTest, AHostWhoseConfigDiffersFromItsFleetsWithdrawsEveryVipAndSa
 
     announcer_.apply({ready("web", kWeb), ready("web6", kWeb6)}, FleetStanding::agrees);
     EXPECT_EQ(routes_.routes.size(), 2u) << "announced again once its config is the fleet's";
+}
+
+TEST_F(AnnouncerTest, UntilThePeersExceptionsAreLoadedAHostKeepsTheRoutesItFoundAndAddsNone) {
+    routes_.routes.insert(kWeb);  // left by the stickylbd that stopped
+    announcer_.apply({ready("web", kWeb), ready("web6", kWeb6)}, FleetStanding::agrees, /*peers_loaded=*/false);
+    EXPECT_EQ(routes_.routes, std::set{kWeb}) << "a joining host must not take flows it cannot place";
+    EXPECT_EQ(reason_of("web"), AnnounceReason::exceptions_pending);
+    EXPECT_EQ(reason_of("web6"), AnnounceReason::exceptions_pending);
+    VipReadiness down = ready("web", kWeb);
+    down.backend_passing = false;
+    announcer_.apply({down}, FleetStanding::agrees, false);
+    EXPECT_TRUE(routes_.routes.empty()) << "a VIP it cannot serve goes without waiting";
+    announcer_.apply({ready("web", kWeb), ready("web6", kWeb6)}, FleetStanding::agrees, true);
+    EXPECT_EQ(routes_.routes.size(), 2u);
 }
 
 TEST_F(AnnouncerTest, UntilTheFleetIsHeardFromAHostKeepsTheRoutesItFoundAndAddsNone) {

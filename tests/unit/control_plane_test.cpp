@@ -513,8 +513,9 @@ TEST_F(ControlPlaneTest, TheRingsFollowWhatTheFleetsChecksSayNotOneHostsAlone) {
     EXPECT_EQ(row_of(request("health", "show").result, "be2")["view"], "own_checks");
 }
 
-// Flows kept on a drained backend are this host's exceptions: published, named in its
-// roster entry; a peer's, in this host's own backend indexes, fill its peer-flow table.
+// A joining host announces once it holds its peers' flow exceptions: a peer's, in this
+// host's own backend indexes, fill its peer-flow table. Flows kept on a drained backend
+// are this host's exceptions: published, and named in its roster entry.
 TEST_F(ControlPlaneTest, FlowExceptionsGoToThePeersAndThePeersComeIntoThePeerFlowTable) {
     STICKYLB_REQUIRE_MEMCACHED();
     testing::MemcachedProcess memcached;
@@ -526,15 +527,28 @@ TEST_F(ControlPlaneTest, FlowExceptionsGoToThePeersAndThePeersComeIntoThePeerFlo
     fleet::Roster roster = peers_running(ours);
     const std::vector<FlowException> theirs = {{be1_key, IpAddress::parse("198.51.100.7"), 40000},
                                                {"6/192.0.2.99/80/be1", IpAddress::parse("198.51.100.8"), 40001}};
-    roster.members[0].flows_version = 77;
+    // lb2 names a version that is not in memcached: this host, joining, does not
+    // announce until it holds lb2's list.
+    roster.members[0].flows_version = 76;
     roster.members[0].flows_chunks = 1;
-    client.set(fleet::exception_chunk_key("web-fleet", "lb2", 77, 0),
-               fleet::encode_exception_chunks("lb2", 77, theirs).at(0), 60s);
     client.set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
 
     start(text);
     plane_->begin_service();
     ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    ASSERT_TRUE(run_until([&] {
+        return row_of(request("vip", "show").result, "web")["announce"]["reason"] == "exceptions_pending";
+    })) << request("vip", "show").result.dump();
+    EXPECT_TRUE(routes_.routes.empty());
+
+    roster = peers_running(ours);
+    roster.members[0].flows_version = 77;
+    roster.members[0].flows_chunks = 1;
+    client.set(fleet::exception_chunk_key("web-fleet", "lb2", 77, 0),
+               fleet::encode_exception_chunks("lb2", 77, theirs).at(0), 60s);
+    client.set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
+    ASSERT_TRUE(run_until([&] { return routes_.routes.contains(IpAddress::parse("192.0.2.10")); }))
+        << request("cluster", "show").result.dump();
     const std::uint32_t vip_index = maps_.vips().begin()->second.index;
     ASSERT_TRUE(run_until([&] { return tables_.peer_flows().size() == 1; }))
         << request("cluster", "show").result.dump();
@@ -545,6 +559,7 @@ TEST_F(ControlPlaneTest, FlowExceptionsGoToThePeersAndThePeersComeIntoThePeerFlo
     EXPECT_EQ(loaded.vip, IpAddress::parse("192.0.2.10"));
     EXPECT_EQ(loaded.vip_port, 80);
     json shown = request("cluster", "show").result["flow_exceptions"];
+    EXPECT_EQ(shown["joined"], true);
     EXPECT_EQ(shown["peer_flow_entries"], 1);
     EXPECT_EQ(shown["unplaced"], 1) << "a VIP this host does not have";
 

@@ -24,7 +24,7 @@ std::vector<AnnounceReason> all_announce_reasons() { return values_of<AnnounceRe
 
 Announcer::Announcer(AnnouncedRoutes& routes, DataPlaneSelfTest& self_test) : routes_(routes), self_test_(self_test) {}
 
-AnnounceReason Announcer::decide(const VipReadiness& vip, bool attached, FleetStanding standing) {
+AnnounceReason Announcer::decide(const VipReadiness& vip, bool attached, FleetStanding standing, bool peers_loaded) {
     if (!attached)
         return AnnounceReason::data_plane_detached;
     if (standing == FleetStanding::differs)
@@ -39,21 +39,25 @@ AnnounceReason Announcer::decide(const VipReadiness& vip, bool attached, FleetSt
     // agree, and one that cannot withdraws without waiting for them.
     if (standing == FleetStanding::pending)
         return AnnounceReason::fleet_pending;
+    if (!peers_loaded)
+        return AnnounceReason::exceptions_pending;
     return AnnounceReason::announced;
 }
 
-std::vector<VipAnnouncement> Announcer::apply(const std::vector<VipReadiness>& vips, FleetStanding standing) {
+std::vector<VipAnnouncement> Announcer::apply(const std::vector<VipReadiness>& vips, FleetStanding standing,
+                                              bool peers_loaded) {
     const bool attached = self_test_.attached();
     // An address is announced when any VIP on it (several ports or protocols) can be
     // served, and kept as it is while one of them waits for its first checks.
     std::set<IpAddress> wanted, kept;
     std::vector<VipAnnouncement> next;
     for (const VipReadiness& vip : vips) {
-        VipAnnouncement announcement{vip.vip, vip.address, decide(vip, attached, standing)};
+        VipAnnouncement announcement{vip.vip, vip.address, decide(vip, attached, standing, peers_loaded)};
         if (announcement.announced())
             wanted.insert(vip.address);
         else if (announcement.reason == AnnounceReason::checks_pending ||
-                 announcement.reason == AnnounceReason::fleet_pending)
+                 announcement.reason == AnnounceReason::fleet_pending ||
+                 announcement.reason == AnnounceReason::exceptions_pending)
             kept.insert(vip.address);
         next.push_back(std::move(announcement));
     }

@@ -21,14 +21,15 @@
 namespace stickylb {
 
 // Why a VIP is (not) announced; the metric label and the CLI's words.
-#define STICKYLB_ANNOUNCE_REASONS(X)                                                                 \
-    X(announced, "announced")                                                                        \
-    X(checks_pending, "no backend has been checked yet: the route is kept as it was")                \
-    X(no_backend_passing, "no backend passes this host's checks")                                    \
-    X(data_plane_detached, "the XDP program is not attached to the interface")                       \
-    X(data_plane_not_forwarding, "the XDP program does not forward a probe packet for it")           \
-    X(route_error, "the announcement route could not be written")                                    \
-    X(fleet_pending, "the fleet's config fingerprint is not known yet: the route is kept as it was") \
+#define STICKYLB_ANNOUNCE_REASONS(X)                                                                    \
+    X(announced, "announced")                                                                           \
+    X(checks_pending, "no backend has been checked yet: the route is kept as it was")                   \
+    X(no_backend_passing, "no backend passes this host's checks")                                       \
+    X(data_plane_detached, "the XDP program is not attached to the interface")                          \
+    X(data_plane_not_forwarding, "the XDP program does not forward a probe packet for it")              \
+    X(route_error, "the announcement route could not be written")                                       \
+    X(fleet_pending, "the fleet's config fingerprint is not known yet: the route is kept as it was")    \
+    X(exceptions_pending, "the peers' flow exceptions are not loaded yet: the route is kept as it was") \
     X(config_differs, "this host's config fingerprint is not the fleet's")
 
 enum class AnnounceReason {
@@ -68,14 +69,16 @@ public:
     // Decides every VIP of the running config and brings the routes in line: routes of
     // VIPs no longer configured go too. Returns the VIPs whose announcement changed.
     // standing: this host's among its fleet's (agrees when it has none).
+    // peers_loaded: this host holds its peers' flow exceptions (or needs none), as a
+    // host joining the fleet must before the router gives it their flows.
     std::vector<VipAnnouncement> apply(const std::vector<VipReadiness>& vips,
-                                       FleetStanding standing = FleetStanding::agrees);
+                                       FleetStanding standing = FleetStanding::agrees, bool peers_loaded = true);
     const std::vector<VipAnnouncement>& state() const { return state_; }
     // Why the routes could not be read or written in the last apply; empty if they could.
     const std::string& route_error() const { return route_error_; }
 
 private:
-    AnnounceReason decide(const VipReadiness& vip, bool attached, FleetStanding standing);
+    AnnounceReason decide(const VipReadiness& vip, bool attached, FleetStanding standing, bool peers_loaded);
 
     AnnouncedRoutes& routes_;
     DataPlaneSelfTest& self_test_;

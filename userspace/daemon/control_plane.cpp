@@ -245,7 +245,8 @@ void ControlPlane::announce() {
         vips.push_back(std::move(readiness));
     }
     const std::string previous_error = announcer_->route_error();
-    for (const VipAnnouncement& change : announcer_->apply(vips, fleet_standing())) {
+    const bool peers_loaded = !exceptions_ || exceptions_->joined();
+    for (const VipAnnouncement& change : announcer_->apply(vips, fleet_standing(), peers_loaded)) {
         if (change.announced())
             spdlog::info("VIP {} ({}): announced", change.vip, change.address.to_string());
         else

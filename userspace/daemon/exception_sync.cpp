@@ -23,7 +23,8 @@ std::uint64_t wall_ms() {
 ExceptionSync::ExceptionSync(boost::asio::io_context& io, BackgroundWorker& worker, ClientTables& tables,
                              FleetPresence& fleet, std::vector<std::shared_ptr<MemcachedLink>> links,
                              ExceptionExchangeSettings settings, const session::SigningKey* key, ViewSource view,
-                             std::size_t peer_flow_capacity, std::chrono::milliseconds scan_period)
+                             std::size_t peer_flow_capacity, std::chrono::milliseconds scan_period,
+                             std::chrono::milliseconds join_wait)
     : io_(io),
       worker_(worker),
       tables_(tables),
@@ -36,6 +37,7 @@ ExceptionSync::ExceptionSync(boost::asio::io_context& io, BackgroundWorker& work
       view_(std::move(view)),
       peer_flow_capacity_(peer_flow_capacity),
       scan_period_(scan_period),
+      join_wait_(join_wait),
       timer_(io) {
     fleet_.on_peer_exceptions_change([this] { exchange_.track(fleet_.sharing_peers()); });
 }
@@ -47,6 +49,7 @@ ExceptionSync::~ExceptionSync() {
 
 void ExceptionSync::start() {
     started_ = true;
+    started_at_ = std::chrono::steady_clock::now();
     scan();
     schedule();
 }
@@ -65,6 +68,27 @@ void ExceptionSync::schedule() {
         scan();
         schedule();
     });
+}
+
+bool ExceptionSync::joined() {
+    if (joined_ || !started_)
+        return joined_;
+    const FleetStanding standing = fleet_.standing();
+    const bool loaded =
+        standing == FleetStanding::alone ||
+        (standing == FleetStanding::agrees && exchange_.holds_every_list(fleet_.sharing_peers()) && !loading_);
+    const auto waited = std::chrono::steady_clock::now() - started_at_;
+    if (loaded) {
+        spdlog::info("flow exceptions: every peer's list loaded ({} entries) {} ms after start", peer_flows_,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
+    } else if (waited >= join_wait_) {
+        spdlog::warn("flow exceptions: not every peer's list loaded after {} ms: announcing without them",
+                     join_wait_.count());
+    } else {
+        return false;
+    }
+    joined_ = true;
+    return true;
 }
 
 void ExceptionSync::rings_changed() {
@@ -180,6 +204,7 @@ nlohmann::json ExceptionSync::show() const {
     nlohmann::json shown = exchange_.show();
     shown["peer_flow_entries"] = peer_flows_;
     shown["unplaced"] = unplaced_;
+    shown["joined"] = joined_;
     shown["scans"] = scans_;
     shown["scan_failures"] = scan_failures_;
     shown["load_failures"] = load_failures_;

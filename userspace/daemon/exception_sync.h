@@ -39,13 +39,19 @@ public:
     ExceptionSync(boost::asio::io_context& io, BackgroundWorker& worker, ClientTables& tables, FleetPresence& fleet,
                   std::vector<std::shared_ptr<MemcachedLink>> links, ExceptionExchangeSettings settings,
                   const session::SigningKey* key, ViewSource view, std::size_t peer_flow_capacity,
-                  std::chrono::milliseconds scan_period = std::chrono::seconds(5));
+                  std::chrono::milliseconds scan_period = std::chrono::seconds(5),
+                  std::chrono::milliseconds join_wait = std::chrono::seconds(10));
     ~ExceptionSync();
     ExceptionSync(const ExceptionSync&) = delete;
     ExceptionSync& operator=(const ExceptionSync&) = delete;
 
     void start();  // a scan now, then every scan_period
     void stop();
+    // Whether this host may announce: it holds every sharing peer's list in its
+    // peer-flow table (or has no peers to hear from), or join_wait has passed since
+    // start(). Once true it stays true: later lists are steady state, not a join.
+    bool joined();
+
     // A ring was rewritten: scan now (after the one under way, if any); nothing
     // before start(), which scans anyway.
     void rings_changed();
@@ -68,7 +74,9 @@ private:
     FlowExceptionExchange exchange_;
     ViewSource view_;
     const std::size_t peer_flow_capacity_;
-    const std::chrono::milliseconds scan_period_;
+    const std::chrono::milliseconds scan_period_, join_wait_;
+    std::chrono::steady_clock::time_point started_at_{};
+    bool joined_ = false;
     boost::asio::steady_timer timer_;
     bool started_ = false;
     bool scanning_ = false, scan_again_ = false;

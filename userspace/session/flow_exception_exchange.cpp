@@ -216,6 +216,16 @@ void FlowExceptionExchange::fetched(const std::string& host, std::uint64_t versi
         fetch(host, 0);
 }
 
+bool FlowExceptionExchange::holds_every_list(const std::vector<fleet::Member>& peers) const {
+    return std::all_of(peers.begin(), peers.end(), [&](const fleet::Member& member) {
+        if (member.flows_chunks == 0)
+            return true;
+        const auto found = peers_.find(member.host);
+        return found != peers_.end() && found->second.held_version == member.flows_version &&
+               found->second.held_chunks == member.flows_chunks;
+    });
+}
+
 void FlowExceptionExchange::recount() {
     counters_.peer_exceptions = 0;
     for (const auto& [host, peer] : peers_)

@@ -74,6 +74,8 @@ public:
     // Drops departed peers' lists past departed_keep and retries failed reads.
     void tick();
 
+    // Whether the list of every one of these peers is held at the version it names.
+    bool holds_every_list(const std::vector<fleet::Member>& peers) const;
     // Every list held, oldest version first (a flow two peers list goes where the
     // newer list says).
     std::vector<FlowException> peer_exceptions() const;
