@@ -5,10 +5,14 @@
 //   - stickylbd's reconcile (desired state + Reconciler::apply) of 100 VIPs x 50
 //     backends against real BPF maps (a loaded, unattached data plane): a periodic
 //     refresh with nothing changed, one VIP's backend down, one server behind every
-//     VIP down; map writes of each and the time it takes.
+//     VIP down; map writes of each and the time it takes;
+//   - exception sync's CPU work per LB host for 1 Mi flows of which 100 Ki are off the
+//     ring: the scan (control/flow_exceptions.h), the chunks it publishes and their
+//     bytes, and a peer's decode and translation into its own indexes.
 // The reconcile part loads BPF maps and needs root; without it that part is skipped.
 //
 //   control_plane_bench [--quick] [--repeats N]
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,7 +31,9 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/maglev.h"
 #include "control/config.h"
+#include "control/flow_exceptions.h"
 #include "control/reconciler.h"
+#include "session/flow_exception_chunks.h"
 
 namespace stickylb {
 namespace {
@@ -298,6 +304,81 @@ void reconcile_section(const Options& options) {
               << writes_row("it comes back up everywhere", all_up, std::to_string(kVips) + " + its new slots") << '\n';
 }
 
+// One VIP hashing connections over 10 backends, 1 Mi flows from random clients, every
+// tenth off its ring's pick (kept on the next backend, as after a backend's return).
+void exceptions_section(const Options& options) {
+    constexpr std::uint32_t kFlows = 1u << 20;
+    constexpr std::uint32_t kBackends = 10;
+    std::cerr << "control_plane_bench: flow exceptions, " << kFlows << " flows\n";
+    RingView view;
+    view.hash_seed = 0x1234;
+    RingView::Vip& vip = view.vips[0];
+    vip.key = {IpAddress::parse("10.89.0.250"), 80, IPPROTO_TCP};
+    std::vector<MaglevBackend> backends;
+    for (std::uint32_t i = 1; i <= kBackends; ++i) {
+        backends.push_back({.name = "be" + std::to_string(i), .index = i, .weight = 1, .in_service = true});
+        view.backends[i] = {0, "6/10.89.0.250/80/be" + std::to_string(i), BackendState::up};
+    }
+    vip.ring = build_maglev_ring(backends, kRingSize, kSeed);
+    std::vector<FlowRecord> flows(kFlows);
+    std::uint64_t state = kSeed;
+    const auto next = [&] {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return static_cast<std::uint32_t>(state >> 32);
+    };
+    std::uint32_t off_ring = 0;
+    for (std::uint32_t n = 0; n < kFlows; ++n) {
+        FlowRecord& flow = flows[n];
+        const std::uint32_t client = next();
+        flow.client =
+            IpAddress::parse(std::to_string(10 + client % 200) + "." + std::to_string((client >> 8) & 255) + "." +
+                             std::to_string((client >> 16) & 255) + "." + std::to_string(1 + (client >> 24) % 254));
+        flow.client_port = static_cast<std::uint16_t>(1024 + next() % 60000);
+        flow.vip = vip.key.address;
+        flow.vip_port = 80;
+        flow.protocol = IPPROTO_TCP;
+        flow.vip_index = 0;
+        flow.backend_index = ring_pick(vip, view.hash_seed, flow);
+        if (n % 10 == 0) {
+            flow.backend_index = flow.backend_index % kBackends + 1;
+            ++off_ring;
+        }
+    }
+    std::vector<FlowException> found;
+    std::vector<Timing> scan, encode, decode, translate;
+    std::vector<std::string> chunks;
+    std::size_t bytes = 0, loaded = 0;
+    for (int round = 0; round < options.repeats; ++round) {
+        scan.push_back(timed([&] { found = find_flow_exceptions(flows, view); }));
+        encode.push_back(timed([&] { chunks = fleet::encode_exception_chunks("lb1", 1, found); }));
+        std::vector<FlowException> read;
+        decode.push_back(timed([&] {
+            for (std::size_t chunk = 0; chunk < chunks.size(); ++chunk) {
+                auto part = fleet::decode_exception_chunk(chunks[chunk], "lb1", 1, chunk, chunks.size());
+                read.insert(read.end(), part.begin(), part.end());
+            }
+        }));
+        translate.push_back(timed([&] { loaded = to_local_flows(read, view).flows.size(); }));
+    }
+    for (const std::string& chunk : chunks)
+        bytes += chunk.size();
+    if (found.size() > off_ring || loaded != found.size())
+        throw std::logic_error("exceptions found or loaded do not match those made");
+    std::cout << "### Exception sync, per LB host\n\n"
+              << thousands(kFlows) << " flows of one VIP over " << kBackends << " backends (" << thousands(kRingSize)
+              << "-slot ring), every tenth kept off its ring's pick: " << thousands(found.size())
+              << " exceptions found of " << thousands(off_ring) << " made, median of " << options.repeats
+              << " rounds, this thread's CPU ms and wall ms. The flow-table read (a batch lookup) is not in it.\n\n"
+              << "| step | where | CPU ms | wall ms |\n|---|---|---:|---:|\n"
+              << "| find the exceptions in 1 Mi flows | every host, after a ring change and every 5 s | "
+              << median_cell(scan) << " |\n"
+              << "| encode " << chunks.size() << " chunks, " << thousands(bytes) << " bytes ("
+              << fixed(static_cast<double>(bytes) / static_cast<double>(found.size()), 1)
+              << " per exception) | the publishing host | " << median_cell(encode) << " |\n"
+              << "| decode them | every peer | " << median_cell(decode) << " |\n"
+              << "| into this host's indexes | every peer | " << median_cell(translate) << " |\n\n";
+}
+
 }  // namespace
 }  // namespace stickylb
 
@@ -307,6 +388,7 @@ int main(int argc, char** argv) {
         std::cout << "## Control plane: control_plane_bench\n\n";
         stickylb::maglev_section(options);
         stickylb::reconcile_section(options);
+        stickylb::exceptions_section(options);
         return 0;
     } catch (const std::exception& error) {
         std::cerr << "control_plane_bench: " << error.what() << '\n';
