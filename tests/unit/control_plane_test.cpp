@@ -168,11 +168,14 @@ protected:
         return roster;
     }
 
-    // Host lb1 of fleet web-fleet on one memcached server, reading the roster every 20 ms.
-    std::string fleet_config_text(const std::string& memcached) const {
+    // Host lb1 of fleet web-fleet on one memcached server, reading the roster every 20 ms;
+    // an entry counts for three heartbeats.
+    std::string fleet_config_text(const std::string& memcached, const std::string& heartbeat = "1s") const {
         return config_text() +
                "announce: {check_interval: 20ms, hold: 0s, fleet: web-fleet, host_id: lb1, "
-               "peer_heartbeat: 1s, peer_poll: 20ms}\n"
+               "peer_heartbeat: " +
+               heartbeat +
+               ", peer_poll: 20ms}\n"
                "memcached_servers: ['" +
                memcached + "']\n";
     }
@@ -519,7 +522,8 @@ TEST_F(ControlPlaneTest, TheRingsFollowWhatTheFleetsChecksSayNotOneHostsAlone) {
 TEST_F(ControlPlaneTest, FlowExceptionsGoToThePeersAndThePeersComeIntoThePeerFlowTable) {
     STICKYLB_REQUIRE_MEMCACHED();
     testing::MemcachedProcess memcached;
-    const std::string text = fleet_config_text(memcached.address());
+    // The peers' entries stay fresh for the whole test, however slow the machine.
+    const std::string text = fleet_config_text(memcached.address(), "10s");
     const DaemonConfig ours = parse_config(text, "lb1.yaml");
     const std::string be1_key = observation_key(ours.vips.at(0), "be1");
     const std::string be2_key = observation_key(ours.vips.at(0), "be2");

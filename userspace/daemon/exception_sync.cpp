@@ -104,52 +104,52 @@ void ExceptionSync::scan() {
     scanning_ = true;
     scan_again_ = false;
     const bool republish = exchange_.due_for_republish();
-    worker_.post(
-        [this, alive = alive_, &tables = tables_, view = view_(), published = published_, republish, host = host_] {
-            struct Outcome {
-                bool changed = false;
-                std::uint64_t version = 0;
-                std::vector<std::string> chunks;
-                std::size_t exceptions = 0, left_out = 0;
-                std::string error;
-            } outcome;
-            try {
-                std::vector<FlowException> found = find_flow_exceptions(tables.flows(), view);
-                if (found != published->exceptions || republish) {
-                    outcome.changed = true;
-                    outcome.left_out =
-                        found.size() > fleet::kMaxFlowExceptions ? found.size() - fleet::kMaxFlowExceptions : 0;
-                    found.resize(std::min(found.size(), fleet::kMaxFlowExceptions));
-                    // Wall clock: a restarted host's versions keep increasing.
-                    outcome.version = std::max(wall_ms(), published->version + 1);
-                    outcome.chunks = fleet::encode_exception_chunks(host, outcome.version, found);
-                    outcome.exceptions = found.size();
-                    published->exceptions = std::move(found);
-                    published->version = outcome.version;
-                }
-            } catch (const std::exception& error) {
-                outcome.error = error.what();
+    worker_.post([this, &io = io_, alive = alive_, &tables = tables_, view = view_(), published = published_, republish,
+                  host = host_] {
+        struct Outcome {
+            bool changed = false;
+            std::uint64_t version = 0;
+            std::vector<std::string> chunks;
+            std::size_t exceptions = 0, left_out = 0;
+            std::string error;
+        } outcome;
+        try {
+            std::vector<FlowException> found = find_flow_exceptions(tables.flows(), view);
+            if (found != published->exceptions || republish) {
+                outcome.changed = true;
+                outcome.left_out =
+                    found.size() > fleet::kMaxFlowExceptions ? found.size() - fleet::kMaxFlowExceptions : 0;
+                found.resize(std::min(found.size(), fleet::kMaxFlowExceptions));
+                // Wall clock: a restarted host's versions keep increasing.
+                outcome.version = std::max(wall_ms(), published->version + 1);
+                outcome.chunks = fleet::encode_exception_chunks(host, outcome.version, found);
+                outcome.exceptions = found.size();
+                published->exceptions = std::move(found);
+                published->version = outcome.version;
             }
-            boost::asio::post(io_, [this, alive, outcome = std::move(outcome)]() mutable {
-                if (!*alive)
-                    return;
-                ++scans_;
-                if (!outcome.error.empty()) {
-                    ++scan_failures_;
-                    if (outcome.error != last_error_)
-                        spdlog::warn("flow exceptions: scanning the flow table: {}", outcome.error);
-                    last_error_ = outcome.error;
-                } else if (outcome.changed) {
-                    if (outcome.left_out > 0)
-                        spdlog::warn("flow exceptions: {} left out, past the {} a host publishes", outcome.left_out,
-                                     fleet::kMaxFlowExceptions);
-                    exchange_.publish(outcome.version, std::move(outcome.chunks), outcome.exceptions);
-                }
-                scanning_ = false;
-                if (scan_again_)
-                    scan();
-            });
+        } catch (const std::exception& error) {
+            outcome.error = error.what();
+        }
+        boost::asio::post(io, [this, alive, outcome = std::move(outcome)]() mutable {
+            if (!*alive)
+                return;
+            ++scans_;
+            if (!outcome.error.empty()) {
+                ++scan_failures_;
+                if (outcome.error != last_error_)
+                    spdlog::warn("flow exceptions: scanning the flow table: {}", outcome.error);
+                last_error_ = outcome.error;
+            } else if (outcome.changed) {
+                if (outcome.left_out > 0)
+                    spdlog::warn("flow exceptions: {} left out, past the {} a host publishes", outcome.left_out,
+                                 fleet::kMaxFlowExceptions);
+                exchange_.publish(outcome.version, std::move(outcome.chunks), outcome.exceptions);
+            }
+            scanning_ = false;
+            if (scan_again_)
+                scan();
         });
+    });
 }
 
 void ExceptionSync::load() {
@@ -159,8 +159,10 @@ void ExceptionSync::load() {
     }
     loading_ = true;
     load_again_ = false;
-    worker_.post([this, alive = alive_, &tables = tables_, view = view_(), exceptions = exchange_.peer_exceptions(),
-                  capacity = peer_flow_capacity_] {
+    // Only the io_context, the tables and what is captured are touched on the worker:
+    // this object may be gone by the time the job runs.
+    worker_.post([this, &io = io_, alive = alive_, &tables = tables_, view = view_(),
+                  exceptions = exchange_.peer_exceptions(), capacity = peer_flow_capacity_] {
         std::size_t entries = 0, unplaced = 0;
         std::string error;
         try {
@@ -176,7 +178,7 @@ void ExceptionSync::load() {
         } catch (const std::exception& e) {
             error = e.what();
         }
-        boost::asio::post(io_, [this, alive, entries, unplaced, error] {
+        boost::asio::post(io, [this, alive, entries, unplaced, error] {
             if (*alive)
                 loaded(entries, unplaced, error);
         });

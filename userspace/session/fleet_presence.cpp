@@ -183,8 +183,9 @@ void FleetPresence::write(ServerState& server) {
             throw MemcachedError("memcached " + client.server() + ": " + key_name + ": changed by other hosts " +
                                  std::to_string(kCasAttempts) + " times in a row");
         },
-        [this, alive = alive_, name = server.link->server(), result](const std::string& error) {
-            boost::asio::post(io_, [this, alive, name, result, error] {
+        // On the link's thread, maybe after this object is gone: io and alive only.
+        [this, &io = io_, alive = alive_, name = server.link->server(), result](const std::string& error) {
+            boost::asio::post(io, [this, alive, name, result, error] {
                 if (*alive)
                     answered(name, result->roster, result->rejected, error);
             });
@@ -215,8 +216,8 @@ void FleetPresence::read(ServerState& server) {
                 roster->reset();  // as above
             }
         },
-        [this, alive = alive_, name = server.link->server(), roster](const std::string& error) {
-            boost::asio::post(io_, [this, alive, name, roster, error] {
+        [this, &io = io_, alive = alive_, name = server.link->server(), roster](const std::string& error) {
+            boost::asio::post(io, [this, alive, name, roster, error] {
                 if (*alive)
                     read_answered(name, std::move(*roster), error);
             });

@@ -47,9 +47,10 @@ void FlowExceptionExchange::publish(std::uint64_t version, std::vector<std::stri
                 client.set(key, session::sign_value(signing, key, (*shared)[*next]), ttl);
                 return ++*next < shared->size();
             },
-            [this, alive = alive_, version, count, next, total = shared->size()](const std::string& error) {
+            // On the link's thread, maybe after this object is gone: io and alive only.
+            [this, &io = io_, alive = alive_, version, count, next, total = shared->size()](const std::string& error) {
                 const std::string outcome = error.empty() && *next < total ? "superseded" : error;
-                boost::asio::post(io_, [this, alive, version, count, outcome] {
+                boost::asio::post(io, [this, alive, version, count, outcome] {
                     if (*alive)
                         written(version, count, outcome);
                 });
@@ -176,8 +177,8 @@ void FlowExceptionExchange::fetch(const std::string& host, std::size_t server) {
             }
             return ++*next < chunks;
         },
-        [this, alive = alive_, host, version, chunks, exceptions, server](const std::string& error) {
-            boost::asio::post(io_, [this, alive, host, version, chunks, exceptions, server, error] {
+        [this, &io = io_, alive = alive_, host, version, chunks, exceptions, server](const std::string& error) {
+            boost::asio::post(io, [this, alive, host, version, chunks, exceptions, server, error] {
                 if (*alive)
                     fetched(host, version, chunks, exceptions, server, error);
             });
