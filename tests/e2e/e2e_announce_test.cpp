@@ -50,7 +50,7 @@ protected:
     void TearDown() override {
         DaemonLabTest::TearDown();
         if (reaper_)
-            reaper_->reap(kHold, daemon_groups_);
+            reaper_->reap(kHold, daemon_groups_, {dir_});
     }
 
     std::string config_text() const {

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -66,13 +67,16 @@ protected:
 
     void TearDown() override {
         std::vector<pid_t> groups;
-        for (const auto& lb : lbs_)
+        std::vector<std::string> dirs;
+        for (const auto& lb : lbs_) {
             groups.insert(groups.end(), lb->groups().begin(), lb->groups().end());
+            dirs.push_back(lb->dir());
+        }
         lbs_.clear();
         if (lab_up_)
             run_command(lab_command("down"));
         if (reaper_)
-            reaper_->reap(kHold, groups);
+            reaper_->reap(kHold, groups, dirs);
         EXPECT_TRUE(lab_namespaces_left().empty());
     }
 
@@ -530,6 +534,139 @@ TEST_F(FleetJoin, AnLbJoiningWithExceptionsOutstandingAnnouncesOnceItHoldsThemAn
     EXPECT_EQ(result.value("broken_connections", -1), 0) << result;
     EXPECT_EQ(result.value("backend_changes", -1), 0) << result;
     EXPECT_GT(result.value("peer_flows_followed", 0), 0) << "no flow the router moved to LB 3 needed an exception";
+}
+
+// A persistent VIP keeps each client on one backend across its connections, and the
+// router gives every new connection to any LB: each LB must send a client where the
+// others do, also after a ring change made some clients' backends exceptions.
+class FleetAffinity : public Fleet {
+protected:
+    FleetAffinity() { started_lbs_ = 2; }
+
+    static constexpr int kClients = 140;  // every extra client address of the lab
+    static constexpr int kPerClient = 4;  // new connections per client and round
+
+    // Every client opens `per_client` new connections one after another; the backend of each answer.
+    static std::map<std::string, std::vector<std::string>> new_connections(int per_client) {
+        std::string sources;
+        for (int client = 1; client <= kClients; ++client)
+            sources += " --source " + client_address(client);
+        const auto run = run_command(in_ns(lab_ns("client"), "python3 " + std::string(STICKYLB_SOURCE_DIR) +
+                                                                 "/tools/lab/http_new_connections.py --vip " + kLabVip +
+                                                                 " --timeout 5 --per-source " +
+                                                                 std::to_string(per_client) + sources));
+        const auto result = nlohmann::json::parse(run.output, nullptr, false);
+        EXPECT_TRUE(result.is_object() && result["answers"].is_object()) << run.output;
+        std::map<std::string, std::vector<std::string>> answers;
+        if (!result.is_object() || !result["answers"].is_object())
+            return answers;
+        EXPECT_EQ(result.value("failed", -1), 0) << run.output;
+        for (const auto& [client, backends] : result["answers"].items())
+            for (const auto& backend : backends)
+                answers[client].push_back(backend.is_string() ? backend.get<std::string>() : "");
+        return answers;
+    }
+
+    // Each client's backend: where its first connection went.
+    std::map<std::string, std::string> affinity_;
+
+    // A round of new connections: how many were answered by their client's backend.
+    int round(const std::string& after, int& total_lost) {
+        int kept = 0, connections = 0, clients_moved = 0;
+        for (const auto& [client, backends] : new_connections(kPerClient)) {
+            const auto on_its_backend = std::count(backends.begin(), backends.end(), affinity_[client]);
+            connections += static_cast<int>(backends.size());
+            kept += static_cast<int>(on_its_backend);
+            clients_moved += on_its_backend != static_cast<std::ptrdiff_t>(backends.size());
+        }
+        EXPECT_EQ(connections, kClients * kPerClient) << after;
+        total_lost += connections - kept;
+        std::cout << after << ": " << kept << " of " << connections
+                  << " new connections answered by their client's backend (" << clients_moved << " of " << kClients
+                  << " clients sent elsewhere at least once)\n";
+        return connections - kept;
+    }
+
+    // What every running LB published (flow and affinity exceptions) and holds of its peers'.
+    bool every_lb_holds_its_peers_lists() const {
+        std::vector<std::uint64_t> published, loaded;
+        for (const auto& lb : lbs_) {
+            if (!lb->running())
+                continue;
+            const auto shown = lb->cli_json("cluster show")["flow_exceptions"];
+            published.push_back(shown.value("published", 0u));
+            loaded.push_back(shown.value("loaded", 0u));
+        }
+        const std::uint64_t total = std::accumulate(published.begin(), published.end(), std::uint64_t{0});
+        bool held = total > 0;
+        for (std::size_t i = 0; i < published.size(); ++i)
+            held = held && loaded[i] == total - published[i];
+        return held;
+    }
+
+    // be3 down while every client connects once (its affinity, on be1 or be2, recorded
+    // by one LB), be3 back (the ring picks it for about a third of the clients, whose
+    // affinities are now exceptions), then rounds of new connections: after be3's
+    // return, after LB 3 joined, after LB 2's namespace was deleted.
+    int connections_through_ring_change_join_and_death() {
+        EXPECT_EQ(run_command(lab_command("stop-backend 3")).exit_code, 0);
+        wait_everywhere("be3", "down");
+        for (const auto& [client, backends] : new_connections(1))
+            affinity_[client] = backends.at(0);
+        EXPECT_EQ(affinity_.size(), static_cast<std::size_t>(kClients));
+
+        EXPECT_EQ(run_command(lab_command("start-backend 3")).exit_code, 0);
+        wait_everywhere("be3", "up");
+        if (share_exceptions_) {
+            const auto returned = Clock::now();
+            for (int tries = 0; tries < 200 && !every_lb_holds_its_peers_lists(); ++tries)
+                std::this_thread::sleep_for(20ms);
+            EXPECT_TRUE(every_lb_holds_its_peers_lists()) << lbs_[0]->cli_json("cluster show").dump();
+            std::cout << "be3 back: affinity exceptions published by LB 1 and 2:";
+            for (int lb = 0; lb < 2; ++lb)
+                std::cout << " "
+                          << lbs_[lb]->cli_json("cluster show")["flow_exceptions"].value("published_affinities", 0u);
+            std::cout << ", held by the peers " << elapsed_ms(returned).count() << " ms after be3 was up everywhere\n";
+        }
+        int lost = 0;
+        round("be3 back", lost);
+
+        const auto started = Clock::now();
+        EXPECT_NO_FATAL_FAILURE(lbs_[2]->start());
+        wait_for_next_hops(kLbs, 15s);
+        std::cout << "LB 3 joined: a next hop " << elapsed_ms(started).count() << " ms after its start";
+        if (share_exceptions_)
+            std::cout << ", "
+                      << lbs_[2]->cli_json("cluster show")["flow_exceptions"].value("peer_affinities_written", 0u)
+                      << " of its peers' client affinities written";
+        std::cout << "\n";
+        round("LB 3 joined", lost);
+
+        EXPECT_EQ(run_command(lab_command("kill-lb 2")).exit_code, 0);
+        lbs_[1]->stop(SIGKILL);
+        wait_for_next_hops(kLbs - 1, 5s);
+        round("LB 2's namespace deleted", lost);
+        return lost;
+    }
+};
+
+TEST_F(FleetAffinity, EveryLbSendsAClientsNewConnectionsToItsBackendThroughRingChangesJoinsAndDeaths) {
+    EXPECT_EQ(connections_through_ring_change_join_and_death(), 0);
+}
+
+// The same without exception sync, proof that the test above can fail: an LB that never
+// saw a client sends it where the ring says.
+class FleetAffinityWithoutExceptionSync : public FleetAffinity {
+protected:
+    FleetAffinityWithoutExceptionSync() { share_exceptions_ = false; }
+};
+
+TEST_F(FleetAffinityWithoutExceptionSync, ClientsLoseTheirBackend) {
+    const int lost = connections_through_ring_change_join_and_death();
+    EXPECT_GT(lost, 0);
+    std::cout << "without exception sync " << lost << " of " << 3 * kClients * kPerClient
+              << " new connections went to another backend than their client's ("
+              << std::lround(100.0 * lost / (3 * kClients * kPerClient)) << "%)\n";
 }
 
 }  // namespace

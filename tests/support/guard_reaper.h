@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -19,7 +20,9 @@ namespace stickylb::testing::lab {
 
 // Announce guards outlive their daemons: a test that runs them makes itself their
 // subreaper and, at its end, reaps them (each ends `hold` after its daemon), or
-// fails and kills what is left of GROUPS.
+// fails and kills what is left of GROUPS. A guard takes its lock after its daemon
+// ended, creating the lock's directory again: the test's work directories (DIRS)
+// are removed once more when the guards are gone.
 class GuardReaper {
 public:
     GuardReaper() {
@@ -30,7 +33,15 @@ public:
     GuardReaper(const GuardReaper&) = delete;
     GuardReaper& operator=(const GuardReaper&) = delete;
 
-    void reap(std::chrono::milliseconds hold, const std::vector<pid_t>& groups) const {
+    void reap(std::chrono::milliseconds hold, const std::vector<pid_t>& groups,
+              const std::vector<std::string>& dirs) const {
+        wait_for_guards(hold, groups);
+        for (const std::string& dir : dirs)
+            std::filesystem::remove_all(dir);
+    }
+
+private:
+    static void wait_for_guards(std::chrono::milliseconds hold, const std::vector<pid_t>& groups) {
         const auto deadline = std::chrono::steady_clock::now() + hold + std::chrono::seconds(5);
         int status = 0;
         while (std::chrono::steady_clock::now() < deadline) {

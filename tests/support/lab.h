@@ -122,7 +122,7 @@ inline constexpr int kAgentMetricsPort = plan_number(STICKYLB_LAB_AGENT_METRICS_
 // Host HOST of the segment, IPv4 or IPv6.
 inline std::string lab_host(int host) { return std::string(kLabNet4) + "." + std::to_string(host); }
 inline std::string lab_host6(int host) { return std::string(kLabNet6) + ":" + std::to_string(host); }
-// Backend N's address, memcached server M's, and extra client address N (1..30).
+// Backend N's address, memcached server M's, and extra client address N (1..140).
 inline std::string backend_address(int index) { return lab_host(kLabBackendBase + index); }
 inline std::string memcached_address(int index) { return lab_host(kLabMemcachedBase + index); }
 inline std::string client_address(int extra) { return lab_host(kLabClientHost + extra); }

@@ -269,12 +269,15 @@ MetricsSnapshot filled_snapshot(const Histogram& latency) {
                .reads = 12,
                .exception_sync = true,
                .flow_exceptions_published = 5400,
+               .affinity_exceptions_published = 700,
+               .peer_affinities_written = 1300,
                .peer_flow_entries = 10800,
                .peer_exceptions_unplaced = 3,
                .exception_versions_published = 4,
                .exception_publish_failures = 1,
                .exception_versions_loaded = 8,
-               .exception_load_failures = 2};
+               .exception_fetch_failures = 2,
+               .exception_table_write_failures = 1};
     s.version = "0.1.0";
     s.commit = "93c39f7";
     return s;
@@ -363,7 +366,10 @@ TEST(RenderMetrics, HasEveryFamily) {
             "stickylb_fleet_exception_versions_published_total 4\n",
             "stickylb_fleet_exception_publish_failures_total 1\n",
             "stickylb_fleet_exception_versions_loaded_total 8\n",
-            "stickylb_fleet_exception_load_failures_total 2\n",
+            "stickylb_fleet_exception_load_failures_total{reason=\"fetch\"} 2\n",
+            "stickylb_fleet_exception_load_failures_total{reason=\"table_write\"} 1\n",
+            "stickylb_fleet_affinity_exceptions 700\n",
+            "stickylb_fleet_peer_affinities_written_total 1300\n",
             "stickylb_backend_fleet_votes{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\",health=\"up\"} 1\n",
             "stickylb_backend_fleet_votes{vip=\"tcp 10.0.0.1:80\",backend=\"10.1.0.3:80\",health=\"down\"} 2\n",
             "stickylb_build_info{version=\"0.1.0\",commit=\"93c39f7\"} 1\n",

@@ -33,6 +33,7 @@
 #include "control/config.h"
 #include "control/flow_exceptions.h"
 #include "control/reconciler.h"
+#include "control/ring_pick.h"
 #include "session/flow_exception_chunks.h"
 
 namespace stickylb {
@@ -306,6 +307,29 @@ void reconcile_section(const Options& options) {
 
 // One VIP hashing connections over 10 backends, 1 Mi flows from random clients, every
 // tenth off its ring's pick (kept on the next backend, as after a backend's return).
+// What a peer reads: every chunk of lb1's version 1.
+std::vector<FlowException> decode_all(const std::vector<std::string>& chunks) {
+    std::vector<FlowException> read;
+    for (std::size_t chunk = 0; chunk < chunks.size(); ++chunk) {
+        auto part = fleet::decode_exception_chunk(chunks[chunk], "lb1", 1, chunk, chunks.size());
+        read.insert(read.end(), part.begin(), part.end());
+    }
+    return read;
+}
+
+// The table rows of publishing a list and a peer's reading it.
+std::string exchange_rows(const std::vector<std::string>& chunks, std::size_t exceptions,
+                          const std::vector<Timing>& encode, const std::vector<Timing>& decode,
+                          const std::vector<Timing>& translate) {
+    std::size_t bytes = 0;
+    for (const std::string& chunk : chunks)
+        bytes += chunk.size();
+    return "| encode " + std::to_string(chunks.size()) + " chunks, " + thousands(bytes) + " bytes (" +
+           fixed(static_cast<double>(bytes) / static_cast<double>(exceptions), 1) +
+           " per exception) | the publishing host | " + median_cell(encode) + " |\n| decode them | every peer | " +
+           median_cell(decode) + " |\n| into this host's indexes | every peer | " + median_cell(translate) + " |\n";
+}
+
 void exceptions_section(const Options& options) {
     constexpr std::uint32_t kFlows = 1u << 20;
     constexpr std::uint32_t kBackends = 10;
@@ -347,21 +371,14 @@ void exceptions_section(const Options& options) {
     std::vector<FlowException> found;
     std::vector<Timing> scan, encode, decode, translate;
     std::vector<std::string> chunks;
-    std::size_t bytes = 0, loaded = 0;
+    std::size_t loaded = 0;
     for (int round = 0; round < options.repeats; ++round) {
         scan.push_back(timed([&] { found = find_flow_exceptions(flows, view); }));
         encode.push_back(timed([&] { chunks = fleet::encode_exception_chunks("lb1", 1, found); }));
         std::vector<FlowException> read;
-        decode.push_back(timed([&] {
-            for (std::size_t chunk = 0; chunk < chunks.size(); ++chunk) {
-                auto part = fleet::decode_exception_chunk(chunks[chunk], "lb1", 1, chunk, chunks.size());
-                read.insert(read.end(), part.begin(), part.end());
-            }
-        }));
+        decode.push_back(timed([&] { read = decode_all(chunks); }));
         translate.push_back(timed([&] { loaded = to_local_flows(read, view).flows.size(); }));
     }
-    for (const std::string& chunk : chunks)
-        bytes += chunk.size();
     if (found.size() > off_ring || loaded != found.size())
         throw std::logic_error("exceptions found or loaded do not match those made");
     std::cout << "### Exception sync, per LB host\n\n"
@@ -372,11 +389,73 @@ void exceptions_section(const Options& options) {
               << "| step | where | CPU ms | wall ms |\n|---|---|---:|---:|\n"
               << "| find the exceptions in 1 Mi flows | every host, after a ring change and every 5 s | "
               << median_cell(scan) << " |\n"
-              << "| encode " << chunks.size() << " chunks, " << thousands(bytes) << " bytes ("
-              << fixed(static_cast<double>(bytes) / static_cast<double>(found.size()), 1)
-              << " per exception) | the publishing host | " << median_cell(encode) << " |\n"
-              << "| decode them | every peer | " << median_cell(decode) << " |\n"
-              << "| into this host's indexes | every peer | " << median_cell(translate) << " |\n\n";
+              << exchange_rows(chunks, found.size(), encode, decode, translate) << "\n";
+}
+
+// A persistent VIP's clients: 1 Mi affinities, every tenth kept off its client's
+// ring pick; a peer holding the same clients on their ring picks writes them all.
+void affinity_exceptions_section(const Options& options) {
+    constexpr std::uint32_t kAffinities = 1u << 20;
+    constexpr std::uint32_t kBackends = 10;
+    constexpr std::int64_t kNow = 1'796'640'000;
+    std::cerr << "control_plane_bench: affinity exceptions, " << kAffinities << " clients\n";
+    RingView view;
+    view.hash_seed = 0x1234;
+    RingView::Vip& vip = view.vips[1];
+    vip.key = {IpAddress::parse("10.89.0.251"), 80, IPPROTO_TCP};
+    vip.settings.index = 1;
+    vip.settings.persistent = true;
+    vip.settings.affinity_timeout_s = 3600;
+    std::vector<MaglevBackend> backends;
+    for (std::uint32_t i = 1; i <= kBackends; ++i) {
+        backends.push_back({.name = "be" + std::to_string(i), .index = i, .weight = 1, .in_service = true});
+        view.backends[i] = {1, "6/10.89.0.251/80/be" + std::to_string(i), BackendState::up};
+    }
+    vip.ring = build_maglev_ring(backends, kRingSize, kSeed);
+    std::vector<AffinityRecord> mine(kAffinities), peers_own(kAffinities);
+    std::uint32_t off_ring = 0;
+    for (std::uint32_t n = 0; n < kAffinities; ++n) {
+        AffinityRecord& record = mine[n];
+        record.vip_index = 1;
+        // Distinct clients: 10.0.0.0 upwards.
+        record.client = IpAddress::parse(std::to_string(10 + (n >> 24)) + "." + std::to_string((n >> 16) & 255) + "." +
+                                         std::to_string((n >> 8) & 255) + "." + std::to_string(n & 255));
+        record.backend_index = ring_pick(vip.ring, view.hash_seed, record.client);
+        record.age = std::chrono::seconds(n % 600);
+        peers_own[n] = record;
+        if (n % 10 == 0) {
+            record.backend_index = record.backend_index % kBackends + 1;
+            ++off_ring;
+        }
+    }
+    std::vector<FlowException> found;
+    std::vector<Timing> scan, encode, decode, translate, compare;
+    std::vector<std::string> chunks;
+    std::size_t writes = 0;
+    for (int round = 0; round < options.repeats; ++round) {
+        scan.push_back(timed([&] { found = find_affinity_exceptions(mine, view, kNow); }));
+        encode.push_back(timed([&] { chunks = fleet::encode_exception_chunks("lb1", 1, found); }));
+        std::vector<FlowException> read;
+        decode.push_back(timed([&] { read = decode_all(chunks); }));
+        LocalPeerFlows local;
+        translate.push_back(timed([&] { local = to_local_flows(read, view); }));
+        compare.push_back(timed(
+            [&] { writes = affinity_writes(local.affinities, peers_own, view, kNow, 1'000'000'000'000'000).size(); }));
+    }
+    if (found.size() != off_ring || writes != found.size())
+        throw std::logic_error("affinity exceptions found or written do not match those made");
+    std::cout << "### Exception sync of client affinities, per LB host\n\n"
+              << thousands(kAffinities) << " clients of one persistent VIP over " << kBackends
+              << " backends, every tenth kept off its ring's pick: " << thousands(found.size())
+              << " exceptions, median of " << options.repeats
+              << " rounds, this thread's CPU ms and wall ms. The affinity-table reads (batch lookups) and the "
+                 "writes of the peer's table are not in it.\n\n"
+              << "| step | where | CPU ms | wall ms |\n|---|---|---:|---:|\n"
+              << "| find them in 1 Mi affinities | every host, after a ring change and every 5 s | "
+              << median_cell(scan) << " |\n"
+              << exchange_rows(chunks, found.size(), encode, decode, translate)
+              << "| against its own 1 Mi affinities: " << thousands(writes) << " to write | every peer | "
+              << median_cell(compare) << " |\n\n";
 }
 
 }  // namespace
@@ -389,6 +468,7 @@ int main(int argc, char** argv) {
         stickylb::maglev_section(options);
         stickylb::reconcile_section(options);
         stickylb::exceptions_section(options);
+        stickylb::affinity_exceptions_section(options);
         return 0;
     } catch (const std::exception& error) {
         std::cerr << "control_plane_bench: " << error.what() << '\n';

@@ -23,7 +23,7 @@
 #
 # Addresses (tools/lib/address-plan.sh; only inside the namespaces):
 #   client     10.89.0.100  fd00:89::100    MAC 02:89:00:00:01:00
-#              extra client addresses 10.89.0.101-.130 / fd00:89::101-::130 on the
+#              extra client addresses 10.89.0.101-.240 / fd00:89::101-::240 on the
 #              same eth0, for stickiness tests (curl --interface ADDR)
 #   lb         10.89.0.2    fd00:89::2      MAC 02:89:00:00:00:02
 #   lbK        10.89.0.(1+K)  fd00:89::(1+K)  MAC 02:89:00:00:00:0(1+K), K = 2..7 (--lbs N)
@@ -298,8 +298,8 @@ cmd_up() {
     add_host_addresses "${NS_CLIENT}" "${CLIENT_FIRST}"
     local host
     for ((host = CLIENT_FIRST + 1; host <= CLIENT_EXTRA_LAST; host++)); do
-        add_host_addresses "${NS_CLIENT}" "${host}"
-    done
+        printf 'addr add %s/24 dev eth0\naddr add %s/64 dev eth0 nodad\n' "${NET4}.${host}" "${NET6}:${host}"
+    done | ip -n "${NS_CLIENT}" -batch -
     if ((bgp == 0)); then
         log "client routes ${VIP4} via ${LB4}, ${VIP6} via ${LB6}"
         ip -n "${NS_CLIENT}" route add "${VIP4}/32" via "${LB4}" dev eth0

@@ -158,6 +158,10 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
                 "This host's flows off today's ring (kept on a backend a ring change no longer picks), as last "
                 "published to its peers.",
                 {}, d(s.fleet.flow_exceptions_published));
+        w.gauge("stickylb_fleet_affinity_exceptions",
+                "This host's clients of persistent VIPs kept on a backend their ring pick no longer is, as last "
+                "published to its peers.",
+                {}, d(s.fleet.affinity_exceptions_published));
         w.gauge("stickylb_fleet_peer_flow_entries",
                 "Entries of the peer-flow table: the flow exceptions of the fleet's other hosts, followed by a packet "
                 "under way that finds no flow entry.",
@@ -175,9 +179,17 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
         w.counter("stickylb_fleet_exception_versions_loaded_total",
                   "Versions of peers' flow exceptions read whole from memcached.", {},
                   d(s.fleet.exception_versions_loaded));
-        w.counter("stickylb_fleet_exception_load_failures_total",
-                  "Reads of peers' flow exceptions (from every server) or writes to the peer-flow table that failed.",
-                  {}, d(s.fleet.exception_load_failures));
+        w.counter("stickylb_fleet_peer_affinities_written_total",
+                  "Peers' client affinities written into this host's affinity table, so that it sends their new "
+                  "connections where the peers do.",
+                  {}, d(s.fleet.peer_affinities_written));
+        constexpr std::string_view kLoadFailures = "stickylb_fleet_exception_load_failures_total";
+        constexpr std::string_view kLoadFailuresHelp =
+            "Peers' exceptions not loaded, by reason: a version no memcached server gave whole (fetch), or the "
+            "peer-flow and affinity tables not written (table_write).";
+        w.counter(kLoadFailures, kLoadFailuresHelp, {{"reason", "fetch"}}, d(s.fleet.exception_fetch_failures));
+        w.counter(kLoadFailures, kLoadFailuresHelp, {{"reason", "table_write"}},
+                  d(s.fleet.exception_table_write_failures));
     }
     w.build_info(s.version, s.commit);
 }

@@ -75,11 +75,15 @@ struct FleetSample {
     std::uint64_t heartbeats = 0, write_failures = 0, rejected_rosters = 0, reads = 0;
     // Flow exceptions shared with the fleet (announce.share_exceptions); nothing exported when off.
     bool exception_sync = false;
-    std::uint64_t flow_exceptions_published = 0;  // this host's, as last published
-    std::uint64_t peer_flow_entries = 0;          // the peers', in the peer-flow table
-    std::uint64_t peer_exceptions_unplaced = 0;   // the peers', naming a backend this host lacks (or past the table)
+    std::uint64_t flow_exceptions_published = 0;      // this host's, as last published
+    std::uint64_t affinity_exceptions_published = 0;  // this host's clients of persistent VIPs, likewise
+    std::uint64_t peer_affinities_written = 0;        // the peers', written into the affinity table
+    std::uint64_t peer_flow_entries = 0;              // the peers', in the peer-flow table
+    std::uint64_t peer_exceptions_unplaced = 0;  // the peers', naming a backend this host lacks (or past the table)
     std::uint64_t exception_versions_published = 0, exception_publish_failures = 0;
-    std::uint64_t exception_versions_loaded = 0, exception_load_failures = 0;
+    std::uint64_t exception_versions_loaded = 0;
+    std::uint64_t exception_fetch_failures = 0;        // a peer's version read from no server
+    std::uint64_t exception_table_write_failures = 0;  // the peers' lists not written to this host's tables
 };
 
 struct MetricsSnapshot {

@@ -18,6 +18,11 @@ std::uint64_t wall_ms() {
             .count());
 }
 
+std::int64_t wall_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 }  // namespace
 
 ExceptionSync::ExceptionSync(boost::asio::io_context& io, BackgroundWorker& worker, ClientTables& tables,
@@ -110,20 +115,32 @@ void ExceptionSync::scan() {
             bool changed = false;
             std::uint64_t version = 0;
             std::vector<std::string> chunks;
-            std::size_t exceptions = 0, left_out = 0;
+            std::size_t exceptions = 0, affinities = 0, left_out = 0;
             std::string error;
         } outcome;
         try {
             std::vector<FlowException> found = find_flow_exceptions(tables.flows(), view);
+            const std::size_t flows = found.size();
+            if (std::any_of(view.vips.begin(), view.vips.end(),
+                            [](const auto& vip) { return vip.second.settings.persistent; })) {
+                std::vector<FlowException> affinities =
+                    find_affinity_exceptions(tables.affinities(), view, wall_seconds());
+                found.insert(found.end(), std::make_move_iterator(affinities.begin()),
+                             std::make_move_iterator(affinities.end()));
+                std::inplace_merge(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(flows), found.end());
+            }
             if (found != published->exceptions || republish) {
                 outcome.changed = true;
-                outcome.left_out =
-                    found.size() > fleet::kMaxFlowExceptions ? found.size() - fleet::kMaxFlowExceptions : 0;
-                found.resize(std::min(found.size(), fleet::kMaxFlowExceptions));
+                outcome.left_out = found.size() > fleet::kMaxExceptions ? found.size() - fleet::kMaxExceptions : 0;
+                found.resize(std::min(found.size(), fleet::kMaxExceptions));
                 // Wall clock: a restarted host's versions keep increasing.
                 outcome.version = std::max(wall_ms(), published->version + 1);
                 outcome.chunks = fleet::encode_exception_chunks(host, outcome.version, found);
                 outcome.exceptions = found.size();
+                outcome.affinities =
+                    static_cast<std::size_t>(std::count_if(found.begin(), found.end(), [](const FlowException& e) {
+                        return e.kind == ExceptionKind::affinity;
+                    }));
                 published->exceptions = std::move(found);
                 published->version = outcome.version;
             }
@@ -142,7 +159,8 @@ void ExceptionSync::scan() {
             } else if (outcome.changed) {
                 if (outcome.left_out > 0)
                     spdlog::warn("flow exceptions: {} left out, past the {} a host publishes", outcome.left_out,
-                                 fleet::kMaxFlowExceptions);
+                                 fleet::kMaxExceptions);
+                published_affinities_ = outcome.affinities;
                 exchange_.publish(outcome.version, std::move(outcome.chunks), outcome.exceptions);
             }
             scanning_ = false;
@@ -163,40 +181,50 @@ void ExceptionSync::load() {
     // this object may be gone by the time the job runs.
     worker_.post([this, &io = io_, alive = alive_, &tables = tables_, view = view_(),
                   exceptions = exchange_.peer_exceptions(), capacity = peer_flow_capacity_] {
-        std::size_t entries = 0, unplaced = 0;
-        std::string error;
+        LoadOutcome outcome;
         try {
             LocalPeerFlows local = to_local_flows(exceptions, view);
-            unplaced = local.unknown;
+            outcome.unplaced = local.unknown;
             if (local.flows.size() > capacity) {
                 // The newest lists come last: what does not fit is the oldest.
-                unplaced += local.flows.size() - capacity;
+                outcome.unplaced += local.flows.size() - capacity;
                 local.flows.erase(local.flows.begin(), local.flows.end() - static_cast<std::ptrdiff_t>(capacity));
             }
             tables.replace_peer_flows(local.flows);
-            entries = local.flows.size();
+            outcome.entries = local.flows.size();
+            if (!local.affinities.empty()) {
+                const std::vector<AffinityWrite> writes =
+                    affinity_writes(local.affinities, tables.affinities(), view, wall_seconds(), affinity_clock_ns());
+                if (!writes.empty())
+                    outcome.affinities_written = tables.write_affinities(writes, /*overwrite=*/true).written;
+            }
         } catch (const std::exception& e) {
-            error = e.what();
+            outcome.error = e.what();
         }
-        boost::asio::post(io, [this, alive, entries, unplaced, error] {
+        boost::asio::post(io, [this, alive, outcome = std::move(outcome)] {
             if (*alive)
-                loaded(entries, unplaced, error);
+                loaded(outcome);
         });
     });
 }
 
-void ExceptionSync::loaded(std::size_t entries, std::size_t unplaced, const std::string& error) {
+void ExceptionSync::loaded(const LoadOutcome& outcome) {
     loading_ = false;
-    if (!error.empty()) {
+    if (!outcome.error.empty()) {
         ++load_failures_;
-        spdlog::warn("flow exceptions: writing the peers' into the peer-flow table: {}", error);
+        spdlog::warn("flow exceptions: writing the peers' into the peer-flow and affinity tables: {}", outcome.error);
     } else {
-        if (entries != peer_flows_ || unplaced != unplaced_)
-            spdlog::info("flow exceptions: {} of the peers' in the peer-flow table{}", entries,
-                         unplaced ? ", " + std::to_string(unplaced) + " naming backends this host does not have"
-                                  : std::string());
-        peer_flows_ = entries;
-        unplaced_ = unplaced;
+        if (outcome.entries != peer_flows_ || outcome.unplaced != unplaced_)
+            spdlog::info("flow exceptions: {} of the peers' in the peer-flow table{}", outcome.entries,
+                         outcome.unplaced ? ", " + std::to_string(outcome.unplaced) +
+                                                " naming backends (or persistent VIPs) this host does not have"
+                                          : std::string());
+        if (outcome.affinities_written > 0)
+            spdlog::info("flow exceptions: {} of the peers' client affinities written to the affinity table",
+                         outcome.affinities_written);
+        peer_flows_ = outcome.entries;
+        unplaced_ = outcome.unplaced;
+        affinities_written_ += outcome.affinities_written;
     }
     if (load_again_)
         load();
@@ -204,7 +232,9 @@ void ExceptionSync::loaded(std::size_t entries, std::size_t unplaced, const std:
 
 nlohmann::json ExceptionSync::show() const {
     nlohmann::json shown = exchange_.show();
+    shown["published_affinities"] = published_affinities_;
     shown["peer_flow_entries"] = peer_flows_;
+    shown["peer_affinities_written"] = affinities_written_;
     shown["unplaced"] = unplaced_;
     shown["joined"] = joined_;
     shown["scans"] = scans_;
@@ -216,13 +246,16 @@ nlohmann::json ExceptionSync::show() const {
 void ExceptionSync::fill_metrics(metrics::FleetSample& sample) const {
     const FlowExceptionExchange::Counters& counters = exchange_.counters();
     sample.exception_sync = true;
-    sample.flow_exceptions_published = counters.published_exceptions;
+    sample.flow_exceptions_published = counters.published_exceptions - published_affinities_;
+    sample.affinity_exceptions_published = published_affinities_;
+    sample.peer_affinities_written = affinities_written_;
     sample.peer_flow_entries = peer_flows_;
     sample.peer_exceptions_unplaced = unplaced_;
     sample.exception_versions_published = counters.published_versions;
     sample.exception_publish_failures = counters.publish_failures;
     sample.exception_versions_loaded = counters.fetched_versions;
-    sample.exception_load_failures = counters.fetch_failures + load_failures_;
+    sample.exception_fetch_failures = counters.fetch_failures;
+    sample.exception_table_write_failures = load_failures_;
 }
 
 }  // namespace stickylb

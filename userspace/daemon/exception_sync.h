@@ -5,6 +5,9 @@
 // flow_exceptions.h) are found after every ring change and every scan period, and
 // published through the fleet (session/flow_exception_exchange.h) whenever they
 // changed; the peers' lists, in this host's indexes, are all its peer-flow table holds.
+// For persistent VIPs the clients its affinity table keeps off the ring go out in the
+// same lists, and the peers' are written into its affinity table
+// (control/flow_exceptions.h, affinity_writes).
 //
 // Table walks and encoding run on the worker; everything else on the io_context.
 // <utility> first: Boost 1.74 Asio uses std::exchange without including it.
@@ -63,7 +66,11 @@ private:
     void scan();
     void scanned();
     void load();
-    void loaded(std::size_t entries, std::size_t unplaced, const std::string& error);
+    struct LoadOutcome {
+        std::size_t entries = 0, unplaced = 0, affinities_written = 0;
+        std::string error;
+    };
+    void loaded(const LoadOutcome& outcome);
     void schedule();
 
     boost::asio::io_context& io_;
@@ -88,7 +95,8 @@ private:
     };
     std::shared_ptr<Published> published_ = std::make_shared<Published>();
     std::uint64_t scans_ = 0, scan_failures_ = 0, load_failures_ = 0;
-    std::size_t peer_flows_ = 0, unplaced_ = 0;
+    std::size_t peer_flows_ = 0, unplaced_ = 0, published_affinities_ = 0;
+    std::uint64_t affinities_written_ = 0;
     std::string last_error_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -12,6 +12,9 @@ namespace {
 
 constexpr std::string_view kMagic = "stickylb-flow-exceptions 1 ";
 constexpr std::size_t kMaxLineBytes = kMaxObservationKeyBytes + 8;
+constexpr std::string_view kAffinityPrefix = "a ";
+// Last-seen times past this (the year 5138) are not a clock's.
+constexpr std::uint64_t kMaxSeenSeconds = 100'000'000'000;
 
 [[noreturn]] void refuse(const std::string& why) { throw ExceptionChunkError("flow exception chunk: " + why); }
 
@@ -45,10 +48,13 @@ std::vector<std::string> encode_exception_chunks(std::string_view host, std::uin
     std::vector<std::string> bodies(1);
     const std::string* group = nullptr;  // the backend line the current body is under
     const std::size_t room = max_chunk_bytes - header(host, version, kMaxExceptionChunks, kMaxExceptionChunks).size();
-    const std::size_t count = std::min(exceptions.size(), kMaxFlowExceptions);
+    const std::size_t count = std::min(exceptions.size(), kMaxExceptions);
     for (std::size_t i = 0; i < count; ++i) {
         const FlowException& exception = exceptions[i];
-        std::string line = exception.client.to_string() + " " + std::to_string(exception.client_port) + "\n";
+        std::string line = exception.kind == ExceptionKind::affinity
+                               ? std::string(kAffinityPrefix) + exception.client.to_string() + " " +
+                                     std::to_string(exception.seen_s) + "\n"
+                               : exception.client.to_string() + " " + std::to_string(exception.client_port) + "\n";
         const std::string group_line = "b " + exception.backend + "\n";
         if (bodies.back().size() + line.size() + group_line.size() > room) {
             if (bodies.size() == kMaxExceptionChunks)
@@ -94,18 +100,28 @@ std::vector<FlowException> decode_exception_chunk(std::string_view text, std::st
             continue;
         }
         if (backend.empty())
-            refuse("a flow before any backend line");
-        const std::size_t space = line.find(' ');
-        if (space == std::string_view::npos)
-            refuse("a flow line without a port");
+            refuse("an exception before any backend line");
         FlowException exception;
         exception.backend = backend;
-        try {
-            exception.client = IpAddress::parse(line.substr(0, space));
-        } catch (const std::exception&) {
-            refuse("\"" + std::string(line.substr(0, std::min<std::size_t>(space, 40))) + "\" is not an address");
+        std::string_view entry = line;
+        if (entry.starts_with(kAffinityPrefix)) {
+            exception.kind = ExceptionKind::affinity;
+            entry.remove_prefix(kAffinityPrefix.size());
         }
-        exception.client_port = number<std::uint16_t>(line.substr(space + 1), 65535, "port");
+        const std::size_t space = entry.find(' ');
+        if (space == std::string_view::npos)
+            refuse(exception.kind == ExceptionKind::affinity ? "an affinity line without a time"
+                                                             : "a flow line without a port");
+        try {
+            exception.client = IpAddress::parse(entry.substr(0, space));
+        } catch (const std::exception&) {
+            refuse("\"" + std::string(entry.substr(0, std::min<std::size_t>(space, 40))) + "\" is not an address");
+        }
+        if (exception.kind == ExceptionKind::affinity)
+            exception.seen_s = static_cast<std::int64_t>(
+                number<std::uint64_t>(entry.substr(space + 1), kMaxSeenSeconds, "last-seen time"));
+        else
+            exception.client_port = number<std::uint16_t>(entry.substr(space + 1), 65535, "port");
         exceptions.push_back(std::move(exception));
     }
     return exceptions;

@@ -11,6 +11,7 @@
 //   10.89.1.5 40000
 //   10.89.1.9 40112
 //   b 6/10.89.0.10/80/be3
+//   a 10.89.1.7 1796640030        a client's affinity, last seen (wall clock, s)
 //   ...
 //
 // The host's roster entry says which version is current and how many chunks it has.
@@ -30,8 +31,8 @@ namespace stickylb::fleet {
 // Below memcached's default item size (1 MiB), with the key and a signature.
 inline constexpr std::size_t kMaxExceptionChunkBytes = 900 * 1024;
 inline constexpr std::size_t kMaxExceptionChunks = 64;
-// One host's exceptions published at most: the peer-flow table's default size.
-inline constexpr std::size_t kMaxFlowExceptions = STICKYLB_DEFAULT_PEER_FLOW_ENTRIES;
+// One host's exceptions published at most: the peer-flow and affinity tables' default sizes.
+inline constexpr std::size_t kMaxExceptions = STICKYLB_DEFAULT_PEER_FLOW_ENTRIES + STICKYLB_DEFAULT_AFFINITY_ENTRIES;
 
 class ExceptionChunkError : public std::runtime_error {
 public:
@@ -42,7 +43,7 @@ std::string exception_chunk_key(std::string_view fleet, std::string_view host, s
                                 std::size_t chunk);
 
 // Sorted exceptions (find_flow_exceptions) in chunks of at most max_chunk_bytes; at
-// most kMaxFlowExceptions are encoded (the caller says how many were left out).
+// most kMaxExceptions are encoded (the caller says how many were left out).
 std::vector<std::string> encode_exception_chunks(std::string_view host, std::uint64_t version,
                                                  std::span<const FlowException> exceptions,
                                                  std::size_t max_chunk_bytes = kMaxExceptionChunkBytes);

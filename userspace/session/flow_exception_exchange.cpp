@@ -168,8 +168,8 @@ void FlowExceptionExchange::fetch(const std::string& host, std::size_t server) {
                 throw MemcachedError("memcached " + client.server() + ": " + key + " refused (signature)");
             try {
                 auto chunk = fleet::decode_exception_chunk(opened.payload, host, version, *next, chunks);
-                if (exceptions->size() + chunk.size() > fleet::kMaxFlowExceptions)
-                    throw fleet::ExceptionChunkError("more than " + std::to_string(fleet::kMaxFlowExceptions) +
+                if (exceptions->size() + chunk.size() > fleet::kMaxExceptions)
+                    throw fleet::ExceptionChunkError("more than " + std::to_string(fleet::kMaxExceptions) +
                                                      " exceptions");
                 exceptions->insert(exceptions->end(), chunk.begin(), chunk.end());
             } catch (const fleet::ExceptionChunkError& e) {
