@@ -31,6 +31,7 @@
 #include "support/lab.h"
 #include "support/lb_daemon.h"
 #include "support/privileges.h"
+#include "support/session_lab.h"
 
 namespace stickylb::testing {
 namespace {
@@ -348,6 +349,68 @@ TEST_F(Fleet, AnLbWithAnotherSeedIsNeverANextHop) {
     std::cout << "LB 3 with the fleet's config: 3 next hops " << elapsed_ms(started).count()
               << " ms after it started\n";
     EXPECT_EQ(fingerprints().size(), 1u);
+}
+
+// The agents follow one membership view per cluster: one LB writes it (the lowest host
+// id of the fleet), and the LB that takes over when the writer dies continues its
+// epochs, so every agent sees them rise and a dead backend's sessions move.
+TEST_F(Fleet, OneLbWritesTheMembershipViewAndItsSuccessorKeepsTheEpochRising) {
+    const auto writers = [&] {
+        std::vector<int> found;
+        for (const auto& lb : lbs_)
+            if (lb->running() && lb->cli_json("session show").value("view_writer", false))
+                found.push_back(lb->index());
+        return found;
+    };
+    const auto wait_for_writer = [&](int lb) {
+        std::vector<int> found = writers();
+        for (int tries = 0; tries < 100 && found != std::vector<int>{lb}; ++tries) {
+            std::this_thread::sleep_for(50ms);
+            found = writers();
+        }
+        EXPECT_EQ(found, std::vector<int>{lb}) << lbs_[lb - 1]->cli_json("cluster show").dump();
+    };
+    std::vector<std::uint64_t> epochs;  // as the agents would read them, in order
+    const auto stored = [&] {
+        auto view = read_membership_view(lab_ns("client"), memcached_address(1), kMemcachedPort, "web");
+        if (view && (epochs.empty() || epochs.back() != view->epoch))
+            epochs.push_back(view->epoch);
+        return view;
+    };
+    const auto wait_for_view = [&](const std::string& backend, session::MemberState state) {
+        std::optional<session::MembershipView> view = stored();
+        for (int tries = 0; tries < 100 && !(view && view->find(backend) && view->find(backend)->state == state);
+             ++tries) {
+            std::this_thread::sleep_for(50ms);
+            view = stored();
+        }
+        EXPECT_TRUE(view && view->find(backend) && view->find(backend)->state == state) << backend;
+        return view.value_or(session::MembershipView{});
+    };
+
+    wait_for_writer(1);
+    const auto first = wait_for_view("be1", session::MemberState::up);
+
+    lbs_[0]->stop(SIGKILL);
+    const auto killed = Clock::now();
+    wait_for_writer(2);
+    std::cout << "kill -9 of LB 1's stickylbd, the writer: LB 2 writes the views " << elapsed_ms(killed).count()
+              << " ms later\n";
+    ASSERT_EQ(run_command(lab_command("stop-backend 1")).exit_code, 0);
+    const auto down = wait_for_view("be1", session::MemberState::down);
+    EXPECT_GT(down.epoch, first.epoch);
+
+    ASSERT_NO_FATAL_FAILURE(lbs_[0]->start());
+    wait_for_writer(1);
+    ASSERT_EQ(run_command(lab_command("start-backend 1")).exit_code, 0);
+    const auto back = wait_for_view("be1", session::MemberState::up);
+    EXPECT_GT(back.epoch, down.epoch);
+    EXPECT_GT(back.find("be1")->incarnation, first.find("be1")->incarnation) << "back from down: a new life";
+    EXPECT_TRUE(std::is_sorted(epochs.begin(), epochs.end()));
+    std::cout << "the view's epochs as read from memcached, through two writer changes:";
+    for (const std::uint64_t epoch : epochs)
+        std::cout << " " << epoch;
+    std::cout << "\n";
 }
 
 // memcached gone: no LB can read its peers' fingerprints. Each judges alone and keeps

@@ -24,6 +24,7 @@
 #include "session/fleet_roster.h"
 #include "session/flow_exception_chunks.h"
 #include "session/memcached_client.h"
+#include "session/membership_view.h"
 #include "support/fake_announce.h"
 #include "support/fake_maps.h"
 #include "support/memcached_process.h"
@@ -593,6 +594,59 @@ TEST_F(ControlPlaneTest, FlowExceptionsGoToThePeersAndThePeersComeIntoThePeerFlo
     const std::string metrics = plane_->metrics_text();
     EXPECT_NE(metrics.find("stickylb_fleet_flow_exceptions 3\n"), std::string::npos) << metrics;
     EXPECT_NE(metrics.find("stickylb_fleet_peer_flow_entries 1\n"), std::string::npos) << metrics;
+}
+
+// One host of a fleet writes the agents' membership views: the lowest id of those
+// running the fleet's config. A host that takes over continues from the view the
+// servers hold, so the epochs the agents see only rise.
+TEST_F(ControlPlaneTest, TheLowestHostOfTheFleetWritesTheMembershipViewAndATakeOverKeepsItsEpochRising) {
+    STICKYLB_REQUIRE_MEMCACHED();
+    testing::MemcachedProcess memcached;
+    const std::string text = fleet_config_text(memcached.address(), "10s");
+    const DaemonConfig ours = parse_config(text, "lb1.yaml");
+    MemcachedClient client(memcached.address(), {});
+    const std::string view_key = session::members_key("web");
+    fleet::Roster roster = peers_running(ours);
+    roster.members[0].host = "lb0";  // lower than this host's lb1
+    client.set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
+
+    start(text);
+    plane_->begin_service();
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    ASSERT_TRUE(run_until([&] { return request("cluster", "show").result["membership_view_writer"] == "lb0"; }))
+        << request("cluster", "show").result.dump();
+    // Long enough for a view change and a refresh to have been written, were lb1 writing.
+    const auto until = std::chrono::steady_clock::now() + 300ms;
+    while (std::chrono::steady_clock::now() < until)
+        io_.run_for(10ms);
+    EXPECT_FALSE(client.get(view_key)) << "lb1 wrote a view while lb0 writes them";
+    EXPECT_EQ(request("session", "show").result["view_writer"], false);
+    EXPECT_NE(plane_->metrics_text().find("stickylb_membership_view_writer 0\n"), std::string::npos);
+
+    // lb0 leaves; its last view says epoch 40 with be2 down (the fleet finds it up).
+    session::MembershipView left{.cluster = "web",
+                                 .epoch = 40,
+                                 .written_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                   std::chrono::system_clock::now().time_since_epoch())
+                                                   .count(),
+                                 .backends = {{"be1", {session::MemberState::up, 2}},
+                                              {"be2", {session::MemberState::down, 4}},
+                                              {"be3", {session::MemberState::up, 5}}}};
+    client.set(view_key, session::store_view(nullptr, left), 60s);
+    client.set(fleet::roster_key("web-fleet"), fleet::encode(peers_running(ours)), 60s);
+    std::optional<session::MembershipView> written;
+    ASSERT_TRUE(run_until([&] {
+        const auto stored = client.get(view_key);
+        written = stored ? session::parse_view(*stored) : std::nullopt;
+        return written && written->epoch != 40;
+    })) << request("session", "show").result.dump();
+    EXPECT_EQ(written->epoch, 41u) << "one past the view it took over";
+    ASSERT_TRUE(written->find("be2") && written->find("be3"));
+    EXPECT_EQ(written->find("be2")->state, session::MemberState::up);
+    EXPECT_EQ(written->find("be2")->incarnation, 5u) << "back from down: a new life";
+    EXPECT_EQ(written->find("be3")->incarnation, 5u) << "incarnations never go back";
+    EXPECT_EQ(request("session", "show").result["view_writer"], true);
+    EXPECT_EQ(request("cluster", "show").result["membership_view_writer"], "lb1");
 }
 
 TEST_F(ControlPlaneTest, ClusterShowOutsideAFleetSaysWhy) {

@@ -175,6 +175,27 @@ TEST(MembershipBook, AnOlderViewInMemcachedRaisesIncarnationsButNotContent) {
     EXPECT_EQ(incarnation(book, "old"), 5u) << "a backend known only from memcached comes back above it";
 }
 
+// A host taking over from another writer may hold other content under the epoch the
+// agents saw with the writer's: it must not publish it under that epoch.
+TEST(MembershipBook, TakingOverUnderTheSameEpochWithOtherContentTakesTheNextEpoch) {
+    MembershipBook book;
+    book.update(web({{"be1", State::up}, {"be2", State::up}}));
+    book.update(web({{"be1", State::up}, {"be2", State::draining}}));
+    ASSERT_EQ(view_of(book).epoch, 2u);
+    const MembershipView theirs{"web", 2, 0, {{"be1", {State::down, 1}}, {"be2", {State::up, 1}}}};
+    book.take_over(theirs);
+    EXPECT_EQ(view_of(book).epoch, 3u);
+    EXPECT_NE(view_of(book).backends, theirs.backends);
+
+    MembershipBook same;
+    same.update(web({{"be1", State::up}}));
+    same.take_over(MembershipView{"web", 1, 0, {{"be1", {State::up, 1}}}});
+    EXPECT_EQ(view_of(same).epoch, 1u) << "the same content under the same epoch is the same view";
+    same.take_over(MembershipView{"web", 7, 0, {{"be1", {State::up, 3}}}});
+    EXPECT_EQ(view_of(same).epoch, 7u) << "a newer view is adopted as it is";
+    EXPECT_EQ(incarnation(same, "be1"), 3u);
+}
+
 DesiredBackend backend(const std::string& vip, const std::string& name, BackendState state) {
     DesiredBackend b;
     b.id = {vip, name};

@@ -345,6 +345,7 @@ TEST(RenderMetrics, HasEveryFamily) {
             "stickylb_memcached_up{server=\"[fd00::20]:11211\"} 0\n",
             "stickylb_memcached_errors_total{server=\"[fd00::20]:11211\"} 7\n",
             "stickylb_membership_view_writes_total{server=\"127.0.0.1:11211\"} 40\n",
+            "stickylb_membership_view_writer 1\n",
             "stickylb_failover_view_written_seconds_count 6\n",
             "stickylb_affinity_snapshot_saves_total 5\n",
             "stickylb_affinity_snapshot_save_failures_total 1\n",

@@ -102,6 +102,10 @@ void write_metrics(MetricsWriter& w, const MetricsSnapshot& s) {
             w.counter("stickylb_membership_view_writes_total", "Membership views written to the memcached server.",
                       {{"server", server.server}}, d(server.view_writes));
         }
+        w.gauge("stickylb_membership_view_writer",
+                "1 while this host writes the membership views (in a fleet, the lowest host id of those sharing its "
+                "config), 0 while another one does.",
+                {}, coordination.view_writer ? 1 : 0);
         if (coordination.failover_to_view_seconds != nullptr)
             w.histogram("stickylb_failover_view_written_seconds",
                         "From a backend's first failed check to a membership view saying it is down written to a "

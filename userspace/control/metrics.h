@@ -55,6 +55,7 @@ struct MemcachedServerSample {
 // Session coordination (memcached); nothing is exported for it unless enabled.
 struct SessionSample {
     bool enabled = false;
+    bool view_writer = true;  // this host writes the membership views (in a fleet, one host does)
     std::vector<MemcachedServerSample> servers;
     // First failed check of a backend to a view saying down written; nullptr: none.
     const Histogram* failover_to_view_seconds = nullptr;

@@ -107,6 +107,9 @@ ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path,
                           config_.announce.peer_poll},
             config_fingerprint(config_), session_->signing_key(), [this] { on_fleet_change(); },
             [this] { on_fleet_checks_change(); });
+    // Until the roster says which host writes the views, this one writes none.
+    if (fleet_)
+        session_->set_view_writer(false);
     if (fleet_ && config_.announce.share_exceptions)
         exceptions_ = std::make_unique<ExceptionSync>(
             io_, worker_, tables_, *fleet_, session_->links(),
@@ -277,12 +280,35 @@ void ControlPlane::on_fleet_change() {
     } break;
     case FleetStanding::pending: break;
     }
+    choose_membership_view_writer();
     announce();
 }
 
 void ControlPlane::on_fleet_checks_change() {
     reconcile(ReconcileCause::health, "fleet peers' checks");
+    choose_membership_view_writer();
     announce();
+}
+
+std::optional<std::string> ControlPlane::membership_view_writer() const {
+    const std::string self = host_id(config_.announce);
+    if (!fleet_)
+        return self;
+    switch (fleet_->standing()) {
+    case FleetStanding::alone: return self;
+    case FleetStanding::pending:
+    case FleetStanding::differs: return std::nullopt;
+    case FleetStanding::agrees: break;
+    }
+    std::string lowest = self;
+    for (const fleet::Member& peer : fleet_->sharing_peers())
+        lowest = std::min(lowest, peer.host);
+    return lowest;
+}
+
+void ControlPlane::choose_membership_view_writer() {
+    const std::optional<std::string> writer = membership_view_writer();
+    session_->set_view_writer(writer && *writer == host_id(config_.announce));
 }
 
 RuntimeConfig ControlPlane::runtime_config() const {
@@ -651,6 +677,8 @@ void ControlPlane::show_cluster(const nlohmann::json&, ControlServer::Reply repl
     if (fleet_) {
         result = fleet_->show();
         result["flow_exceptions"] = exceptions_ ? exceptions_->show() : nlohmann::json(nullptr);
+        const std::optional<std::string> writer = membership_view_writer();
+        result["membership_view_writer"] = writer ? nlohmann::json(*writer) : nlohmann::json(nullptr);
     } else {
         result = {{"fleet", nullptr},
                   {"host", host_id(config_.announce)},

@@ -157,6 +157,11 @@ private:
     void on_fleet_change();
     // What the peers sharing this host's checks say changed: the rings follow.
     void on_fleet_checks_change();
+    // The host that writes the membership views: the lowest id of this one and the
+    // peers running its config; itself when alone (no memcached server answers) or
+    // in no fleet; none while its standing is pending or differs.
+    std::optional<std::string> membership_view_writer() const;
+    void choose_membership_view_writer();
     // This host's own checks, written to the fleet roster.
     HealthVerdict own_verdict(const BackendId& id) const;
     void publish_own_health();

@@ -125,6 +125,13 @@ void MembershipBook::recover(const MembershipView& seen) {
     }
 }
 
+void MembershipBook::take_over(const MembershipView& seen) {
+    recover(seen);
+    MembershipView& view = clusters_[seen.cluster].view;
+    if (view.epoch <= seen.epoch && view.backends != seen.backends)
+        view.epoch = session::next_counter(seen.epoch);
+}
+
 nlohmann::json MembershipBook::to_json() const {
     nlohmann::json saved = nlohmann::json::object();
     for (const auto& [name, cluster] : clusters_) {

@@ -56,6 +56,9 @@ public:
     // the book holds, its content becomes the last published one; either way no
     // epoch or incarnation stays below it.
     void recover(const session::MembershipView& seen);
+    // The view another writer left: recover(seen), and a fresh epoch if the book
+    // now holds other content under an epoch the agents may have seen with seen's.
+    void take_over(const session::MembershipView& seen);
 
     // {"<cluster>":{"epoch":N,"backends":{"<name>":{"state":"up","incarnation":N}},"retired":{"<name>":N}}}
     nlohmann::json to_json() const;

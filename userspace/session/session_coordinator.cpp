@@ -114,7 +114,8 @@ bool SessionCoordinator::update(const DaemonConfig& config, const DesiredState& 
     for (const VipConfig& vip : config.vips)
         if (vip.persistence.enabled)
             longest_affinity_timeout_s_ = std::max(longest_affinity_timeout_s_, vip.persistence.timeout_s);
-    const std::vector<std::string> changed = book_.update(cluster_states(config, desired));
+    last_states_ = cluster_states(config, desired);
+    const std::vector<std::string> changed = book_.update(last_states_);
     if (changed.empty())
         return false;
     std::vector<session::MembershipView> views;
@@ -139,7 +140,7 @@ bool SessionCoordinator::update(const DaemonConfig& config, const DesiredState& 
                 publisher_->expect_failover(cluster, view->epoch, first_failure);
         }
     }
-    publisher_->publish(views);
+    publish(views);
     return true;
 }
 
@@ -158,7 +159,7 @@ void SessionCoordinator::publish_now(std::chrono::milliseconds limit,
         once->finished = true;
         once->done(MembershipPublisher::Outcome{}, true);
     });
-    publisher_->publish(book_.views(), [once](const MembershipPublisher::Outcome& outcome) {
+    publish(book_.views(), [once](const MembershipPublisher::Outcome& outcome) {
         if (once->finished)
             return;
         once->finished = true;
@@ -178,9 +179,63 @@ void SessionCoordinator::schedule_refresh() {
     refresh_timer_.async_wait([this](const boost::system::error_code& error) {
         if (error)
             return;
-        publisher_->publish(book_.views());
+        publish(book_.views());
         schedule_refresh();
     });
+}
+
+void SessionCoordinator::publish(const std::vector<session::MembershipView>& views,
+                                 std::function<void(const MembershipPublisher::Outcome&)> done) {
+    if (view_writer()) {
+        publisher_->publish(views, std::move(done));
+    } else if (done) {
+        done(MembershipPublisher::Outcome{});
+    }
+}
+
+void SessionCoordinator::set_view_writer(bool writer) {
+    if (writer == writer_)
+        return;
+    writer_ = writer;
+    if (!writer) {
+        spdlog::info("membership views: another LB host of the fleet writes them");
+        return;
+    }
+    if (taking_over_)
+        return;  // the read under way serves
+    taking_over_ = true;
+    std::vector<std::string> clusters;
+    for (const session::MembershipView& view : book_.views())
+        clusters.push_back(view.cluster);
+    // Only the io_context and what is captured are touched on the worker.
+    worker_.post([this, &io = io_, alive = alive_, links = links_, clusters, key = key_,
+                  limit = settings_.memcached_connect_timeout + 2 * settings_.memcached_timeout,
+                  freshness = session::kViewFreshnessTtls * settings_.view_ttl] {
+        auto read = std::make_shared<ViewsRead>(read_views(links, clusters, limit, key ? &*key : nullptr, freshness));
+        boost::asio::post(io, [this, alive, read] {
+            if (*alive)
+                take_over(*read);
+        });
+    });
+}
+
+void SessionCoordinator::take_over(const ViewsRead& read) {
+    taking_over_ = false;
+    for (const std::string& problem : read.problems)
+        spdlog::warn("membership views, taking over: {}", problem);
+    count_rejections(read.rejected);
+    for (const session::MembershipView& view : read.views)
+        book_.take_over(view);
+    if (!last_states_.empty())
+        book_.update(last_states_);
+    if (!writer_)
+        return;
+    std::string epochs;
+    for (const session::MembershipView& view : book_.views())
+        epochs += " " + view.cluster + "=" + std::to_string(view.epoch);
+    spdlog::info("membership views: this host writes them now, from the {} found in memcached; epochs{}",
+                 read.views.size(), epochs);
+    publisher_->publish(book_.views());
 }
 
 void SessionCoordinator::schedule_save() {
@@ -411,6 +466,7 @@ nlohmann::json SessionCoordinator::show() const {
                             {"backends", backends}});
     }
     return {{"enabled", true},
+            {"view_writer", view_writer()},
             {"view_refresh_interval_seconds", std::chrono::duration<double>(settings_.view_refresh_interval).count()},
             {"view_ttl_seconds", view_ttl_.count()},
             {"servers", servers},
@@ -438,6 +494,7 @@ nlohmann::json SessionCoordinator::rejected_json() const {
 
 void SessionCoordinator::fill_metrics(metrics::SessionSample& sample) const {
     sample.enabled = true;
+    sample.view_writer = view_writer();
     for (const auto& link : links_) {
         const MemcachedLinkStatus status = link->status();
         const auto views = publisher_->servers().find(status.server);

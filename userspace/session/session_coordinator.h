@@ -70,6 +70,13 @@ public:
     // Timers: view refresh and periodic affinity saves.
     void start();
 
+    // In a fleet one host writes the views (the daemon picks it from the roster); the
+    // others keep their book and write nothing. A host that becomes the writer first
+    // reads the views the servers hold (on the worker) and continues from them
+    // (MembershipBook::take_over), so the agents see one epoch that only rises.
+    void set_view_writer(bool writer);
+    bool view_writer() const { return writer_ && !taking_over_; }
+
     // --- affinity snapshots
     // Start only, blocking: into an empty table, before XDP is attached. Never
     // throws: a snapshot that cannot be used is logged and counted, and the
@@ -106,6 +113,10 @@ private:
     nlohmann::json rejected_json() const;
     void schedule_refresh();
     void schedule_save();
+    // Every view write goes here: nothing while this host is not the writer.
+    void publish(const std::vector<session::MembershipView>& views,
+                 std::function<void(const MembershipPublisher::Outcome&)> done = {});
+    void take_over(const ViewsRead& read);
     // On the worker: walk, encode, write. done on the io_context.
     // routine: the periodic save, logged only when something went wrong.
     void save(std::function<void(const SnapshotSaveResult&, const std::string& error)> done, bool routine = false);
@@ -123,6 +134,8 @@ private:
     std::array<std::uint64_t, session::kRejectionCount> rejected_{};  // by session::Rejection
     std::vector<std::shared_ptr<MemcachedLink>> links_;
     MembershipBook book_;
+    ClusterStates last_states_;  // what the last update() saw
+    bool writer_ = true, taking_over_ = false;
     std::unique_ptr<MembershipPublisher> publisher_;
     std::unique_ptr<AffinityStore> store_;
     std::uint32_t longest_affinity_timeout_s_ = 0;
