@@ -27,9 +27,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "support/guard_reaper.h"
+#include "support/fleet_lab.h"
 #include "support/lab.h"
-#include "support/lb_daemon.h"
 #include "support/privileges.h"
 #include "support/session_lab.h"
 
@@ -40,143 +39,8 @@ using namespace lab;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kLbs = 3;
-constexpr int kBackends = 3;
-constexpr auto kHold = 2s;
-
-class Fleet : public ::testing::Test {
+class Fleet : public FleetLab {
 protected:
-    void SetUp() override {
-        STICKYLB_REQUIRE_ROOT();
-        reaper_.emplace();
-        lab_up_ = true;
-        const auto up = run_command(lab_command("up --mode l2 --memcached 1 --backends " + std::to_string(kBackends) +
-                                                " --lbs " + std::to_string(kLbs)));
-        ASSERT_EQ(up.exit_code, 0) << up.output;
-        for (int lb = 1; lb <= kLbs; ++lb) {
-            lbs_.push_back(std::make_unique<LbDaemon>(lb, "fleet"));
-            lbs_.back()->write_config(config_text(*lbs_.back()));
-            if (lb <= started_lbs_) {
-                ASSERT_NO_FATAL_FAILURE(lbs_.back()->start());
-            }
-        }
-        // BGP sessions open within seconds of the lab (start delay and connect retry 1 s).
-        const auto learned = wait_for_next_hops(started_lbs_, 30s);
-        std::cout << "the router routes the VIP over " << started_lbs_ << " LBs " << learned.count()
-                  << " ms after the last daemon was ready\n";
-    }
-
-    void TearDown() override {
-        std::vector<pid_t> groups;
-        std::vector<std::string> dirs;
-        for (const auto& lb : lbs_) {
-            groups.insert(groups.end(), lb->groups().begin(), lb->groups().end());
-            dirs.push_back(lb->dir());
-        }
-        lbs_.clear();
-        if (lab_up_)
-            run_command(lab_command("down"));
-        if (reaper_)
-            reaper_->reap(kHold, groups, dirs);
-        EXPECT_TRUE(lab_namespaces_left().empty());
-    }
-
-    // The same on every LB but its own paths and name: VIPs, backends, weights, seed and sizes.
-    std::string config_text(const LbDaemon& lb, std::uint32_t hash_seed = 0) const {
-        std::ostringstream yaml;
-        yaml << lb.config_preamble() << "hash_seed: " << hash_seed << "\n"
-             << "memcached_servers: ['" << memcached_address(1) << ":11211']\n"
-             << "announce:\n"
-             << "  check_interval: 100ms\n"
-             << "  hold: " << std::chrono::milliseconds(kHold).count() << "ms\n"
-             << "  lock_file: " << lb.dir() << "/announce.lock\n"
-             << "  host_id: lb" << lb.index() << "\n"
-             << "  peer_heartbeat: 200ms\n"
-             << "  share_exceptions: " << (share_exceptions_ ? "true" : "false") << "\n"
-             << "vips:\n"
-             << "  - name: web\n"
-             << "    address: " << kLabVip << "\n"
-             << "    port: 80\n"
-             << "    persistence: {enabled: " << (persistent_ ? "true" : "false") << ", timeout_s: 300}\n"
-             << "    health: {kind: tcp, interval: 100ms, timeout: 100ms, rise: 2, fall: 2}\n"
-             << "    backends:\n";
-        for (int n = 1; n <= kBackends; ++n)
-            yaml << "      - name: be" << n << "\n        address: " << backend_address(n) << "\n";
-        return yaml.str();
-    }
-
-    // How many next hops the router's route for the VIP has (0: no route).
-    static int next_hops() {
-        const std::string route =
-            run_command(in_ns(lab_ns("client"), std::string("ip route show ") + kLabVip + " proto bird")).output;
-        if (route.find(kLabVip) == std::string::npos)
-            return 0;
-        int hops = 0;
-        for (std::size_t at = route.find("nexthop via"); at != std::string::npos;
-             at = route.find("nexthop via", at + 1))
-            ++hops;
-        return hops == 0 ? 1 : hops;
-    }
-
-    static std::chrono::milliseconds wait_for_next_hops(int wanted, std::chrono::milliseconds limit = 10s) {
-        const auto start = Clock::now();
-        while (next_hops() != wanted && Clock::now() - start < limit)
-            std::this_thread::sleep_for(10ms);
-        EXPECT_EQ(next_hops(), wanted) << "next hops of the router's VIP route";
-        return elapsed_ms(start);
-    }
-
-    // The VIP's ring fingerprint on every LB.
-    std::set<std::string> fingerprints() const {
-        std::set<std::string> seen;
-        for (const auto& lb : lbs_) {
-            const auto vips = lb->cli_json("vip show");
-            seen.insert(vips.is_array() && !vips.empty() ? vips[0].value("ring_sha256", "") : "");
-        }
-        return seen;
-    }
-
-    // When each LB last changed the VIP's ring (wall clock, s; one host's clock here).
-    std::vector<double> ring_applied_times() const {
-        std::vector<double> applied;
-        for (const auto& lb : lbs_) {
-            if (!lb->running())
-                continue;
-            const auto vips = lb->cli_json("vip show");
-            applied.push_back(vips.is_array() && !vips.empty() ? vips[0].value("ring_applied_timestamp_seconds", 0.0)
-                                                               : 0.0);
-        }
-        EXPECT_GT(*std::min_element(applied.begin(), applied.end()), 0.0) << "an LB never wrote its ring";
-        return applied;
-    }
-
-    static double wall_seconds() {
-        return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    }
-
-    // Polls until every LB sees BACKEND in STATE.
-    void wait_everywhere(const std::string& backend, const std::string& state) const {
-        for (const auto& lb : lbs_) {
-            if (!lb->running())
-                continue;
-            std::string seen;
-            for (int tries = 0; tries < 100; ++tries) {
-                for (const auto& row : lb->cli_json("backend show"))
-                    if (row.value("name", "") == backend)
-                        seen = row.value("state", "");
-                if (seen == state)
-                    break;
-                std::this_thread::sleep_for(50ms);
-            }
-            EXPECT_EQ(seen, state) << backend;
-        }
-    }
-
-    void on_every_lb(const std::string& command) const {
-        for (const auto& lb : lbs_)
-            EXPECT_EQ(lb->cli(command).exit_code, 0) << command;
-    }
-
     using Connections = std::unique_ptr<FILE, decltype(&pclose)>;
     // http_connections.py in the client's namespace, from `clients` addresses.
     // An answer later than timeout_s counts as a broken connection.
@@ -205,14 +69,6 @@ protected:
         EXPECT_TRUE(result.is_object()) << output;
         return result.is_object() ? result : nlohmann::json::object();
     }
-
-    std::optional<GuardReaper> reaper_;
-    std::vector<std::unique_ptr<LbDaemon>> lbs_;
-    bool lab_up_ = false;
-    // What every LB's config says: the VIP keeps clients on a backend; exceptions are shared.
-    bool persistent_ = true;
-    bool share_exceptions_ = true;
-    int started_lbs_ = kLbs;  // the daemons SetUp starts, LB 1 first
 };
 
 TEST_F(Fleet, TheRingsAreEqualOnEveryLbAfterEveryChange) {

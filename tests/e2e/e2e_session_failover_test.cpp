@@ -142,14 +142,6 @@ protected:
         return yaml.str();
     }
 
-    // A sample of backend N's agent metrics (scraped from the client), or nullopt.
-    static std::optional<double> agent_metric(int backend, const std::string& series) {
-        const auto scrape =
-            run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 http://" + backend_address(backend) + ":" +
-                                                    std::to_string(kAgentMetricsPort) + "/metrics"));
-        return scrape.exit_code == 0 ? sample_value(scrape.output, series) : std::nullopt;
-    }
-
     // The view in memcached server 1, read from the client's namespace with the agent's parser.
     static std::optional<session::MembershipView> stored_view() {
         return read_membership_view(lab_ns("client"), memcached_address(1), kMemcachedPort, kCluster);

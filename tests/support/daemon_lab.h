@@ -32,14 +32,6 @@
 
 namespace stickylb::testing::lab {
 
-// The value of SERIES (name and labels, as exposed) in a Prometheus scrape, or nullopt.
-inline std::optional<double> sample_value(const std::string& scrape, const std::string& series) {
-    const auto at = ("\n" + scrape).find("\n" + series + " ");
-    if (at == std::string::npos)
-        return std::nullopt;
-    return std::stod(scrape.substr(at + series.size() + 1));
-}
-
 class DaemonLabTest : public ::testing::Test {
 protected:
     // Runs lab.sh ARGUMENTS ("up ..."), then makes the work directory

@@ -128,6 +128,14 @@ inline std::string memcached_address(int index) { return lab_host(kLabMemcachedB
 inline std::string client_address(int extra) { return lab_host(kLabClientHost + extra); }
 // The agent lab.sh runs on each PHP backend with --sessions agent.
 // Milliseconds since START, for the figures the lab tests print.
+// The value of SERIES (name and labels, as exposed) in a Prometheus scrape, or nullopt.
+inline std::optional<double> sample_value(const std::string& scrape, const std::string& series) {
+    const auto at = ("\n" + scrape).find("\n" + series + " ");
+    if (at == std::string::npos)
+        return std::nullopt;
+    return std::stod(scrape.substr(at + series.size() + 1));
+}
+
 inline std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
 }

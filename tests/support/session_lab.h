@@ -84,6 +84,13 @@ inline std::optional<Counter> parse_counter(const std::string& body) {
     return counter;
 }
 
+// A sample of backend N's agent metrics (scraped from the client's namespace), or nullopt.
+inline std::optional<double> agent_metric(int backend, const std::string& series) {
+    const auto scrape = run_command(in_ns(lab_ns("client"), "curl -sS --max-time 3 http://" + backend_address(backend) +
+                                                                ":" + std::to_string(kAgentMetricsPort) + "/metrics"));
+    return scrape.exit_code == 0 ? sample_value(scrape.output, series) : std::nullopt;
+}
+
 // The cluster's membership view as the memcached at ADDRESS:PORT holds it, read
 // from inside NS with the agent's own parser; nullopt if it is absent or
 // memcached does not answer (an unparsable view fails the test).
