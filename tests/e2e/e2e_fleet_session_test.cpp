@@ -5,14 +5,17 @@
 // client address each) count in their sessions, every request on a new connection
 // that the router gives to any LB. LB 1, which writes the agents' membership views,
 // dies (its namespace deleted), then the backend holding the most users crashes
-// (Apache and agent killed): every user's counter goes on from where it was, on the
-// same session, with no update lost; the LB's death moves no user to another backend.
+// (Apache and agent killed) while a request of one of its users holds the session
+// lock: every user's counter goes on from where it was, on the same session, with no
+// update lost (the held request's died with it), the lock broken through the view the
+// new writer wrote; the LB's death moves no user to another backend.
 //
 // Needs root. The test builds its lab with tools/lab/lab.sh and removes it after.
 #include <signal.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <string>
@@ -178,10 +181,31 @@ TEST_F(FleetSessions, AnLbThenABackendDieAndEveryUsersCounterGoesOn) {
             doomed = backend;
     const auto view_before = read_membership_view(lab_ns("client"), memcached_address(1), kMemcachedPort, "web");
     ASSERT_TRUE(view_before);
+    // One of its users has a request under way there that holds the session lock: only
+    // the view LB 2 writes, saying the backend down, lets another backend's agent break it.
+    const User& holder =
+        *std::find_if(users_.begin(), users_.end(), [&](const User& u) { return u.backend == doomed; });
+    const int doomed_index = std::stoi(doomed.substr(2));
+    std::filesystem::remove(lab_hold_pid_file(doomed_index));
+    BackgroundCommand hold(
+        in_ns(lab_ns("client"), "curl -sS --interface " + holder.address + " --max-time 60" + kCurlStatusFormat +
+                                    " -H " + shell_quote("Cookie: PHPSESSID=" + holder.sid) + " " +
+                                    shell_quote(std::string("http://") + kLabVip + "/hold.php?ms=10000")));
+    for (const auto deadline = Clock::now() + 10s;
+         !std::filesystem::exists(lab_hold_pid_file(doomed_index)) && Clock::now() < deadline;)
+        std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(std::filesystem::exists(lab_hold_pid_file(doomed_index))) << "hold.php took no lock on " << doomed;
     const auto backend_killed = Clock::now();
     ASSERT_EQ(run_command(lab_command("crash-backend " + doomed.substr(2))).exit_code, 0);
     every_user_counts_on(doomed + " crashed (" + std::to_string(before.at(doomed).size()) + " of its users)",
                          backend_killed, elapsed_ms(backend_killed));
+    hold.kill_group();
+    EXPECT_EQ(hold.wait().output.find("HTTP_STATUS 200"), std::string::npos) << "the killed request answered";
+    double locks_broken = 0;
+    for (int backend = 1; backend <= kBackends; ++backend)
+        if (backend != doomed_index)
+            locks_broken += agent_metric(backend, "stickylb_agent_locks_broken_owner_down_total").value_or(0);
+    EXPECT_EQ(locks_broken, 1.0) << "the held lock was not broken through the view";
     const auto after = users_by_backend();
     EXPECT_EQ(after.count(doomed), 0u) << "a user is still on the crashed backend";
     for (const auto& [backend, users] : before)
