@@ -116,11 +116,25 @@ TEST_F(Fleet, TheRingsAreEqualOnEveryLbAfterEveryChange) {
     wait_everywhere("be1", "up");
     EXPECT_EQ(fingerprints(), initial) << "back up: the ring of the start again";
 
-    on_every_lb("backend drain web be2");
+    // Drains and weights are the fleet's: given on one LB, they reach every LB.
+    ASSERT_EQ(lbs_[0]->cli("backend drain web be2").exit_code, 0);
     wait_everywhere("be2", "draining");
-    EXPECT_EQ(fingerprints().size(), 1u) << "a drain";
-    on_every_lb("backend enable web be2");
-    on_every_lb("backend set web be3 weight 3");
+    EXPECT_EQ(fingerprints().size(), 1u) << "a drain on LB 1";
+    ASSERT_EQ(lbs_[1]->cli("backend enable web be2").exit_code, 0);
+    ASSERT_EQ(lbs_[1]->cli("backend set web be3 weight 3").exit_code, 0);
+    wait_everywhere("be2", "up");
+    const auto wait_for_weight = [&](const LbDaemon& lb) {
+        for (int tries = 0; tries < 100; ++tries) {
+            for (const auto& row : lb.cli_json("backend show"))
+                if (row.value("name", "") == "be3" && row.value("weight", 0) == 3)
+                    return true;
+            std::this_thread::sleep_for(50ms);
+        }
+        return false;
+    };
+    for (const auto& lb : lbs_) {
+        EXPECT_TRUE(wait_for_weight(*lb)) << "LB " << lb->index() << " did not take LB 2's weight";
+    }
     const auto reweighted = fingerprints();
     EXPECT_EQ(reweighted.size(), 1u) << "a weight change";
     EXPECT_NE(reweighted, initial);

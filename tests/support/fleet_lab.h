@@ -162,11 +162,6 @@ protected:
         }
     }
 
-    void on_every_lb(const std::string& command) const {
-        for (const auto& lb : lbs_)
-            EXPECT_EQ(lb->cli(command).exit_code, 0) << command;
-    }
-
     // What lab.sh up is given, besides --lbs.
     virtual std::string lab_options() const {
         return "--mode l2 --memcached 1 --backends " + std::to_string(kBackends);

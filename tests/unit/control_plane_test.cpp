@@ -649,6 +649,38 @@ TEST_F(ControlPlaneTest, TheLowestHostOfTheFleetWritesTheMembershipViewAndATakeO
     EXPECT_EQ(request("cluster", "show").result["membership_view_writer"], "lb1");
 }
 
+// Drains and weights are the fleet's: a version in the roster is applied here, and a
+// drain or weight set here goes into the roster under the next version.
+TEST_F(ControlPlaneTest, DrainsAndWeightsGoThroughTheFleetsRosterBothWays) {
+    STICKYLB_REQUIRE_MEMCACHED();
+    testing::MemcachedProcess memcached;
+    const std::string text = fleet_config_text(memcached.address(), "10s");
+    const DaemonConfig ours = parse_config(text, "lb1.yaml");
+    const VipConfig& web = ours.vips.at(0);
+    MemcachedClient client(memcached.address(), {});
+    fleet::Roster roster = peers_running(ours);
+    roster.overrides = {.version = 5, .by = "lb2", .backends = {{observation_key(web, "be2"), {true, std::nullopt}}}};
+    client.set(fleet::roster_key("web-fleet"), fleet::encode(roster), 60s);
+
+    start(text);
+    plane_->begin_service();
+    ASSERT_NO_FATAL_FAILURE(wait_for_health());
+    ASSERT_TRUE(run_until([&] { return row_of(request("backend", "show").result, "be2")["state"] == "draining"; }))
+        << request("backend", "show").result.dump();
+
+    ASSERT_EQ(request("backend", "set", {{"vip", "web"}, {"name", "be1"}, {"weight", 3}}).error, "");
+    fleet::SharedOverrides stored;
+    ASSERT_TRUE(run_until([&] {
+        stored = fleet::decode(client.get(fleet::roster_key("web-fleet")).value_or("")).overrides;
+        return stored.version == 6;
+    })) << request("cluster", "show").result.dump();
+    EXPECT_EQ(stored.by, "lb1");
+    EXPECT_EQ(stored.backends,
+              (std::map<std::string, fleet::SharedOverride>{{observation_key(web, "be1"), {false, 3}},
+                                                            {observation_key(web, "be2"), {true, std::nullopt}}}));
+    EXPECT_EQ(row_of(request("backend", "show").result, "be2")["state"], "draining") << "the fleet's drain stays";
+}
+
 TEST_F(ControlPlaneTest, ClusterShowOutsideAFleetSaysWhy) {
     start(config_text());
     const json cluster = request("cluster", "show").result;

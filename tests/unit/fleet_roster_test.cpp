@@ -151,6 +151,39 @@ TEST(FleetRoster, NamesEachHostsFlowExceptionsVersionAndBoundsItsChunks) {
     EXPECT_THROW(fleet::decode(text.dump()), fleet::RosterError) << "not truncated to a small count";
 }
 
+// The fleet's drains and weights: carried with the roster, kept by every host's write,
+// and of several servers' the highest version counts.
+TEST(FleetRoster, CarriesTheFleetsOverridesUnderAVersionThatWritesKeep) {
+    fleet::Roster roster{{member("lb1", "a", 1, 2)}};
+    roster.overrides = {.version = 4,
+                        .by = "lb1",
+                        .backends = {{"6/10.0.0.10/80/a", {.drained = true, .weight = std::nullopt}},
+                                     {"6/10.0.0.10/80/b", {.drained = false, .weight = 3}}}};
+    EXPECT_EQ(fleet::decode(fleet::encode(roster)), roster);
+    EXPECT_EQ(fleet::with_member(roster, member("lb2", "a", 1, 2), 2, std::chrono::seconds(3)).overrides,
+              roster.overrides)
+        << "another host's heartbeat keeps them";
+
+    fleet::Roster older{{member("lb2", "a", 1, 2)}};
+    older.overrides = {.version = 3, .by = "lb2", .backends = {}};
+    EXPECT_EQ(fleet::combine({older, roster}).overrides.version, 4u);
+    EXPECT_EQ(fleet::combine({roster, older}).overrides.version, 4u);
+
+    const auto with = [&](const char* path, nlohmann::json value) {
+        nlohmann::json text = nlohmann::json::parse(fleet::encode(roster));
+        text["overrides"][nlohmann::json::json_pointer(path)] = std::move(value);
+        return text.dump();
+    };
+    nlohmann::json none = nlohmann::json::parse(fleet::encode(roster));
+    none.erase("overrides");
+    EXPECT_EQ(fleet::decode(none.dump()).overrides, fleet::SharedOverrides{}) << "written before overrides were shared";
+    EXPECT_THROW(fleet::decode(with("/backends/6~110.0.0.10~180~1a/weight", 65536)), fleet::RosterError);
+    EXPECT_THROW(fleet::decode(with("/backends/6~110.0.0.10~180~1a/drained", "yes")), fleet::RosterError);
+    EXPECT_THROW(fleet::decode(with("/backends/a b", nlohmann::json{{"drained", true}})), fleet::RosterError);
+    EXPECT_THROW(fleet::decode(with("/version", -1)), fleet::RosterError);
+    EXPECT_THROW(fleet::decode(with("/backends", nlohmann::json::array())), fleet::RosterError);
+}
+
 TEST(FleetHealth, DownWhenAtLeastHalfOfTheHostsThatKnowSayDown) {
     EXPECT_EQ(fleet_health({}), HealthVerdict::unknown);
     EXPECT_EQ(fleet_health({.up = 2, .down = 1}), HealthVerdict::up) << "one host of three cut off from it";

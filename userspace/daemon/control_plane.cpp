@@ -108,8 +108,10 @@ ControlPlane::ControlPlane(boost::asio::io_context& io, std::string config_path,
             config_fingerprint(config_), session_->signing_key(), [this] { on_fleet_change(); },
             [this] { on_fleet_checks_change(); });
     // Until the roster says which host writes the views, this one writes none.
-    if (fleet_)
+    if (fleet_) {
         session_->set_view_writer(false);
+        fleet_->on_overrides_change([this] { on_fleet_overrides_change(); });
+    }
     if (fleet_ && config_.announce.share_exceptions)
         exceptions_ = std::make_unique<ExceptionSync>(
             io_, worker_, tables_, *fleet_, session_->links(),
@@ -281,7 +283,35 @@ void ControlPlane::on_fleet_change() {
     case FleetStanding::pending: break;
     }
     choose_membership_view_writer();
+    // A fleet whose roster holds no overrides yet starts from this host's.
+    if (fleet_->standing() == FleetStanding::agrees && fleet_->overrides().version == 0 && !overrides_.empty())
+        fleet_->set_overrides(shared_overrides());
     announce();
+}
+
+std::map<std::string, fleet::SharedOverride> ControlPlane::shared_overrides() const {
+    std::map<std::string, fleet::SharedOverride> shared;
+    for (const auto& [id, override_of] : overrides_)
+        shared[observation_key(find_vip(id.first), id.second)] = {override_of.drained, override_of.weight};
+    return shared;
+}
+
+void ControlPlane::on_fleet_overrides_change() {
+    const fleet::SharedOverrides& fleet_overrides = fleet_->overrides();
+    AdminOverrides applied;
+    for (const VipConfig& vip : config_.vips)
+        for (const BackendConfig& backend : vip.backends) {
+            const auto found = fleet_overrides.backends.find(observation_key(vip, backend.name));
+            if (found != fleet_overrides.backends.end())
+                applied[{vip.name, backend.name}] = {found->second.drained, found->second.weight};
+        }
+    if (applied == overrides_)
+        return;
+    spdlog::info("fleet {}: overrides version {} by {}: {} backends drained or reweighted", config_.announce.fleet,
+                 fleet_overrides.version, fleet_overrides.by, applied.size());
+    overrides_ = std::move(applied);
+    reconcile(ReconcileCause::admin, "the fleet's overrides");
+    save_state();
 }
 
 void ControlPlane::on_fleet_checks_change() {
@@ -749,6 +779,8 @@ nlohmann::json ControlPlane::apply_override(const BackendId& id, const AdminOver
         overrides_.erase(id);
     else
         overrides_[id] = override_of;
+    if (fleet_)
+        fleet_->set_overrides(shared_overrides());
     reconcile(ReconcileCause::admin, std::string(what) + " " + to_string(id));
     save_state();
     return backends_json(nlohmann::json{{"vip", id.first}, {"name", id.second}});

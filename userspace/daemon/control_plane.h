@@ -161,6 +161,10 @@ private:
     // peers running its config; itself when alone (no memcached server answers) or
     // in no fleet; none while its standing is pending or differs.
     std::optional<std::string> membership_view_writer() const;
+    // Drains and weights are the fleet's: this host's overrides by observation_key,
+    // and what the fleet's roster says applied here.
+    std::map<std::string, fleet::SharedOverride> shared_overrides() const;
+    void on_fleet_overrides_change();
     void choose_membership_view_writer();
     // This host's own checks, written to the fleet roster.
     HealthVerdict own_verdict(const BackendId& id) const;

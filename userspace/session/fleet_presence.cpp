@@ -151,7 +151,7 @@ void FleetPresence::write(ServerState& server) {
     const session::SigningKey* signing = key_;
     server.link->publish(
         key_name,
-        [result, me, key_name, ttl, freshness, signing](MemcachedClient& client) {
+        [result, me, overrides = overrides_, key_name, ttl, freshness, signing](MemcachedClient& client) {
             for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
                 const auto stored = client.gets(key_name);
                 fleet::Roster roster;
@@ -172,6 +172,8 @@ void FleetPresence::write(ServerState& server) {
                     if (old.host == me.host && old.fingerprint.digest == me.fingerprint.digest)
                         entry.since_ms = std::min(entry.since_ms, old.since_ms);
                 roster = fleet::with_member(std::move(roster), entry, wall_ms(), freshness);
+                if (overrides.version > roster.overrides.version)
+                    roster.overrides = overrides;
                 const std::string value = session::sign_value(signing, key_name, fleet::encode(roster));
                 const bool written = stored ? client.compare_and_swap(key_name, value, ttl, stored->cas)
                                             : client.add(key_name, value, ttl);
@@ -312,10 +314,28 @@ void FleetPresence::judge() {
     };
     if (!same_exceptions(previous_peers, sharing_peers_) && peer_exceptions_changed_)
         peer_exceptions_changed_();
+    // Equal versions with other content: another host's change took the version first;
+    // the roster's wins, so that every host applies the same overrides.
+    if (combined_.overrides.version > overrides_.version ||
+        (combined_.overrides.version == overrides_.version && combined_.overrides != overrides_)) {
+        overrides_ = combined_.overrides;
+        if (overrides_changed_)
+            overrides_changed_();
+    }
     if (standing_ != previous_standing || verdict_.reason != previous.reason ||
         verdict_.agreeing != previous.agreeing || verdict_.differing != previous.differing)
         if (changed_)
             changed_();
+}
+
+void FleetPresence::set_overrides(std::map<std::string, fleet::SharedOverride> backends) {
+    overrides_.version = std::max(overrides_.version, combined_.overrides.version) + 1;
+    overrides_.by = settings_.host;
+    overrides_.backends = std::move(backends);
+    if (!started_)
+        return;  // the first heartbeat carries them
+    for (auto& [name, server] : servers_)
+        write(server);
 }
 
 void FleetPresence::fill_metrics(metrics::FleetSample& sample) const {
@@ -368,6 +388,8 @@ nlohmann::json FleetPresence::show() const {
             {"freshness_ms", settings_.freshness().count()},
             {"hosts", hosts},
             {"servers", servers},
+            {"overrides",
+             {{"version", overrides_.version}, {"by", overrides_.by}, {"backends", overrides_.backends.size()}}},
             {"heartbeats", counters_.heartbeats},
             {"write_failures", counters_.write_failures},
             {"rejected_rosters", counters_.rejected_rosters},

@@ -80,6 +80,13 @@ public:
     void set_flow_exceptions(std::uint64_t version, std::uint32_t chunks);
     void on_peer_exceptions_change(Changed changed) { peer_exceptions_changed_ = std::move(changed); }
 
+    // The operators' drains and weights, shared by the fleet (fleet_roster.h). An
+    // operator's change here takes the next version and is written at once; a higher
+    // version read from a server replaces what is held (changed: called then).
+    void set_overrides(std::map<std::string, fleet::SharedOverride> backends);
+    const fleet::SharedOverrides& overrides() const { return overrides_; }
+    void on_overrides_change(Changed changed) { overrides_changed_ = std::move(changed); }
+
     FleetStanding standing() const { return standing_; }
     const fleet::Verdict& verdict() const { return verdict_; }
     // What `stickylb cluster show` prints of the fleet (the daemon adds the VIPs).
@@ -120,7 +127,8 @@ private:
     std::int64_t since_ms_;
     std::uint64_t sequence_ = 0;
     const session::SigningKey* key_;
-    Changed changed_, peers_changed_, peer_exceptions_changed_;
+    Changed changed_, peers_changed_, peer_exceptions_changed_, overrides_changed_;
+    fleet::SharedOverrides overrides_;  // the highest version this host wrote or read
     std::set<std::string> own_down_, own_unchecked_;
     std::uint64_t flows_version_ = 0;
     std::uint32_t flows_chunks_ = 0;

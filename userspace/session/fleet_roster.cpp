@@ -96,6 +96,38 @@ Member member_from(const nlohmann::json& entry) {
     return member;
 }
 
+// Absent in rosters written before hosts shared their overrides: none.
+SharedOverrides overrides_from(const nlohmann::json& document) {
+    SharedOverrides overrides;
+    const auto found = document.find("overrides");
+    if (found == document.end())
+        return overrides;
+    if (!found->is_object())
+        refuse("\"overrides\" is not an object");
+    overrides.version = number_field<std::uint64_t>(*found, "version");
+    overrides.by = text_field(*found, "by", kMaxHostIdBytes);
+    const auto backends = found->find("backends");
+    if (backends == found->end() || !backends->is_object() || backends->size() > kMaxObservations)
+        refuse("overrides: \"backends\" missing, not an object or more than " + std::to_string(kMaxObservations));
+    for (const auto& [key, entry] : backends->items()) {
+        if (!printable_word(key, kMaxObservationKeyBytes) || !entry.is_object())
+            refuse("overrides: an entry that is not a backend's key and an object");
+        SharedOverride override_of;
+        const auto drained = entry.find("drained");
+        if (drained == entry.end() || !drained->is_boolean())
+            refuse("overrides of " + key + ": \"drained\" missing or not true/false");
+        override_of.drained = drained->get<bool>();
+        if (const auto weight = entry.find("weight"); weight != entry.end() && !weight->is_null()) {
+            const auto value = number_field<std::uint32_t>(entry, "weight");
+            if (value > kMaxOverrideWeight)
+                refuse("overrides of " + key + ": weight above " + std::to_string(kMaxOverrideWeight));
+            override_of.weight = value;
+        }
+        overrides.backends[key] = override_of;
+    }
+    return overrides;
+}
+
 }  // namespace
 
 bool fresh(const Member& member, std::int64_t now_ms, std::chrono::milliseconds freshness) {
@@ -121,7 +153,18 @@ std::string encode(const Roster& roster) {
                            {"flows_version", member.flows_version},
                            {"flows_chunks", member.flows_chunks}});
     }
-    std::string text = nlohmann::json{{"version", kVersion}, {"members", members}}.dump();
+    nlohmann::json document{{"version", kVersion}, {"members", members}};
+    if (roster.overrides.version != 0) {
+        if (roster.overrides.backends.size() > kMaxObservations)
+            refuse("overrides of more than " + std::to_string(kMaxObservations) + " backends");
+        nlohmann::json backends = nlohmann::json::object();
+        for (const auto& [key, override_of] : roster.overrides.backends)
+            backends[key] = {{"drained", override_of.drained},
+                             {"weight", override_of.weight ? nlohmann::json(*override_of.weight) : nlohmann::json()}};
+        document["overrides"] = {
+            {"version", roster.overrides.version}, {"by", roster.overrides.by}, {"backends", backends}};
+    }
+    std::string text = document.dump();
     if (text.size() > kMaxRosterBytes)
         refuse(std::to_string(roster.members.size()) + " hosts take " + std::to_string(text.size()) +
                " bytes, more than " + std::to_string(kMaxRosterBytes));
@@ -154,6 +197,7 @@ Roster decode(std::string_view text) {
     }
     std::sort(roster.members.begin(), roster.members.end(),
               [](const Member& a, const Member& b) { return a.host < b.host; });
+    roster.overrides = overrides_from(document);
     return roster;
 }
 
@@ -182,6 +226,9 @@ Roster combine(const std::vector<Roster>& rosters) {
     Roster combined;
     for (auto& [host, member] : newest)
         combined.members.push_back(std::move(member));
+    for (const Roster& roster : rosters)
+        if (roster.overrides.version > combined.overrides.version)
+            combined.overrides = roster.overrides;
     return combined;
 }
 

@@ -21,8 +21,14 @@
 // config is up to it, which keeps a healthy fleet's roster small. Only hosts with the
 // same fingerprint, hence the same backends, read each other's lists. The entry
 // names, last, the version of the host's flow exceptions, kept under keys of their own.
+//
+// Beside the entries, the roster holds the fleet's operator overrides (drains and
+// weights, by observation_key) under a version that every change raises: a host's
+// `stickylb backend drain` goes to every host with the next write, and every host
+// applies the highest version it reads.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <set>
 #include <optional>
 #include <stdexcept>
@@ -58,8 +64,24 @@ struct Member {
     bool operator==(const Member&) const = default;
 };
 
+// An operator's override of one backend, as config weights and drains are overridden.
+struct SharedOverride {
+    bool drained = false;
+    std::optional<std::uint32_t> weight;
+    bool operator==(const SharedOverride&) const = default;
+};
+inline constexpr std::uint32_t kMaxOverrideWeight = 65535;  // as `stickylb backend set` takes
+
+struct SharedOverrides {
+    std::uint64_t version = 0;                       // 0: none written yet
+    std::string by;                                  // the host that wrote this version
+    std::map<std::string, SharedOverride> backends;  // by observation_key, at most kMaxObservations
+    bool operator==(const SharedOverrides&) const = default;
+};
+
 struct Roster {
     std::vector<Member> members;  // by host, each host once
+    SharedOverrides overrides = {};
     bool operator==(const Roster&) const = default;
 };
 
@@ -80,7 +102,7 @@ bool fresh(const Member& member, std::int64_t now_ms, std::chrono::milliseconds 
 // than now - freshness dropped.
 Roster with_member(Roster stored, const Member& self, std::int64_t now_ms, std::chrono::milliseconds freshness);
 // What several memcached servers hold, as one: per host, the entry with the newest
-// heartbeat (then the higher sequence).
+// heartbeat (then the higher sequence); the overrides of the highest version.
 Roster combine(const std::vector<Roster>& rosters);
 
 struct Verdict {
